@@ -1,0 +1,59 @@
+# One entry point for developers and CI. `make test` is what .ci/run calls.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv lint format crds test test-unit test-integration test-e2e binaries up down validate-examples
+
+help:
+	@echo "make test        lint, type checks and every test layer (what CI runs)"
+	@echo "make up          build/reuse Kubernetes, start the local cluster, install CRDs and examples"
+	@echo "make down        stop the local cluster"
+	@echo "make crds        regenerate crds/ from the API models"
+	@echo "make lint        ruff, mypy and the layering contract"
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check operator tests e2e bench
+	$(VENV)/bin/ruff format --check operator tests e2e bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format operator tests e2e bench
+	$(VENV)/bin/ruff check --fix operator tests e2e bench
+
+crds: $(STAMP)
+	$(VENV)/bin/cadre crds --output crds
+
+validate-examples: $(STAMP)
+	$(VENV)/bin/cadre validate examples/*.yaml
+
+test-unit: $(STAMP)
+	$(VENV)/bin/pytest tests/unit
+
+binaries:
+	bash e2e/cluster/build-binaries.sh
+
+test-integration: $(STAMP) binaries
+	$(VENV)/bin/pytest tests/integration
+
+test-e2e: $(STAMP) binaries
+	$(VENV)/bin/pytest e2e
+
+test: lint validate-examples test-unit test-integration test-e2e
+
+up: $(STAMP) binaries
+	PYTHONPATH=e2e $(PY) -m localcluster up --with-examples
+
+down: $(STAMP)
+	PYTHONPATH=e2e $(PY) -m localcluster down

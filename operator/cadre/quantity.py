@@ -1,0 +1,111 @@
+"""Kubernetes resource quantities ("500m", "200Gi", "1e3") as exact numbers.
+
+Parsing follows k8s.io/apimachinery's resource.Quantity grammar, restricted to
+non-negative values: a request of "-1" CPU is a mistake, never a valid ask.
+Numbers are kept as `Decimal` so money and resource sums never drift.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Final
+
+# The grammar of resource.Quantity without the sign. Used as the CRD's `pattern`
+# too, so the API server and `cadre validate` reject the same strings.
+QUANTITY_PATTERN: Final = (
+    r"^(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?[0-9]+))?$"
+)
+_QUANTITY_RE: Final = re.compile(QUANTITY_PATTERN)
+
+_BINARY_SUFFIXES: Final = {
+    "Ki": Decimal(2) ** 10,
+    "Mi": Decimal(2) ** 20,
+    "Gi": Decimal(2) ** 30,
+    "Ti": Decimal(2) ** 40,
+    "Pi": Decimal(2) ** 50,
+    "Ei": Decimal(2) ** 60,
+}
+_DECIMAL_SUFFIXES: Final = {
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "": Decimal(1),
+    "k": Decimal("1e3"),
+    "M": Decimal("1e6"),
+    "G": Decimal("1e9"),
+    "T": Decimal("1e12"),
+    "P": Decimal("1e15"),
+    "E": Decimal("1e18"),
+}
+
+GIB: Final = Decimal(2) ** 30
+
+
+class QuantityError(ValueError):
+    """A string that is not a non-negative Kubernetes quantity."""
+
+
+def _explain(text: str) -> str:
+    if text.startswith(("-", "+")):
+        return (
+            f"{text!r} has a sign; a quantity must be a plain non-negative amount such as 500m or 2"
+        )
+    lowered = text.lower()
+    for wrong, right in (
+        ("gb", "G or Gi"),
+        ("mb", "M or Mi"),
+        ("kb", "k or Ki"),
+        ("tb", "T or Ti"),
+    ):
+        if lowered.endswith(wrong):
+            return (
+                f"{text!r} is not Kubernetes syntax: write {right} (for example 200Gi), "
+                f"not {text[-2:]}"
+            )
+    return (
+        f"{text!r} is not a Kubernetes quantity: use a number with an optional suffix, "
+        "such as 500m, 4, 200Gi or 1.5G"
+    )
+
+
+def parse_quantity(value: str | int) -> Decimal:
+    """Return the exact amount a quantity denotes, in base units (cores, bytes)."""
+    if isinstance(value, bool):
+        raise QuantityError(f"{value!r} is not a quantity")
+    if isinstance(value, int):
+        if value < 0:
+            raise QuantityError(_explain(str(value)))
+        return Decimal(value)
+    text = value.strip()
+    if not _QUANTITY_RE.match(text):
+        raise QuantityError(_explain(text))
+    number, suffix = _split_suffix(text)
+    try:
+        amount = Decimal(number)
+    except InvalidOperation as err:  # pragma: no cover - the regex already guards this
+        raise QuantityError(_explain(text)) from err
+    if suffix in _BINARY_SUFFIXES:
+        return amount * _BINARY_SUFFIXES[suffix]
+    if suffix in _DECIMAL_SUFFIXES:  # checked before the exponent: "1E" is one exa
+        return amount * _DECIMAL_SUFFIXES[suffix]
+    return amount * (Decimal(10) ** int(suffix[1:]))
+
+
+def _split_suffix(text: str) -> tuple[str, str]:
+    for index, char in enumerate(text):
+        if char in "eE" and index > 0:
+            return text[:index], text[index:]
+        if char.isalpha():
+            return text[:index], text[index:]
+    return text, ""
+
+
+def to_millicores(value: str | int) -> int:
+    """CPU quantity as whole millicores, rounding up like the scheduler does."""
+    return int((parse_quantity(value) * 1000).to_integral_value(rounding="ROUND_CEILING"))
+
+
+def to_bytes(value: str | int) -> int:
+    """Memory quantity as whole bytes, rounding up."""
+    return int(parse_quantity(value).to_integral_value(rounding="ROUND_CEILING"))
