@@ -177,7 +177,7 @@ CASES: tuple[Case, ...] = (
         "tj",
         (("metadata.name", "1resnet"),),
         "metadata.name",
-        "must start with a letter",
+        "starts with a letter",
     ),
     Case(
         "tj-env-value-and-secret",

@@ -120,7 +120,7 @@ def openapi_schema(info: KindInfo) -> Schema:
                 "type": "string",
             },
             "kind": {"description": f"The kind of this object: {info.kind}.", "type": "string"},
-            "metadata": {"type": "object"},
+            "metadata": _metadata_schema(info),
             "spec": to_structural(properties["spec"], defs),
             "status": to_structural(properties["status"], defs),
         },
@@ -128,6 +128,20 @@ def openapi_schema(info: KindInfo) -> Schema:
     if "x-kubernetes-validations" in full:
         root["x-kubernetes-validations"] = full["x-kubernetes-validations"]
     return root
+
+
+def _metadata_schema(info: KindInfo) -> Schema:
+    """Only metadata.name may be restricted in a CRD; the rest is the API server's."""
+    if info.name_pattern is None:
+        return {"type": "object"}
+    name: Schema = {
+        "description": f"The name; at most {info.name_max_length} characters, starting with "
+        "a letter, because worker hostnames and a Service derive from it.",
+        "type": "string",
+        "maxLength": info.name_max_length,
+        "pattern": info.name_pattern,
+    }
+    return {"type": "object", "properties": {"name": name}}
 
 
 def crd_for(info: KindInfo) -> Schema:

@@ -10,7 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from cadre.api.common import API_VERSION, GROUP, VERSION, CadreModel, Condition
+from cadre.api.common import (
+    API_VERSION,
+    GROUP,
+    VERSION,
+    WORKLOAD_NAME_MAX_LENGTH,
+    WORKLOAD_NAME_PATTERN,
+    CadreModel,
+    Condition,
+)
 from cadre.api.modeldeployment import (
     ModelDeployment,
     ModelDeploymentSpec,
@@ -31,6 +39,9 @@ class KindInfo:
     scope: Literal["Namespaced", "Cluster"]
     model: type[CadreModel]
     printer_columns: tuple[dict[str, object], ...]
+    # Stricter object names than Kubernetes' default, where child names derive from them.
+    name_pattern: str | None = None
+    name_max_length: int | None = None
 
 
 KINDS: Final[dict[str, KindInfo]] = {
@@ -41,12 +52,14 @@ KINDS: Final[dict[str, KindInfo]] = {
         short_names=("tj",),
         scope="Namespaced",
         model=TrainingJob,
+        name_pattern=WORKLOAD_NAME_PATTERN,
+        name_max_length=WORKLOAD_NAME_MAX_LENGTH,
         printer_columns=(
             {
                 "name": "Phase",
                 "type": "string",
                 "jsonPath": ".status.phase",
-                "description": "Queued, Admitted, Running, Succeeded, Failed, Preempted, Suspended.",
+                "description": "Summary of the conditions: Queued, Running, Succeeded...",
             },
             {
                 "name": "Workers",
@@ -102,6 +115,8 @@ KINDS: Final[dict[str, KindInfo]] = {
         short_names=("md",),
         scope="Namespaced",
         model=ModelDeployment,
+        name_pattern=WORKLOAD_NAME_PATTERN,
+        name_max_length=WORKLOAD_NAME_MAX_LENGTH,
         printer_columns=(
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
             {"name": "URL", "type": "string", "jsonPath": ".status.url"},

@@ -22,6 +22,10 @@ VERSION: Final = "v1alpha1"
 API_VERSION: Final = f"{GROUP}/{VERSION}"
 
 DNS_LABEL_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# Names of workloads whose pods get `<name>-<index>` hostnames and a Service of the
+# same name: an RFC 1035 label, short enough to leave room for the suffix.
+WORKLOAD_NAME_PATTERN: Final = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+WORKLOAD_NAME_MAX_LENGTH: Final = 50
 # Condition reasons are CamelCase words, as in metav1.Condition.
 REASON_PATTERN: Final = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 MONEY_PATTERN: Final = r"^[0-9]+(\.[0-9]{1,6})?$"
@@ -64,9 +68,12 @@ Quantity = Annotated[
     PlainValidator(_validate_quantity),
     WithJsonSchema(
         {
-            "anyOf": [{"type": "integer", "minimum": 0}, {"type": "string"}],
+            # Exactly this anyOf is the structural spelling of int-or-string; the
+            # pattern checks strings and the minimum checks integers.
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
             "x-kubernetes-int-or-string": True,
             "pattern": QUANTITY_PATTERN,
+            "minimum": 0,
         }
     ),
 ]

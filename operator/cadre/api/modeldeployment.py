@@ -172,21 +172,6 @@ class ModelDeploymentStatus(CadreModel):
 class ModelDeployment(CadreModel):
     """A model served behind a Service, with autoscaling and an optional canary."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "self.metadata.name.size() <= 50 && "
-                    "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
-                    "message": "a ModelDeployment name must start with a letter, use only "
-                    "lowercase letters, digits and '-', and be at most 50 characters",
-                    "fieldPath": ".metadata.name",
-                    "reason": "FieldValueInvalid",
-                }
-            ]
-        }
-    )
-
     api_version: Literal["cadre.dev/v1alpha1"] = "cadre.dev/v1alpha1"
     kind: Literal["ModelDeployment"] = "ModelDeployment"
     metadata: dict[str, object] = Field(default_factory=dict)

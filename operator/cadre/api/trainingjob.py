@@ -235,15 +235,6 @@ class TrainingJob(CadreModel):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                {
-                    "rule": "self.metadata.name.size() <= 50 && "
-                    "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
-                    "message": "a TrainingJob name must start with a letter, use only lowercase "
-                    "letters, digits and '-', and be at most 50 characters (worker hostnames "
-                    "add '-<index>' to it)",
-                    "fieldPath": ".metadata.name",
-                    "reason": "FieldValueInvalid",
-                },
                 _frozen_rule(),
             ]
         }

@@ -92,30 +92,24 @@ def _check_against(document: dict[str, Any], kind: str, *, with_metadata: bool) 
     schema = _schema_for(kind)
     defaulted = apply_defaults(document, schema)
     errors = list(_check_metadata(document)) if with_metadata else []
-    errors.extend(check(defaulted, schema, ""))
+    # The general name check already spoke about metadata.name: keep one message.
+    errors.extend(
+        e for e in check(defaulted, schema, "") if not (errors and e.path == "metadata.name")
+    )
     if not any(e.blocks_rules for e in errors):
-        # As the API server: CEL runs unless a value has the wrong type or enum.
-        name_known = not any(e.path.startswith("metadata") for e in errors)
-        errors.extend(_rules(defaulted, schema, name_known))
+        # As the API server does: CEL runs unless a blocking schema error was found.
+        errors.extend(check_rules(defaulted, schema, ""))
     errors.extend(_model_errors(document, kind, errors))
     return sorted(set(errors), key=lambda e: (e.path, e.message))
-
-
-def _rules(value: dict[str, Any], schema: Schema, name_known: bool) -> list[FieldError]:
-    if name_known:
-        return list(check_rules(value, schema, ""))
-    # Root rules read metadata.name; without one only the nested rules can run.
-    nested = {k: v for k, v in schema.items() if k != "x-kubernetes-validations"}
-    return list(check_rules(value, nested, ""))
 
 
 def _check_metadata(document: dict[str, Any]) -> list[FieldError]:
     metadata = document.get("metadata")
     if not isinstance(metadata, dict):
-        return [FieldError("metadata.name", "is required")]
+        return [FieldError("metadata.name", "is required", blocks_rules=True)]
     name = metadata.get("name")
     if not isinstance(name, str) or not name:
-        return [FieldError("metadata.name", "is required")]
+        return [FieldError("metadata.name", "is required", blocks_rules=True)]
     if len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
         return [
             FieldError(

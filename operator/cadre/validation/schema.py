@@ -18,7 +18,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from cadre.api.common import MONEY_PATTERN
+from cadre.api.common import DNS_LABEL_PATTERN, MONEY_PATTERN, WORKLOAD_NAME_PATTERN
 from cadre.duration import DURATION_PATTERN
 from cadre.quantity import QuantityError, parse_quantity
 
@@ -33,8 +33,9 @@ class FieldError:
     message: str
     # True for checks the API server does not make (it prunes unknown fields).
     validate_only: bool = False
-    # Wrong types and values outside an enum stop the API server from running the
-    # CEL rules at all; other schema errors do not.
+    # Errors the API server counts as blocking: a wrong type, a value outside an
+    # enum, a missing required field, or too long / too many. After one of those it
+    # does not run the CEL rules at all; after other schema errors it does.
     blocks_rules: bool = False
 
 
@@ -150,9 +151,7 @@ def _check_int_or_string(value: Any, schema: Schema, path: str) -> Iterator[Fiel
         if pattern and not _compiled(pattern).search(value):
             yield FieldError(path, _quantity_hint(value))
         return
-    for variant in schema.get("anyOf", []):
-        if variant.get("type") == "integer":
-            yield from _check_number(value, variant, path)
+    yield from _check_number(value, schema, path)
 
 
 def _quantity_hint(text: str) -> str:
@@ -173,7 +172,9 @@ def _check_string(value: str, schema: Schema, path: str) -> Iterator[FieldError]
         )
     if "maxLength" in schema and len(value) > schema["maxLength"]:
         yield FieldError(
-            path, f"must be at most {schema['maxLength']} characters long (got {len(value)})"
+            path,
+            f"must be at most {schema['maxLength']} characters long (got {len(value)})",
+            blocks_rules=True,
         )
     pattern = schema.get("pattern")
     if pattern and not _compiled(pattern).search(value):
@@ -183,8 +184,10 @@ def _check_string(value: str, schema: Schema, path: str) -> Iterator[FieldError]
 
 
 _PATTERN_WORDS = {
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$": "a name of lowercase letters, digits and '-', "
+    DNS_LABEL_PATTERN: "a name of lowercase letters, digits and '-', "
     "starting and ending with a letter or digit (for example a100)",
+    WORKLOAD_NAME_PATTERN: "a name that starts with a letter and has only lowercase letters, "
+    "digits and '-'",
 }
 
 
@@ -224,7 +227,11 @@ def _check_array(value: list[Any], schema: Schema, path: str) -> Iterator[FieldE
     if "minItems" in schema and len(value) < schema["minItems"]:
         yield FieldError(path, f"must have at least {schema['minItems']} item(s)")
     if "maxItems" in schema and len(value) > schema["maxItems"]:
-        yield FieldError(path, f"must have at most {schema['maxItems']} items (got {len(value)})")
+        yield FieldError(
+            path,
+            f"must have at most {schema['maxItems']} items (got {len(value)})",
+            blocks_rules=True,
+        )
     items = schema.get("items", {})
     for index, item in enumerate(value):
         yield from check(item, items, join(path, index))
@@ -252,16 +259,18 @@ def _check_object(value: dict[str, Any], schema: Schema, path: str) -> Iterator[
     properties: Schema = schema.get("properties", {})
     for name in schema.get("required", []):
         if name not in value:
-            yield FieldError(join(path, name), "is required")
+            yield FieldError(join(path, name), "is required", blocks_rules=True)
     if "maxProperties" in schema and len(value) > schema["maxProperties"]:
-        yield FieldError(path, f"must have at most {schema['maxProperties']} entries")
+        yield FieldError(
+            path, f"must have at most {schema['maxProperties']} entries", blocks_rules=True
+        )
     extra = schema.get("additionalProperties")
     for name, item in value.items():
         if name in properties:
             yield from check(item, properties[name], join(path, name))
         elif isinstance(extra, dict):
             yield from check(item, extra, join(path, str(name)))
-        elif properties:  # an object without properties (metadata) is open
+        elif properties and path != "metadata":  # metadata is the API server's to check
             yield FieldError(join(path, str(name)), _unknown_field(str(name), properties), True)
 
 
