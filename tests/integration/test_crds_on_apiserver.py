@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 import yaml
-from broken_manifests import CASES, Case
-from localcluster import LocalCluster
 
+from broken_manifests import CASES, Case
 from cadre.api import KINDS
 from cadre.validation import validate_document
+from localcluster import LocalCluster
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 DRY_RUN = "dryRun=All&fieldValidation=Strict"

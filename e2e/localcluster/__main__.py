@@ -1,0 +1,158 @@
+"""python -m localcluster up|down|status|env|build  (run with PYTHONPATH=e2e)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
+
+from . import binaries
+from .cluster import REPO_ROOT, ClusterError, LocalCluster, default_state_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m localcluster", description=__doc__)
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="where PIDs, PKI, kubeconfig and logs live"
+        f" (env CADRE_CLUSTER_DIR; default {default_state_dir()})",
+    )
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    up = sub.add_parser("up", help="start the cluster (builds the binaries if missing)")
+    up.add_argument("--mode", choices=("cluster", "apiserver"), default="cluster")
+    up.add_argument("--scale", type=int, default=1, help="multiplies every pool's node count")
+    up.add_argument("--nodepool", type=Path, default=None, help="node pool YAML")
+    up.add_argument("--crds", type=Path, default=None, help="install the CRDs in this folder")
+    up.add_argument(
+        "--with-examples",
+        action="store_true",
+        help="install crds/*.yaml and apply examples/budgets.yaml (teams' namespaces, budgets)",
+    )
+    up.add_argument("--no-build", action="store_true", help="fail instead of building binaries")
+    sub.add_parser("down", help="stop every process of the cluster, by PID")
+    st = sub.add_parser("status", help="processes, memory, kubeconfig; exit 1 if not running")
+    st.add_argument("--json", action="store_true")
+    sub.add_parser("env", help="print shell exports for KUBECONFIG and PATH (kubectl)")
+    sub.add_parser("build", help="build or reuse the binaries; print where they are")
+    args = parser.parse_args(argv)
+
+    try:
+        if args.cmd == "up":
+            return _up(args)
+        if args.cmd == "down":
+            try:
+                cluster = LocalCluster.attach(args.state_dir)
+            except ClusterError as exc:
+                print(f"nothing to stop: {exc}")
+                return 0
+            pids = cluster.pids()
+            cluster.down()
+            print(f"stopped {', '.join(f'{n} ({p})' for n, p in pids.items())}")
+            return 0
+        if args.cmd == "status":
+            try:
+                cluster = LocalCluster.attach(args.state_dir)
+            except ClusterError as exc:
+                print(f"not running: {exc}")
+                return 1
+            info = cluster.status()
+            if args.json:
+                print(json.dumps(info, indent=2))
+            else:
+                print(f"{'running' if info['running'] else 'NOT running'} ({info['mode']})")
+                print(f"  server      {info['server']}")
+                print(f"  kubeconfig  {info['kubeconfig']}")
+                print(f"  nodes       {info['nodes']}")
+                for name, p in info["processes"].items():
+                    state = "alive" if p["alive"] else "DEAD"
+                    print(f"  {name:<24} pid {p['pid']:<8} {state:<6} {p['rss_mib']} MiB")
+                print(f"  total RSS   {info['rss_total_mib']} MiB")
+            return 0 if info["running"] else 1
+        if args.cmd == "env":
+            cluster = LocalCluster.attach(args.state_dir)
+            print(f"export KUBECONFIG={cluster.kubeconfig}")
+            print(f"export PATH={Path(cluster.kubectl_path()).parent}:$PATH")
+            return 0
+        if args.cmd == "build":
+            found = binaries.ensure()
+            for name, b in found.items():
+                print(f"{name:<24} {b.path} ({b.source})")
+            return 0
+    except (ClusterError, binaries.MissingBinariesError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 2
+
+
+def _up(args: argparse.Namespace) -> int:
+    crds_dir = args.crds or (REPO_ROOT / "crds" if args.with_examples else None)
+    running = _running(args.state_dir)
+    if running is not None:
+        print(f"already running ({running.mode}) from {running.state_dir}: {running.server}")
+        _install(running, crds_dir, args.with_examples)
+        print(f"export KUBECONFIG={running.kubeconfig}")
+        return 0
+    kwargs = {}
+    if args.nodepool:
+        kwargs["nodepool_file"] = args.nodepool
+    cluster = LocalCluster(
+        args.state_dir, mode=args.mode, scale=args.scale, build=not args.no_build, **kwargs
+    )
+    t0 = time.monotonic()
+    cluster.up()
+    try:
+        _install(cluster, crds_dir, args.with_examples)
+    except BaseException:
+        cluster.down()
+        raise
+    elapsed = time.monotonic() - t0
+    info = cluster.status()
+    print(f"local cluster up ({cluster.mode}) in {elapsed:.1f}s: {cluster.server}")
+    print(f"  phases (s): {json.dumps(cluster.timings)}")
+    if cluster.mode == "cluster":
+        print(f"  fake nodes: {cluster.node_count}")
+    print(f"  processes:  {', '.join(f'{n}={p}' for n, p in cluster.pids().items())}")
+    print(f"  memory:     {info['rss_total_mib']} MiB RSS in total")
+    print(f"export KUBECONFIG={cluster.kubeconfig}")
+    kubectl = cluster.kubectl_path()
+    print(f"try: {kubectl} get nodes -L cadre.dev/flavor,nvidia.com/gpu.product")
+    if args.with_examples:
+        print(f"     {kubectl} get resourcebudgets; {kubectl} get tj -A")
+    rel = cluster.state_dir
+    with contextlib.suppress(ValueError):
+        rel = cluster.state_dir.relative_to(REPO_ROOT)
+    print(f"logs in {rel}/logs; stop with: PYTHONPATH=e2e python -m localcluster down")
+    return 0
+
+
+def _running(state_dir: Path | None) -> LocalCluster | None:
+    """The cluster recorded in state_dir if all its processes run (`up` is idempotent)."""
+    try:
+        cluster = LocalCluster.attach(state_dir)
+    except ClusterError:
+        return None
+    alive = cluster.alive()
+    if alive and all(alive.values()):
+        return cluster
+    return None  # stale or half dead: LocalCluster.up() cleans it or refuses
+
+
+def _install(cluster: LocalCluster, crds_dir: Path | None, examples: bool) -> None:
+    if crds_dir is not None:
+        files = sorted(crds_dir.glob("*.yaml"))
+        names = cluster.install_crds(files)
+        print(f"installed {len(names)} CRDs from {crds_dir}")
+    if examples:
+        budgets = REPO_ROOT / "examples" / "budgets.yaml"
+        out = cluster.kubectl("apply", "-f", str(budgets))
+        print(f"applied {budgets.relative_to(REPO_ROOT)}:")
+        print("  " + out.stdout.strip().replace("\n", "\n  "))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

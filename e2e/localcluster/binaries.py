@@ -1,0 +1,121 @@
+"""Where the cluster's binaries come from, and building them when they are missing.
+
+Each binary is looked up, in order, in:
+  1. $CADRE_K8S_BIN_DIR (a folder of your own binaries),
+  2. $KUBEBUILDER_ASSETS (controller-runtime envtest's etcd, kube-apiserver, kubectl),
+  3. the versioned cache that e2e/cluster/build-binaries.sh fills from Go modules:
+     ${CADRE_CACHE_DIR:-~/.cache/cadre}/k8s-v<K8S>-etcd-v<ETCD>-kwok-v<KWOK>/bin.
+build-binaries.sh honours the same variables, so it only builds what is not found.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+CLUSTER_DIR = Path(__file__).resolve().parent.parent / "cluster"
+BUILD_SCRIPT = CLUSTER_DIR / "build-binaries.sh"
+VERSIONS_FILE = CLUSTER_DIR / "versions.env"
+
+APISERVER_BINARIES = ("etcd", "kube-apiserver")
+CLUSTER_BINARIES = (*APISERVER_BINARIES, "kube-controller-manager", "kube-scheduler", "kwok")
+ALL_BINARIES = (*CLUSTER_BINARIES, "kubectl")
+
+
+class MissingBinariesError(RuntimeError):
+    """The binaries are missing and could not be built."""
+
+
+def versions() -> dict[str, str]:
+    """K8S_VERSION, ETCD_VERSION, KWOK_VERSION from e2e/cluster/versions.env."""
+    out: dict[str, str] = {}
+    for raw in VERSIONS_FILE.read_text().splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            out[key.strip()] = value.strip().strip("\"'")
+    return out
+
+
+def cache_bin_dir() -> Path:
+    v = versions()
+    root = Path(os.environ.get("CADRE_CACHE_DIR") or Path.home() / ".cache" / "cadre")
+    name = f"k8s-v{v['K8S_VERSION']}-etcd-v{v['ETCD_VERSION']}-kwok-v{v['KWOK_VERSION']}"
+    return root / name / "bin"
+
+
+def search_dirs() -> list[tuple[str, Path]]:
+    dirs: list[tuple[str, Path]] = []
+    for var in ("CADRE_K8S_BIN_DIR", "KUBEBUILDER_ASSETS"):
+        value = os.environ.get(var)
+        if value:
+            dirs.append((var, Path(value).expanduser()))
+    dirs.append(("cache", cache_bin_dir()))
+    return dirs
+
+
+@dataclass(frozen=True)
+class Binary:
+    name: str
+    path: Path
+    source: str  # CADRE_K8S_BIN_DIR, KUBEBUILDER_ASSETS or cache
+
+    @property
+    def built_here(self) -> bool:
+        """True when it comes from this project's versioned build (versions.env holds)."""
+        return self.source == "cache"
+
+
+def find(names: tuple[str, ...] | list[str] = ALL_BINARIES) -> dict[str, Binary]:
+    """The binaries found, by name; missing ones are absent from the result."""
+    found: dict[str, Binary] = {}
+    for name in names:
+        for source, folder in search_dirs():
+            candidate = folder / name
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                found[name] = Binary(name, candidate, source)
+                break
+    return found
+
+
+def ensure(
+    names: tuple[str, ...] | list[str] = ALL_BINARIES,
+    build: bool = True,
+    log: object = None,
+) -> dict[str, Binary]:
+    """Finds the binaries, running build-binaries.sh for the missing ones if `build`.
+
+    The build prints progress on stderr (to `log`, a file object, default sys.stderr);
+    a cold build of everything takes tens of minutes on 2 cores (see docs/local-cluster.md).
+    """
+    found = find(names)
+    missing = [n for n in names if n not in found]
+    if not missing:
+        return found
+    if not build:
+        raise MissingBinariesError(
+            f"missing {', '.join(missing)}; looked in "
+            + ", ".join(f"{src}={d}" for src, d in search_dirs())
+            + f"; build them with {BUILD_SCRIPT}"
+        )
+    stream = log if log is not None else sys.stderr
+    proc = subprocess.run(
+        [str(BUILD_SCRIPT), *missing],
+        stdout=subprocess.PIPE,
+        stderr=stream,  # type: ignore[arg-type]
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise MissingBinariesError(
+            f"{BUILD_SCRIPT} {' '.join(missing)} failed with exit code {proc.returncode}"
+            " (its progress and errors are on stderr above)"
+        )
+    found = find(names)
+    still = [n for n in names if n not in found]
+    if still:
+        raise MissingBinariesError(f"{BUILD_SCRIPT} ran but {', '.join(still)} still missing")
+    return found
