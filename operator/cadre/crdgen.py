@@ -135,8 +135,7 @@ def _metadata_schema(info: KindInfo) -> Schema:
     if info.name_pattern is None:
         return {"type": "object"}
     name: Schema = {
-        "description": f"The name; at most {info.name_max_length} characters, starting with "
-        "a letter, because worker hostnames and a Service derive from it.",
+        "description": f"The name: at most {info.name_max_length} characters, {info.name_rule}.",
         "type": "string",
         "maxLength": info.name_max_length,
         "pattern": info.name_pattern,

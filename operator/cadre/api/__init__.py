@@ -12,6 +12,7 @@ from typing import Final, Literal
 
 from cadre.api.common import (
     API_VERSION,
+    DNS_LABEL_PATTERN,
     GROUP,
     VERSION,
     WORKLOAD_NAME_MAX_LENGTH,
@@ -42,6 +43,7 @@ class KindInfo:
     # Stricter object names than Kubernetes' default, where child names derive from them.
     name_pattern: str | None = None
     name_max_length: int | None = None
+    name_rule: str = ""  # why the name is restricted, for kubectl explain
 
 
 KINDS: Final[dict[str, KindInfo]] = {
@@ -54,6 +56,7 @@ KINDS: Final[dict[str, KindInfo]] = {
         model=TrainingJob,
         name_pattern=WORKLOAD_NAME_PATTERN,
         name_max_length=WORKLOAD_NAME_MAX_LENGTH,
+        name_rule="starting with a letter, because pod hostnames and a Service derive from it",
         printer_columns=(
             {
                 "name": "Phase",
@@ -117,6 +120,7 @@ KINDS: Final[dict[str, KindInfo]] = {
         model=ModelDeployment,
         name_pattern=WORKLOAD_NAME_PATTERN,
         name_max_length=WORKLOAD_NAME_MAX_LENGTH,
+        name_rule="starting with a letter, because pod hostnames and a Service derive from it",
         printer_columns=(
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
             {"name": "URL", "type": "string", "jsonPath": ".status.url"},
@@ -139,6 +143,9 @@ KINDS: Final[dict[str, KindInfo]] = {
         short_names=("rb",),
         scope="Cluster",
         model=ResourceBudget,
+        name_pattern=DNS_LABEL_PATTERN,
+        name_max_length=63,
+        name_rule="because the team name is written into labels of the team's pods",
         printer_columns=(
             {"name": "Cohort", "type": "string", "jsonPath": ".spec.cohort"},
             {"name": "Admitted", "type": "integer", "jsonPath": ".status.admitted"},

@@ -73,8 +73,10 @@ class TrainingJobSpec(CadreModel):
         default=None,
         max_length=MAX_LIST,
         description="The command to run, for example [python, train.py]. Default: the image's "
-        "entrypoint. With distribution PyTorch, Cadre starts it through torchrun if it does "
-        "not already start with torchrun.",
+        "entrypoint. With distribution PyTorch, a command that is not already torchrun (or "
+        "python -m torch.distributed.run) or a shell is started as `torchrun --no-python "
+        "<command>`, once per local process; a shell script or the entrypoint must call "
+        "torchrun itself.",
     )
     args: list[Annotated[str, Field(max_length=MAX_STRING)]] | None = Field(
         default=None,
