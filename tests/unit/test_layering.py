@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 OPERATOR_DIR = Path(__file__).resolve().parents[2] / "operator"
-PURE = ("api", "scheduling", "builders", "validation")
+PURE = ("api", "scheduling", "builders", "accounting", "validation")
 PURE_MODULES = ("quantity.py", "duration.py", "config.py", "crdgen.py")
 FORBIDDEN = ("kopf", "kubernetes", "cadre.handlers", "cadre.cli", "aiohttp", "requests")
 

@@ -1,0 +1,34 @@
+"""Accounting: resource-seconds and cost from durable intervals, budget periods, spend.
+
+Pure and exact (Decimal): no I/O, no clock of its own (`now` is always passed in).
+"""
+
+from cadre.accounting.budget import Forecast, SpendVerdict, forecast, spend_verdict
+from cadre.accounting.periods import PERIOD_WORDS, Period, period_bounds, previous_period
+from cadre.accounting.usage import (
+    Interval,
+    PodUsage,
+    Rates,
+    ResourceSeconds,
+    cost,
+    to_cents,
+    usage_within,
+)
+
+__all__ = [
+    "PERIOD_WORDS",
+    "Forecast",
+    "Interval",
+    "Period",
+    "PodUsage",
+    "Rates",
+    "ResourceSeconds",
+    "SpendVerdict",
+    "cost",
+    "forecast",
+    "period_bounds",
+    "previous_period",
+    "spend_verdict",
+    "to_cents",
+    "usage_within",
+]
