@@ -1,0 +1,201 @@
+"""Scheduler pass time against queue length (plain script, no cluster).
+
+    .venv/bin/python bench/bench_scheduler.py [--repeat N] [--sizes 1000,10000,50000]
+
+Builds a cluster of 1,000 nodes in 5 flavours, 100 teams in 10 cohorts (mixed borrowing and
+lending limits, some StrictFIFO, a few over budget), 2,000 admitted workloads, then times
+`schedule()` for 1k, 10k and 50k pending workloads (best of N runs, whole pass including
+every pending workload's reason) and prints the growth factors next to what n log n
+predicts. Seeded: the same figures on the same machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import math
+import random
+import sys
+import time
+import timeit
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
+
+import itertools
+
+from cadre.scheduling import (
+    FlavourQuota,
+    FlavourSelector,
+    Limits,
+    Node,
+    QueueingStrategy,
+    Resources,
+    Snapshot,
+    Spend,
+    SpendPolicy,
+    SpendState,
+    Team,
+    Workload,
+    WorkloadKind,
+    apply_result,
+    capacity_from_nodes,
+    schedule,
+)
+
+GI = 1 << 30
+FLAVOURS = {  # name: (GPUs, CPU cores, memory GiB) per node
+    "a100": (8, 96, 1024),
+    "h100": (8, 112, 2048),
+    "l4": (4, 48, 192),
+    "t4": (4, 32, 128),
+    "cpu-only": (0, 64, 256),
+}
+NODES = 1000
+TEAMS = 100
+COHORTS = 10
+ADMITTED = 2000
+
+
+def build_cluster(rng: random.Random) -> tuple[Snapshot, list[str]]:
+    selectors = [FlavourSelector(n, {"cadre.dev/flavour": n}) for n in FLAVOURS]
+    names = list(FLAVOURS)
+    nodes = []
+    for i in range(NODES):
+        name = names[i % len(names)]
+        g, c, m = FLAVOURS[name]
+        nodes.append(
+            Node({"cadre.dev/flavour": name}, Resources(g, c * 1000, m * GI), unschedulable=i < 5)
+        )
+    flavours = capacity_from_nodes(selectors, nodes)
+    teams = []
+    for t in range(TEAMS):
+        quotas = []
+        for f in flavours:
+            if rng.random() < 0.3 and f.name != "cpu-only":
+                continue
+            share = f.capacity.gpus // TEAMS if f.capacity.gpus else 0
+            nominal = Limits(
+                gpus=share if f.capacity.gpus else None,
+                cpu=f.capacity.cpu // TEAMS if f.name == "cpu-only" else None,
+                memory=f.capacity.memory // TEAMS if f.name == "cpu-only" else None,
+            )
+            borrow = None if rng.random() < 0.5 else Limits(gpus=share, cpu=None, memory=None)
+            lend = None if rng.random() < 0.7 else Limits(gpus=share // 2)
+            quotas.append(FlavourQuota(f.name, nominal, borrow, lend))
+        over = rng.random() < 0.03
+        teams.append(
+            Team(
+                name=f"team-{t:03d}",
+                quotas=tuple(quotas),
+                cohort=f"cohort-{t % COHORTS}",
+                fair_share_weight=rng.choice([1.0, 1.0, 2.0, 0.5]),
+                queueing=QueueingStrategy.STRICT_FIFO
+                if rng.random() < 0.1
+                else QueueingStrategy.BEST_EFFORT_FIFO,
+                spend=Spend(
+                    state=SpendState.EXCEEDED if over else SpendState.OK,
+                    policy=SpendPolicy.QUEUE,
+                    spent=Decimal("20140"),
+                    limit=Decimal("20000"),
+                ),
+            )
+        )
+    snap = Snapshot(flavours, tuple(teams), ())
+    return snap, [t.name for t in teams]
+
+
+def workload(rng: random.Random, key: str, team: Team, created: float) -> Workload:
+    fq = rng.choice(team.quotas)
+    g, c, m = FLAVOURS[fq.flavour]
+    if g:
+        gpus = rng.choice([1, 1, 2, 4, 8][: 5 if g == 8 else 4])
+        per = Resources(gpus, gpus * c * 1000 // g // 2, gpus * m * GI // g // 2)
+    else:
+        per = Resources(0, rng.choice([1, 2, 4, 8]) * 1000, rng.choice([4, 8, 16]) * GI)
+    serving = rng.random() < 0.2
+    return Workload(
+        key=key,
+        team=team.name,
+        flavour=fq.flavour,
+        per_pod=per,
+        pods=rng.choice([1, 2]) if serving else rng.choice([1, 1, 2, 4]),
+        kind=WorkloadKind.MODEL_DEPLOYMENT if serving else WorkloadKind.TRAINING_JOB,
+        priority=rng.choices([0, 100, 1000], weights=[1, 8, 1])[0],
+        created=created,
+        extra_replicas=rng.choice([0, 1, 3]) if serving else 0,
+    )
+
+
+def build(pending: int, seed: int = 4) -> Snapshot:
+    rng = random.Random(seed)
+    base, _ = build_cluster(rng)
+    teams = base.teams
+    first = tuple(
+        workload(rng, f"ns-{i % 300}/run-{i:06d}", rng.choice(teams), float(i))
+        for i in range(ADMITTED * 2)
+    )
+    # admit a valid 2,000 through the scheduler itself, then drop the rest
+    applied = apply_result(
+        replace(base, workloads=first), schedule(replace(base, workloads=first)), 1e6
+    )
+    admitted = tuple(w for w in applied.workloads if w.admitted)[:ADMITTED]
+    waiting = tuple(
+        workload(rng, f"ns-{i % 300}/job-{i:06d}", rng.choice(teams), 2e6 + i)
+        for i in range(pending)
+    )
+    return replace(base, workloads=admitted + waiting)
+
+
+def timed(snap: Snapshot, repeat: int) -> tuple[float, int, int, int]:
+    best = math.inf
+    result = None
+    for _ in range(repeat):
+        gc.collect()
+        t0 = time.perf_counter()
+        result = schedule(snap)
+        best = min(best, time.perf_counter() - t0)
+    assert result is not None
+    return best, len(result.admitted), len(result.victims), len(result.pending)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--sizes", default="1000,10000,50000")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    # how fast this machine is right now (shared and virtual: it varies by 2x and more)
+    calibration = min(timeit.repeat("sum(range(10**6))", number=5, repeat=5)) / 5
+    print(
+        f"python {sys.version.split()[0]}, {NODES} nodes, {TEAMS} teams, 5 flavours, "
+        f"{ADMITTED} admitted; best of {args.repeat}; "
+        f"calibration sum(range(10**6)) = {calibration * 1000:.1f} ms"
+    )
+    # sizes are timed round-robin, so that the machine's slow moments hit all of them alike
+    snaps = {n: build(n) for n in sizes}
+    times = dict.fromkeys(sizes, math.inf)
+    results = {}
+    for _ in range(args.repeat):
+        for n in sizes:
+            t, *counts = timed(snaps[n], 1)
+            times[n] = min(times[n], t)
+            results[n] = counts
+    for n in sizes:
+        adm, vic, pend = results[n]
+        print(
+            f"pending {n:>6,}: {times[n] * 1000:8.1f} ms   admitted {adm:>5}  victims {vic:>4}  "
+            f"still pending {pend:>6}"
+        )
+    for a, b in itertools.pairwise(sizes):
+        nlogn = (b * math.log(b)) / (a * math.log(a))
+        print(
+            f"growth {a:,} -> {b:,}: x{times[b] / times[a]:.2f} "
+            f"(n: x{b / a:.1f}, n log n: x{nlogn:.2f}, n^2: x{(b / a) ** 2:.0f})"
+        )
+
+
+if __name__ == "__main__":
+    main()

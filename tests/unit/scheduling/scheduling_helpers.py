@@ -1,0 +1,325 @@
+"""Shared by the scheduling tests: hypothesis strategies and an independent reference checker.
+
+The checker re-states the rules from issue 4 directly on the public types, without any of
+the engine's internal arithmetic, so that a property failing here means the engine broke a
+rule, not that two copies of the same formula agree.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from decimal import Decimal
+
+from hypothesis import strategies as st
+
+from cadre.scheduling import (
+    Flavour,
+    FlavourQuota,
+    Limits,
+    PassResult,
+    QueueingStrategy,
+    Resources,
+    Snapshot,
+    Spend,
+    SpendPolicy,
+    SpendState,
+    Team,
+    Workload,
+    WorkloadKind,
+    apply_result,
+)
+
+GI = 1 << 30
+RESOURCES = ("gpus", "cpu", "memory")
+
+# ---- reference rules ----------------------------------------------------------------------
+
+
+def workload_usage(w: Workload) -> Resources:
+    """What an admitted workload holds: the whole gang plus its admitted extra replicas."""
+    if not w.admitted:
+        return Resources()
+    return w.per_pod * (w.pods + w.admitted_extra)
+
+
+def quota_of(team: Team, flavour: str) -> FlavourQuota | None:
+    for fq in team.quotas:
+        if fq.flavour == flavour:
+            return fq
+    return None
+
+
+def _get(limits: Limits | None, r: str) -> int | None:
+    return None if limits is None else getattr(limits, r)
+
+
+@dataclass
+class Usage:
+    flavour: dict[str, dict[str, int]]
+    team: dict[tuple[str, str], dict[str, int]]
+
+
+def usage_of(snap: Snapshot) -> Usage:
+    flavour: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(RESOURCES, 0))
+    team: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: dict.fromkeys(RESOURCES, 0))
+    for w in snap.workloads:
+        u = workload_usage(w)
+        for r in RESOURCES:
+            flavour[w.flavour][r] += getattr(u, r)
+            team[(w.team, w.flavour)][r] += getattr(u, r)
+    return Usage(flavour, team)
+
+
+def violations(snap: Snapshot) -> list[str]:
+    """Every broken rule of an admitted state: capacity, nominal + borrowingLimit, lending."""
+    out: list[str] = []
+    use = usage_of(snap)
+    caps = {f.name: f.capacity for f in snap.flavours}
+    for fname, used in use.flavour.items():
+        cap = caps.get(fname)
+        for r in RESOURCES:
+            if used[r] and (cap is None or used[r] > getattr(cap, r)):
+                out.append(f"flavour {fname} {r}: {used[r]} > capacity {cap}")
+    teams = {t.name: t for t in snap.teams}
+    # team limits
+    for (tname, fname), used in use.team.items():
+        if not any(used.values()):
+            continue
+        team = teams.get(tname)
+        fq = quota_of(team, fname) if team else None
+        if fq is None:
+            out.append(f"team {tname} holds {fname} without quota for it")
+            continue
+        for r in RESOURCES:
+            n = getattr(fq.nominal, r)
+            if n is None:
+                continue
+            if team is not None and team.cohort is None:
+                limit: int | None = n
+            else:
+                b = _get(fq.borrowing_limit, r)
+                limit = None if b is None else n + b
+            if limit is not None and used[r] > limit:
+                out.append(f"team {tname} {fname} {r}: {used[r]} > nominal+borrowing {limit}")
+    # lending: per cohort, flavour and resource, what is borrowed must be covered by what the
+    # lenders may lend (idle nominal, at most their lendingLimit)
+    cohorts: dict[tuple[str, str, str], list[tuple[int, int]]] = defaultdict(list)
+    for team in snap.teams:
+        if team.cohort is None:
+            continue
+        for fq in team.quotas:
+            for r in RESOURCES:
+                n = getattr(fq.nominal, r)
+                if n is None:
+                    continue
+                u = use.team.get((team.name, fq.flavour), {}).get(r, 0)
+                lend_cap = _get(fq.lending_limit, r)
+                lendable = max(0, n - u) if lend_cap is None else min(lend_cap, max(0, n - u))
+                cohorts[(team.cohort, fq.flavour, r)].append((max(0, u - n), lendable))
+    for (cohort, fname, r), rows in cohorts.items():
+        borrowed = sum(b for b, _ in rows)
+        lendable = sum(lend for _, lend in rows)
+        if borrowed > lendable:
+            out.append(f"cohort {cohort} {fname} {r}: borrowed {borrowed} > lendable {lendable}")
+    return out
+
+
+def budget_blocked(team: Team) -> bool:
+    return team.spend.state == SpendState.EXCEEDED and team.spend.policy != SpendPolicy.WARN
+
+
+def known(snap: Snapshot, w: Workload) -> bool:
+    """A known team with quota for a known flavour."""
+    team = next((t for t in snap.teams if t.name == w.team), None)
+    if team is None or w.flavour not in {f.name for f in snap.flavours}:
+        return False
+    return quota_of(team, w.flavour) is not None
+
+
+def admissible_alone(snap: Snapshot, w: Workload) -> bool:
+    """Static admissibility: known team with quota for a known flavour, budget allows."""
+    team = next((t for t in snap.teams if t.name == w.team), None)
+    return team is not None and not budget_blocked(team) and known(snap, w)
+
+
+def fits_now(snap: Snapshot, w: Workload) -> bool:
+    """Would admitting w's next unit (its gang, or one more extra replica) keep every rule?"""
+    if w.admitted:
+        if w.admitted_extra >= w.extra_replicas:
+            return False
+        trial = replace(w, admitted_extra=w.admitted_extra + 1)
+    else:
+        trial = replace(w, admitted=True, admitted_extra=0)
+    workloads = tuple(trial if x.key == w.key else x for x in snap.workloads)
+    return not violations(replace(snap, workloads=workloads))
+
+
+def apply(snap: Snapshot, result: PassResult) -> Snapshot:
+    return apply_result(snap, result, now=10_000.0)
+
+
+# ---- strategies ---------------------------------------------------------------------------
+
+FLAVOUR_NAMES = ("a100", "h100", "t4")
+TEAM_NAMES = ("vision", "nlp", "speech", "infra", "robotics")
+COHORTS = (None, "research", "research", "prod")
+
+
+@st.composite
+def limits(draw: st.DrawFn, gpus_max: int, allow_none: bool = True) -> Limits:
+    def one(hi: int, unit: int) -> int | None:
+        if allow_none and draw(st.booleans()):
+            return None
+        return draw(st.integers(0, hi)) * unit
+
+    return Limits(gpus=one(gpus_max, 1), cpu=one(16, 1000), memory=one(8, 16 * GI))
+
+
+@st.composite
+def teams_and_flavours(
+    draw: st.DrawFn,
+    *,
+    gpus_only: bool = False,
+    budgets: bool = True,
+) -> tuple[tuple[Flavour, ...], tuple[Team, ...]]:
+    nf = draw(st.integers(1, 3))
+    flavours = tuple(
+        Flavour(
+            FLAVOUR_NAMES[i],
+            Resources(
+                draw(st.integers(0, 32)),
+                draw(st.integers(0, 32)) * 1000,
+                draw(st.integers(0, 16)) * 16 * GI,
+            ),
+        )
+        for i in range(nf)
+    )
+    nt = draw(st.integers(1, 5))
+    teams = []
+    for i in range(nt):
+        quotas = []
+        for f in flavours:
+            if draw(st.integers(0, 4)) == 0:
+                continue
+            if gpus_only:
+                nominal = Limits(gpus=draw(st.integers(0, 12)))
+                borrow = draw(st.one_of(st.none(), st.builds(Limits, gpus=st.integers(0, 8))))
+                lend = draw(st.one_of(st.none(), st.builds(Limits, gpus=st.integers(0, 12))))
+            else:
+                nominal = draw(limits(12))
+                borrow = draw(st.one_of(st.none(), limits(8)))
+                lend = draw(st.one_of(st.none(), limits(12)))
+            quotas.append(FlavourQuota(f.name, nominal, borrow, lend))
+        if budgets:
+            state = draw(st.sampled_from(list(SpendState)))
+            policy = draw(st.sampled_from(list(SpendPolicy)))
+        else:
+            state, policy = SpendState.OK, SpendPolicy.QUEUE
+        teams.append(
+            Team(
+                name=TEAM_NAMES[i],
+                quotas=tuple(quotas),
+                cohort=draw(st.sampled_from(COHORTS)),
+                fair_share_weight=draw(st.sampled_from([0.0, 0.5, 1.0, 1.0, 2.0])),
+                queueing=draw(st.sampled_from(list(QueueingStrategy))),
+                spend=Spend(state, policy, Decimal("20140"), Decimal("20000"), "USD", "Monthly"),
+            )
+        )
+    return flavours, tuple(teams)
+
+
+@st.composite
+def workloads(
+    draw: st.DrawFn,
+    flavours: tuple[Flavour, ...],
+    teams: tuple[Team, ...],
+    *,
+    gpus_only: bool = False,
+    strangers: bool = True,
+    all_preemptible: bool = False,
+    max_size: int = 25,
+) -> tuple[Workload, ...]:
+    team_names = [t.name for t in teams] + (["nobody"] if strangers else [])
+    flavour_names = [f.name for f in flavours] + (["h200"] if strangers else [])
+    n = draw(st.integers(0, max_size))
+    out = []
+    for i in range(n):
+        serving = draw(st.booleans())
+        admitted = draw(st.booleans())
+        extra = draw(st.integers(0, 3)) if serving else 0
+        if gpus_only:
+            per = Resources(draw(st.integers(1, 8)), 0, 0)
+        else:
+            per = Resources(
+                draw(st.integers(0, 8)),
+                draw(st.integers(0, 8)) * 500,
+                draw(st.integers(0, 4)) * 8 * GI,
+            )
+        out.append(
+            Workload(
+                key=f"ns-{i % 3}/w{i:02d}",
+                team=draw(st.sampled_from(team_names)),
+                flavour=draw(st.sampled_from(flavour_names)),
+                per_pod=per,
+                pods=draw(st.integers(1, 4)),
+                kind=WorkloadKind.MODEL_DEPLOYMENT if serving else WorkloadKind.TRAINING_JOB,
+                priority=draw(st.integers(0, 3)),
+                created=float(draw(st.integers(0, 6))),
+                extra_replicas=extra,
+                admitted=admitted,
+                admitted_extra=draw(st.integers(0, extra)) if admitted else 0,
+                admitted_at=float(draw(st.integers(0, 6))) if admitted else None,
+                preemptible=True if all_preemptible else draw(st.integers(0, 4)) > 0,
+            )
+        )
+    return tuple(out)
+
+
+def make_valid(snap: Snapshot) -> Snapshot:
+    """Keep the admitted flags that the rules allow, in key order: a valid starting state."""
+    kept: list[Workload] = []
+    rest = {
+        w.key: replace(w, admitted=False, admitted_extra=0, admitted_at=None)
+        for w in snap.workloads
+    }
+    for w in sorted(snap.workloads, key=lambda w: w.key):
+        if not w.admitted or not known(snap, w):
+            continue
+        trial = (*kept, w)
+        if not violations(replace(snap, workloads=trial)):
+            kept.append(w)
+            rest[w.key] = w
+    return replace(snap, workloads=tuple(rest[w.key] for w in snap.workloads))
+
+
+@st.composite
+def snapshots(
+    draw: st.DrawFn,
+    *,
+    gpus_only: bool = False,
+    budgets: bool = True,
+    strangers: bool = True,
+    all_preemptible: bool = False,
+    nominal_fits_capacity: bool = False,
+) -> Snapshot:
+    flavours, teams = draw(teams_and_flavours(gpus_only=gpus_only, budgets=budgets))
+    if nominal_fits_capacity:  # capacity exists for every team's nominal quota at once
+        sums: dict[str, int] = defaultdict(int)
+        for t in teams:
+            for fq in t.quotas:
+                sums[fq.flavour] += fq.nominal.gpus or 0
+        flavours = tuple(
+            replace(f, capacity=replace(f.capacity, gpus=max(f.capacity.gpus, sums[f.name])))
+            for f in flavours
+        )
+    ws = draw(
+        workloads(
+            flavours,
+            teams,
+            gpus_only=gpus_only,
+            strangers=strangers,
+            all_preemptible=all_preemptible,
+        )
+    )
+    return make_valid(Snapshot(flavours, teams, ws))
