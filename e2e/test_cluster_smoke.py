@@ -143,7 +143,7 @@ def test_job_scripted_to_fail_fails_with_its_exit_code(
     job = gpu_job(
         "train-bad",
         namespace,
-        {"pod-complete.stage.kwok.x-k8s.io/delay": "1s", "cadre.dev/fake-exit-code": "3"},
+        {"pod-complete.stage.kwok.x-k8s.io/delay": "1s", "kwok.cadre.dev/exit-code": "3"},
     )
     cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(job))
     cluster.kubectl(

@@ -1,4 +1,4 @@
-"""The `cadre` command: generate CRDs and validate manifests (the operator arrives with `run`)."""
+"""The `cadre` command: generate CRDs, validate manifests, run the operator."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cadre.crdgen import render_crds
+from cadre.runtime.args import add_run_arguments
 from cadre.validation import validate_stream
 
 
@@ -52,6 +53,13 @@ def _validate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    # Imported here: `cadre validate` and `cadre crds` must not need Kopf or a cluster.
+    from cadre.runtime.main import run  # noqa: PLC0415
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cadre", description="Cadre: ML training, serving, quotas and budgets on Kubernetes."
@@ -72,6 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("files", nargs="+", metavar="FILE")
     validate.add_argument("--verbose", "-v", action="store_true", help="also list what passed")
     validate.set_defaults(handler=_validate)
+
+    run = commands.add_parser(
+        "run",
+        help="run the operator",
+        description="Run the Cadre operator against the cluster of a kubeconfig, or in-cluster.",
+    )
+    add_run_arguments(run)
+    run.set_defaults(handler=_run)
     return parser
 
 

@@ -7,7 +7,16 @@ from pathlib import Path
 
 OPERATOR_DIR = Path(__file__).resolve().parents[2] / "operator"
 PURE = ("api", "scheduling", "builders", "accounting", "validation")
-PURE_MODULES = ("quantity.py", "duration.py", "config.py", "crdgen.py")
+PURE_MODULES = (
+    "quantity.py",
+    "duration.py",
+    "config.py",
+    "crdgen.py",
+    "teams.py",
+    "lifecycle.py",
+    "admission/store.py",
+    "admission/snapshot.py",
+)
 FORBIDDEN = ("kopf", "kubernetes", "cadre.handlers", "cadre.cli", "aiohttp", "requests")
 
 

@@ -674,7 +674,7 @@ def test_creation_and_admission_times_may_be_datetimes() -> None:
     assert [v.key for v in r.victims] == ["v/new"]
 
 
-def test_the_worked_example_of_docs_scheduling_md() -> None:
+def test_the_worked_example_of_docs_architecture_md() -> None:
     def quota(n: int, borrow: int | None = None) -> tuple[FlavourQuota, ...]:
         return (
             FlavourQuota("a100", Limits(gpus=n), None if borrow is None else Limits(gpus=borrow)),

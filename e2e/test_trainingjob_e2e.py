@@ -1,0 +1,371 @@
+"""The data scientist's path on the whole local cluster: `cadre run` as a subprocess, the
+examples' ResourceBudgets, TrainingJobs whose pods really get scheduled onto fake GPU
+nodes by kube-scheduler and finish as KWOK scripts them (spec.podMetadata annotations).
+
+Jobs run in the examples' namespace vision-research (team vision: t4 4 GPUs nominal plus
+what nlp lends, i.e. all 8 t4 GPUs of the cluster; a100 16 nominal + 8 borrowable)."""
+
+from __future__ import annotations
+
+import copy
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+
+from cadre_process import OperatorProcess, operator_kubeconfig, running_operator
+from localcluster import LocalCluster
+
+pytestmark = pytest.mark.e2e
+
+T = TypeVar("T")
+REPO = Path(__file__).resolve().parents[1]
+NAMESPACE = "vision-research"
+TJS = f"/apis/cadre.dev/v1alpha1/namespaces/{NAMESPACE}/trainingjobs"
+
+
+@pytest.fixture(scope="module")
+def operator(
+    cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """The operator under its least-privilege ClusterRole (manifests/rbac.yaml)."""
+    cluster.kubectl("apply", "-f", str(REPO / "examples" / "budgets.yaml"))
+    cluster.wait_default_service_account(NAMESPACE)
+    workdir = tmp_path_factory.mktemp("operator")
+    kubeconfig = operator_kubeconfig(cluster, workdir / "kubeconfig")
+    with running_operator(kubeconfig, workdir) as op:
+        yield op
+        assert op.alive(), op.log_tail()
+        problems = [
+            r for r in op.log_records() if r.get("level") in ("warning", "error", "critical")
+        ]
+        assert not problems, problems[:3]
+
+
+@pytest.fixture
+def jobs(cluster: LocalCluster) -> Iterator[list[str]]:
+    """Names of the TrainingJobs a test creates; deleted afterwards."""
+    names: list[str] = []
+    yield names
+    for name in names:
+        cluster.api.call("DELETE", f"{TJS}/{name}", ok=(404,))
+
+
+def example(file: str, name: str, delay: str, **spec: Any) -> dict[str, Any]:
+    doc = yaml.safe_load((REPO / "examples" / file).read_text())
+    doc = copy.deepcopy(doc)
+    doc["metadata"] = {"name": name, "namespace": NAMESPACE}
+    doc["spec"].update(spec)
+    doc["spec"]["podMetadata"] = {"annotations": {"pod-complete.stage.kwok.x-k8s.io/delay": delay}}
+    return doc
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def create(cluster: LocalCluster, jobs: list[str], doc: dict[str, Any]) -> dict[str, Any]:
+    jobs.append(doc["metadata"]["name"])
+    created: dict[str, Any] = cluster.api.create(TJS, doc)
+    return created
+
+
+def eventually(
+    what: str, fn: Callable[[], T | None], timeout: float = 30, interval: float = 0.05
+) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = fn()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def status_of(cluster: LocalCluster, name: str) -> dict[str, Any]:
+    status, body = cluster.api.request("GET", f"{TJS}/{name}")
+    return (body.get("status") or {}) if status == 200 else {}
+
+
+def phase_is(cluster: LocalCluster, name: str, *phases: str) -> Callable[[], dict[str, Any]]:
+    def check() -> dict[str, Any]:
+        status = status_of(cluster, name)
+        return status if status.get("phase") in phases else {}
+
+    return check
+
+
+def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(c for c in status.get("conditions") or [] if c["type"] == type_)
+
+
+def pods_of(cluster: LocalCluster, name: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = cluster.api.get(
+        f"/api/v1/namespaces/{NAMESPACE}/pods?labelSelector=cadre.dev%2Ftrainingjob%3D{name}"
+    )["items"]
+    return items
+
+
+def job_of(cluster: LocalCluster, name: str) -> dict[str, Any]:
+    job: dict[str, Any] = cluster.api.get(f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/{name}")
+    return job
+
+
+def test_single_gpu_example_runs_to_succeeded_on_a_t4(
+    operator: OperatorProcess, cluster: LocalCluster, jobs: list[str]
+) -> None:
+    name = unique("mnist")
+    create(cluster, jobs, example("trainingjob-single-gpu.yaml", name, "2s"))
+    status = eventually("Succeeded", phase_is(cluster, name, "Succeeded", "Failed"), timeout=60)
+    assert status["phase"] == "Succeeded", status
+    assert condition(status, "Finished")["reason"] == "Succeeded"
+    assert condition(status, "Admitted")["status"] == "True"
+    assert status["team"] == "vision"
+    assert status["gpus"] == 1
+    assert status["workers"]["succeeded"] == 1
+    assert status["admittedAt"] <= status["startTime"] <= status["completionTime"]
+    (pod,) = pods_of(cluster, name)
+    assert pod["spec"]["nodeName"].startswith("kwok-t4-"), pod["spec"].get("nodeName")
+    assert pod["status"]["phase"] == "Succeeded"
+    out = cluster.kubectl("get", "tj", "-n", NAMESPACE, name, "--no-headers")
+    assert "Succeeded" in out.stdout
+
+
+def test_gang_bigger_than_the_team_quota_stays_queued_with_the_reason(
+    operator: OperatorProcess, cluster: LocalCluster, jobs: list[str]
+) -> None:
+    # 4 x 8 a100 GPUs = 32: the cluster has 32, team vision may use 16 + 8 borrowed.
+    name = unique("too-big")
+    create(
+        cluster,
+        jobs,
+        example(
+            "trainingjob-single-gpu.yaml",
+            name,
+            "2s",
+            workers=4,
+            resources={"flavor": "a100", "gpus": 8},
+        ),
+    )
+    status = eventually("Queued", phase_is(cluster, name, "Queued"))
+    assert condition(status, "Admitted")["reason"] == "ExceedsQuota"
+    assert "vision" in status["queue"]["reason"], status["queue"]
+    assert status["queue"]["position"] == 1
+    time.sleep(2)  # several passes later: still queued, never started
+    assert status_of(cluster, name)["phase"] == "Queued"
+    assert job_of(cluster, name)["spec"]["suspend"] is True
+    assert pods_of(cluster, name) == []
+
+
+def test_deleting_a_running_job_admits_a_queued_one_within_seconds(
+    operator: OperatorProcess, cluster: LocalCluster, jobs: list[str]
+) -> None:
+    # The first takes all 8 t4 GPUs (4 of them borrowed from nlp) for a minute.
+    first, second = unique("hog"), unique("next")
+    create(
+        cluster,
+        jobs,
+        example(
+            "trainingjob-single-gpu.yaml",
+            first,
+            "60s",
+            workers=2,
+            resources={"flavor": "t4", "gpus": 4},
+        ),
+    )
+    eventually("first Running", phase_is(cluster, first, "Running"))
+    create(
+        cluster,
+        jobs,
+        example("trainingjob-single-gpu.yaml", second, "2s", resources={"flavor": "t4", "gpus": 4}),
+    )
+    queued = eventually("second Queued", phase_is(cluster, second, "Queued"))
+    assert condition(queued, "Admitted")["reason"] in ("QuotaExhausted", "CapacityExhausted")
+
+    cluster.api.call("DELETE", f"{TJS}/{first}")
+    deleted = time.monotonic()
+    eventually("second Admitted", phase_is(cluster, second, "Admitted", "Running", "Succeeded"))
+    waited = time.monotonic() - deleted
+    eventually("second Running", phase_is(cluster, second, "Running", "Succeeded"))
+    running = time.monotonic() - deleted
+    print(f"\ndelete of a running job -> queued job admitted {waited:.2f}s, running {running:.2f}s")
+    assert waited < 5
+    assert running < 10  # the deleted job's pods were stopped, not left to the GC
+    status = eventually("second Succeeded", phase_is(cluster, second, "Succeeded"), timeout=60)
+    assert all(p["spec"]["nodeName"].startswith("kwok-t4-") for p in pods_of(cluster, second))
+    assert status["workers"]["succeeded"] == 1
+
+
+def test_high_priority_preempts_low_which_resumes_and_succeeds(
+    operator: OperatorProcess, cluster: LocalCluster, jobs: list[str]
+) -> None:
+    low, high = unique("low"), unique("high")
+    spec = example("trainingjob-single-gpu.yaml", low, "5s", workers=2, priority="low")
+    spec["spec"]["resources"] = {"flavor": "t4", "gpus": 4}
+    create(cluster, jobs, spec)
+    eventually("low Running", phase_is(cluster, low, "Running"))
+    spec = example("trainingjob-single-gpu.yaml", high, "2s", priority="high")
+    spec["spec"]["resources"] = {"flavor": "t4", "gpus": 4}
+    create(cluster, jobs, spec)
+
+    preempted = eventually("low Preempted", phase_is(cluster, low, "Preempted"))
+    admitted = condition(preempted, "Admitted")
+    assert (admitted["status"], admitted["reason"]) == ("False", "Preempted")
+    assert high in admitted["message"], admitted
+    assert job_of(cluster, low)["spec"]["suspend"] is True
+    eventually("high Succeeded", phase_is(cluster, high, "Succeeded"), timeout=60)
+    status = eventually("low Succeeded", phase_is(cluster, low, "Succeeded"), timeout=60)
+    assert status["workers"]["succeeded"] == 2
+
+
+def test_suspend_releases_the_gang_and_resume_runs_it_again(
+    operator: OperatorProcess, cluster: LocalCluster, jobs: list[str]
+) -> None:
+    name = unique("pausable")
+    create(cluster, jobs, example("trainingjob-single-gpu.yaml", name, "60s"))
+    eventually("Running", phase_is(cluster, name, "Running"))
+    patch = {"spec": {"suspend": True}}
+    status_code, body = cluster.api.request(
+        "PATCH", f"{TJS}/{name}", patch, content_type="application/merge-patch+json"
+    )
+    assert status_code == 200, body
+    status = eventually("Suspended", phase_is(cluster, name, "Suspended"))
+    assert condition(status, "Admitted")["reason"] == "Suspended"
+    assert status["observedGeneration"] == 2
+    assert job_of(cluster, name)["spec"]["suspend"] is True
+    eventually("pods gone", lambda: pods_of(cluster, name) == [] or None, timeout=30)
+
+    patch = {"spec": {"suspend": False}}
+    status_code, body = cluster.api.request(
+        "PATCH", f"{TJS}/{name}", patch, content_type="application/merge-patch+json"
+    )
+    assert status_code == 200, body
+    status = eventually("Running again", phase_is(cluster, name, "Running"))
+    assert status["observedGeneration"] == 3
+    assert job_of(cluster, name)["spec"]["suspend"] is False
+
+
+def test_failing_worker_restarts_the_gang_then_fails_with_its_exit_code(
+    operator: OperatorProcess, cluster: LocalCluster, jobs: list[str]
+) -> None:
+    # A worker pod deleted by hand is reported Failed with exit code 137 (as a kubelet
+    # reports a killed container).
+    name = unique("crashy")
+    create(cluster, jobs, example("trainingjob-single-gpu.yaml", name, "60s", workers=2, retries=1))
+    eventually("Running", phase_is(cluster, name, "Running"))
+    first_uid = job_uid(cluster, name)
+    kill_a_worker(cluster, name)
+    restarted = eventually(
+        "a restart", lambda: (s := status_of(cluster, name)).get("restarts") == 1 and s
+    )
+    assert "code 137" in condition(restarted, "Running")["message"], restarted
+    eventually("Running again", phase_is(cluster, name, "Running"))
+    assert job_uid(cluster, name) not in (None, first_uid)  # a new Job runs the new gang
+
+    kill_a_worker(cluster, name)
+    status = eventually("Failed", phase_is(cluster, name, "Failed"), timeout=30)
+    assert status["restarts"] == 1
+    finished = condition(status, "Finished")
+    assert (finished["status"], finished["reason"]) == ("True", "WorkerFailed")
+    assert "exited with code 137" in finished["message"]
+    assert "after 1 restart" in finished["message"]
+
+
+def test_scripted_exit_code_is_the_failure_reason(
+    operator: OperatorProcess, cluster: LocalCluster, jobs: list[str]
+) -> None:
+    # KWOK's pod-fail stage ends the worker with the exit code the annotation asks for.
+    name = unique("exit3")
+    doc = example("trainingjob-single-gpu.yaml", name, "1s")
+    doc["spec"]["podMetadata"]["annotations"]["kwok.cadre.dev/exit-code"] = "3"
+    create(cluster, jobs, doc)
+    status = eventually("Failed", phase_is(cluster, name, "Failed"), timeout=30)
+    finished = condition(status, "Finished")
+    assert (finished["status"], finished["reason"]) == ("True", "WorkerFailed")
+    assert "exited with code 3" in finished["message"], finished
+    assert not status.get("restarts")
+
+
+def test_max_runtime_fails_the_job_without_a_retry(
+    operator: OperatorProcess, cluster: LocalCluster, jobs: list[str]
+) -> None:
+    name = unique("slow")
+    create(
+        cluster,
+        jobs,
+        example("trainingjob-single-gpu.yaml", name, "60s", maxRuntime="2s", retries=3),
+    )
+    status = eventually("Failed", phase_is(cluster, name, "Failed"), timeout=30)
+    assert condition(status, "Finished")["reason"] == "DeadlineExceeded"
+    assert not status.get("restarts")
+
+
+def test_ttl_after_finished_deletes_the_finished_job(
+    operator: OperatorProcess, cluster: LocalCluster, jobs: list[str]
+) -> None:
+    name = unique("short-lived")
+    create(cluster, jobs, example("trainingjob-single-gpu.yaml", name, "1s", ttlAfterFinished="2s"))
+    status = eventually("Succeeded", phase_is(cluster, name, "Succeeded"), timeout=30)
+    assert status["completionTime"]
+    eventually(
+        "deleted after its ttl",
+        lambda: cluster.api.request("GET", f"{TJS}/{name}")[0] == 404,
+        timeout=15,
+    )
+
+
+def kill_a_worker(cluster: LocalCluster, name: str) -> None:
+    running = [p for p in pods_of(cluster, name) if p["status"].get("phase") == "Running"]
+    assert running, "no running worker"
+    pod = running[0]["metadata"]["name"]
+    cluster.api.call("DELETE", f"/api/v1/namespaces/{NAMESPACE}/pods/{pod}")
+
+
+def job_uid(cluster: LocalCluster, name: str) -> str | None:
+    status, body = cluster.api.request("GET", f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/{name}")
+    return str(body["metadata"]["uid"]) if status == 200 else None
+
+
+def test_four_worker_gang_on_an_idle_cluster_timing_and_api_writes(
+    operator: OperatorProcess, cluster: LocalCluster, jobs: list[str]
+) -> None:
+    name = unique("resnet")
+    doc = example(
+        "trainingjob-pytorch.yaml",
+        name,
+        "3s",
+        resources={"flavor": "a100", "gpus": 4, "cpu": "8", "memory": "64Gi"},
+    )
+    doc["spec"].pop("checkpoint")  # no PVC provisioner on the local cluster
+    doc["spec"]["env"] = [e for e in doc["spec"]["env"] if "valueFrom" not in e]
+    writes_before = operator.quiet_writes(quiet=1.5)
+    t0 = time.monotonic()
+    create(cluster, jobs, doc)
+    eventually(
+        "Admitted", phase_is(cluster, name, "Admitted", "Running", "Succeeded"), interval=0.02
+    )
+    t_admitted = time.monotonic() - t0
+    eventually("Running", phase_is(cluster, name, "Running", "Succeeded"), interval=0.02)
+    t_running = time.monotonic() - t0
+    status = eventually("Succeeded", phase_is(cluster, name, "Succeeded"), timeout=60)
+    writes = operator.quiet_writes(quiet=1.5) - writes_before
+    print(
+        f"\n4-worker gang, idle cluster: create -> Admitted {t_admitted:.2f}s, "
+        f"-> Running {t_running:.2f}s; API writes for the whole lifecycle: {writes:.0f}"
+    )
+    pods = pods_of(cluster, name)
+    assert len(pods) == 4
+    assert all(p["spec"]["nodeName"].startswith("kwok-a100-") for p in pods)
+    assert status["workers"]["succeeded"] == 4
+    assert t_admitted < 5
+    assert t_running < 10
+    # Service + Job, unsuspend, status Admitted, Running, Succeeded, events Admitted and
+    # Succeeded: 8, Kueue's figure per workload.
+    assert writes <= 8, operator.api_requests(ok_only=True)
+    out = cluster.kubectl("describe", "tj", "-n", NAMESPACE, name)
+    assert "Admitted" in out.stdout
+    assert "Succeeded" in out.stdout

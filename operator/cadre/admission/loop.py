@@ -1,0 +1,271 @@
+"""The one admission loop of the cluster: an asyncio task that runs passes and applies them.
+
+Handlers update the store and call `notify()`. The loop waits for a change, debounces
+(`admission.debounceMs`), keeps at least `admission.minIntervalMs` between passes, builds
+the snapshot, calls the pure core (`cadre.scheduling.schedule`) and applies its decisions:
+
+- victims: suspend the Job (its pods go away), status Preempted with the core's message;
+- admissions: unsuspend the Job first (the durable truth of "admitted", which a restarted
+  operator reads back), then status Admitted;
+- pending: status Queued with the reason when it changes; the position at most every
+  `admission.positionRefreshSeconds` per job, so a long queue is no write storm.
+
+The loop does not run before `start()` is called, which the startup handler does after
+listing the cluster into the store: no pass ever runs on a partial view, so no gang is
+admitted twice and no quota is exceeded after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Iterable
+from typing import Any
+
+import structlog
+from prometheus_client import Counter, Gauge, Histogram
+
+from cadre.admission.snapshot import SnapshotBuild, build_snapshot
+from cadre.admission.store import Store
+from cadre.config import OperatorConfig
+from cadre.effects import StatusWriter, set_job_suspend, utcnow
+from cadre.kube import ApiError, Kube
+from cadre.lifecycle import admitted, preempted, queued
+from cadre.scheduling import PassResult, schedule
+
+log = structlog.get_logger("cadre.admission")
+
+PASSES = Counter("cadre_admission_passes_total", "Admission passes run.")
+PASS_SECONDS = Histogram(
+    "cadre_admission_pass_seconds",
+    "Time of one admission pass (snapshot and scheduling, without the API writes).",
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+DECISIONS = Counter("cadre_admission_decisions_total", "Admission decisions applied.", ["decision"])
+PENDING = Gauge("cadre_admission_pending_workloads", "Workloads waiting after the last pass.")
+
+_CONCURRENCY = 16
+
+
+class AdmissionLoop:
+    def __init__(self, store: Store, config: OperatorConfig, kube: Kube) -> None:
+        self.store = store
+        self.config = config
+        self.kube = kube
+        self.status = StatusWriter(kube, store)
+        self._dirty = asyncio.Event()
+        self._started = asyncio.Event()
+        self._stopping = False
+        self._last_pass = 0.0
+        self._queue_written: dict[str, tuple[str, float]] = {}
+        """key -> (reason code, monotonic time) of the last queue status written."""
+        self._cache: dict[Any, Any] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.last_result: PassResult | None = None
+
+    # -- control ---------------------------------------------------------------------
+    def notify(self) -> None:
+        """Something that can change a decision happened: run a pass soon."""
+        self._dirty.set()
+
+    def start(self) -> None:
+        """Start passes (after the store holds the whole cluster)."""
+        self._started.set()
+        self._dirty.set()
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name="cadre admission loop")
+
+    def alive(self) -> bool:
+        """False when the loop task ended on its own (a bug): the liveness probe fails."""
+        return self._stopping or self._task is None or not self._task.done()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def run(self) -> None:
+        settings = self.config.admission
+        debounce = settings.debounce_ms / 1000
+        min_interval = settings.min_interval_ms / 1000
+        refresh = float(settings.position_refresh_seconds)
+        await self._started.wait()
+        while not self._stopping:
+            # Wake now and then even when nothing moves, to refresh queue positions.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._dirty.wait(), timeout=refresh)
+            if debounce:
+                await asyncio.sleep(debounce)
+            wait = self._last_pass + min_interval - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._dirty.clear()
+            self._last_pass = time.monotonic()
+            try:
+                await self.run_pass()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("admission pass failed; retrying")
+                self._dirty.set()
+
+    # -- one pass --------------------------------------------------------------------
+    async def run_pass(self) -> PassResult:
+        started = time.perf_counter()
+        build = build_snapshot(self.store, self.config, self._cache)
+        result = schedule(build.snapshot)
+        PASS_SECONDS.observe(time.perf_counter() - started)
+        PASSES.inc()
+        PENDING.set(len(result.pending) + len(build.problems))
+        self.last_result = result
+        if len(self._cache) > 4 * max(len(self.store.trainingjobs), 256):
+            self._cache.clear()
+
+        await self._each(self._preempt(build, v.key, v.reason, v.message) for v in result.victims)
+        await self._each(self._admit(build, a.key) for a in result.admitted if a.gang)
+        await self._each(self._admit(build, key) for key in build.unbudgeted)
+        now = time.monotonic()
+        await self._each(
+            self._pending(build, p.key, p.reason, p.message, p.position, now)
+            for p in result.pending
+        )
+        await self._each(
+            self._pending(build, key, problem.reason, problem.message, None, now)
+            for key, problem in build.problems.items()
+        )
+        if result.admitted or result.victims:
+            log.info(
+                "admission pass",
+                admitted=len(result.admitted),
+                preempted=len(result.victims),
+                pending=len(result.pending),
+                seconds=round(time.perf_counter() - started, 4),
+            )
+        return result
+
+    async def _each(self, effects: Iterable[Awaitable[None]]) -> None:
+        semaphore = asyncio.Semaphore(_CONCURRENCY)
+
+        async def one(effect: Awaitable[None]) -> None:
+            async with semaphore:
+                try:
+                    await effect
+                except ApiError as err:
+                    log.warning("admission effect failed", error=str(err))
+                    self._dirty.set()
+
+        await asyncio.gather(*(one(e) for e in effects))
+
+    async def _admit(self, build: SnapshotBuild, key: str) -> None:
+        info = build.info.get(key)
+        now = utcnow()
+
+        def fn(status: dict[str, Any] | None, tj: dict[str, Any]) -> dict[str, Any] | None:
+            if (status or {}).get("phase") in ("Admitted", "Running"):
+                return None
+            return admitted(
+                status,
+                generation=_generation(tj),
+                now=now,
+                team=info.team if info else None,
+                gpus=info.gpus if info else None,
+            )
+
+        # Unsuspend and status in one step under the job's status lock: the Job handler,
+        # woken by the unsuspension, then finds the status Admitted and writes nothing.
+        async with self.status.lock(key):
+            if not await set_job_suspend(self.kube, self.store, key, suspend=False):
+                return  # the Job is gone; the TrainingJob handler recreates it
+            self.store.admitted_at[key] = time.time()
+            DECISIONS.labels("admit").inc()
+            self._queue_written.pop(key, None)
+            await self.status.update(key, fn, locked=True)
+
+    async def _preempt(self, build: SnapshotBuild, key: str, reason: str, message: str) -> None:
+        now = utcnow()
+        async with self.status.lock(key):
+            if not await set_job_suspend(self.kube, self.store, key, suspend=True):
+                return
+            self.store.admitted_at.pop(key, None)
+            DECISIONS.labels("preempt").inc()
+            await self.status.update(
+                key,
+                lambda status, tj: preempted(
+                    status,
+                    generation=_generation(tj),
+                    now=now,
+                    reason=str(reason),
+                    message=message,
+                ),
+                locked=True,
+            )
+
+    async def _pending(  # noqa: PLR0917
+        self,
+        build: SnapshotBuild,
+        key: str,
+        reason: str,
+        message: str,
+        position: int | None,
+        now: float,
+    ) -> None:
+        info = build.info.get(key)
+        refresh = self.config.admission.position_refresh_seconds
+        wall = utcnow()
+
+        def fn(status: dict[str, Any] | None, tj: dict[str, Any]) -> dict[str, Any] | None:
+            current = status or {}
+            queue = current.get("queue") or {}
+            # Not written by this process (a restart): what the status says, long ago.
+            written: tuple[str | None, float] = self._queue_written.get(key) or (
+                _waiting_reason(current),
+                0.0,
+            )
+            urgent = (
+                written[0] != reason
+                or "reason" not in queue
+                or (position is not None and "position" not in queue)
+                or current.get("phase") not in ("Queued", "Preempted")
+                or current.get("observedGeneration") != _generation(tj)
+            )
+            # The message carries live figures ("team vision uses 6/8"): refreshed with the
+            # position, at most every positionRefreshSeconds, unless the reason changes.
+            due = now - written[1] >= refresh and (
+                queue.get("reason") != message
+                or (position is not None and queue.get("position") != position)
+            )
+            if not urgent and not due:
+                return None
+            self._queue_written[key] = (reason, now)
+            return queued(
+                status,
+                generation=_generation(tj),
+                now=wall,
+                reason=str(reason),
+                message=message,
+                position=position,
+                team=info.team if info else None,
+                gpus=info.gpus if info else None,
+            )
+
+        await self.status.update(key, fn)
+
+    def forget(self, key: str) -> None:
+        self._queue_written.pop(key, None)
+        self.status.forget(key)
+
+
+def _waiting_reason(status: dict[str, Any]) -> str | None:
+    """The reason code of the Admitted=False condition of a waiting job, if any."""
+    for c in status.get("conditions") or ():
+        if c.get("type") == "Admitted" and c.get("status") == "False":
+            return str(c.get("reason"))
+    return None
+
+
+def _generation(tj: dict[str, Any]) -> int:
+    return int((tj.get("metadata") or {}).get("generation") or 0)

@@ -1,0 +1,222 @@
+"""The admission loop's in-memory view of the cluster. Pure: no I/O, plain values.
+
+Handlers feed it from watch events (and the startup listing); the snapshot adapter reads
+it. Records are slim (what admission needs), not whole objects, except TrainingJobs,
+whose spec and status the adapter and the status writers need.
+
+Every `upsert_*`/`delete_*` returns True when the change can alter an admission decision,
+so the handler knows whether to wake the loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["JobRecord", "NodeRecord", "Store", "job_record", "node_record"]
+
+TRAININGJOB_LABEL = "cadre.dev/trainingjob"
+SPEC_HASH_ANNOTATION = "cadre.dev/spec-hash"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRecord:
+    labels: Mapping[str, str]
+    allocatable: Mapping[str, str]
+    unschedulable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """The batch/v1 Job of a TrainingJob, as admission and status need it."""
+
+    name: str
+    namespace: str
+    uid: str
+    suspended: bool
+    complete: bool
+    failed: bool
+    failed_condition: Mapping[str, Any] | None
+    active: int
+    ready: int | None
+    succeeded: int
+    failed_pods: int
+    completion_time: str | None
+    resource_version: str
+    spec_hash: str | None = None
+    """The builders' digest of what the Job was built from (annotation cadre.dev/spec-hash)."""
+
+    @property
+    def finished(self) -> bool:
+        return self.complete or self.failed
+
+    @property
+    def running(self) -> bool:
+        """Admitted and holding its quota: unsuspended and not finished."""
+        return not self.suspended and not self.finished
+
+
+def _resource_version(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+
+
+def _newer(old: str, new: str) -> bool:
+    """True unless `new` is known to be older than `old` (resource versions are opaque
+    strings; etcd's are integers, which is all this relies on, and only to drop stale
+    events after a write whose answer is already stored)."""
+    if old.isdigit() and new.isdigit():
+        return int(new) >= int(old)
+    return True
+
+
+def job_record(job: Mapping[str, Any]) -> JobRecord:
+    metadata = job.get("metadata") or {}
+    spec = job.get("spec") or {}
+    status = job.get("status") or {}
+    complete = failed = False
+    failed_condition: Mapping[str, Any] | None = None
+    for condition in status.get("conditions") or ():
+        if condition.get("status") != "True":
+            continue
+        if condition.get("type") == "Complete":
+            complete = True
+        elif condition.get("type") == "Failed":
+            failed = True
+            failed_condition = condition
+    return JobRecord(
+        name=str(metadata.get("name", "")),
+        namespace=str(metadata.get("namespace", "")),
+        uid=str(metadata.get("uid", "")),
+        suspended=bool(spec.get("suspend", False)),
+        complete=complete,
+        failed=failed,
+        failed_condition=failed_condition,
+        active=int(status.get("active") or 0),
+        ready=None if status.get("ready") is None else int(status["ready"]),
+        succeeded=int(status.get("succeeded") or 0),
+        failed_pods=int(status.get("failed") or 0),
+        completion_time=status.get("completionTime"),
+        resource_version=_resource_version(job),
+        spec_hash=(metadata.get("annotations") or {}).get(SPEC_HASH_ANNOTATION),
+    )
+
+
+def node_record(node: Mapping[str, Any]) -> NodeRecord:
+    metadata = node.get("metadata") or {}
+    return NodeRecord(
+        labels=dict(metadata.get("labels") or {}),
+        allocatable=dict((node.get("status") or {}).get("allocatable") or {}),
+        unschedulable=bool((node.get("spec") or {}).get("unschedulable", False)),
+    )
+
+
+def key_of(obj: Mapping[str, Any]) -> str:
+    metadata = obj.get("metadata") or {}
+    return f"{metadata.get('namespace', '')}/{metadata.get('name', '')}"
+
+
+@dataclass
+class Store:
+    """Everything the admission pass reads. Keys of workloads are "namespace/name"."""
+
+    budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    nodes: dict[str, NodeRecord] = field(default_factory=dict)
+    namespaces: dict[str, dict[str, str]] = field(default_factory=dict)
+    trainingjobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    jobs: dict[str, JobRecord] = field(default_factory=dict)
+    """The Job of TrainingJob key (same namespace and name)."""
+    admitted_at: dict[str, float] = field(default_factory=dict)
+    """When this process admitted a workload (epoch seconds), for preemption order."""
+    retired_jobs: set[str] = field(default_factory=set)
+    """UIDs of Jobs deleted to restart a gang: late watch events of them are ignored."""
+
+    # -- ResourceBudgets -------------------------------------------------------------
+    def upsert_budget(self, budget: Mapping[str, Any]) -> bool:
+        name = str(budget["metadata"]["name"])
+        old = self.budgets.get(name)
+        if old is not None and not _newer(_resource_version(old), _resource_version(budget)):
+            return False
+        self.budgets[name] = dict(budget)
+        return old is None or old.get("spec") != budget.get("spec")
+
+    def delete_budget(self, name: str) -> bool:
+        return self.budgets.pop(name, None) is not None
+
+    # -- Nodes -----------------------------------------------------------------------
+    def upsert_node(self, node: Mapping[str, Any]) -> bool:
+        name = str(node["metadata"]["name"])
+        record = node_record(node)
+        old = self.nodes.get(name)
+        self.nodes[name] = record
+        return old != record
+
+    def delete_node(self, name: str) -> bool:
+        return self.nodes.pop(name, None) is not None
+
+    # -- Namespaces ------------------------------------------------------------------
+    def upsert_namespace(self, namespace: Mapping[str, Any]) -> bool:
+        name = str(namespace["metadata"]["name"])
+        labels = dict((namespace.get("metadata") or {}).get("labels") or {})
+        old = self.namespaces.get(name)
+        self.namespaces[name] = labels
+        return old != labels
+
+    def delete_namespace(self, name: str) -> bool:
+        return self.namespaces.pop(name, None) is not None
+
+    # -- TrainingJobs ----------------------------------------------------------------
+    def upsert_trainingjob(self, tj: Mapping[str, Any]) -> bool:
+        """Store the newer of the known and the given object; True when its spec,
+        generation or deletion changed (a status-only change never wakes the loop)."""
+        key = key_of(tj)
+        old = self.trainingjobs.get(key)
+        if old is not None and not _newer(_resource_version(old), _resource_version(tj)):
+            return False
+        stored = dict(tj)
+        metadata = stored.get("metadata")
+        if isinstance(metadata, dict) and "managedFields" in metadata:
+            # Often larger than the rest of the object; nothing here reads it.
+            stored["metadata"] = {k: v for k, v in metadata.items() if k != "managedFields"}
+        self.trainingjobs[key] = stored
+        if old is None:
+            return True
+        om, nm = old.get("metadata") or {}, tj.get("metadata") or {}
+        return (
+            om.get("generation") != nm.get("generation")
+            or om.get("deletionTimestamp") != nm.get("deletionTimestamp")
+            or old.get("spec") != tj.get("spec")
+        )
+
+    def delete_trainingjob(self, key: str) -> bool:
+        self.admitted_at.pop(key, None)
+        gone = self.trainingjobs.pop(key, None) is not None
+        job = self.jobs.pop(key, None)
+        return gone or job is not None
+
+    # -- Jobs ------------------------------------------------------------------------
+    def upsert_job(self, job: Mapping[str, Any]) -> bool:
+        """True when the Job's admission state changed (suspended, finished)."""
+        metadata = job.get("metadata") or {}
+        tj_name = (metadata.get("labels") or {}).get(TRAININGJOB_LABEL) or metadata.get("name")
+        key = f"{metadata.get('namespace', '')}/{tj_name}"
+        record = job_record(job)
+        if record.uid in self.retired_jobs:
+            return False
+        old = self.jobs.get(key)
+        if old is not None and not _newer(old.resource_version, record.resource_version):
+            return False
+        self.jobs[key] = record
+        return old is None or old.running != record.running or old.uid != record.uid
+
+    def retire_job(self, key: str, uid: str) -> None:
+        """Forget the Job `uid` of `key` for good (deleted to restart the gang)."""
+        self.retired_jobs.add(uid)
+        self.delete_job(key, uid)
+
+    def delete_job(self, key: str, uid: str | None = None) -> bool:
+        old = self.jobs.get(key)
+        if old is None or (uid is not None and old.uid != uid):
+            return False
+        del self.jobs[key]
+        return True

@@ -1,0 +1,122 @@
+"""Effects on the API shared by the handlers and the admission loop.
+
+Status writes go through `StatusWriter.update`: one asyncio lock per TrainingJob, so the
+loop and the Job handler never compute a status from the same base and overwrite each
+other's conditions (a merge patch replaces the conditions list whole); the base is the
+newest object known (the store keeps the answer of every write); nothing is written
+when the status would not change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from cadre.admission.store import Store
+from cadre.kube import ApiError, Kube, job_path, trainingjob_path
+from cadre.lifecycle import status_patch, transition_event
+
+log = structlog.get_logger("cadre.effects")
+
+StatusFn = Callable[[dict[str, Any] | None, dict[str, Any]], dict[str, Any] | None]
+"""(current status, whole object) -> the wanted status, or None for no change."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class StatusWriter:
+    def __init__(self, kube: Kube, store: Store) -> None:
+        self.kube = kube
+        self.store = store
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._posting: set[asyncio.Task[None]] = set()
+        self.writes = 0
+
+    def lock(self, key: str) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
+    def forget(self, key: str) -> None:
+        self._locks.pop(key, None)
+
+    async def update(
+        self, key: str, fn: StatusFn, *, locked: bool = False
+    ) -> dict[str, Any] | None:
+        """Apply `fn` to the TrainingJob's newest known status and write the difference.
+        Returns the object after the write (None if unknown, gone or unchanged).
+        `locked`: the caller holds `lock(key)` already (to make an effect and its status
+        write one step, so that no handler writes in between)."""
+        if locked:
+            return await self._update(key, fn)
+        async with self.lock(key):
+            return await self._update(key, fn)
+
+    async def _update(self, key: str, fn: StatusFn) -> dict[str, Any] | None:
+        tj = self.store.trainingjobs.get(key)
+        if tj is None:
+            return None
+        current = tj.get("status")
+        wanted = fn(current, tj)
+        if wanted is None:
+            return None
+        patch = status_patch(current, wanted)
+        if patch is None:
+            return None
+        namespace, name = key.split("/", 1)
+        try:
+            updated = await self.kube.patch_status(trainingjob_path(namespace, name), patch)
+        except ApiError as err:
+            if err.status == 404:
+                return None
+            raise
+        self.writes += 1
+        self.store.upsert_trainingjob(updated)
+        self._announce(tj, current, updated.get("status"))
+        return updated
+
+    def _announce(
+        self,
+        tj: dict[str, Any],
+        before: dict[str, Any] | None,
+        after: dict[str, Any] | None,
+    ) -> None:
+        """Post a Kubernetes Event for a phase transition (in the background)."""
+        event = transition_event(tj, before, after, utcnow())
+        if event is None:
+            return
+        task = asyncio.create_task(self._post(event))
+        self._posting.add(task)
+        task.add_done_callback(self._posting.discard)
+
+    async def _post(self, event: dict[str, Any]) -> None:
+        try:
+            await self.kube.create(event)
+        except ApiError as err:
+            log.warning("posting an event failed", error=str(err), reason=event.get("reason"))
+
+
+async def set_job_suspend(kube: Kube, store: Store, key: str, suspend: bool) -> bool:
+    """Suspend or unsuspend the Job of TrainingJob `key`; False if the Job is gone."""
+    namespace, name = key.split("/", 1)
+    job = store.jobs.get(key)
+    if job is not None and job.suspended == suspend:
+        return True
+    try:
+        updated = await kube.merge_patch(
+            job_path(namespace, job.name if job else name), {"spec": {"suspend": suspend}}
+        )
+    except ApiError as err:
+        if err.status == 404:
+            return False
+        raise
+    store.upsert_job(updated)
+    log.info("job suspended" if suspend else "job unsuspended", trainingjob=key)
+    return True

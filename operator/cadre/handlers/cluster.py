@@ -1,0 +1,93 @@
+"""The cluster as admission sees it: ResourceBudgets, Nodes and Namespaces into the store.
+
+At startup the store is filled by listing everything (and the Jobs and TrainingJobs)
+before Kopf starts its watches; only then does the admission loop start. Afterwards the
+watch events keep it current. Event handlers write nothing to the watched objects (no
+finalizers, no annotations).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from cadre.builders import LABEL_TRAININGJOB
+from cadre.runtime.context import Runtime
+
+
+def _name(event: kopf.RawEvent) -> str:
+    return str(event["object"]["metadata"]["name"])
+
+
+@kopf.on.event("cadre.dev", "v1alpha1", "resourcebudgets")
+async def budget_event(event: kopf.RawEvent, memo: Runtime, **_: Any) -> None:
+    store = memo.store
+    if event["type"] == "DELETED":
+        changed = store.delete_budget(_name(event))
+    else:
+        changed = store.upsert_budget(event["object"])
+    if changed:
+        memo.loop.notify()
+
+
+@kopf.on.event("", "v1", "nodes")
+async def node_event(event: kopf.RawEvent, memo: Runtime, **_: Any) -> None:
+    store = memo.store
+    if event["type"] == "DELETED":
+        changed = store.delete_node(_name(event))
+    else:
+        changed = store.upsert_node(event["object"])
+    if changed:
+        memo.loop.notify()
+
+
+@kopf.on.event("", "v1", "namespaces")
+async def namespace_event(event: kopf.RawEvent, memo: Runtime, **_: Any) -> None:
+    store = memo.store
+    if event["type"] == "DELETED":
+        changed = store.delete_namespace(_name(event))
+    else:
+        changed = store.upsert_namespace(event["object"])
+    if changed:
+        memo.loop.notify()
+
+
+@kopf.on.startup(id="cadre-admission-start")
+async def start_admission(memo: Runtime, logger: kopf.Logger, **_: Any) -> None:
+    """List the cluster into the store, then start the admission loop."""
+    kube, store = memo.kube, memo.store
+    for budget in await kube.list("/apis/cadre.dev/v1alpha1/resourcebudgets"):
+        store.upsert_budget(budget)
+    for node in await kube.list("/api/v1/nodes"):
+        store.upsert_node(node)
+    for namespace in await kube.list("/api/v1/namespaces"):
+        store.upsert_namespace(namespace)
+    for job in await kube.list("/apis/batch/v1/jobs", label_selector=LABEL_TRAININGJOB):
+        store.upsert_job(job)
+    for tj in await kube.list("/apis/cadre.dev/v1alpha1/trainingjobs"):
+        store.upsert_trainingjob(tj)
+    logger.info(
+        f"store filled: {len(store.budgets)} budgets, {len(store.nodes)} nodes, "
+        f"{len(store.trainingjobs)} trainingjobs, {len(store.jobs)} jobs "
+        f"({sum(j.running for j in store.jobs.values())} admitted)"
+    )
+    memo.loop.start()
+
+
+@kopf.on.cleanup(id="cadre-admission-stop")
+async def stop_admission(memo: Runtime, **_: Any) -> None:
+    await memo.loop.stop()
+    for _due, task in memo.ttl_timers.values():
+        task.cancel()
+
+
+@kopf.on.probe(id="admission", errors=kopf.ErrorsMode.PERMANENT)
+def admission_probe(memo: Runtime, **_: Any) -> dict[str, Any]:
+    if not memo.loop.alive():
+        raise kopf.PermanentError("the admission loop has stopped")  # /healthz fails
+    return {
+        "trainingjobs": len(memo.store.trainingjobs),
+        "admitted": sum(j.running for j in memo.store.jobs.values()),
+        "nodes": len(memo.store.nodes),
+    }

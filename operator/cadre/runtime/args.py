@@ -1,0 +1,37 @@
+"""The flags of `cadre run` (no Kopf import: the CLI builds its parser without it)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        default=os.environ.get("CADRE_CONFIG"),
+        help="the operator config file (OperatorConfig YAML); default: $CADRE_CONFIG",
+    )
+    parser.add_argument(
+        "--kubeconfig",
+        default=None,
+        help="kubeconfig to use; default: in-cluster when run in a pod, else $KUBECONFIG "
+        "or ~/.kube/config",
+    )
+    parser.add_argument(
+        "--bind-address",
+        default="0.0.0.0",
+        help="address of the metrics and health endpoints (default 0.0.0.0)",
+    )
+    parser.add_argument(
+        "--metrics-port", type=int, default=None, help="override the config's metricsPort"
+    )
+    parser.add_argument(
+        "--health-port", type=int, default=None, help="override the config's healthPort"
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("auto", "json", "console"),
+        default="auto",
+        help="auto: JSON unless stdout is a terminal",
+    )

@@ -1,0 +1,27 @@
+"""What every handler gets as Kopf's `memo`: the config, the API client, the store and
+the admission loop of this operator process (no module-level globals)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from cadre.admission.loop import AdmissionLoop
+from cadre.admission.store import Store
+from cadre.config import OperatorConfig
+from cadre.kube import Kube
+
+
+@dataclass
+class Runtime:
+    config: OperatorConfig
+    kube: Kube
+    store: Store
+    loop: AdmissionLoop
+    ttl_timers: dict[str, tuple[float, asyncio.Task[None]]] = field(default_factory=dict)
+    """TrainingJob key -> (when, task) of its deletion after spec.ttlAfterFinished."""
+
+    @classmethod
+    def create(cls, config: OperatorConfig, kube: Kube) -> Runtime:
+        store = Store()
+        return cls(config=config, kube=kube, store=store, loop=AdmissionLoop(store, config, kube))

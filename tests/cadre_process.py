@@ -1,0 +1,191 @@
+"""`cadre run` as a subprocess for the integration and e2e tests.
+
+It runs `python -m cadre.cli run` against a test cluster's kubeconfig with the example
+operator config, metrics and health on free 127.0.0.1 ports, logs (JSON) to a file.
+It dies with the test run (PR_SET_PDEATHSIG) and `stop()` sends SIGTERM, then SIGKILL.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from localcluster import LocalCluster, procs
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE_CONFIG = REPO / "examples" / "operator-config.yaml"
+RBAC = REPO / "manifests" / "rbac.yaml"
+
+
+def operator_kubeconfig(cluster: LocalCluster, path: Path) -> Path:
+    """A kubeconfig for the ServiceAccount of manifests/rbac.yaml (namespace cadre-system),
+    so the operator runs with exactly the permissions the ClusterRole grants."""
+    cluster.kubectl("create", "namespace", "cadre-system", check=False)
+    cluster.kubectl("apply", "-f", str(RBAC))
+    token = cluster.api.call(
+        "POST",
+        "/api/v1/namespaces/cadre-system/serviceaccounts/cadre-operator/token",
+        {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 3600},
+        },
+    )["status"]["token"]
+    admin = yaml.safe_load(Path(cluster.kubeconfig).read_text())
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": admin["clusters"],
+        "users": [{"name": "cadre-operator", "user": {"token": token}}],
+        "contexts": [
+            {
+                "name": "cadre-operator",
+                "context": {"cluster": admin["clusters"][0]["name"], "user": "cadre-operator"},
+            }
+        ],
+        "current-context": "cadre-operator",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+class OperatorProcess:
+    def __init__(self, kubeconfig: Path | str, workdir: Path, config: Path | None = None) -> None:
+        self.kubeconfig = str(kubeconfig)
+        self.config = config or EXAMPLE_CONFIG
+        self.log_path = workdir / "cadre-operator.log"
+        self.metrics_port, self.health_port = procs.free_ports(2)
+        self._rec: procs.ProcRecord | None = None
+        self._popen: Any = None
+
+    def start(self, timeout: float = 60) -> OperatorProcess:
+        argv = [
+            sys.executable,
+            "-m",
+            "cadre.cli",
+            "run",
+            "--config",
+            str(self.config),
+            "--kubeconfig",
+            self.kubeconfig,
+            "--bind-address",
+            "127.0.0.1",
+            "--metrics-port",
+            str(self.metrics_port),
+            "--health-port",
+            str(self.health_port),
+            "--log-format",
+            "json",
+        ]
+        self._rec, self._popen = procs.start(
+            "cadre-operator", argv, self.log_path, die_with_parent=True
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._popen.poll() is not None:
+                raise RuntimeError(f"cadre run exited:\n{self.log_tail()}")
+            if self.healthy():
+                return self
+            time.sleep(0.2)
+        self.stop()
+        raise TimeoutError(f"cadre run not healthy in {timeout}s:\n{self.log_tail()}")
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.health_port}/healthz", timeout=2
+            ) as resp:
+                return bool(resp.status == 200)
+        except OSError:
+            return False
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5
+        ) as resp:
+            return str(resp.read().decode())
+
+    def api_requests(self, ok_only: bool = False) -> dict[tuple[str, str], float]:
+        """cadre_api_requests_total summed by (verb, resource); 2xx answers only if asked."""
+        out: dict[tuple[str, str], float] = {}
+        for line in self.metrics().splitlines():
+            if not line.startswith("cadre_api_requests_total{"):
+                continue
+            labels_text, value = line[len("cadre_api_requests_total{") :].rsplit("} ", 1)
+            labels = dict(part.split("=", 1) for part in labels_text.split(",") if "=" in part)
+            if ok_only and not labels["code"].strip('"').startswith("2"):
+                continue
+            key = (labels["verb"].strip('"'), labels["resource"].strip('"'))
+            out[key] = out.get(key, 0.0) + float(value)
+        return out
+
+    def writes(self) -> float:
+        """Successful mutating requests (POST, PUT, PATCH, DELETE) so far."""
+        return sum(
+            n
+            for (verb, _), n in self.api_requests(ok_only=True).items()
+            if verb in ("POST", "PUT", "PATCH", "DELETE")
+        )
+
+    def quiet_writes(self, quiet: float = 2.0, timeout: float = 30) -> float:
+        """Wait until no write happened for `quiet` seconds (earlier tests' objects settle);
+        returns the write count then."""
+        deadline = time.monotonic() + timeout
+        last, since = self.writes(), time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            now = self.writes()
+            if now != last:
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                break
+        return last
+
+    def alive(self) -> bool:
+        return self._popen is not None and self._popen.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL, as a node failure or an OOM kill would; nothing runs the cleanup."""
+        if self._popen is not None and self._popen.poll() is None:
+            self._popen.send_signal(signal.SIGKILL)
+            self._popen.wait(timeout=10)
+
+    def stop(self, grace: float = 15) -> int | None:
+        """SIGTERM (graceful), SIGKILL after `grace` s; returns the exit status."""
+        if self._rec is not None:
+            procs.stop(self._rec, self._popen, grace=grace)
+        return None if self._popen is None else self._popen.returncode
+
+    def log_tail(self, lines: int = 40) -> str:
+        return procs.log_tail(self.log_path, lines)
+
+    def log_records(self) -> list[dict[str, Any]]:
+        records = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                try:
+                    records.append(json.loads(line))
+                except ValueError:
+                    continue
+        return records
+
+
+@contextmanager
+def running_operator(
+    kubeconfig: Path | str, workdir: Path, config: Path | None = None
+) -> Iterator[OperatorProcess]:
+    """The operator for the duration of the block; always stopped afterwards."""
+    op = OperatorProcess(kubeconfig, workdir, config)
+    try:
+        yield op.start()
+    finally:
+        op.stop()

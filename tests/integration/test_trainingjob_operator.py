@@ -1,0 +1,341 @@
+"""`cadre run` against a real kube-apiserver (no controllers, no scheduler): a TrainingJob
+gets its suspended Indexed Job and headless Service, a Queued status with its reason,
+is admitted when capacity appears, suspends and resumes; creating children twice is
+idempotent. The operator runs as a subprocess, as in production."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+
+from cadre.builders import build_training_job_children
+from cadre.config import parse_config
+from cadre.kube import Kube
+from cadre_process import EXAMPLE_CONFIG, OperatorProcess, running_operator
+from localcluster import LocalCluster
+from localcluster.api import ApiError
+
+pytestmark = pytest.mark.integration
+
+T = TypeVar("T")
+TJS = "/apis/cadre.dev/v1alpha1/namespaces/{ns}/trainingjobs"
+BUDGETS = "/apis/cadre.dev/v1alpha1/resourcebudgets"
+
+
+@pytest.fixture(scope="module")
+def operator(
+    apiserver: LocalCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    with running_operator(apiserver.kubeconfig, tmp_path_factory.mktemp("operator")) as op:
+        yield op
+        assert op.alive(), op.log_tail()
+
+
+@pytest.fixture
+def team(apiserver: LocalCluster, namespace: str) -> Iterator[str]:
+    """A ResourceBudget (4 t4 GPUs) covering the test's namespace."""
+    name = f"team-{uuid.uuid4().hex[:8]}"
+    apiserver.api.create(
+        BUDGETS,
+        {
+            "apiVersion": "cadre.dev/v1alpha1",
+            "kind": "ResourceBudget",
+            "metadata": {"name": name},
+            "spec": {"namespaces": [namespace], "quota": [{"flavor": "t4", "gpus": 4}]},
+        },
+    )
+    yield name
+    apiserver.api.call("DELETE", f"{BUDGETS}/{name}", ok=(404,))
+
+
+@pytest.fixture
+def t4_node(apiserver: LocalCluster) -> Iterator[str]:
+    """A t4 node object with 8 GPUs, more than the team quota (nothing runs: no kubelet)."""
+    name = f"t4-{uuid.uuid4().hex[:8]}"
+    apiserver.api.create(
+        "/api/v1/nodes",
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": name, "labels": {"cadre.dev/flavor": "t4"}},
+            "status": {
+                "capacity": {"cpu": "48", "memory": "192Gi", "nvidia.com/gpu": "8", "pods": "110"},
+                "allocatable": {
+                    "cpu": "48",
+                    "memory": "192Gi",
+                    "nvidia.com/gpu": "8",
+                    "pods": "110",
+                },
+            },
+        },
+    )
+    yield name
+    apiserver.api.call("DELETE", f"/api/v1/nodes/{name}", ok=(404,))
+
+
+def trainingjob(name: str, workers: int = 2, gpus: int = 1) -> dict[str, Any]:
+    return {
+        "apiVersion": "cadre.dev/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": name},
+        "spec": {
+            "image": "ghcr.io/acme/train:1.4",
+            "command": ["python", "train.py"],
+            "workers": workers,
+            "distribution": "PyTorch",
+            "resources": {"flavor": "t4", "gpus": gpus, "cpu": "4", "memory": "16Gi"},
+        },
+    }
+
+
+def eventually(what: str, fn: Callable[[], T | None], timeout: float = 30) -> T:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = fn()
+            if value:
+                return value
+        except (ApiError, KeyError) as err:
+            last = err
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what} (last error: {last})")
+
+
+def get(apiserver: LocalCluster, path: str) -> dict[str, Any] | None:
+    status, body = apiserver.api.request("GET", path)
+    return body if status == 200 else None
+
+
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c["type"] == type_), None)
+
+
+def test_trainingjob_gets_suspended_job_service_and_queued_status(
+    operator: OperatorProcess, apiserver: LocalCluster, namespace: str, team: str
+) -> None:
+    created = apiserver.api.create(TJS.format(ns=namespace), trainingjob("resnet", workers=2))
+    uid = created["metadata"]["uid"]
+
+    job = eventually(
+        "the Job", lambda: get(apiserver, f"/apis/batch/v1/namespaces/{namespace}/jobs/resnet")
+    )
+    spec = job["spec"]
+    assert spec["suspend"] is True
+    assert (spec["completionMode"], spec["parallelism"], spec["completions"]) == ("Indexed", 2, 2)
+    (owner,) = job["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
+        "TrainingJob",
+        "resnet",
+        uid,
+        True,
+    )
+    labels = job["metadata"]["labels"]
+    assert labels["cadre.dev/team"] == team
+    assert labels["cadre.dev/trainingjob"] == "resnet"
+
+    service = get(apiserver, f"/api/v1/namespaces/{namespace}/services/resnet")
+    assert service is not None
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["metadata"]["ownerReferences"][0]["uid"] == uid
+
+    # No node has a t4 GPU: the job waits, and says why.
+    tj = eventually(
+        "status Queued",
+        lambda: (
+            (o := get(apiserver, f"{TJS.format(ns=namespace)}/resnet"))
+            and (o.get("status") or {}).get("phase") == "Queued"
+            and o
+        ),
+    )
+    status = tj["status"]
+    assert status["observedGeneration"] == 1
+    assert status["team"] == team
+    assert status["gpus"] == 2
+    assert "t4" in status["queue"]["reason"], status
+    assert status["queue"]["position"] == 1
+    admitted = condition(tj, "Admitted")
+    assert admitted is not None
+    assert admitted["status"] == "False"
+    assert admitted["observedGeneration"] == 1
+    assert admitted["reason"] in ("ExceedsCapacity", "CapacityExhausted"), admitted
+    # The operator writes no finalizer and no bookkeeping annotation on the user's object.
+    assert not tj["metadata"].get("finalizers")
+    assert not [a for a in tj["metadata"].get("annotations") or {} if a.startswith("cadre.dev")]
+
+
+def test_creating_children_again_is_idempotent(
+    operator: OperatorProcess, apiserver: LocalCluster, namespace: str, team: str
+) -> None:
+    created = apiserver.api.create(TJS.format(ns=namespace), trainingjob("again"))
+    first = eventually(
+        "the Job", lambda: get(apiserver, f"/apis/batch/v1/namespaces/{namespace}/jobs/again")
+    )
+    config = parse_config(EXAMPLE_CONFIG.read_text())
+    children = build_training_job_children(
+        created,
+        name="again",
+        namespace=namespace,
+        uid=created["metadata"]["uid"],
+        team=team,
+        config=config,
+    )
+
+    async def create_twice() -> list[tuple[dict[str, Any], bool]]:
+        kube = Kube.connect(str(apiserver.kubeconfig))
+        try:
+            return [await kube.create(obj) for obj in (*children.objects(), *children.objects())]
+        finally:
+            kube.close()
+
+    results = asyncio.run(create_twice())
+    assert [was_created for _, was_created in results] == [False, False, False, False]
+    job_uids = {obj["metadata"]["uid"] for obj, _ in results if obj["kind"] == "Job"}
+    assert job_uids == {first["metadata"]["uid"]}
+    jobs = apiserver.api.get(f"/apis/batch/v1/namespaces/{namespace}/jobs")["items"]
+    assert [j["metadata"]["name"] for j in jobs] == ["again"]
+
+
+def test_admitted_when_capacity_appears_then_suspend_and_resume(
+    operator: OperatorProcess, apiserver: LocalCluster, namespace: str, team: str, t4_node: str
+) -> None:
+    writes_before = operator.quiet_writes()
+    apiserver.api.create(TJS.format(ns=namespace), trainingjob("fits", workers=2))
+    tj_path = f"{TJS.format(ns=namespace)}/fits"
+    job_path = f"/apis/batch/v1/namespaces/{namespace}/jobs/fits"
+
+    tj = eventually(
+        "status Admitted",
+        lambda: (
+            (o := get(apiserver, tj_path))
+            and (o.get("status") or {}).get("phase") == "Admitted"
+            and o
+        ),
+    )
+    job = apiserver.api.get(job_path)
+    assert job["spec"]["suspend"] is False
+    status = tj["status"]
+    assert status["admittedAt"]
+    assert "queue" not in status
+    admitted = condition(tj, "Admitted")
+    assert admitted is not None
+    assert (admitted["status"], admitted["reason"]) == ("True", "Admitted")
+    # Service + Job created, Job unsuspended, one status write, the Admitted event.
+    writes = operator.quiet_writes(quiet=1.5) - writes_before
+    print(f"\nAPI writes from create to Admitted: {writes:.0f}")
+    assert writes == 5, operator.api_requests(ok_only=True)
+    events = apiserver.api.get(f"/api/v1/namespaces/{namespace}/events")["items"]
+    mine = [e for e in events if e["involvedObject"]["name"] == "fits"]
+    assert [(e["reason"], e["type"]) for e in mine] == [("Admitted", "Normal")]
+
+    # Suspend: the Job is suspended and the quota given back.
+    _merge_patch(apiserver, tj_path, {"spec": {"suspend": True}})
+    eventually("Job suspended", lambda: apiserver.api.get(job_path)["spec"]["suspend"] is True)
+    tj = eventually(
+        "status Suspended",
+        lambda: (o := get(apiserver, tj_path)) and o["status"].get("phase") == "Suspended" and o,
+    )
+    assert tj["status"]["observedGeneration"] == 2
+    assert condition(tj, "Admitted")["reason"] == "Suspended"  # type: ignore[index]
+
+    # Resume: queued again, and admitted again since it fits.
+    _merge_patch(apiserver, tj_path, {"spec": {"suspend": False}})
+    eventually(
+        "admitted again",
+        lambda: (o := get(apiserver, tj_path)) and o["status"].get("phase") == "Admitted",
+    )
+    assert apiserver.api.get(job_path)["spec"]["suspend"] is False
+
+
+def test_gang_larger_than_quota_stays_queued(
+    operator: OperatorProcess, apiserver: LocalCluster, namespace: str, team: str, t4_node: str
+) -> None:
+    apiserver.api.create(TJS.format(ns=namespace), trainingjob("huge", workers=3, gpus=2))
+    tj = eventually(
+        "status Queued",
+        lambda: (
+            (o := get(apiserver, f"{TJS.format(ns=namespace)}/huge"))
+            and (o.get("status") or {}).get("phase") == "Queued"
+            and o
+        ),
+    )
+    assert condition(tj, "Admitted")["reason"] == "ExceedsQuota"  # type: ignore[index]
+    assert team in tj["status"]["queue"]["reason"]
+    job = apiserver.api.get(f"/apis/batch/v1/namespaces/{namespace}/jobs/huge")
+    assert job["spec"]["suspend"] is True
+
+
+def _merge_patch(apiserver: LocalCluster, path: str, patch: dict[str, Any]) -> None:
+    status, body = apiserver.api.request(
+        "PATCH", path, patch, content_type="application/merge-patch+json"
+    )
+    assert status == 200, body
+
+
+def test_spec_change_while_queued_rebuilds_the_job(
+    operator: OperatorProcess, apiserver: LocalCluster, namespace: str, team: str
+) -> None:
+    """No node: the job waits, may still change, and its Job follows the new spec."""
+    apiserver.api.create(TJS.format(ns=namespace), trainingjob("reshaped", workers=2))
+    job_path = f"/apis/batch/v1/namespaces/{namespace}/jobs/reshaped"
+    first = eventually("the Job", lambda: get(apiserver, job_path))
+    tj_path = f"{TJS.format(ns=namespace)}/reshaped"
+    eventually(
+        "Queued",
+        lambda: (get(apiserver, tj_path) or {}).get("status", {}).get("phase") == "Queued",
+    )
+    _merge_patch(apiserver, tj_path, {"spec": {"workers": 3}})
+    second = eventually(
+        "a Job of 3 workers",
+        lambda: (
+            (j := get(apiserver, job_path))
+            and j["metadata"]["uid"] != first["metadata"]["uid"]
+            and j["spec"]["parallelism"] == 3
+            and j
+        ),
+    )
+    assert second["spec"]["suspend"] is True
+    assert second["spec"]["completions"] == 3
+    status = eventually(
+        "status of generation 2",
+        lambda: (
+            (s := (get(apiserver, tj_path) or {}).get("status") or {}).get("observedGeneration")
+            == 2
+            and s
+        ),
+    )
+    assert status["gpus"] == 3
+
+
+def test_recreated_trainingjob_replaces_the_children_of_the_deleted_one(
+    operator: OperatorProcess, apiserver: LocalCluster, namespace: str, team: str
+) -> None:
+    """No garbage collector runs here: the operator itself removes the children left by
+    a deleted TrainingJob of the same name, and creates the new one's."""
+    tjs = TJS.format(ns=namespace)
+    job_path = f"/apis/batch/v1/namespaces/{namespace}/jobs/phoenix"
+    service_path = f"/api/v1/namespaces/{namespace}/services/phoenix"
+    old_uid = apiserver.api.create(tjs, trainingjob("phoenix"))["metadata"]["uid"]
+    eventually("the first Job", lambda: get(apiserver, job_path))
+    apiserver.api.call("DELETE", f"{tjs}/phoenix")
+    new_uid = apiserver.api.create(tjs, trainingjob("phoenix"))["metadata"]["uid"]
+    assert new_uid != old_uid
+
+    def owned_by_new(path: str) -> bool:
+        obj = get(apiserver, path)
+        return obj is not None and obj["metadata"]["ownerReferences"][0]["uid"] == new_uid
+
+    eventually("the new Service", lambda: owned_by_new(service_path), timeout=20)
+    eventually("the new Job", lambda: owned_by_new(job_path), timeout=20)
+    eventually(
+        "status Queued",
+        lambda: (
+            ((get(apiserver, f"{tjs}/phoenix") or {}).get("status") or {}).get("phase") == "Queued"
+        ),
+    )

@@ -1,0 +1,281 @@
+"""TrainingJob status transitions (cadre.lifecycle, pure)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cadre.admission.store import job_record
+from cadre.lifecycle import (
+    admitted,
+    from_job,
+    preempted,
+    queued,
+    restart_for,
+    restarting,
+    status_patch,
+    suspended,
+    transition_event,
+    with_condition,
+)
+
+T0 = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
+T1 = T0 + timedelta(seconds=30)
+
+
+def cond(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(c for c in status["conditions"] if c["type"] == type_)
+
+
+def job(
+    *,
+    suspend: bool = False,
+    ready: int = 0,
+    conditions: list[dict[str, Any]] | None = None,
+    **status: Any,
+) -> Any:
+    return job_record(
+        {
+            "metadata": {"name": "j", "namespace": "ns", "uid": "u", "resourceVersion": "5"},
+            "spec": {"suspend": suspend},
+            "status": {"ready": ready, "conditions": conditions or [], **status},
+        }
+    )
+
+
+def test_condition_transition_time_moves_only_on_status_change() -> None:
+    first = with_condition(None, "Admitted", "False", "QuotaExhausted", "wait", 1, T0)
+    same = with_condition(first, "Admitted", "False", "CapacityExhausted", "still", 2, T1)
+    assert same[0]["lastTransitionTime"] == "2026-11-27T03:00:00Z"
+    assert same[0]["reason"] == "CapacityExhausted"
+    assert same[0]["observedGeneration"] == 2
+    flipped = with_condition(same, "Admitted", "True", "Admitted", "go", 2, T1)
+    assert flipped[0]["lastTransitionTime"] == "2026-11-27T03:00:30Z"
+
+
+def test_queued_then_admitted() -> None:
+    q = queued(
+        None,
+        generation=1,
+        now=T0,
+        reason="QuotaExhausted",
+        message="team vision: 8/8",
+        position=3,
+        team="vision",
+        gpus=8,
+    )
+    assert q["phase"] == "Queued"
+    assert q["queue"] == {"reason": "team vision: 8/8", "position": 3}
+    assert q["observedGeneration"] == 1
+    assert cond(q, "Admitted")["status"] == "False"
+    # The position is left alone when not given (its writes are rate-limited).
+    q2 = queued(
+        q,
+        generation=1,
+        now=T1,
+        reason="QuotaExhausted",
+        message="other",
+        position=None,
+        team=None,
+        gpus=None,
+    )
+    assert q2["queue"] == {"reason": "other", "position": 3}
+    a = admitted(q2, generation=1, now=T1, team="vision", gpus=8)
+    assert a["phase"] == "Admitted"
+    assert "queue" not in a
+    assert a["admittedAt"] == "2026-11-27T03:00:30Z"
+    assert cond(a, "Admitted")["status"] == "True"
+    assert cond(a, "Running")["status"] == "False"
+    assert status_patch(q2, a) == {
+        "phase": "Admitted",
+        "queue": None,
+        "admittedAt": "2026-11-27T03:00:30Z",
+        "conditions": a["conditions"],
+    }
+
+
+def test_running_succeeded() -> None:
+    a = admitted(None, generation=1, now=T0, team="t", gpus=2)
+    assert from_job(a, job(ready=1, active=2), workers=2, generation=1, now=T1) == a
+    r = from_job(a, job(ready=2, active=2), workers=2, generation=1, now=T1)
+    assert r["phase"] == "Running"
+    assert r["startTime"] == "2026-11-27T03:00:30Z"
+    assert r["workers"] == {"active": 2, "ready": 2, "succeeded": 0, "failed": 0}
+    assert from_job(r, job(ready=2, active=2), workers=2, generation=1, now=T1) == r
+    done = job(
+        conditions=[{"type": "Complete", "status": "True"}],
+        succeeded=2,
+        completionTime="2026-11-27T03:05:00Z",
+    )
+    s = from_job(r, done, workers=2, generation=1, now=T1)
+    assert s["phase"] == "Succeeded"
+    assert s["completionTime"] == "2026-11-27T03:05:00Z"
+    assert (cond(s, "Finished")["status"], cond(s, "Finished")["reason"]) == ("True", "Succeeded")
+    assert cond(s, "Running")["status"] == "False"
+    # Terminal: nothing moves it any more.
+    assert from_job(s, job(ready=2), workers=2, generation=1, now=T1) == s
+
+
+def test_failed_with_the_workers_exit_code() -> None:
+    failed = job(
+        conditions=[
+            {
+                "type": "Failed",
+                "status": "True",
+                "reason": "PodFailurePolicy",
+                "message": "Container worker for pod ns/j-1-abcde failed with exit code 3 "
+                "matching FailJob rule at index 1",
+            }
+        ],
+        failed=1,
+    )
+    f = from_job(
+        admitted(None, generation=1, now=T0, team="t", gpus=1),
+        failed,
+        workers=2,
+        generation=1,
+        now=T1,
+    )
+    assert f["phase"] == "Failed"
+    finished = cond(f, "Finished")
+    assert finished["reason"] == "WorkerFailed"
+    assert "ns/j-1-abcde" in finished["message"]
+    assert "code 3" in finished["message"]
+
+
+def test_running_without_admitted_status_is_repaired() -> None:
+    """An operator that unsuspended the Job and stopped before writing Admitted."""
+    q = queued(
+        None,
+        generation=1,
+        now=T0,
+        reason="QuotaExhausted",
+        message="m",
+        position=1,
+        team="t",
+        gpus=1,
+    )
+    r = from_job(q, job(ready=1, active=1), workers=1, generation=1, now=T1)
+    assert r["phase"] == "Running"
+    assert cond(r, "Admitted")["status"] == "True"
+    assert "queue" not in r
+
+
+def test_preempted_keeps_its_phase_and_reason_while_queued() -> None:
+    a = admitted(None, generation=1, now=T0, team="t", gpus=8)
+    p = preempted(a, generation=1, now=T1, reason="Preempted", message="preempted by ns/urgent")
+    assert p["phase"] == "Preempted"
+    assert "admittedAt" not in p
+    q = queued(
+        p,
+        generation=1,
+        now=T1,
+        reason="QuotaExhausted",
+        message="waiting",
+        position=2,
+        team=None,
+        gpus=None,
+    )
+    assert q["phase"] == "Preempted"
+    assert cond(q, "Admitted")["reason"] == "Preempted"
+    assert q["queue"]["reason"] == "waiting"
+
+
+def test_suspended_and_no_op_patch() -> None:
+    a = admitted(None, generation=1, now=T0, team="t", gpus=1)
+    s = suspended(a, generation=2, now=T1)
+    assert s["phase"] == "Suspended"
+    assert s["observedGeneration"] == 2
+    assert cond(s, "Admitted")["reason"] == "Suspended"
+    assert cond(s, "Running")["reason"] == "Suspended"
+    assert status_patch(s, dict(s)) is None
+
+
+def test_unsuspended_job_of_a_queued_status_means_admitted() -> None:
+    q = queued(
+        None,
+        generation=1,
+        now=T0,
+        reason="QuotaExhausted",
+        message="m",
+        position=1,
+        team="t",
+        gpus=4,
+    )
+    a = from_job(q, job(ready=0, active=0), workers=2, generation=1, now=T1)
+    assert a["phase"] == "Admitted"
+    assert "queue" not in a
+    assert a["team"] == "t"
+    suspended_job = job(suspend=True)
+    assert from_job(q, suspended_job, workers=2, generation=1, now=T1) == q
+
+
+def failed_job(message: str, reason: str = "PodFailurePolicy") -> Any:
+    return job(
+        conditions=[{"type": "Failed", "status": "True", "reason": reason, "message": message}]
+    )
+
+
+EXIT_3 = (
+    "Container worker for pod ns/j-0-abcde failed with exit code 3 matching FailJob rule at index 1"
+)
+DISRUPTED = "Pod ns/j-1-fghij has condition DisruptionTarget matching FailJob rule at index 0"
+
+
+def test_failed_worker_restarts_the_gang_until_retries_are_used() -> None:
+    a = admitted(None, generation=1, now=T0, team="t", gpus=2)
+    failure = restart_for(a, failed_job(EXIT_3), retries=1)
+    assert failure is not None
+    assert (failure.reason, failure.charged) == ("WorkerFailed", True)
+    r = restarting(a, generation=1, now=T1, failure=failure, retries=1)
+    assert r["phase"] == "Queued"
+    assert r["restarts"] == 1
+    assert "admittedAt" not in r
+    assert cond(r, "Admitted")["reason"] == "Restarting"
+    assert "restart 1 of 1" in cond(r, "Admitted")["message"]
+    # The retry is used: the next failure is final, with the worker's exit code.
+    assert restart_for(r, failed_job(EXIT_3), retries=1) is None
+    f = from_job(r, failed_job(EXIT_3), workers=2, generation=1, now=T1)
+    assert f["phase"] == "Failed"
+    assert "code 3" in cond(f, "Finished")["message"]
+    assert "after 1 restart" in cond(f, "Finished")["message"]
+
+
+def test_disruption_restarts_without_charging_and_deadline_never_restarts() -> None:
+    a = admitted(None, generation=1, now=T0, team="t", gpus=2)
+    failure = restart_for(a, failed_job(DISRUPTED), retries=0)
+    assert failure is not None
+    assert (failure.reason, failure.charged) == ("WorkerDisrupted", False)
+    assert "restarts" not in a
+    assert restarting(a, generation=1, now=T1, failure=failure, retries=0)["restarts"] == 0
+    assert restart_for(a, failed_job("", reason="DeadlineExceeded"), retries=5) is None
+    assert restart_for(a, job(ready=1), retries=5) is None  # not failed
+
+
+def test_transition_events() -> None:
+    tj = {"metadata": {"name": "j", "namespace": "ns", "uid": "u1"}}
+    a = admitted(None, generation=1, now=T0, team="t", gpus=2)
+    event = transition_event(tj, None, a, T0)
+    assert event is not None
+    assert (event["reason"], event["type"], event["metadata"]["namespace"]) == (
+        "Admitted",
+        "Normal",
+        "ns",
+    )
+    assert event["involvedObject"] == {
+        "apiVersion": "cadre.dev/v1alpha1",
+        "kind": "TrainingJob",
+        "name": "j",
+        "namespace": "ns",
+        "uid": "u1",
+    }
+    r = from_job(a, job(ready=2, active=2), workers=2, generation=1, now=T1)
+    assert transition_event(tj, a, r, T1) is None  # Running is not announced
+    assert transition_event(tj, r, dict(r), T1) is None
+    failure = restart_for(r, failed_job(EXIT_3), retries=2)
+    assert failure is not None
+    again = restarting(r, generation=1, now=T1, failure=failure, retries=2)
+    event = transition_event(tj, r, again, T1)
+    assert event is not None
+    assert (event["reason"], event["type"]) == ("Restarting", "Warning")
+    assert "code 3" in event["message"]

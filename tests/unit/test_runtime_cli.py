@@ -1,0 +1,64 @@
+"""`cadre run`'s flags and config errors, and the API client's helpers, without a cluster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cadre.cli import build_parser
+from cadre.kube import _resource_of, collection_path
+from cadre.runtime.main import load_config
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_run_flags_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CADRE_CONFIG", "/etc/cadre/config.yaml")
+    args = build_parser().parse_args(["run", "--metrics-port", "0", "--bind-address", "127.0.0.1"])
+    assert args.config == "/etc/cadre/config.yaml"
+    assert args.kubeconfig is None
+    assert (args.metrics_port, args.health_port, args.bind_address) == (0, None, "127.0.0.1")
+    assert args.log_format == "auto"
+
+
+def test_config_errors_are_one_clear_line(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="no operator config"):
+        load_config(None)
+    with pytest.raises(SystemExit, match="cannot read"):
+        load_config(str(tmp_path / "missing.yaml"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("flavors: []\n")
+    with pytest.raises(SystemExit, match="not a valid OperatorConfig"):
+        load_config(str(bad))
+    assert load_config(str(EXAMPLES / "operator-config.yaml")).flavor("t4") is not None
+
+
+@pytest.mark.parametrize(
+    ("path", "resource"),
+    [
+        ("/apis/batch/v1/namespaces/ns/jobs", "jobs"),
+        ("/apis/batch/v1/namespaces/ns/jobs/j", "jobs"),
+        ("/apis/cadre.dev/v1alpha1/namespaces/ns/trainingjobs/t/status", "trainingjobs/status"),
+        ("/apis/cadre.dev/v1alpha1/resourcebudgets?limit=500", "resourcebudgets"),
+        ("/api/v1/nodes", "nodes"),
+        ("/api/v1/namespaces/ns", "namespaces"),
+        ("/api/v1/namespaces/ns/services/s", "services"),
+        ("/apis/batch/v1/jobs?labelSelector=x", "jobs"),
+    ],
+)
+def test_metric_resource_label(path: str, resource: str) -> None:
+    assert _resource_of(path) == resource
+
+
+def test_collection_paths() -> None:
+    meta = {"namespace": "ns", "name": "x"}
+    assert collection_path({"apiVersion": "batch/v1", "kind": "Job", "metadata": meta}) == (
+        "/apis/batch/v1/namespaces/ns/jobs"
+    )
+    assert collection_path({"apiVersion": "v1", "kind": "Service", "metadata": meta}) == (
+        "/api/v1/namespaces/ns/services"
+    )
+    assert collection_path({"apiVersion": "v1", "kind": "Event", "metadata": meta}) == (
+        "/api/v1/namespaces/ns/events"
+    )
