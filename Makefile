@@ -53,7 +53,7 @@ test-e2e: $(STAMP) binaries
 test: lint validate-examples test-unit test-integration test-e2e
 
 up: $(STAMP) binaries
-	PYTHONPATH=e2e $(PY) -m localcluster up --with-examples
+	PYTHONPATH=e2e $(PY) -m localcluster up --with-examples --with-operator
 
 down: $(STAMP)
 	PYTHONPATH=e2e $(PY) -m localcluster down

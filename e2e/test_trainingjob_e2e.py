@@ -135,10 +135,40 @@ def test_single_gpu_example_runs_to_succeeded_on_a_t4(
     assert "Succeeded" in out.stdout
 
 
+def test_the_two_training_examples_run_to_succeeded(
+    operator: OperatorProcess, cluster: LocalCluster, jobs: list[str]
+) -> None:
+    """examples/ as a user applies them (plus the checkpoint volume and a KWOK run time)."""
+    cluster.kubectl("apply", "-f", str(REPO / "e2e" / "cluster" / "demo-volumes.yaml"))
+    cluster.kubectl("apply", "-f", str(REPO / "examples" / "checkpoint-volume.yaml"))
+    expected_nodes = {
+        "trainingjob-single-gpu.yaml": "kwok-t4-",
+        "trainingjob-pytorch.yaml": "kwok-a100-",
+    }
+    names = {}
+    for file in expected_nodes:
+        doc = yaml.safe_load((REPO / "examples" / file).read_text())
+        doc["spec"]["podMetadata"] = {
+            "annotations": {"pod-complete.stage.kwok.x-k8s.io/delay": "3s"}
+        }
+        names[file] = doc["metadata"]["name"]
+        create(cluster, jobs, doc)
+    for file, node_prefix in expected_nodes.items():
+        name = names[file]
+        status = eventually(f"{name} Succeeded", phase_is(cluster, name, "Succeeded"), timeout=90)
+        pods = pods_of(cluster, name)
+        assert len(pods) == status["workers"]["succeeded"] == (4 if "pytorch" in file else 1)
+        assert all(p["spec"]["nodeName"].startswith(node_prefix) for p in pods), pods
+    # The gang of 4 workers x 8 GPUs spread over the four 8-GPU a100 nodes.
+    nodes = {p["spec"]["nodeName"] for p in pods_of(cluster, names["trainingjob-pytorch.yaml"])}
+    assert len(nodes) == 4
+
+
 def test_gang_bigger_than_the_team_quota_stays_queued_with_the_reason(
     operator: OperatorProcess, cluster: LocalCluster, jobs: list[str]
 ) -> None:
-    # 4 x 8 a100 GPUs = 32: the cluster has 32, team vision may use 16 + 8 borrowed.
+    # 2 x 24 CPU = 48 of cpu-only: the cluster has 64, team vision's quota is 32 and
+    # nlp has no cpu-only quota to lend.
     name = unique("too-big")
     create(
         cluster,
@@ -147,8 +177,8 @@ def test_gang_bigger_than_the_team_quota_stays_queued_with_the_reason(
             "trainingjob-single-gpu.yaml",
             name,
             "2s",
-            workers=4,
-            resources={"flavor": "a100", "gpus": 8},
+            workers=2,
+            resources={"flavor": "cpu-only", "cpu": "24", "memory": "8Gi"},
         ),
     )
     status = eventually("Queued", phase_is(cluster, name, "Queued"))

@@ -7,9 +7,10 @@ import contextlib
 import json
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
-from . import binaries
+from . import binaries, procs
 from .cluster import REPO_ROOT, ClusterError, LocalCluster, default_state_dir
 
 
@@ -31,7 +32,19 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument(
         "--with-examples",
         action="store_true",
-        help="install crds/*.yaml and apply examples/budgets.yaml (teams' namespaces, budgets)",
+        help="install crds/*.yaml, apply examples/budgets.yaml (teams' namespaces, budgets) "
+        "and the checkpoint volume of the PyTorch example",
+    )
+    up.add_argument(
+        "--with-operator",
+        action="store_true",
+        help="also run the Cadre operator (`cadre run`) against the cluster, owned by it",
+    )
+    up.add_argument(
+        "--operator-config",
+        type=Path,
+        default=REPO_ROOT / "examples" / "operator-config.yaml",
+        help="OperatorConfig for --with-operator (default: examples/operator-config.yaml)",
     )
     up.add_argument("--no-build", action="store_true", help="fail instead of building binaries")
     sub.add_parser("down", help="stop every process of the cluster, by PID")
@@ -89,12 +102,64 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
+OPERATOR = "cadre-operator"
+
+
+def _start_operator(cluster: LocalCluster, config: Path, timeout: float = 60) -> None:
+    """Runs `cadre run` as a process of the cluster (metrics and health on loopback)."""
+    if cluster.alive().get(OPERATOR):
+        print(f"{OPERATOR} already running (pid {cluster.pids()[OPERATOR]})")
+        return
+    cluster.records = [r for r in cluster.records if r.name != OPERATOR]  # a dead one
+    metrics_port, health_port = procs.free_ports(2)
+    cluster.spawn(
+        OPERATOR,
+        [
+            sys.executable,
+            "-m",
+            "cadre.cli",
+            "run",
+            "--config",
+            str(config),
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "--bind-address",
+            "127.0.0.1",
+            "--metrics-port",
+            str(metrics_port),
+            "--health-port",
+            str(health_port),
+            "--log-format",
+            "json",
+        ],
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not cluster.alive()[OPERATOR]:
+            log = cluster.logs_dir / f"{OPERATOR}.log"
+            raise ClusterError(f"{OPERATOR} exited; last lines of {log}:\n{procs.log_tail(log)}")
+        with contextlib.suppress(OSError):
+            url = f"http://127.0.0.1:{health_port}/healthz"
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    print(
+                        f"{OPERATOR} running (pid {cluster.pids()[OPERATOR]}): metrics on "
+                        f"http://127.0.0.1:{metrics_port}/metrics, logs in "
+                        f"{cluster.logs_dir / (OPERATOR + '.log')}"
+                    )
+                    return
+        time.sleep(0.2)
+    raise ClusterError(f"{OPERATOR} not healthy after {timeout:.0f}s")
+
+
 def _up(args: argparse.Namespace) -> int:
     crds_dir = args.crds or (REPO_ROOT / "crds" if args.with_examples else None)
     running = _running(args.state_dir)
     if running is not None:
         print(f"already running ({running.mode}) from {running.state_dir}: {running.server}")
         _install(running, crds_dir, args.with_examples)
+        if args.with_operator:
+            _start_operator(running, args.operator_config)
         print(f"export KUBECONFIG={running.kubeconfig}")
         return 0
     kwargs = {}
@@ -107,6 +172,8 @@ def _up(args: argparse.Namespace) -> int:
     cluster.up()
     try:
         _install(cluster, crds_dir, args.with_examples)
+        if args.with_operator:
+            _start_operator(cluster, args.operator_config)
     except BaseException:
         cluster.down()
         raise
@@ -119,10 +186,13 @@ def _up(args: argparse.Namespace) -> int:
     print(f"  processes:  {', '.join(f'{n}={p}' for n, p in cluster.pids().items())}")
     print(f"  memory:     {info['rss_total_mib']} MiB RSS in total")
     print(f"export KUBECONFIG={cluster.kubeconfig}")
-    kubectl = cluster.kubectl_path()
-    print(f"try: {kubectl} get nodes -L cadre.dev/flavor,nvidia.com/gpu.product")
+    print('next: eval "$(PYTHONPATH=e2e .venv/bin/python -m localcluster env)"')
+    print("      kubectl get nodes -L cadre.dev/flavor,nvidia.com/gpu.product")
     if args.with_examples:
-        print(f"     {kubectl} get resourcebudgets; {kubectl} get tj -A")
+        print("      kubectl get resourcebudgets")
+    if args.with_operator:
+        print("      kubectl apply -f examples/trainingjob-single-gpu.yaml")
+        print("      kubectl get tj -A -w")
     rel = cluster.state_dir
     with contextlib.suppress(ValueError):
         rel = cluster.state_dir.relative_to(REPO_ROOT)
@@ -148,10 +218,14 @@ def _install(cluster: LocalCluster, crds_dir: Path | None, examples: bool) -> No
         names = cluster.install_crds(files)
         print(f"installed {len(names)} CRDs from {crds_dir}")
     if examples:
-        budgets = REPO_ROOT / "examples" / "budgets.yaml"
-        out = cluster.kubectl("apply", "-f", str(budgets))
-        print(f"applied {budgets.relative_to(REPO_ROOT)}:")
-        print("  " + out.stdout.strip().replace("\n", "\n  "))
+        for manifest in (
+            REPO_ROOT / "examples" / "budgets.yaml",
+            REPO_ROOT / "e2e" / "cluster" / "demo-volumes.yaml",
+            REPO_ROOT / "examples" / "checkpoint-volume.yaml",
+        ):
+            out = cluster.kubectl("apply", "-f", str(manifest))
+            print(f"applied {manifest.relative_to(REPO_ROOT)}:")
+            print("  " + out.stdout.strip().replace("\n", "\n  "))
 
 
 if __name__ == "__main__":

@@ -427,6 +427,10 @@ class LocalCluster:
         )
         self._mark("controllers-and-nodes-ready", t)
 
+    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        """Start one more process owned by this cluster: `down` stops it by PID too."""
+        self._spawn(name, argv, env)
+
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         rec, popen = procs.start(
             name, argv, self.logs_dir / f"{name}.log", env=env, die_with_parent=self.die_with_parent
