@@ -135,13 +135,16 @@ def test_teams_from_budgets() -> None:
     assert vision.cohort == "research"
     quotas = {q.flavour: q for q in vision.quotas}
     assert quotas["a100"].nominal == Limits(16, None, None)
-    assert quotas["a100"].borrowing_limit == Limits(8, None, None)
+    assert quotas["a100"].borrowing_limit == Limits(16, None, None)
     assert quotas["a100"].lending_limit is None
-    assert quotas["cpu-only"].nominal == Limits(0, 64_000, 256 * GIB)
-    nlp = team_of_budget(next(d for d in docs if d["metadata"]["name"] == "nlp"))
+    assert quotas["cpu-only"].nominal == Limits(0, 32_000, 128 * GIB)
+    nlp_doc = next(d for d in docs if d["metadata"]["name"] == "nlp")
+    assert team_of_budget(nlp_doc).quotas[0].lending_limit is None
+    nlp_doc["spec"]["quota"][0]["lendingLimit"] = {"gpus": 8, "cpu": "500m"}
+    nlp = team_of_budget(nlp_doc)
     assert nlp.queueing.value == "StrictFIFO"
     assert nlp.fair_share_weight == 2
-    assert {q.flavour: q for q in nlp.quotas}["a100"].lending_limit == Limits(8, None, None)
+    assert {q.flavour: q for q in nlp.quotas}["a100"].lending_limit == Limits(8, 500, None)
 
 
 def test_workload_fields(config: OperatorConfig) -> None:
@@ -214,7 +217,12 @@ def test_unbudgeted_namespaces_run(config: OperatorConfig) -> None:
 
 def test_gang_larger_than_quota_waits_with_reason(config: OperatorConfig) -> None:
     store = example_store()
-    # vision may use 16 a100 GPUs plus 8 borrowed: 4 x 8 = 32 never fits (the cluster has 32).
+    # With its borrowing limit lowered to 8, vision may use 16 a100 GPUs plus 8 borrowed:
+    # 4 x 8 = 32 never fits (the cluster has 32).
+    for doc in yaml.safe_load_all((EXAMPLES / "budgets.yaml").read_text()):
+        if doc["kind"] == "ResourceBudget" and doc["metadata"]["name"] == "vision":
+            doc["spec"]["quota"][0]["borrowingLimit"] = {"gpus": 8}
+            store.upsert_budget(doc)
     add(store, tj("huge", workers=4, flavor="a100", gpus=8))
     add(store, tj("small", flavor="a100", gpus=8, created="2026-11-27T03:00:01Z"))
     result = schedule(build_snapshot(store, config).snapshot)
