@@ -11,6 +11,8 @@ import copy
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -115,6 +117,42 @@ def job_of(cluster: LocalCluster, name: str) -> dict[str, Any]:
     return job
 
 
+def expected_figures(pods: list[dict[str, Any]], flavor: str) -> tuple[Decimal, Decimal]:
+    """(GPU-hours, cost) recomputed here from the pods' container timestamps and the
+    example config's prices, exactly (Decimal), independently of the operator's code."""
+    config = yaml.safe_load((REPO / "examples" / "operator-config.yaml").read_text())
+    prices = next(f["prices"] for f in config["flavors"] if f["name"] == flavor)
+    gpu_hour, cpu_hour, gib_hour = (
+        Decimal(prices.get(k, "0")) for k in ("gpuHour", "cpuCoreHour", "memoryGiBHour")
+    )
+    gpu_seconds = cost_seconds = Decimal(0)
+    for pod in pods:
+        (container,) = pod["spec"]["containers"]
+        requests = container["resources"]["requests"]
+        gpus = Decimal(container["resources"]["limits"].get("nvidia.com/gpu", "0"))
+        cpu = Decimal(requests["cpu"])
+        assert requests["memory"].endswith("Gi")
+        gib = Decimal(requests["memory"].removesuffix("Gi"))
+        (state,) = [c["state"]["terminated"] for c in pod["status"]["containerStatuses"]]
+        started = datetime.fromisoformat(state["startedAt"].replace("Z", "+00:00"))
+        finished = datetime.fromisoformat(state["finishedAt"].replace("Z", "+00:00"))
+        seconds = Decimal((finished - started).total_seconds())
+        gpu_seconds += seconds * gpus
+        cost_seconds += seconds * (gpus * gpu_hour + cpu * cpu_hour + gib * gib_hour)
+    return gpu_seconds / 3600, cost_seconds / 3600
+
+
+def assert_figures(status: dict[str, Any], pods: list[dict[str, Any]], flavor: str) -> None:
+    gpu_hours, cost = expected_figures(pods, flavor)
+    print(
+        f"\ngpuHours {status['gpuHours']} (computed {gpu_hours:.6f}), "
+        f"cost {status['cost']} (computed {cost:.6f})"
+    )
+    assert Decimal(status["gpuHours"]) > 0
+    assert Decimal(status["gpuHours"]) == gpu_hours.quantize(Decimal("0.0001"))
+    assert Decimal(status["cost"]) == cost.quantize(Decimal("0.01"))
+
+
 def test_single_gpu_example_runs_to_succeeded_on_a_t4(
     operator: OperatorProcess, cluster: LocalCluster, jobs: list[str]
 ) -> None:
@@ -131,6 +169,7 @@ def test_single_gpu_example_runs_to_succeeded_on_a_t4(
     (pod,) = pods_of(cluster, name)
     assert pod["spec"]["nodeName"].startswith("kwok-t4-"), pod["spec"].get("nodeName")
     assert pod["status"]["phase"] == "Succeeded"
+    assert_figures(status, [pod], "t4")
     out = cluster.kubectl("get", "tj", "-n", NAMESPACE, name, "--no-headers")
     assert "Succeeded" in out.stdout
 
@@ -391,6 +430,7 @@ def test_four_worker_gang_on_an_idle_cluster_timing_and_api_writes(
     assert len(pods) == 4
     assert all(p["spec"]["nodeName"].startswith("kwok-a100-") for p in pods)
     assert status["workers"]["succeeded"] == 4
+    assert_figures(status, pods, "a100")
     assert t_admitted < 5
     assert t_running < 10
     # Service + Job, unsuspend, status Admitted, Running, Succeeded, events Admitted and

@@ -10,15 +10,18 @@ when the status would not change.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
+from cadre.accounting import Rates
 from cadre.admission.store import Store
+from cadre.config import OperatorConfig
 from cadre.kube import ApiError, Kube, job_path, trainingjob_path
-from cadre.lifecycle import status_patch, transition_event
+from cadre.lifecycle import status_patch, transition_event, with_usage
 
 log = structlog.get_logger("cadre.effects")
 
@@ -31,12 +34,16 @@ def utcnow() -> datetime:
 
 
 class StatusWriter:
-    def __init__(self, kube: Kube, store: Store) -> None:
+    def __init__(self, kube: Kube, store: Store, config: OperatorConfig | None = None) -> None:
         self.kube = kube
         self.store = store
+        self.config = config
         self._locks: dict[str, asyncio.Lock] = {}
         self._posting: set[asyncio.Task[None]] = set()
         self.writes = 0
+        self.last_write: dict[str, float] = {}
+        """TrainingJob key -> monotonic time of its last status write (to bound the
+        writes of live figures such as worker counts)."""
 
     def lock(self, key: str) -> asyncio.Lock:
         lock = self._locks.get(key)
@@ -46,6 +53,7 @@ class StatusWriter:
 
     def forget(self, key: str) -> None:
         self._locks.pop(key, None)
+        self.last_write.pop(key, None)
 
     async def update(
         self, key: str, fn: StatusFn, *, locked: bool = False
@@ -67,6 +75,10 @@ class StatusWriter:
         wanted = fn(current, tj)
         if wanted is None:
             return None
+        if self.config is not None:
+            wanted = with_usage(
+                current, wanted, self.store.usages_of(key), rates_of(self.config, tj), utcnow()
+            )
         patch = status_patch(current, wanted)
         if patch is None:
             return None
@@ -78,6 +90,7 @@ class StatusWriter:
                 return None
             raise
         self.writes += 1
+        self.last_write[key] = time.monotonic()
         self.store.upsert_trainingjob(updated)
         self._announce(tj, current, updated.get("status"))
         return updated
@@ -101,6 +114,15 @@ class StatusWriter:
             await self.kube.create(event)
         except ApiError as err:
             log.warning("posting an event failed", error=str(err), reason=event.get("reason"))
+
+
+def rates_of(config: OperatorConfig, tj: dict[str, Any]) -> Rates:
+    """The hourly prices of the TrainingJob's flavour (zero for an unknown flavour)."""
+    flavor = ((tj.get("spec") or {}).get("resources") or {}).get("flavor")
+    for candidate in config.flavors:
+        if candidate.name == flavor:
+            return Rates(*candidate.prices.as_decimals())
+    return Rates()
 
 
 async def set_job_suspend(kube: Kube, store: Store, key: str, suspend: bool) -> bool:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from cadre.accounting import PodUsage, Rates, format_figures, usage_and_cost
 from cadre.admission.store import JobRecord
 from cadre.builders import parse_job_failure
 
@@ -48,6 +49,7 @@ __all__ = [
     "timestamp",
     "transition_event",
     "with_condition",
+    "with_usage",
 ]
 
 ADMITTED: Final = "Admitted"
@@ -299,10 +301,12 @@ def from_job(
     workers: int,
     generation: int,
     now: datetime,
+    refresh_workers: bool = False,
 ) -> Status:
     """The status the Job's state implies: Running once every worker runs (ready, or
     active when the Job reports no ready count), Succeeded or Failed when it finishes.
-    Worker counts are written with these transitions only (not at every pod change)."""
+    Worker counts go with every transition; `refresh_workers` also brings them up to
+    date without one (the caller bounds how often: see the Job handler)."""
     out = _base(status, generation)
     phase = out.get("phase")
     if phase in TERMINAL:
@@ -341,7 +345,10 @@ def from_job(
     if not all_running and phase in (None, "Queued", "Preempted"):
         # The Job runs but the status does not say so yet: the loop's own write races
         # this one, or an operator stopped between unsuspending and writing status.
-        return admitted(status, generation=generation, now=now, team=None, gpus=None)
+        out = admitted(status, generation=generation, now=now, team=None, gpus=None)
+        if refresh_workers:
+            out["workers"] = _workers(job)
+        return out
     if all_running and phase != "Running":
         out["phase"] = "Running"
         out["workers"] = _workers(job)
@@ -370,7 +377,32 @@ def from_job(
             )
             out.setdefault("admittedAt", timestamp(now))
         return out
+    if refresh_workers and phase in ("Admitted", "Running"):
+        counts = _workers(job)
+        if out.get("workers") != counts:
+            out["workers"] = counts
+            return out
     return dict(status or {})
+
+
+def with_usage(
+    before: Mapping[str, Any] | None,
+    after: Status,
+    usages: tuple[PodUsage, ...],
+    rates: Rates,
+    now: datetime,
+) -> Status:
+    """`after` with gpuHours and cost from the pods' running intervals, refreshed only
+    when the phase changes (bounded writes: they ride on a write that happens anyway),
+    and frozen once the job has finished. A job that never ran pods gets none."""
+    old_phase = (before or {}).get("phase")
+    new_phase = after.get("phase")
+    if new_phase == old_phase or old_phase in TERMINAL:
+        return after
+    if not usages and "gpuHours" not in after:
+        return after
+    gpu_hours, amount = usage_and_cost(usages, rates, now)
+    return {**after, **format_figures(gpu_hours, amount)}
 
 
 def status_patch(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[str, Any] | None:

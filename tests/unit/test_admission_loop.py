@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ import yaml
 from cadre.admission.loop import AdmissionLoop
 from cadre.admission.store import Store
 from cadre.config import OperatorConfig, parse_config
+from cadre.handlers.trainingjob import update_from_job
 from cadre.kube import job_path, trainingjob_path
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -211,3 +214,44 @@ def test_higher_priority_preempts_and_the_victim_says_so(world: World) -> None:
     low = world.status("low")
     assert low["phase"] == "Preempted"
     assert low["queue"]["reason"]
+
+
+def test_worker_counts_alone_are_written_at_a_bounded_rate() -> None:
+    """update_from_job: a change of the worker counts only is held back until
+    positionRefreshSeconds after the job's last status write, then flushed once."""
+    config = parse_config((EXAMPLES / "operator-config.yaml").read_text())
+    world = World(config)
+    key = world.add("w", gpus=1)
+    world.run_pass()
+    assert world.status("w")["phase"] == "Admitted"
+    memo: Any = SimpleNamespace(store=world.store, loop=world.loop, config=config)
+    writer = world.loop.status
+    interval = config.admission.position_refresh_seconds
+
+    def job_status(rv: int, **status: int) -> None:
+        job = copy.deepcopy(world.kube.objects[job_path(NS, "w")])
+        job["metadata"]["resourceVersion"] = str(rv)
+        job["status"] = status
+        world.store.upsert_job(job)
+
+    async def scenario() -> list[tuple[str, dict[str, Any]]]:
+        before = len(world.kube.writes)
+        job_status(1000, active=1, ready=0)
+        writer.last_write[key] = time.monotonic() - interval + 0.2  # written 0.2 s short
+        await update_from_job(memo, key)
+        assert len(world.kube.writes) == before  # held back
+        await update_from_job(memo, key)  # a second event: one flush only
+        await asyncio.sleep(0.4)
+        flushed = world.kube.writes[before:]
+        # Due now: a change is written at once.
+        writer.last_write[key] = time.monotonic() - interval
+        job_status(1001, active=1, ready=0, failed=1)
+        await update_from_job(memo, key)
+        return flushed + world.kube.writes[before + len(flushed) :]
+
+    writes = asyncio.run(scenario())
+    assert [patch for _, patch in writes] == [
+        {"status": {"workers": {"active": 1, "ready": 0, "succeeded": 0, "failed": 0}}},
+        {"status": {"workers": {"active": 1, "ready": 0, "succeeded": 0, "failed": 1}}},
+    ]
+    assert world.status("w")["phase"] == "Admitted"

@@ -116,6 +116,45 @@ def test_running_succeeded() -> None:
     assert from_job(s, job(ready=2), workers=2, generation=1, now=T1) == s
 
 
+def test_worker_counts_are_refreshed_without_a_phase_change() -> None:
+    a = admitted(None, generation=1, now=T0, team="t", gpus=4)
+    starting = job(ready=1, active=4)
+    # Without refresh (the write is not due yet), counts wait for the next transition.
+    assert from_job(a, starting, workers=4, generation=1, now=T1) == a
+    w = from_job(a, starting, workers=4, generation=1, now=T1, refresh_workers=True)
+    assert w["phase"] == "Admitted"
+    assert w["workers"] == {"active": 4, "ready": 1, "succeeded": 0, "failed": 0}
+    assert status_patch(a, w) == {"workers": w["workers"]}
+    # Unchanged counts: nothing to write.
+    assert from_job(w, starting, workers=4, generation=1, now=T1, refresh_workers=True) == w
+    r = from_job(w, job(ready=4, active=4), workers=4, generation=1, now=T1)
+    assert r["phase"] == "Running"
+    assert r["workers"] == {"active": 4, "ready": 4, "succeeded": 0, "failed": 0}
+    # While Running, one worker finishing early changes only the counts.
+    early = job(ready=3, active=3, succeeded=1)
+    assert from_job(r, early, workers=4, generation=1, now=T1) == r
+    e = from_job(r, early, workers=4, generation=1, now=T1, refresh_workers=True)
+    assert e["phase"] == "Running"
+    assert status_patch(r, e) == {"workers": {"active": 3, "ready": 3, "succeeded": 1, "failed": 0}}
+    # A queued status whose Job runs is repaired to Admitted, with the counts.
+    q = queued(
+        None,
+        generation=1,
+        now=T0,
+        reason="QuotaExhausted",
+        message="m",
+        position=1,
+        team="t",
+        gpus=4,
+    )
+    qa = from_job(q, starting, workers=4, generation=1, now=T1, refresh_workers=True)
+    assert qa["phase"] == "Admitted"
+    assert qa["workers"]["active"] == 4
+    # Terminal and suspended statuses are left alone.
+    s = suspended(r, generation=1, now=T1)
+    assert from_job(s, early, workers=4, generation=1, now=T1, refresh_workers=True) == s
+
+
 def test_failed_with_the_workers_exit_code() -> None:
     failed = job(
         conditions=[

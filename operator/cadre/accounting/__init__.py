@@ -5,6 +5,7 @@ Pure and exact (Decimal): no I/O, no clock of its own (`now` is always passed in
 
 from cadre.accounting.budget import Forecast, SpendVerdict, forecast, spend_verdict
 from cadre.accounting.periods import PERIOD_WORDS, Period, period_bounds, previous_period
+from cadre.accounting.pods import container_usages, format_figures, usage_and_cost
 from cadre.accounting.usage import (
     Interval,
     PodUsage,
@@ -24,11 +25,14 @@ __all__ = [
     "Rates",
     "ResourceSeconds",
     "SpendVerdict",
+    "container_usages",
     "cost",
     "forecast",
+    "format_figures",
     "period_bounds",
     "previous_period",
     "spend_verdict",
     "to_cents",
+    "usage_and_cost",
     "usage_within",
 ]

@@ -53,7 +53,7 @@ class AdmissionLoop:
         self.store = store
         self.config = config
         self.kube = kube
-        self.status = StatusWriter(kube, store)
+        self.status = StatusWriter(kube, store, config)
         self._dirty = asyncio.Event()
         self._started = asyncio.Event()
         self._stopping = False

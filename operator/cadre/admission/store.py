@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cadre.accounting import PodUsage
+
 __all__ = ["JobRecord", "NodeRecord", "Store", "job_record", "node_record"]
 
 TRAININGJOB_LABEL = "cadre.dev/trainingjob"
@@ -130,6 +132,28 @@ class Store:
     """When this process admitted a workload (epoch seconds), for preemption order."""
     retired_jobs: set[str] = field(default_factory=set)
     """UIDs of Jobs deleted to restart a gang: late watch events of them are ignored."""
+    pod_usage: dict[str, dict[str, tuple[PodUsage, ...]]] = field(default_factory=dict)
+    """TrainingJob key -> pod uid -> its containers' running intervals, kept after the
+    pod is deleted (a preempted or restarted gang's pods ran and are charged)."""
+    closed_pods: set[str] = field(default_factory=set)
+    """UIDs of pods seen deleted: their intervals are final, late events are ignored."""
+
+    # -- Pods (accounting only) --------------------------------------------------------
+    def upsert_pod_usage(
+        self, key: str, uid: str, usages: tuple[PodUsage, ...], *, final: bool = False
+    ) -> None:
+        if uid in self.closed_pods:
+            return
+        self.pod_usage.setdefault(key, {})[uid] = usages
+        if final:
+            self.closed_pods.add(uid)
+
+    def usages_of(self, key: str) -> tuple[PodUsage, ...]:
+        return tuple(u for pod in (self.pod_usage.get(key) or {}).values() for u in pod)
+
+    def pods_open(self, key: str) -> bool:
+        """True if a container of the job is still counted as running."""
+        return any(u.interval.end is None for u in self.usages_of(key))
 
     # -- ResourceBudgets -------------------------------------------------------------
     def upsert_budget(self, budget: Mapping[str, Any]) -> bool:
@@ -190,6 +214,8 @@ class Store:
 
     def delete_trainingjob(self, key: str) -> bool:
         self.admitted_at.pop(key, None)
+        for uid in self.pod_usage.pop(key, None) or ():
+            self.closed_pods.discard(uid)
         gone = self.trainingjobs.pop(key, None) is not None
         job = self.jobs.pop(key, None)
         return gone or job is not None

@@ -13,7 +13,11 @@ garbage collector (owner references).
   sets phase Suspended; back to false it is Queued again and the loop decides.
 - Job events move the phase: Running when every worker runs, Succeeded or Failed when
   the Job finishes (with the failing worker's reason); a failed gang with retries left
-  is restarted whole (a new Job).
+  is restarted whole (a new Job). Worker counts ride on those writes, and are otherwise
+  refreshed at most every positionRefreshSeconds (`update_from_job`).
+- Pod events (pods labelled cadre.dev/trainingjob) only feed the store with the
+  containers' running intervals; GPU-hours and cost are computed from them and written
+  with the phase transitions (see `lifecycle.with_usage`), frozen when the job finishes.
 - A finished TrainingJob with `spec.ttlAfterFinished` is deleted that long after its
   completionTime.
 """
@@ -27,6 +31,7 @@ from typing import Any
 import kopf
 import structlog
 
+from cadre.accounting import container_usages
 from cadre.admission.snapshot import parse_time
 from cadre.admission.store import key_of
 from cadre.builders import (
@@ -370,14 +375,105 @@ async def job_event(event: kopf.RawEvent, memo: Runtime, **_: Any) -> None:
     if failure is not None:
         await restart_gang(memo, key, failure, retries)
         return
-    await memo.loop.status.update(
-        key,
-        lambda status, current: from_job(
-            status,
-            store.jobs.get(key) or record,
-            workers=_workers(current),
-            generation=_generation(current),
-            now=utcnow(),
-        ),
-    )
+    phase = (tj.get("status") or {}).get("phase")
+    if record.finished and phase not in ("Succeeded", "Failed") and store.pods_open(key):
+        await refresh_pods(memo, key)
+    await update_from_job(memo, key)
     schedule_ttl(memo, key)
+
+
+def _gpu_resources(memo: Runtime) -> tuple[str, ...]:
+    return tuple(sorted({f.gpu_resource for f in memo.config.flavors if f.gpu_resource}))
+
+
+def record_pod(memo: Runtime, obj: dict[str, Any], *, deleted: bool = False) -> None:
+    """Keep a TrainingJob's pod's running intervals for its GPU-hours and cost (pods of
+    an earlier TrainingJob of the same name are ignored)."""
+    metadata = obj.get("metadata") or {}
+    name = (metadata.get("labels") or {}).get(LABEL_TRAININGJOB)
+    key = f"{metadata.get('namespace')}/{name}"
+    tj = memo.store.trainingjobs.get(key)
+    if tj is None or not metadata.get("uid"):
+        return
+    created = parse_time(metadata.get("creationTimestamp"))
+    tj_created = parse_time(tj["metadata"].get("creationTimestamp"))
+    if created is not None and tj_created is not None and created < tj_created:
+        return
+    usages = container_usages(obj, _gpu_resources(memo), utcnow() if deleted else None)
+    memo.store.upsert_pod_usage(key, str(metadata["uid"]), usages, final=deleted)
+
+
+async def refresh_pods(memo: Runtime, key: str) -> None:
+    """Read the job's pods now: the Job finished, and their last states (finishedAt)
+    may not have come through the pod watch yet. A read, not a write."""
+    namespace, name = key.split("/", 1)
+    try:
+        pods = await memo.kube.list(
+            f"/api/v1/namespaces/{namespace}/pods", label_selector=f"{LABEL_TRAININGJOB}={name}"
+        )
+    except ApiError as err:
+        log.warning("reading the pods of a finished job", trainingjob=key, error=str(err))
+        return
+    for pod in pods:
+        record_pod(memo, pod)
+
+
+@kopf.on.event("", "v1", "pods", labels={LABEL_TRAININGJOB: kopf.PRESENT})
+async def pod_event(event: kopf.RawEvent, memo: Runtime, **_: Any) -> None:
+    """Pods feed accounting only: nothing is written here (the figures ride on the
+    status writes of phase transitions)."""
+    record_pod(memo, dict(event["object"]), deleted=event["type"] == "DELETED")
+
+
+async def update_from_job(memo: Runtime, key: str) -> None:
+    """Write the status the Job implies. Phase transitions are written at once, with the
+    worker counts; a change of the counts alone at most every positionRefreshSeconds
+    after the job's last status write (a flush is scheduled for a change held back), so
+    a lifecycle stays at its 8 writes however the pods come and go."""
+    store, writer = memo.store, memo.loop.status
+    interval = float(memo.config.admission.position_refresh_seconds)
+
+    def fn(status: dict[str, Any] | None, current: dict[str, Any]) -> dict[str, Any] | None:
+        record = store.jobs.get(key)
+        if record is None:
+            return None
+        since = time.monotonic() - writer.last_write.get(key, float("-inf"))
+        due = since >= interval
+        workers, generation, now = _workers(current), _generation(current), utcnow()
+        wanted = from_job(
+            status,
+            record,
+            workers=workers,
+            generation=generation,
+            now=now,
+            refresh_workers=due,
+        )
+        if not due and key not in _worker_flushes:
+            refreshed = from_job(
+                status,
+                record,
+                workers=workers,
+                generation=generation,
+                now=now,
+                refresh_workers=True,
+            )
+            if refreshed.get("workers") != wanted.get("workers"):
+                _schedule_worker_flush(memo, key, interval - since)
+        return wanted
+
+    await writer.update(key, fn)
+
+
+_worker_flushes: dict[str, asyncio.Task[None]] = {}
+
+
+def _schedule_worker_flush(memo: Runtime, key: str, delay: float) -> None:
+    async def flush() -> None:
+        try:
+            await asyncio.sleep(max(0.0, delay))
+        finally:
+            _worker_flushes.pop(key, None)
+        if key in memo.store.trainingjobs and key in memo.store.jobs:
+            await update_from_job(memo, key)
+
+    _worker_flushes[key] = asyncio.create_task(flush(), name=f"workers {key}")

@@ -62,6 +62,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.initial_streaming = False
     # Only Cadre's Jobs are watched (server-side), not every Job of the cluster.
     settings.watching.label_selectors["batch", "jobs"] = LABEL_TRAININGJOB
+    # Likewise their pods (accounting: GPU-hours from running intervals), not every pod.
+    settings.watching.label_selectors["v1", "pods"] = LABEL_TRAININGJOB
 
     # Per-object workers: bounded so that 10,000 objects listed at start cannot spawn
     # 10,000 coroutines at once; idle ones go after 5 s.
