@@ -8,6 +8,7 @@ finalizers, no annotations).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import kopf
@@ -16,41 +17,34 @@ from cadre.builders import LABEL_TRAININGJOB
 from cadre.runtime.context import Runtime
 
 
-def _name(event: kopf.RawEvent) -> str:
-    return str(event["object"]["metadata"]["name"])
+def _mirror(
+    event: kopf.RawEvent,
+    memo: Runtime,
+    upsert: Callable[[Mapping[str, Any]], bool],
+    delete: Callable[[str], bool],
+) -> None:
+    """Keep the store's copy of one watched object current; a real change wakes the loop."""
+    if event["type"] == "DELETED":
+        changed = delete(str(event["object"]["metadata"]["name"]))
+    else:
+        changed = upsert(event["object"])
+    if changed:
+        memo.loop.notify()
 
 
 @kopf.on.event("cadre.dev", "v1alpha1", "resourcebudgets")
 async def budget_event(event: kopf.RawEvent, memo: Runtime, **_: Any) -> None:
-    store = memo.store
-    if event["type"] == "DELETED":
-        changed = store.delete_budget(_name(event))
-    else:
-        changed = store.upsert_budget(event["object"])
-    if changed:
-        memo.loop.notify()
+    _mirror(event, memo, memo.store.upsert_budget, memo.store.delete_budget)
 
 
 @kopf.on.event("", "v1", "nodes")
 async def node_event(event: kopf.RawEvent, memo: Runtime, **_: Any) -> None:
-    store = memo.store
-    if event["type"] == "DELETED":
-        changed = store.delete_node(_name(event))
-    else:
-        changed = store.upsert_node(event["object"])
-    if changed:
-        memo.loop.notify()
+    _mirror(event, memo, memo.store.upsert_node, memo.store.delete_node)
 
 
 @kopf.on.event("", "v1", "namespaces")
 async def namespace_event(event: kopf.RawEvent, memo: Runtime, **_: Any) -> None:
-    store = memo.store
-    if event["type"] == "DELETED":
-        changed = store.delete_namespace(_name(event))
-    else:
-        changed = store.upsert_namespace(event["object"])
-    if changed:
-        memo.loop.notify()
+    _mirror(event, memo, memo.store.upsert_namespace, memo.store.delete_namespace)
 
 
 @kopf.on.startup(id="cadre-admission-start")
