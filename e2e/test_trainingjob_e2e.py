@@ -8,10 +8,11 @@ what nlp lends, i.e. all 8 t4 GPUs of the cluster; a100 16 nominal + 8 borrowabl
 from __future__ import annotations
 
 import copy
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
@@ -387,6 +388,29 @@ def test_ttl_after_finished_deletes_the_finished_job(
     )
 
 
+OPERATOR_USER = "system:serviceaccount:cadre-system:cadre-operator"
+
+
+def operator_writes_in_audit_log(
+    cluster: LocalCluster, start: datetime, end: datetime
+) -> list[str]:
+    """The operator's successful mutating requests the API server logged in [start, end)."""
+    found = []
+    for line in cluster.audit_log.read_text().splitlines():
+        entry = json.loads(line)
+        if entry["user"].get("username") != OPERATOR_USER:
+            continue
+        if entry.get("stage") != "ResponseComplete":
+            continue
+        if not 200 <= entry.get("responseStatus", {}).get("code", 0) < 300:
+            continue
+        when = datetime.fromisoformat(entry["stageTimestamp"].replace("Z", "+00:00"))
+        if start <= when < end:
+            ref = entry.get("objectRef", {})
+            found.append(f"{entry['verb']} {ref.get('resource')}/{ref.get('subresource', '')}")
+    return found
+
+
 def kill_a_worker(cluster: LocalCluster, name: str) -> None:
     running = [p for p in pods_of(cluster, name) if p["status"].get("phase") == "Running"]
     assert running, "no running worker"
@@ -412,6 +436,7 @@ def test_four_worker_gang_on_an_idle_cluster_timing_and_api_writes(
     doc["spec"].pop("checkpoint")  # no PVC provisioner on the local cluster
     doc["spec"]["env"] = [e for e in doc["spec"]["env"] if "valueFrom" not in e]
     writes_before = operator.quiet_writes(quiet=1.5)
+    window_start = datetime.now(UTC)
     t0 = time.monotonic()
     create(cluster, jobs, doc)
     eventually(
@@ -422,9 +447,11 @@ def test_four_worker_gang_on_an_idle_cluster_timing_and_api_writes(
     t_running = time.monotonic() - t0
     status = eventually("Succeeded", phase_is(cluster, name, "Succeeded"), timeout=60)
     writes = operator.quiet_writes(quiet=1.5) - writes_before
+    server_side = operator_writes_in_audit_log(cluster, window_start, datetime.now(UTC))
     print(
         f"\n4-worker gang, idle cluster: create -> Admitted {t_admitted:.2f}s, "
         f"-> Running {t_running:.2f}s; API writes for the whole lifecycle: {writes:.0f}"
+        f"\naudit log of the API server: {server_side}"
     )
     pods = pods_of(cluster, name)
     assert len(pods) == 4
@@ -436,6 +463,8 @@ def test_four_worker_gang_on_an_idle_cluster_timing_and_api_writes(
     # Service + Job, unsuspend, status Admitted, Running, Succeeded, events Admitted and
     # Succeeded: 8, Kueue's figure per workload.
     assert writes <= 8, operator.api_requests(ok_only=True)
+    # The API server's own record (its audit log) agrees with the operator's count.
+    assert len(server_side) == writes, server_side
     out = cluster.kubectl("describe", "tj", "-n", NAMESPACE, name)
     assert "Admitted" in out.stdout
     assert "Succeeded" in out.stdout

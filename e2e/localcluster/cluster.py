@@ -121,6 +121,11 @@ class LocalCluster:
         return self.state_dir / "logs"
 
     @property
+    def audit_log(self) -> Path:
+        """The API server's audit log: one JSON line per mutating request (who, what)."""
+        return self.logs_dir / "audit.log"
+
+    @property
     def pki_paths(self) -> pki.Pki:
         return pki.Pki(self.state_dir / "pki")
 
@@ -300,6 +305,11 @@ class LocalCluster:
                 f"--tls-private-key-file={p.serving_key}",
                 f"--client-ca-file={p.ca_cert}",
                 "--authorization-mode=Node,RBAC",
+                f"--audit-policy-file={self._write_audit_policy()}",
+                f"--audit-log-path={self.audit_log}",
+                "--audit-log-format=json",
+                "--audit-log-maxsize=500",
+                "--audit-log-maxbackup=1",
                 f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
                 f"--service-account-key-file={p.sa_pub}",
                 f"--service-account-signing-key-file={p.sa_key}",
@@ -426,6 +436,21 @@ class LocalCluster:
             on_wait=self._check_alive,
         )
         self._mark("controllers-and-nodes-ready", t)
+
+    def _write_audit_policy(self) -> Path:
+        # Mutating requests only, at Metadata level: enough to count each client's writes
+        # (the operator's API economy is measured here, on the server's side).
+        path = self.state_dir / "audit-policy.yaml"
+        path.write_text(
+            "apiVersion: audit.k8s.io/v1\n"
+            "kind: Policy\n"
+            "omitStages: [RequestReceived]\n"
+            "rules:\n"
+            "  - level: Metadata\n"
+            "    verbs: [create, update, patch, delete, deletecollection]\n"
+            "  - level: None\n"
+        )
+        return path
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         """Start one more process owned by this cluster: `down` stops it by PID too."""
