@@ -60,6 +60,12 @@ TERMINAL: Final = ("Succeeded", "Failed")
 Status = dict[str, Any]
 
 
+def generation_of(obj: Mapping[str, Any]) -> int:
+    """metadata.generation of an object (0 before the API server set one): what a status
+    written now reports as observedGeneration."""
+    return int((obj.get("metadata") or {}).get("generation") or 0)
+
+
 def timestamp(now: datetime) -> str:
     """RFC 3339 in UTC with seconds, as the API server writes times."""
     return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

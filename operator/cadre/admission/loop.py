@@ -31,7 +31,7 @@ from cadre.admission.store import Store
 from cadre.config import OperatorConfig
 from cadre.effects import StatusWriter, set_job_suspend, utcnow
 from cadre.kube import ApiError, Kube
-from cadre.lifecycle import admitted, preempted, queued
+from cadre.lifecycle import admitted, generation_of, preempted, queued
 from cadre.scheduling import PassResult, schedule
 
 log = structlog.get_logger("cadre.admission")
@@ -169,7 +169,7 @@ class AdmissionLoop:
                 return None
             return admitted(
                 status,
-                generation=_generation(tj),
+                generation=generation_of(tj),
                 now=now,
                 team=info.team if info else None,
                 gpus=info.gpus if info else None,
@@ -196,7 +196,7 @@ class AdmissionLoop:
                 key,
                 lambda status, tj: preempted(
                     status,
-                    generation=_generation(tj),
+                    generation=generation_of(tj),
                     now=now,
                     reason=str(reason),
                     message=message,
@@ -230,7 +230,7 @@ class AdmissionLoop:
                 or "reason" not in queue
                 or (position is not None and "position" not in queue)
                 or current.get("phase") not in ("Queued", "Preempted")
-                or current.get("observedGeneration") != _generation(tj)
+                or current.get("observedGeneration") != generation_of(tj)
             )
             # The message carries live figures ("team vision uses 6/8"): refreshed with the
             # position, at most every positionRefreshSeconds, unless the reason changes.
@@ -243,7 +243,7 @@ class AdmissionLoop:
             self._queue_written[key] = (reason, now)
             return queued(
                 status,
-                generation=_generation(tj),
+                generation=generation_of(tj),
                 now=wall,
                 reason=str(reason),
                 message=message,
@@ -265,7 +265,3 @@ def _waiting_reason(status: dict[str, Any]) -> str | None:
         if c.get("type") == "Admitted" and c.get("status") == "False":
             return str(c.get("reason"))
     return None
-
-
-def _generation(tj: dict[str, Any]) -> int:
-    return int((tj.get("metadata") or {}).get("generation") or 0)

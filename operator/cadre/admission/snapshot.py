@@ -26,6 +26,7 @@ from cadre.api.resourcebudget import ResourceAmounts, ResourceBudgetSpec
 from cadre.api.trainingjob import TrainingJobSpec
 from cadre.builders import GangRequest, gang_request
 from cadre.config import OperatorConfig
+from cadre.lifecycle import generation_of
 from cadre.quantity import to_bytes, to_millicores
 from cadre.scheduling import (
     FlavourQuota,
@@ -220,7 +221,7 @@ def build_snapshot(
             if resolution.conflicts:
                 conflicts[namespace] = resolution.conflicts
         team = team_of_ns[namespace]
-        generation = int(metadata.get("generation") or 0)
+        generation = generation_of(tj)
         cache_key = (key, str(metadata.get("uid", "")), generation)
         parsed = cache.get(cache_key) if cache is not None else None
         if parsed is None:

@@ -44,7 +44,15 @@ from cadre.builders import (
 from cadre.duration import parse_duration
 from cadre.effects import set_job_suspend, utcnow
 from cadre.kube import ApiError, job_path, service_path, trainingjob_path
-from cadre.lifecycle import GangFailure, from_job, queued, restart_for, restarting, suspended
+from cadre.lifecycle import (
+    GangFailure,
+    from_job,
+    generation_of,
+    queued,
+    restart_for,
+    restarting,
+    suspended,
+)
 from cadre.runtime.context import Runtime
 from cadre.teams import budget_scope, resolve_team
 
@@ -52,10 +60,6 @@ log = structlog.get_logger("cadre.trainingjob")
 
 _RETRY_DELAYS = (1, 2, 5, 10, 30, 60)
 _retries: set[asyncio.Task[None]] = set()
-
-
-def _generation(tj: dict[str, Any]) -> int:
-    return int((tj.get("metadata") or {}).get("generation") or 0)
 
 
 def _owner_uids(obj: dict[str, Any]) -> list[str]:
@@ -137,7 +141,7 @@ async def ensure_children(memo: Runtime, key: str) -> bool:
             key,
             lambda status, obj: queued(
                 status,
-                generation=_generation(obj),
+                generation=generation_of(obj),
                 now=utcnow(),
                 reason=reason,
                 message=message,
@@ -204,7 +208,7 @@ async def restart_gang(memo: Runtime, key: str, failure: GangFailure, retries: i
             key,
             lambda status, obj: restarting(
                 status,
-                generation=_generation(obj),
+                generation=generation_of(obj),
                 now=utcnow(),
                 failure=failure,
                 retries=retries,
@@ -280,14 +284,14 @@ async def reconcile_suspend(memo: Runtime, key: str) -> None:
         if phase != "Suspended":
             await memo.loop.status.update(
                 key,
-                lambda status, obj: suspended(status, generation=_generation(obj), now=utcnow()),
+                lambda status, obj: suspended(status, generation=generation_of(obj), now=utcnow()),
             )
     elif phase == "Suspended":
         await memo.loop.status.update(
             key,
             lambda status, obj: queued(
                 status,
-                generation=_generation(obj),
+                generation=generation_of(obj),
                 now=utcnow(),
                 reason="Resumed",
                 message="resumed (spec.suspend is false): waiting for the next admission pass",
@@ -439,7 +443,7 @@ async def update_from_job(memo: Runtime, key: str) -> None:
             return None
         since = time.monotonic() - writer.last_write.get(key, float("-inf"))
         due = since >= interval
-        workers, generation, now = _workers(current), _generation(current), utcnow()
+        workers, generation, now = _workers(current), generation_of(current), utcnow()
         wanted = from_job(
             status,
             record,
