@@ -76,6 +76,18 @@ class AdmissionSettings(CadreModel):
     )
 
 
+class AccountingSettings(CadreModel):
+    """How often budgets' spend is brought up to date."""
+
+    refresh_seconds: int = Field(
+        default=30,
+        ge=1,
+        le=3600,
+        description="Recompute every budget's spend (and write its status if it changed) "
+        "this often; usage and counts are written within seconds of a pass that changes them.",
+    )
+
+
 class OperatorConfig(CadreModel):
     """Cadre's configuration: flavours, prices, priorities and operator knobs."""
 
@@ -96,6 +108,7 @@ class OperatorConfig(CadreModel):
         "so) or Run without a budget.",
     )
     admission: AdmissionSettings = Field(default_factory=AdmissionSettings)
+    accounting: AccountingSettings = Field(default_factory=AccountingSettings)
     metrics_port: int = Field(default=9090, ge=1, le=65535)
     health_port: int = Field(default=8080, ge=1, le=65535)
 

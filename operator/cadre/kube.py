@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlencode
@@ -28,6 +30,7 @@ from cadre import __version__
 
 USER_AGENT: Final = f"cadre-operator/{__version__}"
 MERGE_PATCH: Final = "application/merge-patch+json"
+JSON_PATCH: Final = "application/json-patch+json"
 
 API_REQUESTS = Counter(
     "cadre_api_requests_total",
@@ -68,6 +71,11 @@ class Credentials:
     token_scheme: str | None
 
 
+SERVICEACCOUNT_DIR: Final = "/var/run/secrets/kubernetes.io/serviceaccount"
+"""Where a pod's ServiceAccount token and CA are mounted; `$CADRE_SERVICEACCOUNT_DIR`
+overrides it (tests; or a token projected elsewhere)."""
+
+
 def load_configuration(kubeconfig: str | None = None) -> k8s_client.Configuration:
     """A client Configuration: the given kubeconfig, else in-cluster, else the default
     kubeconfig ($KUBECONFIG or ~/.kube/config)."""
@@ -78,12 +86,61 @@ def load_configuration(kubeconfig: str | None = None) -> k8s_client.Configuratio
         )
         return configuration
     if os.environ.get("KUBERNETES_SERVICE_HOST"):
-        k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
-            client_configuration=configuration
-        )
+        _load_incluster(configuration, os.environ.get("CADRE_SERVICEACCOUNT_DIR") or None)
         return configuration
     k8s_config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     return configuration
+
+
+def _load_incluster(configuration: k8s_client.Configuration, directory: str | None) -> None:
+    """In-cluster: host from $KUBERNETES_SERVICE_HOST/PORT, CA and token from `directory`
+    (default SERVICEACCOUNT_DIR), the token re-read as soon as its file changes.
+
+    The client's own loader re-reads the file only once a minute (its
+    `refresh_api_key_hook`); that is enough for kubelet's rotation, where the old token
+    stays valid until it expires, but not for a token revoked at once (its bound object
+    deleted): Kopf's re-login and Cadre's next request would send the dead token again.
+    """
+    directory = directory or SERVICEACCOUNT_DIR
+    token_file = os.path.join(directory, "token")
+    k8s_config.incluster_config.InClusterConfigLoader(  # type: ignore[no-untyped-call]
+        token_filename=token_file,
+        cert_filename=os.path.join(directory, "ca.crt"),
+        try_refresh_token=False,  # _TokenFile below refreshes instead
+    ).load_and_set(configuration)
+    # The client declares the hook as `None` only (no type for a callable).
+    configuration.refresh_api_key_hook = _TokenFile(token_file)  # type: ignore[assignment]
+
+
+class _TokenFile:
+    """A `refresh_api_key_hook` (the client calls it on every `get_api_key_with_prefix`:
+    each request of `Kube`, and `credentials_of` in Kopf's login handler): the token file
+    is read again when it changed (kubelet swaps it atomically: a new inode) or a minute
+    passed; a missing or empty file keeps the token in use."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int, int] | None = None
+        self._read_at = 0.0
+
+    def __call__(self, configuration: k8s_client.Configuration) -> None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        with self._lock:
+            if stamp == self._stamp and time.monotonic() - self._read_at < 60:
+                return
+            try:
+                with open(self.path, encoding="utf-8") as f:
+                    token = f.read().strip()
+            except OSError:
+                return
+            self._stamp, self._read_at = stamp, time.monotonic()
+            if token:
+                configuration.api_key["BearerToken"] = f"bearer {token}"
 
 
 def credentials_of(configuration: k8s_client.Configuration) -> Credentials:
@@ -146,6 +203,14 @@ def job_path(namespace: str, name: str) -> str:
 
 def service_path(namespace: str, name: str) -> str:
     return f"/api/v1/namespaces/{namespace}/services/{name}"
+
+
+def pod_path(namespace: str, name: str) -> str:
+    return f"/api/v1/namespaces/{namespace}/pods/{name}"
+
+
+def budget_path(name: str) -> str:
+    return f"/apis/cadre.dev/v1alpha1/resourcebudgets/{name}"
 
 
 class Kube:
@@ -239,6 +304,13 @@ class Kube:
 
     async def merge_patch(self, path: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         _, data = await self.request("PATCH", path, dict(patch), MERGE_PATCH)
+        return dict(data)
+
+    async def json_patch(
+        self, path: str, operations: Sequence[Mapping[str, Any]]
+    ) -> dict[str, Any]:
+        """RFC 6902 patch: a `test` operation makes it conditional (422 when it fails)."""
+        _, data = await self.request("PATCH", path, [dict(o) for o in operations], JSON_PATCH)
         return dict(data)
 
     async def patch_status(self, path: str, status: Mapping[str, Any]) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from typing import Any, Final
 from cadre.accounting import PodUsage, Rates, format_figures, usage_and_cost
 from cadre.admission.store import JobRecord
 from cadre.builders import parse_job_failure
+from cadre.events import event_about
 
 __all__ = [
     "ADMITTED",
@@ -412,29 +413,41 @@ def with_usage(
 
 
 def status_patch(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The merge patch from `old` to `new` (top-level keys; None deletes), or None."""
+    """The JSON merge patch (RFC 7386) from `old` to `new`, or None when they are equal:
+    objects are patched key by key (a key gone is sent as null, or the server would keep
+    it), anything else (lists included) is replaced whole."""
     old = old or {}
     patch: dict[str, Any] = {}
     for key in set(old) | set(new):
         if key not in new:
             patch[key] = None
-        elif old.get(key) != new[key]:
-            patch[key] = new[key]
+            continue
+        before, after = old.get(key), new[key]
+        if isinstance(before, Mapping) and isinstance(after, Mapping):
+            inner = status_patch(before, after)
+            if inner is not None:
+                patch[key] = inner
+        elif before != after:
+            patch[key] = after
     return patch or None
 
 
-# Phases whose arrival is announced with a Kubernetes Event, and the event type. Not
-# Running (Admitted, then Succeeded tell the story: a lifecycle stays at 8 writes) and not
-# Queued (the status and its condition say why; 10,000 queued jobs are no event storm).
+# Every phase's arrival is announced with a Kubernetes Event of this type, so that
+# `kubectl describe tj` tells the story. Queued only on arrival (a reason or position
+# change within the queue is no transition): 10,000 queued jobs post one Event each.
 _ANNOUNCED: Final = {
+    "Queued": "Normal",
     "Admitted": "Normal",
+    "Running": "Normal",
     "Succeeded": "Normal",
     "Failed": "Warning",
     "Preempted": "Warning",
     "Suspended": "Normal",
 }
 _EVENT_CONDITION: Final = {
+    "Queued": ADMITTED,
     "Admitted": ADMITTED,
+    "Running": RUNNING,
     "Succeeded": FINISHED,
     "Failed": FINISHED,
     "Preempted": ADMITTED,
@@ -464,28 +477,17 @@ def transition_event(
     ):
         return None
     metadata = tj.get("metadata") or {}
-    reason = "Restarting" if restarting else new_phase
-    return {
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {
-            "generateName": f"{metadata.get('name')}.",
-            "namespace": metadata.get("namespace"),
-        },
-        "involvedObject": {
+    return event_about(
+        {
             "apiVersion": "cadre.dev/v1alpha1",
             "kind": "TrainingJob",
             "name": metadata.get("name"),
             "namespace": metadata.get("namespace"),
             "uid": metadata.get("uid"),
         },
-        "reason": reason,
-        "message": str(condition.get("message") or new_phase)[:1024],
-        "type": "Warning" if restarting else _ANNOUNCED[str(new_phase)],
-        "source": {"component": "cadre-operator"},
-        "reportingComponent": "cadre.dev/operator",
-        "reportingInstance": "cadre-operator",
-        "firstTimestamp": timestamp(now),
-        "lastTimestamp": timestamp(now),
-        "count": 1,
-    }
+        namespace=str(metadata.get("namespace")),
+        reason="Restarting" if restarting else str(new_phase),
+        message=str(condition.get("message") or new_phase),
+        type_="Warning" if restarting else _ANNOUNCED[str(new_phase)],
+        now=now,
+    )

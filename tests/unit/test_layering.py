@@ -14,6 +14,8 @@ PURE_MODULES = (
     "crdgen.py",
     "teams.py",
     "lifecycle.py",
+    "budgets.py",
+    "events.py",
     "admission/store.py",
     "admission/snapshot.py",
 )

@@ -135,7 +135,11 @@ def test_worker_counts_are_refreshed_without_a_phase_change() -> None:
     assert from_job(r, early, workers=4, generation=1, now=T1) == r
     e = from_job(r, early, workers=4, generation=1, now=T1, refresh_workers=True)
     assert e["phase"] == "Running"
-    assert status_patch(r, e) == {"workers": {"active": 3, "ready": 3, "succeeded": 1, "failed": 0}}
+    assert status_patch(r, e) == {"workers": {"active": 3, "ready": 3, "succeeded": 1}}
+    # A nested key that goes is sent as null: a merge patch would keep it otherwise.
+    assert status_patch(
+        {"spend": {"state": "Warning", "threshold": 0.8}}, {"spend": {"state": "Exceeded"}}
+    ) == {"spend": {"state": "Exceeded", "threshold": None}}
     # A queued status whose Job runs is repaired to Admitted, with the counts.
     q = queued(
         None,
@@ -309,8 +313,33 @@ def test_transition_events() -> None:
         "uid": "u1",
     }
     r = from_job(a, job(ready=2, active=2), workers=2, generation=1, now=T1)
-    assert transition_event(tj, a, r, T1) is None  # Running is not announced
+    running = transition_event(tj, a, r, T1)
+    assert running is not None
+    assert (running["reason"], running["message"]) == ("Running", "all 2 worker(s) are running")
     assert transition_event(tj, r, dict(r), T1) is None
+    q = queued(
+        None,
+        generation=1,
+        now=T0,
+        reason="QuotaExhausted",
+        message="waiting",
+        position=3,
+        team="t",
+        gpus=2,
+    )
+    arrival = transition_event(tj, None, q, T0)
+    assert arrival is not None and (arrival["reason"], arrival["message"]) == ("Queued", "waiting")
+    moved = queued(
+        q,
+        generation=1,
+        now=T1,
+        reason="CapacityExhausted",
+        message="full",
+        position=1,
+        team="t",
+        gpus=2,
+    )
+    assert transition_event(tj, q, moved, T1) is None  # a move within the queue
     failure = restart_for(r, failed_job(EXIT_3), retries=2)
     assert failure is not None
     again = restarting(r, generation=1, now=T1, failure=failure, retries=2)

@@ -4,8 +4,15 @@ Pure and exact (Decimal): no I/O, no clock of its own (`now` is always passed in
 """
 
 from cadre.accounting.budget import Forecast, SpendVerdict, forecast, spend_verdict
+from cadre.accounting.ledger import EPOCH_CHARGE_START, Charge, Ledger, Window, charge_within
 from cadre.accounting.periods import PERIOD_WORDS, Period, period_bounds, previous_period
-from cadre.accounting.pods import container_usages, format_figures, usage_and_cost
+from cadre.accounting.pods import (
+    PodCharge,
+    container_usages,
+    format_figures,
+    pod_charge,
+    usage_and_cost,
+)
 from cadre.accounting.usage import (
     Interval,
     PodUsage,
@@ -17,19 +24,26 @@ from cadre.accounting.usage import (
 )
 
 __all__ = [
+    "EPOCH_CHARGE_START",
     "PERIOD_WORDS",
+    "Charge",
     "Forecast",
     "Interval",
+    "Ledger",
     "Period",
+    "PodCharge",
     "PodUsage",
     "Rates",
     "ResourceSeconds",
     "SpendVerdict",
+    "Window",
+    "charge_within",
     "container_usages",
     "cost",
     "forecast",
     "format_figures",
     "period_bounds",
+    "pod_charge",
     "previous_period",
     "spend_verdict",
     "to_cents",

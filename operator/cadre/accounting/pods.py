@@ -13,6 +13,7 @@ Pure and exact: plain pod dicts in, Decimals out; `now` is passed in.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Final
@@ -20,7 +21,14 @@ from typing import Any, Final
 from cadre.accounting.usage import Interval, PodUsage, Rates, cost, to_cents, usage_within
 from cadre.quantity import QuantityError, to_bytes, to_millicores
 
-__all__ = ["GPU_HOURS_STEP", "container_usages", "format_figures", "usage_and_cost"]
+__all__ = [
+    "GPU_HOURS_STEP",
+    "PodCharge",
+    "container_usages",
+    "format_figures",
+    "pod_charge",
+    "usage_and_cost",
+]
 
 GPU_HOURS_STEP: Final = Decimal("0.0001")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -97,3 +105,61 @@ def format_figures(gpu_hours: Decimal, amount: Decimal) -> dict[str, str]:
         "gpuHours": str(gpu_hours.quantize(GPU_HOURS_STEP, rounding=ROUND_HALF_EVEN)),
         "cost": str(to_cents(amount)),
     }
+
+
+@dataclass(frozen=True, slots=True)
+class PodCharge:
+    """A pod of a Cadre workload, as budget accounting needs it."""
+
+    uid: str
+    name: str
+    namespace: str
+    team: str | None
+    flavor: str | None
+    usages: tuple[PodUsage, ...]
+    finalizers: tuple[str, ...] = ()
+    deleting: bool = False
+    """Its deletion was asked for (deletionTimestamp)."""
+    gone: bool = False
+    """It no longer exists in the API (a DELETED event)."""
+    deletion_due: datetime | None = None
+    """deletionTimestamp: the end of its grace period, by which its containers stop."""
+
+    def running(self) -> bool:
+        return any(u.interval.end is None for u in self.usages)
+
+    def closed_at(self, end: datetime) -> PodCharge:
+        """The pod with intervals still open closed at `end` (its node never said)."""
+        usages = tuple(
+            replace(u, interval=Interval(u.interval.start, end)) if u.interval.end is None else u
+            for u in self.usages
+        )
+        return replace(self, usages=usages)
+
+
+def pod_charge(
+    pod: Mapping[str, Any],
+    gpu_resources: Collection[str],
+    *,
+    team_label: str,
+    flavor_label: str,
+    gone_at: datetime | None = None,
+) -> PodCharge:
+    """The PodCharge of a pod dict; `gone_at`: when a DELETED event was seen (intervals
+    still open are closed then)."""
+    metadata = pod.get("metadata") or {}
+    labels = metadata.get("labels") or {}
+    # The API server sets deletionTimestamp to the end of the grace period.
+    deletion = _time(metadata.get("deletionTimestamp"))
+    return PodCharge(
+        uid=str(metadata.get("uid", "")),
+        name=str(metadata.get("name", "")),
+        namespace=str(metadata.get("namespace", "")),
+        team=labels.get(team_label),
+        flavor=labels.get(flavor_label),
+        usages=container_usages(pod, gpu_resources, gone_at),
+        finalizers=tuple(str(f) for f in metadata.get("finalizers") or ()),
+        deleting=deletion is not None,
+        gone=gone_at is not None,
+        deletion_due=deletion,
+    )

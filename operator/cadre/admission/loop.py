@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import structlog
@@ -63,6 +63,8 @@ class AdmissionLoop:
         self._cache: dict[Any, Any] = {}
         self._task: asyncio.Task[None] | None = None
         self.last_result: PassResult | None = None
+        self.observers: list[Callable[[SnapshotBuild, PassResult], None]] = []
+        """Called after each pass with its input and result (the budget writer)."""
 
     # -- control ---------------------------------------------------------------------
     def notify(self) -> None:
@@ -122,6 +124,8 @@ class AdmissionLoop:
         PASSES.inc()
         PENDING.set(len(result.pending) + len(build.problems))
         self.last_result = result
+        for observer in self.observers:
+            observer(build, result)
         if len(self._cache) > 4 * max(len(self.store.trainingjobs), 256):
             self._cache.clear()
 

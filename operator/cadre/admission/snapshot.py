@@ -15,7 +15,7 @@ the config says `unbudgetedNamespaces: Run`, in `unbudgeted` (admitted without q
 from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -197,7 +197,11 @@ def build_snapshot(
     passes) saves re-validating unchanged specs; keys are (key, uid, generation)."""
     selectors = [FlavourSelector(f.name, dict(f.node_labels)) for f in config.flavors]
     flavours = capacity_from_nodes(selectors, (node_of(r, config) for r in store.nodes.values()))
-    teams = tuple(t for _, b in sorted(store.budgets.items()) if (t := _team(b)) is not None)
+    teams = tuple(
+        replace(t, spend=store.spend[t.name]) if t.name in store.spend else t
+        for _, b in sorted(store.budgets.items())
+        if (t := _team(b)) is not None
+    )
     scopes: list[BudgetScope] = [budget_scope(b) for b in store.budgets.values()]
     team_of_ns: dict[str, str | None] = {}
     conflicts: dict[str, tuple[str, ...]] = {}
@@ -234,6 +238,16 @@ def build_snapshot(
             continue
         request, priority = parsed
         info[key] = WorkloadInfo(team, request.gpus, generation, job.running)
+        if namespace in conflicts and not job.running:
+            # Never a silent pick: new work waits until one budget alone claims the
+            # namespace (admitted work stays, charged to the first by name).
+            claimants = ", ".join(sorted((team or "", *conflicts[namespace])))
+            problems[key] = Problem(
+                "NamespaceConflict",
+                f"namespace {namespace} is claimed by several ResourceBudgets ({claimants}): "
+                "ask your platform team to keep it in one",
+            )
+            continue
         if team is None:
             if config.unbudgeted_namespaces == "Run":
                 if not job.running:

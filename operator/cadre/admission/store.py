@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cadre.accounting import PodUsage
+from cadre.accounting import Ledger, PodCharge, PodUsage
+from cadre.scheduling import Spend
 
 __all__ = ["JobRecord", "NodeRecord", "Store", "job_record", "node_record"]
 
@@ -137,6 +138,24 @@ class Store:
     pod is deleted (a preempted or restarted gang's pods ran and are charged)."""
     closed_pods: set[str] = field(default_factory=set)
     """UIDs of pods seen deleted: their intervals are final, late events are ignored."""
+    pods: dict[str, PodCharge] = field(default_factory=dict)
+    """Pod uid -> what budget accounting needs of it, for every pod of a Cadre Job (also
+    of TrainingJobs already deleted), until its charge is settled and it is gone."""
+    ledgers: dict[str, Ledger] = field(default_factory=dict)
+    """Budget -> its ledger. Read from the budget's status once; afterwards this copy is
+    the truth (the operator is its only writer) and the status follows it."""
+    spend: dict[str, Spend] = field(default_factory=dict)
+    """Team -> its spend state for the admission core (from the budget writer)."""
+
+    # -- Pods (budget accounting) -------------------------------------------------------
+    def upsert_pod(self, charge: PodCharge) -> None:
+        old = self.pods.get(charge.uid)
+        if old is not None and old.gone:
+            return  # a late event of a pod seen deleted
+        self.pods[charge.uid] = charge
+
+    def drop_pod(self, uid: str) -> None:
+        self.pods.pop(uid, None)
 
     # -- Pods (accounting only) --------------------------------------------------------
     def upsert_pod_usage(
@@ -162,9 +181,14 @@ class Store:
         if old is not None and not _newer(_resource_version(old), _resource_version(budget)):
             return False
         self.budgets[name] = dict(budget)
+        uid = (budget.get("metadata") or {}).get("uid")
+        if old is None or (old.get("metadata") or {}).get("uid") != uid:
+            self.ledgers[name] = Ledger.from_status((budget.get("status") or {}).get("ledger"))
         return old is None or old.get("spec") != budget.get("spec")
 
     def delete_budget(self, name: str) -> bool:
+        self.ledgers.pop(name, None)
+        self.spend.pop(name, None)
         return self.budgets.pop(name, None) is not None
 
     # -- Nodes -----------------------------------------------------------------------

@@ -173,13 +173,19 @@ class ResourceBudgetSpec(CadreModel):
 
 
 class FlavorUsage(CadreModel):
-    """What the team uses of one flavour now."""
+    """What the team's admitted work holds of one flavour now."""
 
     gpus: int = Field(default=0, ge=0, description="GPUs admitted.")
     cpu: Quantity | None = Field(default=None, description="CPU admitted.")
     memory: Quantity | None = Field(default=None, description="Memory admitted.")
     borrowed_gpus: int = Field(
         default=0, ge=0, description="GPUs of the admitted ones borrowed from the cohort."
+    )
+    borrowed_cpu: Quantity | None = Field(
+        default=None, description="CPU of the admitted beyond the team's guarantee (borrowed)."
+    )
+    borrowed_memory: Quantity | None = Field(
+        default=None, description="Memory of the admitted beyond the team's guarantee (borrowed)."
     )
 
 
@@ -195,15 +201,55 @@ class PeriodSpend(CadreModel):
 class SpendStatus(PeriodSpend):
     """The current period's spend, forecast and state."""
 
+    currency: str | None = Field(default=None, max_length=16, description="The currency.")
     forecast: Money | None = Field(
-        default=None, description="Expected spend at the end of the period at the current rate."
+        default=None,
+        description="Expected spend at the end of the period: spent plus the last hour's "
+        "burn rate for the rest of the period.",
     )
     burn_rate_per_hour: Money | None = Field(
         default=None, description="Money per hour over the last hour."
     )
-    state: SpendState | None = Field(default=None, description="Ok, Warning or Exceeded.")
+    period_burn_rate_per_hour: Money | None = Field(
+        default=None, description="Money per hour on average since the period started."
+    )
+    state: SpendState | None = Field(
+        default=None, description="Ok, Warning or Exceeded (only with a limit)."
+    )
+    threshold: float | None = Field(
+        default=None, ge=0, le=1, description="The highest warnAt threshold reached."
+    )
     previous_period: PeriodSpend | None = Field(
         default=None, description="The totals of the period before this one."
+    )
+
+
+_EXACT_DECIMAL = r"^[0-9]+(\.[0-9]+)?$"
+
+
+class LedgerCharge(CadreModel):
+    """An exact sum of charges."""
+
+    cost: str = Field(default="0", max_length=64, pattern=_EXACT_DECIMAL)
+    gpu_seconds: str = Field(default="0", max_length=64, pattern=_EXACT_DECIMAL)
+
+
+class LedgerStatus(CadreModel):
+    """Cadre's record of the charges of pods that are gone (exact, not rounded), so that
+    deleting work or restarting the operator never changes what was spent."""
+
+    period_start: datetime | None = Field(default=None, description="The ledger's period.")
+    previous_period_start: datetime | None = Field(default=None)
+    settled: LedgerCharge | None = Field(
+        default=None, description="Charges of this period's pods that are gone."
+    )
+    previous_settled: LedgerCharge | None = Field(
+        default=None, description="The same for the previous period."
+    )
+    settled_pods: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        default=None,
+        max_length=20000,
+        description="Pods whose charge is recorded but which may still exist.",
     )
 
 
@@ -217,6 +263,7 @@ class ResourceBudgetStatus(CadreModel):
         default=None, description="Admitted use per flavour."
     )
     spend: SpendStatus | None = None
+    ledger: LedgerStatus | None = None
     admitted: int | None = Field(default=None, ge=0, description="Workloads admitted now.")
     queued: int | None = Field(default=None, ge=0, description="Workloads waiting.")
     conditions: Conditions | None = None

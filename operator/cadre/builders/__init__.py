@@ -7,7 +7,8 @@ gives the same output, names included.
 TrainingJob:
 
 - `build_training_job_children(job, *, name, namespace, uid, team, config)` ->
-  `TrainingJobChildren(service, job)`; `.objects()` in creation order.
+  `TrainingJobChildren(service, job)` (no Service for a single worker); `.objects()`
+  in creation order.
 - `build_job(...)` and `build_headless_service(...)` build one of them (same keywords;
   the Service needs no config).
 - `job` is a `TrainingJob`, a `TrainingJobSpec`, or a wire dict of either (Kopf's `body`
@@ -24,9 +25,11 @@ TrainingJob:
 from __future__ import annotations
 
 from cadre.builders.common import (
+    ACCOUNTING_FINALIZER,
     ANNOTATION_SPEC_HASH,
     COMPLETION_INDEX_ANNOTATION,
     JOB_NAME_LABEL,
+    LABEL_FLAVOR,
     LABEL_MANAGED_BY,
     LABEL_TEAM,
     LABEL_TRAININGJOB,
@@ -54,13 +57,16 @@ from cadre.builders.trainingjob import (
     build_job,
     build_training_job_children,
     job_name,
+    needs_service,
     service_name,
 )
 
 __all__ = [
+    "ACCOUNTING_FINALIZER",
     "ANNOTATION_SPEC_HASH",
     "COMPLETION_INDEX_ANNOTATION",
     "JOB_NAME_LABEL",
+    "LABEL_FLAVOR",
     "LABEL_MANAGED_BY",
     "LABEL_TEAM",
     "LABEL_TRAININGJOB",
@@ -82,6 +88,7 @@ __all__ = [
     "gang_request",
     "job_name",
     "master_addr",
+    "needs_service",
     "parse_job_failure",
     "procs_per_worker",
     "service_name",

@@ -14,8 +14,14 @@ from cadre.builders.errors import InvalidTeamError
 # Cadre's own labels. They are on every child and every pod, and always win over a user's.
 LABEL_TEAM: Final = "cadre.dev/team"
 LABEL_TRAININGJOB: Final = "cadre.dev/trainingjob"
+LABEL_FLAVOR: Final = "cadre.dev/flavor"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 MANAGED_BY: Final = "cadre"
+
+# On every pod Cadre's Jobs create (from the pod template): the pod object, with its
+# containers' start and finish times, stays until Cadre has recorded its cost in the
+# team's ResourceBudget, even if the pod is deleted while the operator is down.
+ACCOUNTING_FINALIZER: Final = "cadre.dev/accounting"
 
 # A digest of what the builder produced, so an adapter that meets an existing child (409)
 # can tell "already there, as wanted" from "built from another spec or builder version".
@@ -33,9 +39,12 @@ RESERVED_KEYS: Final = frozenset({"job-name", "controller-uid", LABEL_MANAGED_BY
 _LABEL_VALUE_RE: Final = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 
 
-def cadre_labels(name: str, team: str | None) -> dict[str, str]:
-    """Cadre's labels for the children of workload `name`; no team label without a team."""
+def cadre_labels(name: str, team: str | None, flavor: str | None = None) -> dict[str, str]:
+    """Cadre's labels for the children of workload `name`; no team label without a team,
+    no flavour label without a flavour."""
     labels = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_TRAININGJOB: name}
+    if flavor is not None:
+        labels[LABEL_FLAVOR] = flavor
     if team is not None:
         if len(team) > 63 or not _LABEL_VALUE_RE.match(team):
             raise InvalidTeamError(team)

@@ -71,8 +71,11 @@ def procs_per_worker(spec: TrainingJobSpec) -> int:
     return spec.resources.gpus if spec.resources.gpus > 0 else 1
 
 
-def master_addr(job_name: str, service_name: str) -> str:
-    """The stable DNS name of worker index 0 (see the module docstring)."""
+def master_addr(job_name: str, service_name: str | None) -> str:
+    """The stable DNS name of worker index 0 (see the module docstring); a single worker
+    (no Service) is its own master: the loopback address."""
+    if service_name is None:
+        return "127.0.0.1"
     return f"{job_name}-0.{service_name}"
 
 
@@ -86,7 +89,7 @@ def _index_ref(name: str) -> dict[str, Any]:
 
 
 def rendezvous_env(
-    spec: TrainingJobSpec, *, job_name: str, service_name: str
+    spec: TrainingJobSpec, *, job_name: str, service_name: str | None
 ) -> list[dict[str, Any]]:
     """The environment of every PyTorch worker, in the order of `RENDEZVOUS_ENV`."""
     addr = master_addr(job_name, service_name)

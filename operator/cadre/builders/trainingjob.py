@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from cadre.api.trainingjob import TrainingJob, TrainingJobSpec
 from cadre.builders.common import (
+    ACCOUNTING_FINALIZER,
     ANNOTATION_SPEC_HASH,
     JOB_NAME_LABEL,
     LABEL_TRAININGJOB,
@@ -48,6 +49,12 @@ def service_name(name: str) -> str:
     share a name). TrainingJob names are RFC 1035 labels of at most 50 characters (the CRD
     checks it), so the Service name and pod hostnames `<name>-<index>` are valid labels."""
     return name
+
+
+def needs_service(spec: TrainingJobSpec) -> bool:
+    """Workers find each other through the headless Service; a single worker has no one
+    to find, so it gets none (one object and one API write fewer per job)."""
+    return spec.workers > 1
 
 
 def as_spec(job: TrainingJob | TrainingJobSpec | Mapping[str, Any]) -> TrainingJobSpec:
@@ -115,7 +122,9 @@ def _env(spec: TrainingJobSpec, name: str, service: str) -> list[dict[str, Any]]
     # Cadre's variables come first so the user's values can refer to them ($(MASTER_ADDR));
     # a user variable of the same name is dropped: the rendezvous must be consistent.
     reserved = set(RENDEZVOUS_ENV)
-    ours = rendezvous_env(spec, job_name=name, service_name=service)
+    ours = rendezvous_env(
+        spec, job_name=name, service_name=service if needs_service(spec) else None
+    )
     return ours + [e for e in user if e["name"] not in reserved]
 
 
@@ -174,6 +183,8 @@ def _pod_template(
     user = spec.pod_metadata
     metadata: dict[str, Any] = {
         "labels": merge_user_metadata(user.labels if user else None, labels),
+        # Copied to every pod by the Job controller: see ACCOUNTING_FINALIZER.
+        "finalizers": [ACCOUNTING_FINALIZER],
     }
     annotations = merge_user_metadata(user.annotations if user else None)
     if annotations:
@@ -181,10 +192,11 @@ def _pod_template(
     pod: dict[str, Any] = {
         # Never: a failed worker is not restarted in place (podFailurePolicy needs it too).
         "restartPolicy": "Never",
+    }
+    if needs_service(spec):
         # The Job controller names each pod's host <job>-<index>; with the subdomain the
         # cluster DNS serves <job>-<index>.<service> for it.
-        "subdomain": service_name(name),
-    }
+        pod["subdomain"] = service_name(name)
     if spec.service_account_name is not None:
         pod["serviceAccountName"] = spec.service_account_name
     if flavour is not None:
@@ -214,7 +226,7 @@ def build_job(
     """
     spec = as_spec(job)
     flavour = resolve_flavour(spec, config)
-    labels = cadre_labels(name, team)
+    labels = cadre_labels(name, team, flavour.name if flavour is not None else None)
     job_spec: dict[str, Any] = {
         "completionMode": "Indexed",
         "completions": spec.workers,
@@ -295,12 +307,13 @@ def build_headless_service(
 class TrainingJobChildren:
     """Everything a TrainingJob owns, as wire dicts."""
 
-    service: dict[str, Any]
+    service: dict[str, Any] | None
+    """None for a single worker (see `needs_service`)."""
     job: dict[str, Any]
 
     def objects(self) -> tuple[dict[str, Any], ...]:
         """In creation order: the Service first, so the names resolve when pods start."""
-        return (self.service, self.job)
+        return (self.job,) if self.service is None else (self.service, self.job)
 
 
 def build_training_job_children(
@@ -312,9 +325,15 @@ def build_training_job_children(
     team: str | None,
     config: OperatorConfig,
 ) -> TrainingJobChildren:
-    """The Service and the suspended Job of a TrainingJob (see `build_job`)."""
+    """The Service (for more than one worker) and the suspended Job of a TrainingJob
+    (see `build_job`)."""
     spec = as_spec(job)
+    service = (
+        build_headless_service(spec, name=name, namespace=namespace, uid=uid, team=team)
+        if needs_service(spec)
+        else None
+    )
     return TrainingJobChildren(
-        service=build_headless_service(spec, name=name, namespace=namespace, uid=uid, team=team),
+        service=service,
         job=build_job(spec, name=name, namespace=namespace, uid=uid, team=team, config=config),
     )

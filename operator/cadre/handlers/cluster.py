@@ -14,6 +14,7 @@ from typing import Any
 import kopf
 
 from cadre.builders import LABEL_TRAININGJOB
+from cadre.handlers.trainingjob import record_pod
 from cadre.runtime.context import Runtime
 
 
@@ -34,7 +35,16 @@ def _mirror(
 
 @kopf.on.event("cadre.dev", "v1alpha1", "resourcebudgets")
 async def budget_event(event: kopf.RawEvent, memo: Runtime, **_: Any) -> None:
-    _mirror(event, memo, memo.store.upsert_budget, memo.store.delete_budget)
+    name = str(event["object"]["metadata"]["name"])
+
+    def upsert(budget: Mapping[str, Any]) -> bool:
+        changed = memo.store.upsert_budget(budget)
+        if changed:
+            # A new limit or policy changes the spend state at once, not at the next refresh.
+            memo.budgets.budget_changed(name)
+        return changed
+
+    _mirror(event, memo, upsert, memo.store.delete_budget)
 
 
 @kopf.on.event("", "v1", "nodes")
@@ -61,17 +71,23 @@ async def start_admission(memo: Runtime, logger: kopf.Logger, **_: Any) -> None:
         store.upsert_job(job)
     for tj in await kube.list("/apis/cadre.dev/v1alpha1/trainingjobs"):
         store.upsert_trainingjob(tj)
+    # Pods last (their TrainingJobs are known): what ran while the operator was away is
+    # read from the containers' timestamps, before any budget is written.
+    for pod in await kube.list("/api/v1/pods", label_selector=LABEL_TRAININGJOB):
+        record_pod(memo, pod)
     logger.info(
         f"store filled: {len(store.budgets)} budgets, {len(store.nodes)} nodes, "
         f"{len(store.trainingjobs)} trainingjobs, {len(store.jobs)} jobs "
-        f"({sum(j.running for j in store.jobs.values())} admitted)"
+        f"({sum(j.running for j in store.jobs.values())} admitted), {len(store.pods)} pods"
     )
     memo.loop.start()
+    memo.budgets.start()
 
 
 @kopf.on.cleanup(id="cadre-admission-stop")
 async def stop_admission(memo: Runtime, **_: Any) -> None:
     await memo.loop.stop()
+    await memo.budgets.stop()
     for _due, task in memo.ttl_timers.values():
         task.cancel()
 
@@ -80,6 +96,8 @@ async def stop_admission(memo: Runtime, **_: Any) -> None:
 def admission_probe(memo: Runtime, **_: Any) -> dict[str, Any]:
     if not memo.loop.alive():
         raise kopf.PermanentError("the admission loop has stopped")  # /healthz fails
+    if not memo.budgets.alive():
+        raise kopf.PermanentError("the budget writer has stopped")
     return {
         "trainingjobs": len(memo.store.trainingjobs),
         "admitted": sum(j.running for j in memo.store.jobs.values()),

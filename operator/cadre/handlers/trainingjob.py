@@ -18,6 +18,8 @@ garbage collector (owner references).
 - Pod events (pods labelled cadre.dev/trainingjob) only feed the store with the
   containers' running intervals; GPU-hours and cost are computed from them and written
   with the phase transitions (see `lifecycle.with_usage`), frozen when the job finishes.
+  The same intervals feed the team's budget (`admission/budgets.py`), which settles a
+  deleted pod's charge before it removes Cadre's accounting finalizer from the pod.
 - A finished TrainingJob with `spec.ttlAfterFinished` is deleted that long after its
   completionTime.
 """
@@ -31,11 +33,13 @@ from typing import Any
 import kopf
 import structlog
 
-from cadre.accounting import container_usages
+from cadre.accounting import container_usages, pod_charge
 from cadre.admission.snapshot import parse_time
 from cadre.admission.store import key_of
 from cadre.builders import (
     ANNOTATION_SPEC_HASH,
+    LABEL_FLAVOR,
+    LABEL_TEAM,
     LABEL_TRAININGJOB,
     BuildError,
     build_job,
@@ -151,10 +155,11 @@ async def ensure_children(memo: Runtime, key: str) -> bool:
             ),
         )
         return True
-    service, _ = await memo.kube.create(children.service)
-    if uid not in _owner_uids(service):
-        await _remove_stale(memo, key, service, service_path(namespace, name))
-        return False
+    if children.service is not None:
+        service, _ = await memo.kube.create(children.service)
+        if uid not in _owner_uids(service):
+            await _remove_stale(memo, key, service, service_path(namespace, name))
+            return False
     job, created = await memo.kube.create(children.job)
     job_metadata = job.get("metadata") or {}
     if job_metadata.get("deletionTimestamp") or job_metadata.get("uid") in memo.store.retired_jobs:
@@ -391,13 +396,25 @@ def _gpu_resources(memo: Runtime) -> tuple[str, ...]:
 
 
 def record_pod(memo: Runtime, obj: dict[str, Any], *, deleted: bool = False) -> None:
-    """Keep a TrainingJob's pod's running intervals for its GPU-hours and cost (pods of
-    an earlier TrainingJob of the same name are ignored)."""
+    """Keep a pod's running intervals: for its team's budget (every pod of a Cadre Job,
+    also of a TrainingJob already deleted, until its charge is settled), and for its
+    TrainingJob's GPU-hours and cost (pods of an earlier one of the same name ignored)."""
     metadata = obj.get("metadata") or {}
+    if not metadata.get("uid"):
+        return
+    charge = pod_charge(
+        obj,
+        _gpu_resources(memo),
+        team_label=LABEL_TEAM,
+        flavor_label=LABEL_FLAVOR,
+        gone_at=utcnow() if deleted else None,
+    )
+    memo.store.upsert_pod(charge)
+    memo.budgets.pod_changed(charge)
     name = (metadata.get("labels") or {}).get(LABEL_TRAININGJOB)
     key = f"{metadata.get('namespace')}/{name}"
     tj = memo.store.trainingjobs.get(key)
-    if tj is None or not metadata.get("uid"):
+    if tj is None:
         return
     created = parse_time(metadata.get("creationTimestamp"))
     tj_created = parse_time(tj["metadata"].get("creationTimestamp"))

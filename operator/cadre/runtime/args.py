@@ -15,8 +15,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--kubeconfig",
         default=None,
-        help="kubeconfig to use; default: in-cluster when run in a pod, else $KUBECONFIG "
-        "or ~/.kube/config",
+        help="kubeconfig to use; default: in-cluster when run in a pod (token and CA from "
+        "$CADRE_SERVICEACCOUNT_DIR, default /var/run/secrets/kubernetes.io/serviceaccount), "
+        "else $KUBECONFIG or ~/.kube/config",
     )
     parser.add_argument(
         "--bind-address",

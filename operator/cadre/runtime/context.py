@@ -1,11 +1,12 @@
 """What every handler gets as Kopf's `memo`: the config, the API client, the store and
-the admission loop of this operator process (no module-level globals)."""
+the admission loop and the budget writer of this operator process (no module-level globals)."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
 
+from cadre.admission.budgets import BudgetKeeper
 from cadre.admission.loop import AdmissionLoop
 from cadre.admission.store import Store
 from cadre.config import OperatorConfig
@@ -18,10 +19,14 @@ class Runtime:
     kube: Kube
     store: Store
     loop: AdmissionLoop
+    budgets: BudgetKeeper
     ttl_timers: dict[str, tuple[float, asyncio.Task[None]]] = field(default_factory=dict)
     """TrainingJob key -> (when, task) of its deletion after spec.ttlAfterFinished."""
 
     @classmethod
     def create(cls, config: OperatorConfig, kube: Kube) -> Runtime:
         store = Store()
-        return cls(config=config, kube=kube, store=store, loop=AdmissionLoop(store, config, kube))
+        loop = AdmissionLoop(store, config, kube)
+        budgets = BudgetKeeper(kube, store, config, loop.notify)
+        loop.observers.append(budgets.after_pass)
+        return cls(config=config, kube=kube, store=store, loop=loop, budgets=budgets)

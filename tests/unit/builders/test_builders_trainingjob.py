@@ -112,18 +112,37 @@ def test_user_env_cannot_break_the_rendezvous() -> None:
     assert {"name": "KEEP", "value": "me"} in env
 
 
-def test_without_distribution_no_rendezvous_env_and_no_service_port() -> None:
+def test_a_single_worker_gets_no_service_and_no_subdomain() -> None:
     built = children(example("trainingjob-single-gpu.yaml"))
+    assert built.service is None
+    assert built.objects() == (built.job,)
+    assert "subdomain" not in built.job["spec"]["template"]["spec"]
+
+
+def test_a_single_pytorch_worker_is_its_own_master() -> None:
+    env = worker(job_of(minimal(distribution="PyTorch", workers=1)))["env"]
+    assert {"name": "MASTER_ADDR", "value": "127.0.0.1"} in env
+
+
+def test_pods_carry_the_accounting_finalizer_and_the_flavour_label() -> None:
+    template = job_of(minimal())["spec"]["template"]["metadata"]
+    assert template["finalizers"] == ["cadre.dev/accounting"]
+    assert template["labels"]["cadre.dev/flavor"] == "t4"
+
+
+def test_without_distribution_no_rendezvous_env_and_no_service_port() -> None:
+    built = children(minimal(workers=2))
     assert "env" not in worker(built.job)
     assert "ports" not in worker(built.job)
     assert worker(built.job)["command"] == ["python", "train.py"]
+    assert built.service is not None
     service = built.service["spec"]
     assert "ports" not in service
     assert service["clusterIP"] == "None"
     assert service["publishNotReadyAddresses"] is True
     assert service["selector"] == {
-        "batch.kubernetes.io/job-name": "mnist-baseline",
-        "cadre.dev/trainingjob": "mnist-baseline",
+        "batch.kubernetes.io/job-name": "tj",
+        "cadre.dev/trainingjob": "tj",
     }
 
 
@@ -238,12 +257,14 @@ def test_user_labels_cannot_override_cadres() -> None:
     template = job["spec"]["template"]["metadata"]
     assert template["labels"] == {
         "app": "mine",
+        "cadre.dev/flavor": "t4",
         LABEL_MANAGED_BY: "cadre",
         LABEL_TEAM: "vision",
         LABEL_TRAININGJOB: "tj",
     }
     assert template["annotations"] == {"prometheus.io/scrape": "true"}
     assert job["metadata"]["labels"] == {
+        "cadre.dev/flavor": "t4",
         LABEL_MANAGED_BY: "cadre",
         LABEL_TEAM: "vision",
         LABEL_TRAININGJOB: "tj",
@@ -251,7 +272,8 @@ def test_user_labels_cannot_override_cadres() -> None:
 
 
 def test_without_team_there_is_no_team_label() -> None:
-    built = children(minimal(), team=None)
+    built = children(minimal(workers=2), team=None)
+    assert built.service is not None
     for labels in (
         built.job["metadata"]["labels"],
         built.job["spec"]["template"]["metadata"]["labels"],
