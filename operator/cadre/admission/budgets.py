@@ -233,7 +233,7 @@ class BudgetKeeper:
             if team is None:
                 release += pods  # no budget to charge
                 continue
-            ledger = self.store.ledgers.get(team, Ledger())
+            before = ledger = self.store.ledgers.get(team, Ledger())
             new = [p for p in pods if p.uid not in ledger.settled_pods]
             if new:
                 figures = self._figures(team, now)
@@ -252,7 +252,9 @@ class BudgetKeeper:
                     )
                 self.store.ledgers[team] = ledger
                 if not await self._write(team, now, force=True):
-                    continue  # not recorded: keep the pods held, try again
+                    # Not recorded: the pods stay held and are settled again next round.
+                    self.store.ledgers[team] = before
+                    continue
                 SETTLED.inc(len(new))
                 log.info("pods settled", team=team, pods=len(new))
             release += pods

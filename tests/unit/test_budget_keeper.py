@@ -1,0 +1,157 @@
+"""The budget writer's settling order against a small in-memory fake of the API: a going
+pod's charge is in the budget's status before its finalizer is removed, never twice.
+(The real thing, with the operator killed in between, is e2e/test_budgets_e2e.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cadre.accounting import pod_charge
+from cadre.admission.budgets import BudgetKeeper
+from cadre.admission.store import Store
+from cadre.config import OperatorConfig
+from cadre.kube import ApiError, budget_path, pod_path
+
+FINALIZERS = ["batch.kubernetes.io/job-tracking", "cadre.dev/accounting"]
+START = datetime.now(UTC) - timedelta(seconds=100)
+CONFIG = OperatorConfig.model_validate(
+    {
+        "flavors": [
+            {
+                "name": "a100",
+                "nodeLabels": {"cadre.dev/flavor": "a100"},
+                "prices": {"gpuHour": "3600"},
+            }
+        ]
+    }
+)
+
+
+def stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def pod(uid: str, *, seconds: int | None, deleting: bool = True) -> dict[str, Any]:
+    state: dict[str, Any]
+    if seconds is None:
+        state = {"running": {"startedAt": stamp(START)}}
+    else:
+        state = {
+            "terminated": {
+                "startedAt": stamp(START),
+                "finishedAt": stamp(START + timedelta(seconds=seconds)),
+            }
+        }
+    metadata: dict[str, Any] = {
+        "name": f"w-{uid}",
+        "namespace": "ns",
+        "uid": uid,
+        "labels": {"cadre.dev/team": "vision", "cadre.dev/flavor": "a100"},
+        "finalizers": list(FINALIZERS),
+    }
+    if deleting:
+        metadata["deletionTimestamp"] = stamp(datetime.now(UTC))
+    return {
+        "metadata": metadata,
+        "spec": {
+            "containers": [{"name": "worker", "resources": {"limits": {"nvidia.com/gpu": "2"}}}]
+        },
+        "status": {"containerStatuses": [{"name": "worker", "state": state}]},
+    }
+
+
+class FakeKube:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, Any]] = []
+        self.fail_status = False
+
+    async def patch_status(self, path: str, status: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("status", path, copy.deepcopy(status)))
+        if self.fail_status:
+            raise ApiError("PATCH", path, 500, b"etcd is away")
+        return {
+            "metadata": {"name": "vision", "uid": "b1", "resourceVersion": str(len(self.calls))},
+            "spec": {"namespaces": ["ns"]},
+            "status": status,
+        }
+
+    async def json_patch(self, path: str, operations: list[dict[str, Any]]) -> dict[str, Any]:
+        self.calls.append(("finalizer", path, operations))
+        return {"metadata": {"finalizers": FINALIZERS[:1]}}
+
+    async def create(self, obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        return obj, True
+
+
+def keeper(status: dict[str, Any] | None = None) -> tuple[BudgetKeeper, Store, FakeKube]:
+    store = Store()
+    store.upsert_budget(
+        {
+            "metadata": {"name": "vision", "uid": "b1", "resourceVersion": "1"},
+            "spec": {"namespaces": ["ns"]},
+            "status": status or {},
+        }
+    )
+    kube = FakeKube()
+    return BudgetKeeper(kube, store, CONFIG, lambda: None), store, kube  # type: ignore[arg-type]
+
+
+def feed(store: Store, keeper: BudgetKeeper, obj: dict[str, Any]) -> None:
+    charge = pod_charge(
+        obj, ("nvidia.com/gpu",), team_label="cadre.dev/team", flavor_label="cadre.dev/flavor"
+    )
+    store.upsert_pod(charge)
+    keeper.pod_changed(charge)
+
+
+def test_charge_is_written_before_the_finalizer_is_removed() -> None:
+    k, store, kube = keeper()
+    feed(store, k, pod("p1", seconds=30))
+    asyncio.run(k.settle())
+    assert [c[0] for c in kube.calls] == ["status", "finalizer"]
+    _, path, status = kube.calls[0]
+    assert path == budget_path("vision")
+    assert status["ledger"]["settled"]["cost"] == "60"  # 2 GPUs x 30 s x 1 per GPU-second
+    assert status["ledger"]["settledPods"] == ["p1"]
+    assert status["spend"]["spent"] == "60.00"
+    _, path, operations = kube.calls[1]
+    assert path == pod_path("ns", "w-p1")
+    assert operations == [
+        {"op": "test", "path": "/metadata/finalizers/1", "value": "cadre.dev/accounting"},
+        {"op": "remove", "path": "/metadata/finalizers/1"},
+    ]
+
+
+def test_a_failed_status_write_keeps_the_pod_held() -> None:
+    k, store, kube = keeper()
+    feed(store, k, pod("p1", seconds=30))
+    kube.fail_status = True
+    asyncio.run(k.settle())
+    assert [c[0] for c in kube.calls] == ["status"]
+    kube.fail_status = False
+    asyncio.run(k.settle())  # next round: charged once, then released
+    assert [c[0] for c in kube.calls] == ["status", "status", "finalizer"]
+    assert kube.calls[1][2]["ledger"]["settled"]["cost"] == "60"
+
+
+def test_a_pod_already_in_the_ledger_is_only_released() -> None:
+    """The operator stopped after recording the charge, before removing the finalizer."""
+    ledger = {"settled": {"cost": "60", "gpuSeconds": "60"}, "settledPods": ["p1"]}
+    k, store, kube = keeper({"ledger": ledger})
+    feed(store, k, pod("p1", seconds=30))
+    asyncio.run(k.settle())
+    assert [c[0] for c in kube.calls] == ["finalizer"]
+
+
+def test_a_pod_whose_containers_still_run_waits_for_its_node() -> None:
+    k, store, kube = keeper()
+    feed(store, k, pod("p1", seconds=None))
+    asyncio.run(k.settle())
+    assert kube.calls == []
+    live = pod("p2", seconds=None, deleting=False)
+    feed(store, k, live)
+    asyncio.run(k.settle())
+    assert kube.calls == []
