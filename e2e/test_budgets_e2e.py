@@ -336,3 +336,43 @@ def test_operator_killed_mid_job_and_work_deleted_while_it_is_down_cost_to_the_c
     assert Decimal(ledger["settled"]["cost"]) > 0
     time.sleep(2)
     assert spent() == final  # nothing charged twice after the restart
+
+
+def test_a_namespace_in_two_budgets_is_a_conflict_on_both_and_its_work_waits(
+    operator: OperatorProcess, cluster: LocalCluster, teams: Callable[..., tuple[str, str]]
+) -> None:
+    first, namespace = teams(quota=[{"flavor": "a100", "gpus": 8}])
+    second = f"team-{uuid.uuid4().hex[:6]}"
+    cluster.api.create(
+        RBS,
+        {
+            "apiVersion": "cadre.dev/v1alpha1",
+            "kind": "ResourceBudget",
+            "metadata": {"name": second},
+            "spec": {"namespaces": [namespace], "quota": [{"flavor": "a100", "gpus": 8}]},
+        },
+    )
+    try:
+        cluster.api.create(tjs(namespace), trainingjob("contested", 1, 1, "2s"))
+        held = eventually("Queued", phase(cluster, namespace, "contested", "Queued"))
+        assert conditions(held)["Admitted"]["reason"] == "NamespaceConflict", held
+        for name, other in ((first, second), (second, first)):
+            conflict = eventually(
+                f"conflict on {name}",
+                lambda name=name: (
+                    (  # type: ignore[misc]
+                        c := conditions(budget_status(cluster, name)).get("NamespaceConflict")
+                    )
+                    and c["status"] == "True"
+                    and c
+                ),
+                timeout=15,
+            )
+            assert other in conflict["message"] and namespace in conflict["message"]
+        # One budget lets the namespace go: the work runs.
+        cluster.api.call("DELETE", f"{RBS}/{second}")
+        eventually(
+            "runs", phase(cluster, namespace, "contested", "Running", "Succeeded"), timeout=20
+        )
+    finally:
+        cluster.api.call("DELETE", f"{RBS}/{second}", ok=(404,))
