@@ -6,6 +6,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from cadre.accounting import Charge, Interval, Ledger, PodCharge, PodUsage, Rates, Window
 from cadre.api.resourcebudget import ResourceBudgetSpec
 from cadre.budgets import budget_figures, budget_status, team_inputs
@@ -237,3 +240,57 @@ def test_team_inputs_count_usage_borrowing_and_conflicts_on_both_budgets() -> No
     conflict = next(c for c in status["conditions"] if c["type"] == "NamespaceConflict")
     assert conflict["status"] == "True" and "shared" in conflict["message"]
     assert [r for _, r, _ in events] == ["NamespaceConflict"]
+
+
+# -- property: settling moves a charge, never changes the total -------------------------
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(-40 * 86400, 20 * 86400),  # start, seconds from the 1st of November
+            st.integers(1, 5 * 86400),  # length
+            st.integers(0, 8),  # GPUs
+            st.booleans(),  # settled (gone) or live
+        ),
+        max_size=12,
+    ),
+    st.integers(0, 29 * 86400),
+)
+def test_settled_plus_live_is_every_pods_charge_in_the_period(
+    pods_spec: list[tuple[int, int, int, bool]], now_offset: int
+) -> None:
+    now = NOVEMBER.start + timedelta(seconds=now_offset)
+    pods = [
+        pod(
+            f"p{i}",
+            NOVEMBER.start + timedelta(seconds=s),
+            NOVEMBER.start + timedelta(seconds=s + n),
+            gpus=g,
+        )
+        for i, (s, n, g, _) in enumerate(pods_spec)
+    ]
+    ledger = Ledger()
+    for p, (_, _, _, gone) in zip(pods, pods_spec, strict=True):
+        if gone:
+            ledger = ledger.settle(
+                p.uid, p.usages, A100, current=NOVEMBER, previous=OCTOBER, now=now
+            )
+    live = [p for p, (*_, gone) in zip(pods, pods_spec, strict=True) if not gone]
+    figures = budget_figures(
+        spec(),
+        ledger,
+        live + [p for p in pods if p.uid in ledger.settled_pods],
+        rates=RATES,
+        now=now,
+    )
+    expected = sum(
+        (
+            min(u.interval.end or now, now, NOVEMBER.end) - max(u.interval.start, NOVEMBER.start)
+        ).total_seconds()
+        * u.gpus
+        for p in pods
+        for u in p.usages
+        if min(u.interval.end or now, now, NOVEMBER.end) > max(u.interval.start, NOVEMBER.start)
+    )
+    assert figures.spent.cost == Decimal(str(expected))
