@@ -244,6 +244,7 @@ def test_team_inputs_count_usage_borrowing_and_conflicts_on_both_budgets() -> No
 
 # -- property: settling moves a charge, never changes the total -------------------------
 
+
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(
