@@ -72,7 +72,8 @@ def teams(cluster: LocalCluster) -> Iterator[Callable[..., tuple[str, str]]]:
 
     yield make
     for name, namespace in made:
-        cluster.delete_namespace(namespace)
+        # Waited for while the operator runs: the pods' accounting finalizers go with it.
+        cluster.delete_namespace(namespace, wait=90)
         cluster.api.call("DELETE", f"{RBS}/{name}", ok=(404,))
 
 

@@ -535,10 +535,17 @@ class LocalCluster:
             self.wait_default_service_account(name, timeout)
         return name
 
-    def delete_namespace(self, name: str) -> None:
-        """Asks for deletion; does not wait (the namespace controller finishes it)."""
+    def delete_namespace(self, name: str, wait: float = 0) -> None:
+        """Asks for deletion; waits up to `wait` seconds until it is gone (0: does not
+        wait, the namespace controller finishes it)."""
         with contextlib.suppress(ApiError):
             self.api.call("DELETE", f"/api/v1/namespaces/{name}", ok=(404,))
+        if wait:
+            wait_for(
+                f"namespace {name} deleted",
+                lambda: not self.api.exists(f"/api/v1/namespaces/{name}"),
+                timeout=wait,
+            )
 
     def install_crds(self, paths: list[Path], timeout: float = 60) -> list[str]:
         """Creates (or replaces) the CRDs in the YAML files; waits until Established."""

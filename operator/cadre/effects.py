@@ -110,10 +110,19 @@ class StatusWriter:
         task.add_done_callback(self._posting.discard)
 
     async def _post(self, event: dict[str, Any]) -> None:
-        try:
-            await self.kube.create(event)
-        except ApiError as err:
-            log.warning("posting an event failed", error=str(err), reason=event.get("reason"))
+        await post_event(self.kube, event)
+
+
+async def post_event(kube: Kube, event: dict[str, Any]) -> None:
+    """Post an Event; a failure is logged, never raised (an Event is a courtesy). A
+    namespace being deleted refuses new objects: that is expected, not a warning."""
+    try:
+        await kube.create(event)
+    except ApiError as err:
+        expected = err.status == 404 or (err.status == 403 and "being terminated" in str(err))
+        (log.info if expected else log.warning)(
+            "posting an event failed", error=str(err), reason=event.get("reason")
+        )
 
 
 def rates_of(config: OperatorConfig, tj: dict[str, Any]) -> Rates:

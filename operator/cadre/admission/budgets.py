@@ -36,6 +36,7 @@ from cadre.api.resourcebudget import ResourceBudgetSpec
 from cadre.budgets import BudgetFigures, BudgetInputs, budget_figures, budget_status, team_inputs
 from cadre.builders import ACCOUNTING_FINALIZER
 from cadre.config import OperatorConfig
+from cadre.effects import post_event
 from cadre.events import event_about
 from cadre.kube import ApiError, Kube, budget_path, pod_path
 from cadre.lifecycle import status_patch
@@ -409,13 +410,7 @@ class BudgetKeeper:
             now=now,
         )
 
-        async def post() -> None:
-            try:
-                await self.kube.create(event)
-            except ApiError as err:
-                log.warning("posting a budget event failed", error=str(err))
-
-        task = asyncio.create_task(post())
+        task = asyncio.create_task(post_event(self.kube, event))
         self._posting.add(task)
         task.add_done_callback(self._posting.discard)
 
