@@ -74,6 +74,14 @@ class AdmissionSettings(CadreModel):
         description="Write a queued job's position at most this often (its reason is written "
         "whenever it changes).",
     )
+    queue_status_writes_per_second: int = Field(
+        default=50,
+        ge=1,
+        le=10000,
+        description="Queued jobs' status writes per second at most, across the cluster (a "
+        "new reason goes first, position refreshes after): a queue of 10,000 never turns into "
+        "a write storm, and admissions never wait for these writes.",
+    )
 
 
 class AccountingSettings(CadreModel):

@@ -128,6 +128,7 @@ class World:
 
         async def one_pass() -> None:
             await self.loop.run_pass()
+            await self.loop.write_queue_statuses(paced=False)
             await asyncio.sleep(0)  # let the events be posted
             await asyncio.gather(*self.loop.status._posting)
 
@@ -255,3 +256,34 @@ def test_worker_counts_alone_are_written_at_a_bounded_rate() -> None:
         {"status": {"workers": {"failed": 1}}},  # a merge patch: only what changed
     ]
     assert world.status("w")["phase"] == "Admitted"
+
+
+def test_a_pass_never_waits_for_queued_statuses(world: World) -> None:
+    """The 10,000-job bench found admissions waiting a minute behind position writes: a
+    pass now hands waiting jobs to the queue writer and returns."""
+    world.add("running", gpus=8, running=True)
+    waiting = [world.add(f"w{i:02d}", gpus=4) for i in range(30)]
+
+    async def passes() -> list[tuple[str, dict[str, Any]]]:
+        await world.loop.run_pass()
+        assert world.kube.writes == []  # no status written by the pass itself
+        assert set(world.loop._queue_wanted) == set(waiting)
+        # The running job finishes; the next pass admits at once, queue writes pending.
+        world.store.delete_trainingjob(f"{NS}/running")
+        await world.loop.run_pass()
+        admitted = [path for path, _ in world.kube.writes]
+        # Then the queue writer catches up, and never writes an admitted job as Queued.
+        await world.loop.write_queue_statuses(paced=False)
+        return admitted
+
+    admitted = asyncio.run(passes())
+    assert admitted == [
+        job_path(NS, "w00"),
+        trainingjob_path(NS, "w00") + "/status",
+        job_path(NS, "w01"),
+        trainingjob_path(NS, "w01") + "/status",
+    ]
+    assert world.status("w00")["phase"] == "Admitted"
+    assert world.status("w02")["phase"] == "Queued"
+    assert world.status("w02")["queue"]["position"] == 1
+    assert world.status("w29")["queue"]["position"] == 28

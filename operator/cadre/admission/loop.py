@@ -7,8 +7,11 @@ the snapshot, calls the pure core (`cadre.scheduling.schedule`) and applies its 
 - victims: suspend the Job (its pods go away), status Preempted with the core's message;
 - admissions: unsuspend the Job first (the durable truth of "admitted", which a restarted
   operator reads back), then status Admitted;
-- pending: status Queued with the reason when it changes; the position at most every
-  `admission.positionRefreshSeconds` per job, so a long queue is no write storm.
+- pending: handed to the queue writer, a second task, which writes status Queued with the
+  reason when it changes and the position at most every `admission.positionRefreshSeconds`
+  per job, at most `admission.queueStatusWritesPerSecond` in all (new reasons first). A
+  pass never waits for these writes, so a long queue is no write storm and never delays
+  an admission.
 
 The loop does not run before `start()` is called, which the startup handler does after
 listing the cluster into the store: no pass ever runs on a partial view, so no gang is
@@ -21,12 +24,13 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from prometheus_client import Counter, Gauge, Histogram
 
-from cadre.admission.snapshot import SnapshotBuild, build_snapshot
+from cadre.admission.snapshot import SnapshotBuild, WorkloadInfo, build_snapshot
 from cadre.admission.store import Store
 from cadre.config import OperatorConfig
 from cadre.effects import StatusWriter, set_job_suspend, utcnow
@@ -48,6 +52,16 @@ PENDING = Gauge("cadre_admission_pending_workloads", "Workloads waiting after th
 _CONCURRENCY = 16
 
 
+@dataclass(frozen=True, slots=True)
+class QueueEntry:
+    """What a pass says of one waiting job: why it waits and where it stands."""
+
+    reason: str
+    message: str
+    position: int | None
+    info: WorkloadInfo | None
+
+
 class AdmissionLoop:
     def __init__(self, store: Store, config: OperatorConfig, kube: Kube) -> None:
         self.store = store
@@ -60,6 +74,12 @@ class AdmissionLoop:
         self._last_pass = 0.0
         self._queue_written: dict[str, tuple[str, float]] = {}
         """key -> (reason code, monotonic time) of the last queue status written."""
+        self._queue_wanted: dict[str, QueueEntry] = {}
+        """key -> what the last pass says of each waiting job (written by the queue writer)."""
+        self._queue_round = 0
+        """Bumped by each pass: the queue writer starts over with the newer view."""
+        self._queue_wake = asyncio.Event()
+        self._queue_task: asyncio.Task[None] | None = None
         self._cache: dict[Any, Any] = {}
         self._task: asyncio.Task[None] | None = None
         self.last_result: PassResult | None = None
@@ -77,18 +97,23 @@ class AdmissionLoop:
         self._dirty.set()
         if self._task is None:
             self._task = asyncio.create_task(self.run(), name="cadre admission loop")
+        if self._queue_task is None:
+            self._queue_task = asyncio.create_task(self.run_queue_writer(), name="cadre queue")
 
     def alive(self) -> bool:
         """False when the loop task ended on its own (a bug): the liveness probe fails."""
-        return self._stopping or self._task is None or not self._task.done()
+        return self._stopping or all(
+            t is None or not t.done() for t in (self._task, self._queue_task)
+        )
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._task, self._queue_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._queue_task = None
 
     async def run(self) -> None:
         settings = self.config.admission
@@ -132,15 +157,17 @@ class AdmissionLoop:
         await self._each(self._preempt(build, v.key, v.reason, v.message) for v in result.victims)
         await self._each(self._admit(build, a.key) for a in result.admitted if a.gang)
         await self._each(self._admit(build, key) for key in build.unbudgeted)
-        now = time.monotonic()
-        await self._each(
-            self._pending(build, p.key, p.reason, p.message, p.position, now)
-            for p in result.pending
-        )
-        await self._each(
-            self._pending(build, key, problem.reason, problem.message, None, now)
-            for key, problem in build.problems.items()
-        )
+        # Waiting jobs' statuses are the queue writer's: a pass never waits for them, so
+        # a freed GPU is given out at the next pass however long the queue is.
+        wanted: dict[str, QueueEntry] = {}
+        for p in result.pending:
+            info = build.info.get(p.key)
+            wanted[p.key] = QueueEntry(str(p.reason), p.message, p.position, info)
+        for key, problem in build.problems.items():
+            wanted[key] = QueueEntry(problem.reason, problem.message, None, build.info.get(key))
+        self._queue_wanted = wanted
+        self._queue_round += 1
+        self._queue_wake.set()
         if result.admitted or result.victims:
             log.info(
                 "admission pass",
@@ -187,6 +214,7 @@ class AdmissionLoop:
             self.store.admitted_at[key] = time.time()
             DECISIONS.labels("admit").inc()
             self._queue_written.pop(key, None)
+            self._queue_wanted.pop(key, None)
             await self.status.update(key, fn, locked=True)
 
     async def _preempt(self, build: SnapshotBuild, key: str, reason: str, message: str) -> None:
@@ -208,58 +236,120 @@ class AdmissionLoop:
                 locked=True,
             )
 
-    async def _pending(  # noqa: PLR0917
+    # -- waiting jobs' status ---------------------------------------------------------
+    async def run_queue_writer(self) -> None:
+        """Write waiting jobs' status from the newest pass, at most
+        `admission.queueStatusWritesPerSecond`, the urgent ones (a new reason) first."""
+        refresh = float(self.config.admission.position_refresh_seconds)
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queue_wake.wait(), timeout=refresh / 4)
+            self._queue_wake.clear()
+            try:
+                await self.write_queue_statuses()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("writing queue status failed; retrying")
+                await asyncio.sleep(1.0)
+
+    async def write_queue_statuses(self, *, paced: bool = True) -> int:
+        """One round over the newest pass's waiting jobs; returns the writes. It stops
+        early when a newer pass has replaced the view (the next round starts from it)."""
+        round_, now = self._queue_round, time.monotonic()
+        urgent: list[str] = []
+        due: list[str] = []
+        for key, entry in self._queue_wanted.items():
+            tj = self.store.trainingjobs.get(key)
+            if tj is None:
+                continue
+            kind = self._queue_write_kind(key, entry, tj.get("status") or {}, tj, now)
+            if kind == "urgent":
+                urgent.append(key)
+            elif kind == "due":
+                due.append(key)
+        gap = 1.0 / self.config.admission.queue_status_writes_per_second
+        writes = 0
+        for key in urgent + due:
+            if round_ != self._queue_round:
+                break
+            if paced and writes:
+                await asyncio.sleep(gap)
+            wanted = self._queue_wanted.get(key)
+            if wanted is None:
+                continue
+            try:
+                if await self._write_queued(key, wanted):
+                    writes += 1
+            except ApiError as err:
+                log.warning("writing a queued status failed", trainingjob=key, error=str(err))
+        return writes
+
+    def _queue_write_kind(
         self,
-        build: SnapshotBuild,
         key: str,
-        reason: str,
-        message: str,
-        position: int | None,
+        entry: QueueEntry,
+        current: dict[str, Any],
+        tj: dict[str, Any],
         now: float,
-    ) -> None:
-        info = build.info.get(key)
+    ) -> str | None:
+        """ "urgent" (the status does not say why it waits, or says another reason),
+        "due" (the live figures or the position moved, last written long enough ago),
+        or None (nothing to write)."""
+        job = self.store.jobs.get(key)
+        if job is not None and job.running:
+            return None  # admitted since that pass: never written back to Queued
+        queue = current.get("queue") or {}
+        # Not written by this process (a restart): what the status says, long ago.
+        written: tuple[str | None, float] = self._queue_written.get(key) or (
+            _waiting_reason(current),
+            0.0,
+        )
+        if (
+            written[0] != entry.reason
+            or "reason" not in queue
+            or (entry.position is not None and "position" not in queue)
+            or current.get("phase") not in ("Queued", "Preempted")
+            or current.get("observedGeneration") != generation_of(tj)
+        ):
+            return "urgent"
+        # The message carries live figures ("team vision uses 6/8"): refreshed with the
+        # position, at most every positionRefreshSeconds, unless the reason changes.
         refresh = self.config.admission.position_refresh_seconds
+        if now - written[1] >= refresh and (
+            queue.get("reason") != entry.message
+            or (entry.position is not None and queue.get("position") != entry.position)
+        ):
+            return "due"
+        return None
+
+    async def _write_queued(self, key: str, entry: QueueEntry) -> bool:
         wall = utcnow()
 
         def fn(status: dict[str, Any] | None, tj: dict[str, Any]) -> dict[str, Any] | None:
-            current = status or {}
-            queue = current.get("queue") or {}
-            # Not written by this process (a restart): what the status says, long ago.
-            written: tuple[str | None, float] = self._queue_written.get(key) or (
-                _waiting_reason(current),
-                0.0,
-            )
-            urgent = (
-                written[0] != reason
-                or "reason" not in queue
-                or (position is not None and "position" not in queue)
-                or current.get("phase") not in ("Queued", "Preempted")
-                or current.get("observedGeneration") != generation_of(tj)
-            )
-            # The message carries live figures ("team vision uses 6/8"): refreshed with the
-            # position, at most every positionRefreshSeconds, unless the reason changes.
-            due = now - written[1] >= refresh and (
-                queue.get("reason") != message
-                or (position is not None and queue.get("position") != position)
-            )
-            if not urgent and not due:
+            now = time.monotonic()
+            if self._queue_wanted.get(key) is not entry:
+                return None  # a newer pass, or admitted meanwhile
+            if self._queue_write_kind(key, entry, status or {}, tj, now) is None:
                 return None
-            self._queue_written[key] = (reason, now)
+            self._queue_written[key] = (entry.reason, now)
+            info = entry.info
             return queued(
                 status,
                 generation=generation_of(tj),
                 now=wall,
-                reason=str(reason),
-                message=message,
-                position=position,
+                reason=entry.reason,
+                message=entry.message,
+                position=entry.position,
                 team=info.team if info else None,
                 gpus=info.gpus if info else None,
             )
 
-        await self.status.update(key, fn)
+        return await self.status.update(key, fn) is not None
 
     def forget(self, key: str) -> None:
         self._queue_written.pop(key, None)
+        self._queue_wanted.pop(key, None)
         self.status.forget(key)
 
 
