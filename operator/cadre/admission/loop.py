@@ -79,6 +79,7 @@ class AdmissionLoop:
         self._queue_round = 0
         """Bumped by each pass: the queue writer starts over with the newer view."""
         self._queue_wake = asyncio.Event()
+        self._next_slot = 0.0
         self._queue_task: asyncio.Task[None] | None = None
         self._cache: dict[Any, Any] = {}
         self._task: asyncio.Task[None] | None = None
@@ -273,8 +274,10 @@ class AdmissionLoop:
         for key in urgent + due:
             if round_ != self._queue_round:
                 break
-            if paced and writes:
-                await asyncio.sleep(gap)
+            if paced:
+                # One slot per write, the write's own time included: the rate is the limit.
+                self._next_slot = max(self._next_slot + gap, time.monotonic())
+                await asyncio.sleep(self._next_slot - time.monotonic())
             wanted = self._queue_wanted.get(key)
             if wanted is None:
                 continue
