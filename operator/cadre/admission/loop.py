@@ -50,6 +50,9 @@ DECISIONS = Counter("cadre_admission_decisions_total", "Admission decisions appl
 PENDING = Gauge("cadre_admission_pending_workloads", "Workloads waiting after the last pass.")
 
 _CONCURRENCY = 16
+_ROUND_MIN_SECONDS = 5.0
+"""A round of queue writes goes on this long before a newer pass may restart it: passes
+come every second while a queue fills, and restarting at each would write almost nothing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,8 +258,9 @@ class AdmissionLoop:
                 await asyncio.sleep(1.0)
 
     async def write_queue_statuses(self, *, paced: bool = True) -> int:
-        """One round over the newest pass's waiting jobs; returns the writes. It stops
-        early when a newer pass has replaced the view (the next round starts from it)."""
+        """One round over the newest pass's waiting jobs; returns the writes. Each write
+        uses the newest view of its job; after `_ROUND_MIN_SECONDS` a newer pass ends the
+        round, and the next one sorts the newer view (new reasons first) again."""
         round_, now = self._queue_round, time.monotonic()
         urgent: list[str] = []
         due: list[str] = []
@@ -272,8 +276,8 @@ class AdmissionLoop:
         gap = 1.0 / self.config.admission.queue_status_writes_per_second
         writes = 0
         for key in urgent + due:
-            if round_ != self._queue_round:
-                break
+            if round_ != self._queue_round and time.monotonic() - now >= _ROUND_MIN_SECONDS:
+                break  # start over from the newer view (each write reads it anyway)
             if paced:
                 # One slot per write, the write's own time included: the rate is the limit.
                 self._next_slot = max(self._next_slot + gap, time.monotonic())
