@@ -75,38 +75,11 @@ class BenchOperator(OperatorProcess):
     recorded in the cluster's state.json, so `localcluster down` stops it by PID."""
 
     def start_owned(self, cluster: LocalCluster, keep: bool, timeout: float = 120) -> None:
-        argv = [
-            sys.executable,
-            "-m",
-            "cadre.cli",
-            "run",
-            "--config",
-            str(self.config),
-            "--kubeconfig",
-            self.kubeconfig,
-            "--bind-address",
-            "127.0.0.1",
-            "--metrics-port",
-            str(self.metrics_port),
-            "--health-port",
-            str(self.health_port),
-            "--log-format",
-            "json",
-        ]
-        self._rec, self._popen = procs.start(
-            "cadre-operator", argv, self.log_path, die_with_parent=not keep
-        )
-        if keep:
-            cluster.records.append(self._rec)
+        def own(record: procs.ProcRecord) -> None:
+            cluster.records.append(record)
             cluster._save()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._popen.poll() is not None:
-                raise RuntimeError(f"cadre run exited:\n{self.log_tail()}")
-            if self.healthy():
-                return
-            time.sleep(0.2)
-        raise TimeoutError(f"cadre run not healthy in {timeout}s:\n{self.log_tail()}")
+
+        self.start(timeout, die_with_parent=not keep, on_spawn=own if keep else None)
 
     @property
     def pid(self) -> int:

@@ -13,7 +13,7 @@ import signal
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -78,7 +78,15 @@ class OperatorProcess:
         self._rec: procs.ProcRecord | None = None
         self._popen: Any = None
 
-    def start(self, timeout: float = 60) -> OperatorProcess:
+    def start(
+        self,
+        timeout: float = 60,
+        *,
+        die_with_parent: bool = True,
+        on_spawn: Callable[[procs.ProcRecord], None] | None = None,
+    ) -> OperatorProcess:
+        """Start `cadre run` and wait until it is healthy. `on_spawn` gets the process
+        record at once (a caller that lets the process outlive it records it)."""
         argv = [
             sys.executable,
             "-m",
@@ -97,8 +105,10 @@ class OperatorProcess:
             "json",
         ]
         self._rec, self._popen = procs.start(
-            "cadre-operator", argv, self.log_path, env=self.env, die_with_parent=True
+            "cadre-operator", argv, self.log_path, env=self.env, die_with_parent=die_with_parent
         )
+        if on_spawn is not None:
+            on_spawn(self._rec)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._popen.poll() is not None:
