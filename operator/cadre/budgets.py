@@ -33,6 +33,7 @@ from cadre.accounting import (
     spend_verdict,
     to_cents,
 )
+from cadre.accounting.pods import GPU_HOURS_STEP
 from cadre.api.resourcebudget import ResourceBudgetSpec
 from cadre.lifecycle import timestamp, with_condition
 from cadre.scheduling import (
@@ -55,7 +56,6 @@ __all__ = [
     "team_inputs",
 ]
 
-GPU_HOURS_STEP: Final = Decimal("0.0001")
 NAMESPACE_CONFLICT: Final = "NamespaceConflict"
 BUDGET_WARNING: Final = "BudgetWarning"
 BUDGET_EXCEEDED: Final = "BudgetExceeded"

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
+from cadre.accounting.pods import parse_api_time
 from cadre.accounting.usage import PodUsage, Rates, cost, usage_within
 
 __all__ = ["EPOCH_CHARGE_START", "Charge", "Ledger", "Window", "charge_within"]
@@ -78,15 +79,6 @@ def _decimal(value: object) -> Decimal:
         return Decimal(0)
 
 
-def _time(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def _stamp(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat().replace("+00:00", "Z")
 
@@ -106,9 +98,9 @@ class Ledger:
             return Ledger()
         pods = value.get("settledPods") or ()
         return Ledger(
-            period_start=_time(value.get("periodStart")),
+            period_start=parse_api_time(value.get("periodStart")),
             settled=Charge.from_status(value.get("settled")),
-            previous_start=_time(value.get("previousPeriodStart")),
+            previous_start=parse_api_time(value.get("previousPeriodStart")),
             previous_settled=Charge.from_status(value.get("previousSettled")),
             settled_pods=tuple(str(p) for p in pods) if isinstance(pods, list) else (),
         )

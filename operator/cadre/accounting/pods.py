@@ -26,6 +26,7 @@ __all__ = [
     "PodCharge",
     "container_usages",
     "format_figures",
+    "parse_api_time",
     "pod_charge",
     "usage_and_cost",
 ]
@@ -34,7 +35,8 @@ GPU_HOURS_STEP: Final = Decimal("0.0001")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _time(value: object) -> datetime | None:
+def parse_api_time(value: object) -> datetime | None:
+    """A timestamp as the API server writes it (RFC 3339, Z), aware; None if absent."""
     if not isinstance(value, str) or not value:
         return None
     try:
@@ -50,11 +52,12 @@ def _intervals(status: Mapping[str, Any], deleted_at: datetime | None) -> list[I
         state = status.get(field) or {}
         running = state.get("running") or {}
         terminated = state.get("terminated") or {}
-        start = _time(running.get("startedAt"))
+        start = parse_api_time(running.get("startedAt"))
         if start is not None:
             out.append(Interval(start, deleted_at))
             continue
-        start, end = _time(terminated.get("startedAt")), _time(terminated.get("finishedAt"))
+        start = parse_api_time(terminated.get("startedAt"))
+        end = parse_api_time(terminated.get("finishedAt"))
         if start is not None:
             out.append(Interval(start, end or deleted_at or start))
     return out
@@ -150,7 +153,7 @@ def pod_charge(
     metadata = pod.get("metadata") or {}
     labels = metadata.get("labels") or {}
     # The API server sets deletionTimestamp to the end of the grace period.
-    deletion = _time(metadata.get("deletionTimestamp"))
+    deletion = parse_api_time(metadata.get("deletionTimestamp"))
     return PodCharge(
         uid=str(metadata.get("uid", "")),
         name=str(metadata.get("name", "")),

@@ -40,7 +40,7 @@ from cadre.effects import post_event
 from cadre.events import event_about
 from cadre.kube import ApiError, Kube, budget_path, pod_path
 from cadre.lifecycle import status_patch
-from cadre.scheduling import PassResult, Spend
+from cadre.scheduling import PassResult
 from cadre.teams import budget_scope, resolve_team
 
 log = structlog.get_logger("cadre.budgets")
@@ -501,11 +501,10 @@ class BudgetKeeper:
             for state in ("admitted", "queued"):
                 with contextlib.suppress(KeyError):
                     WORKLOADS.remove(team, state)
-            self.store.spend.pop(team, None)
 
 
 def _with_finalizers(pod: PodCharge, finalizers: tuple[str, ...]) -> PodCharge:
     return replace(pod, finalizers=finalizers)
 
 
-__all__ = ["BudgetKeeper", "Spend"]
+__all__ = ["BudgetKeeper"]

@@ -33,7 +33,7 @@ from typing import Any
 import kopf
 import structlog
 
-from cadre.accounting import container_usages, pod_charge
+from cadre.accounting import pod_charge
 from cadre.admission.snapshot import parse_time
 from cadre.admission.store import key_of
 from cadre.builders import (
@@ -420,8 +420,7 @@ def record_pod(memo: Runtime, obj: dict[str, Any], *, deleted: bool = False) -> 
     tj_created = parse_time(tj["metadata"].get("creationTimestamp"))
     if created is not None and tj_created is not None and created < tj_created:
         return
-    usages = container_usages(obj, _gpu_resources(memo), utcnow() if deleted else None)
-    memo.store.upsert_pod_usage(key, str(metadata["uid"]), usages, final=deleted)
+    memo.store.upsert_pod_usage(key, str(metadata["uid"]), charge.usages, final=deleted)
 
 
 async def refresh_pods(memo: Runtime, key: str) -> None:
