@@ -16,9 +16,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from cadre.accounting import Interval, Ledger, PodCharge, PodUsage, Rates
-from cadre.api.resourcebudget import ResourceBudgetSpec
-from cadre.budgets import BudgetInputs, budget_figures, budget_status
+from cadre.core.accounting import Interval, Ledger, PodCharge, PodUsage, Rates
+from cadre.core.api.resourcebudget import ResourceBudgetSpec
+from cadre.core.budget.status import BudgetInputs, budget_figures, budget_status
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 RATES = {

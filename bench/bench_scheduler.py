@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
 
 import itertools
 
-from cadre.scheduling import (
+from cadre.core.scheduling import (
     FlavourQuota,
     FlavourSelector,
     Limits,

@@ -1,6 +1,6 @@
 """`cadre run` as a subprocess for the integration and e2e tests.
 
-It runs `python -m cadre.cli run` against a test cluster's kubeconfig with the example
+It runs `python -m cadre.tools.cli run` against a test cluster's kubeconfig with the example
 operator config, metrics and health on free 127.0.0.1 ports, logs (JSON) to a file.
 It dies with the test run (PR_SET_PDEATHSIG) and `stop()` sends SIGTERM, then SIGKILL.
 """
@@ -90,7 +90,7 @@ class OperatorProcess:
         argv = [
             sys.executable,
             "-m",
-            "cadre.cli",
+            "cadre.tools.cli",
             "run",
             "--config",
             str(self.config),

@@ -117,7 +117,7 @@ def _start_operator(cluster: LocalCluster, config: Path, timeout: float = 60) ->
         [
             sys.executable,
             "-m",
-            "cadre.cli",
+            "cadre.tools.cli",
             "run",
             "--config",
             str(config),

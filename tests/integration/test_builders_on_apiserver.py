@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cadre.api import TrainingJob
-from cadre.builders import build_training_job_children
-from cadre.config import parse_config
+from cadre.core.api import TrainingJob
+from cadre.core.api.config import parse_config
+from cadre.core.training import build_training_job_children
 from localcluster import LocalCluster
 
 ROOT = Path(__file__).resolve().parents[2]

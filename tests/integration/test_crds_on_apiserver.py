@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from broken_manifests import CASES, Case
-from cadre.api import KINDS
-from cadre.validation import validate_document
+from cadre.core.api import KINDS
+from cadre.tools.validation import validate_document
 from localcluster import LocalCluster
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

@@ -13,9 +13,9 @@ from typing import Any, TypeVar
 
 import pytest
 
-from cadre.builders import build_training_job_children
-from cadre.config import parse_config
-from cadre.kube import Kube
+from cadre.controller.client import Kube
+from cadre.core.api.config import parse_config
+from cadre.core.training import build_training_job_children
 from cadre_process import EXAMPLE_CONFIG, OperatorProcess, running_operator
 from localcluster import LocalCluster
 from localcluster.api import ApiError

@@ -8,7 +8,7 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cadre.accounting import (
+from cadre.core.accounting import (
     Interval,
     PodUsage,
     Rates,

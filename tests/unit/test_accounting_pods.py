@@ -1,5 +1,5 @@
-"""GPU-hours and cost from pod dicts (cadre.accounting.pods) and their place in status
-(cadre.lifecycle.with_usage): pure, exact."""
+"""GPU-hours and cost from pod dicts (cadre.core.accounting.pods) and their place in status
+(cadre.core.training.lifecycle.with_usage): pure, exact."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from cadre.accounting import Rates, container_usages, format_figures, usage_and_cost
-from cadre.lifecycle import admitted, with_usage
+from cadre.core.accounting import Rates, container_usages, format_figures, usage_and_cost
+from cadre.core.training.lifecycle import admitted, with_usage
 
 T0 = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
 GPU = ("nvidia.com/gpu",)

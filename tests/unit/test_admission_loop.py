@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import yaml
 
-from cadre.admission.loop import AdmissionLoop
-from cadre.admission.store import Store
-from cadre.config import OperatorConfig, parse_config
-from cadre.handlers.trainingjob import update_from_job
-from cadre.kube import job_path, trainingjob_path
+from cadre.controller.admission_loop import AdmissionLoop
+from cadre.controller.client import job_path, trainingjob_path
+from cadre.controller.handlers.trainingjob import update_from_job
+from cadre.core.api.config import OperatorConfig, parse_config
+from cadre.core.cluster.store import Store
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NS = "vision-research"

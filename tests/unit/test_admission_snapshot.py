@@ -1,4 +1,4 @@
-"""The admission adapter: store -> the core's Snapshot (cadre.admission.snapshot, pure)."""
+"""The admission adapter: store -> the core's Snapshot (cadre.core.cluster.snapshot, pure)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 import yaml
 
-from cadre.admission.snapshot import build_snapshot, team_of_budget
-from cadre.admission.store import Store
-from cadre.config import OperatorConfig, parse_config
-from cadre.scheduling import Limits, Reason, Resources, schedule
+from cadre.core.api.config import OperatorConfig, parse_config
+from cadre.core.cluster.snapshot import build_snapshot, team_of_budget
+from cadre.core.cluster.store import Store
+from cadre.core.scheduling import Limits, Reason, Resources, schedule
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 GIB = 1 << 30

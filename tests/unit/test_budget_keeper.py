@@ -9,11 +9,11 @@ import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cadre.accounting import pod_charge
-from cadre.admission.budgets import BudgetKeeper
-from cadre.admission.store import Store
-from cadre.config import OperatorConfig
-from cadre.kube import ApiError, budget_path, pod_path
+from cadre.controller.budget_writer import BudgetKeeper
+from cadre.controller.client import ApiError, budget_path, pod_path
+from cadre.core.accounting import pod_charge
+from cadre.core.api.config import OperatorConfig
+from cadre.core.cluster.store import Store
 
 FINALIZERS = ["batch.kubernetes.io/job-tracking", "cadre.dev/accounting"]
 START = datetime.now(UTC) - timedelta(seconds=100)

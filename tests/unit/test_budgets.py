@@ -9,10 +9,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cadre.accounting import Charge, Interval, Ledger, PodCharge, PodUsage, Rates, Window
-from cadre.api.resourcebudget import ResourceBudgetSpec
-from cadre.budgets import budget_figures, budget_status, team_inputs
-from cadre.scheduling import (
+from cadre.core.accounting import Charge, Interval, Ledger, PodCharge, PodUsage, Rates, Window
+from cadre.core.api.resourcebudget import ResourceBudgetSpec
+from cadre.core.budget.status import budget_figures, budget_status, team_inputs
+from cadre.core.scheduling import (
     FlavourQuota,
     Limits,
     PassResult,
@@ -160,7 +160,7 @@ def status_after(
 
 
 def team_inputs_none() -> Any:
-    from cadre.budgets import BudgetInputs  # noqa: PLC0415
+    from cadre.core.budget.status import BudgetInputs  # noqa: PLC0415
 
     return BudgetInputs(namespaces=("ns",))
 
@@ -211,7 +211,7 @@ def test_team_inputs_count_usage_borrowing_and_conflicts_on_both_budgets() -> No
         Workload("v/c", "vision", "a100", per_pod, pods=1, admitted=True),
     )
     snapshot = Snapshot(flavours=(), teams=teams, workloads=workloads)
-    from cadre.scheduling import schedule  # noqa: PLC0415
+    from cadre.core.scheduling import schedule  # noqa: PLC0415
 
     result = schedule(snapshot)
     inputs = team_inputs(

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from cadre.config import parse_config
+from cadre.core.api.config import parse_config
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "operator-config.yaml"
 

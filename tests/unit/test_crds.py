@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import yaml
 
-from cadre.api import KINDS
-from cadre.cli import main
-from cadre.crdgen import crd_for, render_crds
+from cadre.core.api import KINDS
+from cadre.tools.cli import main
+from cadre.tools.crdgen import crd_for, render_crds
 
 CRD_DIR = Path(__file__).resolve().parents[2] / "crds"
 

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from cadre.duration import DurationError, format_duration, parse_duration
+from cadre.core.units.duration import DurationError, format_duration, parse_duration
 
 
 @pytest.mark.parametrize(

@@ -1,12 +1,13 @@
-"""TrainingJob status transitions (cadre.lifecycle, pure)."""
+"""TrainingJob status transitions (cadre.core.training.lifecycle, pure)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cadre.admission.store import job_record
-from cadre.lifecycle import (
+from cadre.core.objects import with_condition
+from cadre.core.training.job import job_record
+from cadre.core.training.lifecycle import (
     admitted,
     from_job,
     preempted,
@@ -16,7 +17,6 @@ from cadre.lifecycle import (
     status_patch,
     suspended,
     transition_event,
-    with_condition,
 )
 
 T0 = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cadre.quantity import QuantityError, parse_quantity, to_bytes, to_millicores
+from cadre.core.units.quantity import QuantityError, parse_quantity, to_bytes, to_millicores
 
 
 @pytest.mark.parametrize(

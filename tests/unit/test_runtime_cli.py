@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from cadre.cli import build_parser
-from cadre.kube import _resource_of, collection_path
-from cadre.runtime.main import load_config
+from cadre.controller.client import _resource_of, collection_path
+from cadre.controller.runtime.main import load_config
+from cadre.tools.cli import build_parser
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -1,4 +1,4 @@
-"""Which ResourceBudget a namespace belongs to (cadre.teams, pure)."""
+"""Which ResourceBudget a namespace belongs to (cadre.core.budget.teams, pure)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from cadre.teams import BudgetScope, budget_scope, resolve_team, selector_matches
+from cadre.core.budget.teams import BudgetScope, budget_scope, resolve_team, selector_matches
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

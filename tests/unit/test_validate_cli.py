@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cadre.cli import main
+from cadre.tools.cli import main
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

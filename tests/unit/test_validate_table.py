@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from broken_manifests import CASES, Case, model_deployment, resource_budget, training_job
-from cadre.validation import validate_document
+from cadre.tools.validation import validate_document
 
 
 def test_the_table_is_big_enough() -> None:

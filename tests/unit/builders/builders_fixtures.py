@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 
-from cadre.builders import TrainingJobChildren, build_training_job_children
-from cadre.config import OperatorConfig, parse_config
+from cadre.core.api.config import OperatorConfig, parse_config
+from cadre.core.training import TrainingJobChildren, build_training_job_children
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = ROOT / "examples"

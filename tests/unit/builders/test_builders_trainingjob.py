@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from builders_fixtures import UID, children, config, env_of, example, minimal, worker
 
-from cadre.api.trainingjob import TrainingJob
-from cadre.builders import (
+from cadre.core.api.trainingjob import TrainingJob
+from cadre.core.training import (
     ANNOTATION_SPEC_HASH,
     LABEL_MANAGED_BY,
     LABEL_TEAM,

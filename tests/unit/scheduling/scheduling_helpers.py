@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from hypothesis import strategies as st
 
-from cadre.scheduling import (
+from cadre.core.scheduling import (
     Flavour,
     FlavourQuota,
     Limits,

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from scheduling_helpers import apply
 
-from cadre.scheduling import (
+from cadre.core.scheduling import (
     Flavour,
     FlavourQuota,
     FlavourSelector,

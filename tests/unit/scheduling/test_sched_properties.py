@@ -24,7 +24,7 @@ from scheduling_helpers import (
     violations,
 )
 
-from cadre.scheduling import (
+from cadre.core.scheduling import (
     QueueingStrategy,
     Reason,
     Resources,

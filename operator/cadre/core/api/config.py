@@ -1,0 +1,163 @@
+"""The operator's own configuration: GPU flavours, prices, priorities and knobs.
+
+Platform engineers write it as YAML (Helm renders it into a ConfigMap); the
+operator and `cadre validate` parse it with this model.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import Field, field_validator, model_validator
+
+from cadre.core.api.common import DNS_LABEL_PATTERN, CadreModel, DnsLabel, Money
+
+CONFIG_API_VERSION = "config.cadre.dev/v1alpha1"
+CONFIG_KIND = "OperatorConfig"
+
+
+class Toleration(CadreModel):
+    """A taint the flavour's pods tolerate, as in a pod spec."""
+
+    key: str = Field(min_length=1, max_length=317)
+    operator: Literal["Exists", "Equal"] = "Exists"
+    value: str | None = Field(default=None, max_length=63)
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+
+
+class Prices(CadreModel):
+    """What one hour of each resource of a flavour costs, in the config's currency."""
+
+    gpu_hour: Money = Field(default="0", description="Price of one GPU for one hour.")
+    cpu_core_hour: Money = Field(default="0", description="Price of one CPU core for one hour.")
+    memory_gib_hour: Money = Field(
+        default="0", alias="memoryGiBHour", description="Price of one GiB of memory for one hour."
+    )
+
+    def as_decimals(self) -> tuple[Decimal, Decimal, Decimal]:
+        return Decimal(self.gpu_hour), Decimal(self.cpu_core_hour), Decimal(self.memory_gib_hour)
+
+
+class Flavor(CadreModel):
+    """A kind of node a workload can ask for, such as a100, t4 or cpu-only."""
+
+    name: DnsLabel
+    node_labels: dict[str, Annotated[str, Field(max_length=63)]] = Field(
+        min_length=1,
+        description="Labels that select the flavour's nodes; they become the pods' nodeSelector.",
+    )
+    gpu_resource: str = Field(
+        default="nvidia.com/gpu",
+        pattern=r"^[a-z0-9.-]+/[a-z0-9._-]+$",
+        description="The extended resource name of the flavour's GPUs.",
+    )
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=16)
+    prices: Prices = Field(default_factory=Prices)
+
+
+class AdmissionSettings(CadreModel):
+    """How often the one admission loop of the cluster runs."""
+
+    debounce_ms: int = Field(
+        default=200, ge=0, le=60000, description="Wait this long after a change before a pass."
+    )
+    min_interval_ms: int = Field(
+        default=1000, ge=0, le=600000, description="At most one pass this often under load."
+    )
+    position_refresh_seconds: int = Field(
+        default=60,
+        ge=5,
+        le=3600,
+        description="Write a queued job's position at most this often (its reason is written "
+        "whenever it changes).",
+    )
+    queue_status_writes_per_second: int = Field(
+        default=50,
+        ge=1,
+        le=10000,
+        description="Queued jobs' status writes per second at most, across the cluster (a "
+        "new reason goes first, position refreshes after): a queue of 10,000 never turns into "
+        "a write storm, and admissions never wait for these writes.",
+    )
+
+
+class AccountingSettings(CadreModel):
+    """How often budgets' spend is brought up to date."""
+
+    refresh_seconds: int = Field(
+        default=30,
+        ge=1,
+        le=3600,
+        description="Recompute every budget's spend (and write its status if it changed) "
+        "this often; usage and counts are written within seconds of a pass that changes them.",
+    )
+
+
+class OperatorConfig(CadreModel):
+    """Cadre's configuration: flavours, prices, priorities and operator knobs."""
+
+    api_version: Literal["config.cadre.dev/v1alpha1"] = "config.cadre.dev/v1alpha1"
+    kind: Literal["OperatorConfig"] = "OperatorConfig"
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$", description="ISO 4217 code.")
+    timezone: str = Field(default="UTC", description="Timezone of budget periods.")
+    flavors: list[Flavor] = Field(min_length=1, max_length=64)
+    priorities: dict[Annotated[str, Field(pattern=DNS_LABEL_PATTERN)], int] = Field(
+        default_factory=lambda: {"low": 100, "normal": 500, "high": 1000},
+        min_length=1,
+        description="Named priorities and their values; higher goes first.",
+    )
+    default_priority: str = Field(default="normal", description="Priority of work that names none.")
+    unbudgeted_namespaces: Literal["Queue", "Run"] = Field(
+        default="Queue",
+        description="Work in a namespace no ResourceBudget covers: Queue (with a reason saying "
+        "so) or Run without a budget.",
+    )
+    admission: AdmissionSettings = Field(default_factory=AdmissionSettings)
+    accounting: AccountingSettings = Field(default_factory=AccountingSettings)
+    metrics_port: int = Field(default=9090, ge=1, le=65535)
+    health_port: int = Field(default=8080, ge=1, le=65535)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as err:
+            raise ValueError(
+                f"unknown timezone {value!r}: use an IANA name such as UTC or Europe/Berlin"
+            ) from err
+        return value
+
+    @field_validator("flavors")
+    @classmethod
+    def _unique_flavors(cls, flavors: list[Flavor]) -> list[Flavor]:
+        seen: set[str] = set()
+        for flavor in flavors:
+            if flavor.name in seen:
+                raise ValueError(f"flavour {flavor.name!r} is defined twice")
+            seen.add(flavor.name)
+        return flavors
+
+    @model_validator(mode="after")
+    def _default_priority_exists(self) -> OperatorConfig:
+        if self.default_priority not in self.priorities:
+            names = ", ".join(sorted(self.priorities))
+            raise ValueError(
+                f"defaultPriority {self.default_priority!r} is not one of the priorities ({names})"
+            )
+        return self
+
+    def flavor(self, name: str) -> Flavor | None:
+        return next((f for f in self.flavors if f.name == name), None)
+
+    def priority_value(self, name: str | None) -> int | None:
+        """The integer of a named priority (the default when None); None if unknown."""
+        return self.priorities.get(self.default_priority if name is None else name)
+
+
+def parse_config(text: str) -> OperatorConfig:
+    """Parse the operator config from YAML text."""
+    return OperatorConfig.model_validate(yaml.safe_load(text))

@@ -1,0 +1,27 @@
+"""Cadre's well-known names: labels, annotations and finalizers on the objects it manages.
+They are part of the API: users select with the labels, and the install's admission
+policies protect them."""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Cadre's own labels. They are on every child and every pod, and always win over a user's.
+LABEL_TEAM: Final = "cadre.dev/team"
+LABEL_TRAININGJOB: Final = "cadre.dev/trainingjob"
+LABEL_FLAVOR: Final = "cadre.dev/flavor"
+LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+MANAGED_BY: Final = "cadre"
+
+# On every pod Cadre's Jobs create (from the pod template): the pod object, with its
+# containers' start and finish times, stays until Cadre has recorded its cost in the
+# team's ResourceBudget, even if the pod is deleted while the operator is down.
+ACCOUNTING_FINALIZER: Final = "cadre.dev/accounting"
+
+# A digest of what the builder produced, so an adapter that meets an existing child (409)
+# can tell "already there, as wanted" from "built from another spec or builder version".
+ANNOTATION_SPEC_HASH: Final = "cadre.dev/spec-hash"
+
+# Set on pods by the Job controller (Kubernetes >= 1.27 for the label).
+JOB_NAME_LABEL: Final = "batch.kubernetes.io/job-name"
+COMPLETION_INDEX_ANNOTATION: Final = "batch.kubernetes.io/job-completion-index"

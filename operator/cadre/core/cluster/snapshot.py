@@ -1,0 +1,282 @@
+"""The store, as the admission core's `Snapshot`. Pure: no I/O, no Kubernetes client.
+
+Which TrainingJobs are workloads:
+- a job whose children are not created yet (no Job in the store) is not (yet);
+- a finished Job, or a TrainingJob being deleted, holds nothing;
+- `spec.suspend: true` holds nothing, unless its Job still runs (it is being suspended);
+- admitted = its Job is unsuspended and not finished (the durable truth after a restart).
+
+A job that cannot be scheduled at all (no budget covers its namespace, no flavour, an
+unknown flavour or priority) is not given to the core; it is returned in `problems`
+with a reason and a message for its status, or, for a namespace without a budget when
+the config says `unbudgetedNamespaces: Run`, in `unbudgeted` (admitted without quota).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from cadre.core.api.config import OperatorConfig
+from cadre.core.api.resourcebudget import ResourceAmounts, ResourceBudgetSpec
+from cadre.core.api.trainingjob import TrainingJobSpec
+from cadre.core.budget.teams import BudgetScope, budget_scope, resolve_team
+from cadre.core.cluster.store import NodeRecord, Store
+from cadre.core.objects import generation_of, parse_api_time
+from cadre.core.scheduling import (
+    FlavourQuota,
+    FlavourSelector,
+    Limits,
+    Node,
+    QueueingStrategy,
+    Resources,
+    Snapshot,
+    Team,
+    Workload,
+    capacity_from_nodes,
+)
+from cadre.core.training import GangRequest, gang_request
+from cadre.core.units.quantity import to_bytes, to_millicores
+
+__all__ = [
+    "Problem",
+    "SnapshotBuild",
+    "WorkloadInfo",
+    "build_snapshot",
+    "node_of",
+    "team_of_budget",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Why a job is not even considered for admission (a condition reason and message)."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadInfo:
+    """What the status writers need to know of a workload in this pass."""
+
+    team: str | None
+    gpus: int
+    generation: int
+    admitted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotBuild:
+    snapshot: Snapshot
+    info: Mapping[str, WorkloadInfo]
+    """Every TrainingJob considered (workloads, problems and unbudgeted)."""
+    problems: Mapping[str, Problem]
+    unbudgeted: tuple[str, ...]
+    """Not admitted jobs of namespaces without a budget, to admit without quota (Run)."""
+    conflicts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """namespace -> other budgets that also claim it (the first by name wins)."""
+
+
+def _cpu(value: str | int | None) -> int | None:
+    return None if value is None else to_millicores(value)
+
+
+def _memory(value: str | int | None) -> int | None:
+    return None if value is None else to_bytes(value)
+
+
+def _limits(amounts: ResourceAmounts | None) -> Limits | None:
+    if amounts is None:
+        return None
+    return Limits(amounts.gpus, _cpu(amounts.cpu), _memory(amounts.memory))
+
+
+def team_of_budget(budget: Mapping[str, Any]) -> Team:
+    """The core's Team of a ResourceBudget wire dict (defaults as the CRD's schema)."""
+    name = str(budget["metadata"]["name"])
+    spec = ResourceBudgetSpec.model_validate(budget.get("spec") or {})
+    quotas = tuple(
+        FlavourQuota(
+            flavour=q.flavor,
+            nominal=Limits(q.gpus, _cpu(q.cpu), _memory(q.memory)),
+            borrowing_limit=_limits(q.borrowing_limit),
+            lending_limit=_limits(q.lending_limit),
+        )
+        for q in spec.quota or ()
+    )
+    return Team(
+        name=name,
+        quotas=quotas,
+        cohort=spec.cohort,
+        fair_share_weight=spec.fair_share_weight,
+        queueing=QueueingStrategy(spec.queueing_strategy),
+    )
+
+
+def _team(budget: Mapping[str, Any]) -> Team | None:
+    try:
+        return team_of_budget(budget)
+    except (ValidationError, ValueError):  # the CRD validates; never let one break a pass
+        return None
+
+
+def node_of(record: NodeRecord, config: OperatorConfig) -> Node:
+    """The core's Node: GPUs counted as the extended resource of the node's flavour."""
+    gpu_resource = next(
+        (
+            f.gpu_resource
+            for f in config.flavors
+            if all(record.labels.get(k) == v for k, v in f.node_labels.items())
+        ),
+        None,
+    )
+    alloc = record.allocatable
+    raw_gpus = alloc.get(gpu_resource) if gpu_resource is not None else None
+    gpus = int(to_millicores(raw_gpus) // 1000) if raw_gpus is not None else 0
+    return Node(
+        labels=record.labels,
+        allocatable=Resources(
+            gpus=gpus,
+            cpu=to_millicores(alloc.get("cpu", 0)),
+            memory=to_bytes(alloc.get("memory", 0)),
+        ),
+        unschedulable=record.unschedulable,
+    )
+
+
+_Parsed = tuple[GangRequest, str | None] | Problem
+
+
+def _parse(tj: Mapping[str, Any], config: OperatorConfig) -> _Parsed:
+    try:
+        spec = TrainingJobSpec.model_validate(tj.get("spec") or {})
+    except ValidationError as err:
+        return Problem("InvalidSpec", f"the spec is not valid: {err.errors()[0]['msg']}")
+    request = gang_request(spec)
+    known = ", ".join(f.name for f in config.flavors)
+    if request.flavor is None:
+        return Problem(
+            "FlavourRequired",
+            "a job is charged to its team's quota of one flavour: set spec.resources.flavor "
+            f"(one of {known})",
+        )
+    if config.flavor(request.flavor) is None:
+        return Problem(
+            "UnknownFlavour",
+            f"flavour {request.flavor!r} is not in the operator config; known: {known}",
+        )
+    if config.priority_value(spec.priority) is None:
+        names = ", ".join(sorted(config.priorities))
+        return Problem(
+            "UnknownPriority", f"priority {spec.priority!r} is not one of the priorities ({names})"
+        )
+    return request, spec.priority
+
+
+def build_snapshot(
+    store: Store,
+    config: OperatorConfig,
+    cache: MutableMapping[tuple[str, str, int], _Parsed] | None = None,
+) -> SnapshotBuild:
+    """The admission core's input from the store. `cache` (kept by the caller between
+    passes) saves re-validating unchanged specs; keys are (key, uid, generation)."""
+    selectors = [FlavourSelector(f.name, dict(f.node_labels)) for f in config.flavors]
+    flavours = capacity_from_nodes(selectors, (node_of(r, config) for r in store.nodes.values()))
+    teams = tuple(
+        replace(t, spend=store.spend[t.name]) if t.name in store.spend else t
+        for _, b in sorted(store.budgets.items())
+        if (t := _team(b)) is not None
+    )
+    scopes: list[BudgetScope] = [budget_scope(b) for b in store.budgets.values()]
+    team_of_ns: dict[str, str | None] = {}
+    conflicts: dict[str, tuple[str, ...]] = {}
+
+    workloads: list[Workload] = []
+    info: dict[str, WorkloadInfo] = {}
+    problems: dict[str, Problem] = {}
+    unbudgeted: list[str] = []
+    for key, tj in store.trainingjobs.items():
+        job = store.jobs.get(key)
+        metadata = tj.get("metadata") or {}
+        if job is None or job.finished or metadata.get("deletionTimestamp"):
+            continue
+        suspend = bool((tj.get("spec") or {}).get("suspend", False))
+        if suspend and not job.running:
+            continue
+        namespace = str(metadata.get("namespace", ""))
+        if namespace not in team_of_ns:
+            resolution = resolve_team(namespace, store.namespaces.get(namespace), scopes)
+            team_of_ns[namespace] = resolution.team
+            if resolution.conflicts:
+                conflicts[namespace] = resolution.conflicts
+        team = team_of_ns[namespace]
+        generation = generation_of(tj)
+        cache_key = (key, str(metadata.get("uid", "")), generation)
+        parsed = cache.get(cache_key) if cache is not None else None
+        if parsed is None:
+            parsed = _parse(tj, config)
+            if cache is not None:
+                cache[cache_key] = parsed
+        if isinstance(parsed, Problem):
+            info[key] = WorkloadInfo(team, 0, generation, job.running)
+            problems[key] = parsed
+            continue
+        request, priority = parsed
+        info[key] = WorkloadInfo(team, request.gpus, generation, job.running)
+        if namespace in conflicts and not job.running:
+            # Never a silent pick: new work waits until one budget alone claims the
+            # namespace (admitted work stays, charged to the first by name).
+            claimants = ", ".join(sorted((team or "", *conflicts[namespace])))
+            problems[key] = Problem(
+                "NamespaceConflict",
+                f"namespace {namespace} is claimed by several ResourceBudgets ({claimants}): "
+                "ask your platform team to keep it in one",
+            )
+            continue
+        if team is None:
+            if config.unbudgeted_namespaces == "Run":
+                if not job.running:
+                    unbudgeted.append(key)
+            else:
+                problems[key] = Problem(
+                    "NoBudget",
+                    f"no ResourceBudget covers namespace {namespace}: ask your platform team "
+                    "to add it to a team's budget",
+                )
+            continue
+        created = parse_api_time(metadata.get("creationTimestamp")) or 0.0
+        admitted_at: datetime | float | None = None
+        if job.running:
+            admitted_at = (
+                parse_api_time((tj.get("status") or {}).get("admittedAt"))
+                or store.admitted_at.get(key)
+                or created
+            )
+        assert request.flavor is not None  # _parse made it a Problem otherwise
+        workloads.append(
+            Workload(
+                key=key,
+                team=team,
+                flavour=request.flavor,
+                per_pod=Resources(
+                    request.gpus_per_pod, request.cpu_milli_per_pod, request.memory_bytes_per_pod
+                ),
+                pods=request.pods,
+                priority=config.priority_value(priority) or 0,
+                created=created,
+                admitted=job.running,
+                admitted_at=admitted_at,
+            )
+        )
+    return SnapshotBuild(
+        snapshot=Snapshot(flavours=flavours, teams=teams, workloads=tuple(workloads)),
+        info=info,
+        problems=problems,
+        unbudgeted=tuple(sorted(unbudgeted)),
+        conflicts=conflicts,
+    )

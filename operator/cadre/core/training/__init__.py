@@ -1,0 +1,96 @@
+"""Pure builders of the objects Cadre creates for its workloads.
+
+No I/O, no Kopf, no Kubernetes client: specs (pydantic models, or their wire dicts) in,
+plain wire dicts out, ready for a create or a server-side apply. The same input always
+gives the same output, names included.
+
+TrainingJob:
+
+- `build_training_job_children(job, *, name, namespace, uid, team, config)` ->
+  `TrainingJobChildren(service, job)` (no Service for a single worker); `.objects()`
+  in creation order.
+- `build_job(...)` and `build_headless_service(...)` build one of them (same keywords;
+  the Service needs no config).
+- `job` is a `TrainingJob`, a `TrainingJobSpec`, or a wire dict of either (Kopf's `body`
+  or `spec`); `name`, `namespace`, `uid` are the TrainingJob's; `team` is the
+  ResourceBudget it is charged to, or None (no team label).
+- Errors are `BuildError`s with a condition `reason` and a message for people:
+  `UnknownFlavourError`, `FlavourRequiredError`, `InvalidTeamError`.
+- `gang_request(spec)` -> `GangRequest(flavor, pods, gpus_per_pod, cpu_milli_per_pod,
+  memory_bytes_per_pod)` for the admission adapter.
+- `parse_job_failure(condition)` -> `JobFailure`: why the Job failed (exit code of which
+  worker, disruption, deadline), read from the Job's Failed condition.
+"""
+
+from __future__ import annotations
+
+from cadre.core.api.names import (
+    ACCOUNTING_FINALIZER,
+    ANNOTATION_SPEC_HASH,
+    COMPLETION_INDEX_ANNOTATION,
+    JOB_NAME_LABEL,
+    LABEL_FLAVOR,
+    LABEL_MANAGED_BY,
+    LABEL_TEAM,
+    LABEL_TRAININGJOB,
+    MANAGED_BY,
+)
+from cadre.core.training.children import (
+    TrainingJobChildren,
+    active_deadline_seconds,
+    as_spec,
+    build_headless_service,
+    build_job,
+    build_training_job_children,
+    job_name,
+    needs_service,
+    service_name,
+)
+from cadre.core.training.errors import (
+    BuildError,
+    FlavourRequiredError,
+    InvalidTeamError,
+    UnknownFlavourError,
+)
+from cadre.core.training.failure import (
+    WORKER_CONTAINER,
+    JobFailure,
+    completion_index,
+    parse_job_failure,
+)
+from cadre.core.training.gang import GangRequest, gang_request
+from cadre.core.training.pytorch import master_addr, procs_per_worker, torchrun_command
+
+__all__ = [
+    "ACCOUNTING_FINALIZER",
+    "ANNOTATION_SPEC_HASH",
+    "COMPLETION_INDEX_ANNOTATION",
+    "JOB_NAME_LABEL",
+    "LABEL_FLAVOR",
+    "LABEL_MANAGED_BY",
+    "LABEL_TEAM",
+    "LABEL_TRAININGJOB",
+    "MANAGED_BY",
+    "WORKER_CONTAINER",
+    "BuildError",
+    "FlavourRequiredError",
+    "GangRequest",
+    "InvalidTeamError",
+    "JobFailure",
+    "TrainingJobChildren",
+    "UnknownFlavourError",
+    "active_deadline_seconds",
+    "as_spec",
+    "build_headless_service",
+    "build_job",
+    "build_training_job_children",
+    "completion_index",
+    "gang_request",
+    "job_name",
+    "master_addr",
+    "needs_service",
+    "parse_job_failure",
+    "procs_per_worker",
+    "service_name",
+    "torchrun_command",
+]

@@ -1,0 +1,54 @@
+"""What a TrainingJob's gang asks of its flavour, in the admission core's integer units."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from cadre.core.api.trainingjob import TrainingJobSpec
+from cadre.core.units.quantity import to_bytes, to_millicores
+
+
+class GangRequest(NamedTuple):
+    """Per-pod request of a gang of `pods` identical workers on one flavour.
+
+    Units are those of `cadre.core.scheduling.types.Resources`: GPUs as a count, CPU in
+    millicores (rounded up), memory in bytes (rounded up). `flavor` is None only for a
+    job that names no flavour (no GPUs); which quota such a job counts against is the
+    admission adapter's decision.
+    """
+
+    flavor: str | None
+    pods: int
+    gpus_per_pod: int
+    cpu_milli_per_pod: int
+    memory_bytes_per_pod: int
+
+    @property
+    def gpus(self) -> int:
+        """GPUs of the whole gang."""
+        return self.pods * self.gpus_per_pod
+
+    @property
+    def cpu_milli(self) -> int:
+        """CPU millicores of the whole gang."""
+        return self.pods * self.cpu_milli_per_pod
+
+    @property
+    def memory_bytes(self) -> int:
+        """Memory bytes of the whole gang."""
+        return self.pods * self.memory_bytes_per_pod
+
+
+def gang_request(spec: TrainingJobSpec) -> GangRequest:
+    """The gang's request: `workers` pods, each with the spec's per-worker resources.
+
+    It matches what `build_job` puts in the pod's requests (absent cpu or memory is 0).
+    """
+    resources = spec.resources
+    return GangRequest(
+        flavor=resources.flavor,
+        pods=spec.workers,
+        gpus_per_pod=resources.gpus,
+        cpu_milli_per_pod=0 if resources.cpu is None else to_millicores(resources.cpu),
+        memory_bytes_per_pod=0 if resources.memory is None else to_bytes(resources.memory),
+    )

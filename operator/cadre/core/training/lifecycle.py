@@ -1,0 +1,433 @@
+"""TrainingJob status transitions. Pure: a status dict in, the next status dict out.
+
+Conditions are the truth, `phase` is their one-word summary for `kubectl get`:
+
+| phase | Admitted | Running | Finished |
+| --- | --- | --- | --- |
+| Queued | False (why it waits: QuotaExhausted, NoBudget...) | | |
+| Admitted | True (Admitted) | False (WaitingForWorkers) | |
+| Running | True | True (AllWorkersRunning) | |
+| Succeeded | True | False (Finished) | True (Succeeded) |
+| Failed | | False (Finished) | True (WorkerFailed, DeadlineExceeded, ...) |
+| Preempted | False (Preempted) | False (Preempted) | |
+| Suspended | False (Suspended) | False (Suspended) | |
+| Queued, restarting | False (Restarting) | False (WorkerFailed...) | |
+
+Every condition carries the generation it was computed from; `observedGeneration` at the
+top says which spec the whole status describes. A failed gang with retries left is
+restarted whole (`restarting`: a new Job, queued again, `restarts` counted unless the
+failure was a disruption); without, it is Failed with the failing worker's reason.
+`status_patch` gives the merge patch between two statuses (None when nothing changed), so
+nothing is written twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from cadre.core.accounting import PodUsage, Rates, format_figures, usage_and_cost
+from cadre.core.objects import event_about, find_condition, timestamp, with_condition
+from cadre.core.training.failure import parse_job_failure
+from cadre.core.training.job import JobRecord
+
+__all__ = [
+    "ADMITTED",
+    "FINISHED",
+    "RUNNING",
+    "GangFailure",
+    "admitted",
+    "from_job",
+    "gang_failure",
+    "preempted",
+    "queued",
+    "restart_for",
+    "restarting",
+    "status_patch",
+    "suspended",
+    "transition_event",
+    "with_usage",
+]
+
+ADMITTED: Final = "Admitted"
+RUNNING: Final = "Running"
+FINISHED: Final = "Finished"
+TERMINAL: Final = ("Succeeded", "Failed")
+
+Status = dict[str, Any]
+
+
+def _base(status: Mapping[str, Any] | None, generation: int) -> Status:
+    out = dict(status or {})
+    out["observedGeneration"] = generation
+    return out
+
+
+def _workers(job: JobRecord) -> dict[str, int]:
+    return {
+        "active": job.active,
+        "ready": job.ready or 0,
+        "succeeded": job.succeeded,
+        "failed": job.failed_pods,
+    }
+
+
+def queued(
+    status: Mapping[str, Any] | None,
+    *,
+    generation: int,
+    now: datetime,
+    reason: str,
+    message: str,
+    position: int | None,
+    team: str | None,
+    gpus: int | None,
+) -> Status:
+    """Waiting for admission. A preempted job keeps phase Preempted while it waits; the
+    position is only changed when given (its writes are rate-limited by the caller)."""
+    out = _base(status, generation)
+    if out.get("phase") != "Preempted":
+        out["phase"] = "Queued"
+    queue = dict(out.get("queue") or {})
+    queue["reason"] = message
+    if position is not None:
+        queue["position"] = position
+    out["queue"] = queue
+    if team is not None:
+        out["team"] = team
+    if gpus is not None:
+        out["gpus"] = gpus
+    if out["phase"] != "Preempted":  # a preempted job's condition keeps saying why
+        out["conditions"] = with_condition(
+            out.get("conditions"), ADMITTED, "False", reason, message, generation, now
+        )
+    return out
+
+
+def admitted(
+    status: Mapping[str, Any] | None,
+    *,
+    generation: int,
+    now: datetime,
+    team: str | None,
+    gpus: int | None,
+    message: str = "the whole gang was admitted and its Job unsuspended",
+) -> Status:
+    out = _base(status, generation)
+    out["phase"] = "Admitted"
+    out.pop("queue", None)
+    out["admittedAt"] = timestamp(now)
+    if team is not None:
+        out["team"] = team
+    if gpus is not None:
+        out["gpus"] = gpus
+    conditions = with_condition(
+        out.get("conditions"), ADMITTED, "True", "Admitted", message, generation, now
+    )
+    out["conditions"] = with_condition(
+        conditions,
+        RUNNING,
+        "False",
+        "WaitingForWorkers",
+        "waiting for every worker to be running",
+        generation,
+        now,
+    )
+    return out
+
+
+def preempted(
+    status: Mapping[str, Any] | None, *, generation: int, now: datetime, reason: str, message: str
+) -> Status:
+    out = _base(status, generation)
+    out["phase"] = "Preempted"
+    out.pop("admittedAt", None)
+    conditions = with_condition(
+        out.get("conditions"), ADMITTED, "False", reason, message, generation, now
+    )
+    out["conditions"] = with_condition(
+        conditions, RUNNING, "False", reason, message, generation, now
+    )
+    return out
+
+
+def suspended(status: Mapping[str, Any] | None, *, generation: int, now: datetime) -> Status:
+    out = _base(status, generation)
+    out["phase"] = "Suspended"
+    out.pop("queue", None)
+    out.pop("admittedAt", None)
+    message = "spec.suspend is true: the workers are stopped and the quota is released"
+    conditions = with_condition(
+        out.get("conditions"), ADMITTED, "False", "Suspended", message, generation, now
+    )
+    if find_condition(out, RUNNING) is not None:
+        conditions = with_condition(
+            conditions, RUNNING, "False", "Suspended", message, generation, now
+        )
+    out["conditions"] = conditions
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class GangFailure:
+    """Why a gang's Job failed, and whether a restart of the gang is charged."""
+
+    reason: str
+    message: str
+    retryable: bool
+    """False for a deadline: maxRuntime is over, a restart would not help."""
+    charged: bool
+    """False for a disruption (eviction, preemption of the node): not the job's fault."""
+
+
+def gang_failure(job: JobRecord) -> GangFailure:
+    failure = parse_job_failure(job.failed_condition or {})
+    if failure.kind == "ExitCode":
+        message = f"worker pod {failure.pod} exited with code {failure.exit_code}"
+        return GangFailure("WorkerFailed", message, True, True)
+    if failure.kind == "Disruption":
+        message = f"worker pod {failure.pod} was disrupted (evicted or preempted)"
+        return GangFailure("WorkerDisrupted", message, True, False)
+    if failure.kind == "DeadlineExceeded":
+        return GangFailure(
+            "DeadlineExceeded", "the job ran longer than spec.maxRuntime", False, True
+        )
+    message = failure.message or failure.reason or "the Job failed"
+    return GangFailure("JobFailed", message, True, True)
+
+
+def restart_for(
+    status: Mapping[str, Any] | None, job: JobRecord, retries: int
+) -> GangFailure | None:
+    """The failure to restart the gang for, or None (not failed, or Failed for good)."""
+    if not job.failed or (status or {}).get("phase") in TERMINAL:
+        return None
+    failure = gang_failure(job)
+    restarts = int((status or {}).get("restarts") or 0)
+    if not failure.retryable or (failure.charged and restarts >= retries):
+        return None
+    return failure
+
+
+def restarting(
+    status: Mapping[str, Any] | None,
+    *,
+    generation: int,
+    now: datetime,
+    failure: GangFailure,
+    retries: int,
+) -> Status:
+    """The gang failed and is restarted: a new Job, queued for admission again."""
+    out = _base(status, generation)
+    restarts = int(out.get("restarts") or 0) + (1 if failure.charged else 0)
+    out["restarts"] = restarts
+    out["phase"] = "Queued"
+    out.pop("admittedAt", None)
+    out.pop("queue", None)
+    if failure.charged:
+        message = f"{failure.message}: restarting the whole gang (restart {restarts} of {retries})"
+    else:
+        message = f"{failure.message}: restarting the whole gang (not counted as a retry)"
+    conditions = with_condition(
+        out.get("conditions"), ADMITTED, "False", "Restarting", message, generation, now
+    )
+    out["conditions"] = with_condition(
+        conditions, RUNNING, "False", failure.reason, message, generation, now
+    )
+    return out
+
+
+def from_job(
+    status: Mapping[str, Any] | None,
+    job: JobRecord,
+    *,
+    workers: int,
+    generation: int,
+    now: datetime,
+    refresh_workers: bool = False,
+) -> Status:
+    """The status the Job's state implies: Running once every worker runs (ready, or
+    active when the Job reports no ready count), Succeeded or Failed when it finishes.
+    Worker counts go with every transition; `refresh_workers` also brings them up to
+    date without one (the caller bounds how often: see the Job handler)."""
+    out = _base(status, generation)
+    phase = out.get("phase")
+    if phase in TERMINAL:
+        return dict(status or {})
+    if job.complete:
+        out["phase"] = "Succeeded"
+        out["workers"] = _workers(job)
+        out["completionTime"] = job.completion_time or timestamp(now)
+        message = f"all {workers} worker(s) succeeded"
+        conditions = with_condition(
+            out.get("conditions"), RUNNING, "False", "Finished", message, generation, now
+        )
+        out["conditions"] = with_condition(
+            conditions, FINISHED, "True", "Succeeded", message, generation, now
+        )
+        return out
+    if job.failed:
+        failure = gang_failure(job)
+        reason, message = failure.reason, failure.message
+        restarts = int(out.get("restarts") or 0)
+        if restarts:
+            message += f" (after {restarts} restart{'s' if restarts > 1 else ''} of the gang)"
+        out["phase"] = "Failed"
+        out["workers"] = _workers(job)
+        out["completionTime"] = timestamp(now)
+        conditions = with_condition(
+            out.get("conditions"), RUNNING, "False", "Finished", message, generation, now
+        )
+        out["conditions"] = with_condition(
+            conditions, FINISHED, "True", reason, message, generation, now
+        )
+        return out
+    if not job.running:
+        return dict(status or {})
+    all_running = (job.ready if job.ready is not None else job.active) >= workers
+    if not all_running and phase in (None, "Queued", "Preempted"):
+        # The Job runs but the status does not say so yet: the loop's own write races
+        # this one, or an operator stopped between unsuspending and writing status.
+        out = admitted(status, generation=generation, now=now, team=None, gpus=None)
+        if refresh_workers:
+            out["workers"] = _workers(job)
+        return out
+    if all_running and phase != "Running":
+        out["phase"] = "Running"
+        out["workers"] = _workers(job)
+        out.setdefault("startTime", timestamp(now))
+        out.pop("queue", None)
+        out["conditions"] = with_condition(
+            out.get("conditions"),
+            RUNNING,
+            "True",
+            "AllWorkersRunning",
+            f"all {workers} worker(s) are running",
+            generation,
+            now,
+        )
+        admitted_condition = find_condition(out, ADMITTED)
+        if admitted_condition is None or admitted_condition.get("status") != "True":
+            # Admitted by an operator that stopped before writing it (see the loop).
+            out["conditions"] = with_condition(
+                out["conditions"],
+                ADMITTED,
+                "True",
+                "Admitted",
+                "the whole gang was admitted and its Job unsuspended",
+                generation,
+                now,
+            )
+            out.setdefault("admittedAt", timestamp(now))
+        return out
+    if refresh_workers and phase in ("Admitted", "Running"):
+        counts = _workers(job)
+        if out.get("workers") != counts:
+            out["workers"] = counts
+            return out
+    return dict(status or {})
+
+
+def with_usage(
+    before: Mapping[str, Any] | None,
+    after: Status,
+    usages: tuple[PodUsage, ...],
+    rates: Rates,
+    now: datetime,
+) -> Status:
+    """`after` with gpuHours and cost from the pods' running intervals, refreshed only
+    when the phase changes (bounded writes: they ride on a write that happens anyway),
+    and frozen once the job has finished. A job that never ran pods gets none."""
+    old_phase = (before or {}).get("phase")
+    new_phase = after.get("phase")
+    if new_phase == old_phase or old_phase in TERMINAL:
+        return after
+    if not usages and "gpuHours" not in after:
+        return after
+    gpu_hours, amount = usage_and_cost(usages, rates, now)
+    return {**after, **format_figures(gpu_hours, amount)}
+
+
+def status_patch(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The JSON merge patch (RFC 7386) from `old` to `new`, or None when they are equal:
+    objects are patched key by key (a key gone is sent as null, or the server would keep
+    it), anything else (lists included) is replaced whole."""
+    old = old or {}
+    patch: dict[str, Any] = {}
+    for key in set(old) | set(new):
+        if key not in new:
+            patch[key] = None
+            continue
+        before, after = old.get(key), new[key]
+        if isinstance(before, Mapping) and isinstance(after, Mapping):
+            inner = status_patch(before, after)
+            if inner is not None:
+                patch[key] = inner
+        elif before != after:
+            patch[key] = after
+    return patch or None
+
+
+# Every phase's arrival is announced with a Kubernetes Event of this type, so that
+# `kubectl describe tj` tells the story. Queued only on arrival (a reason or position
+# change within the queue is no transition): 10,000 queued jobs post one Event each.
+_ANNOUNCED: Final = {
+    "Queued": "Normal",
+    "Admitted": "Normal",
+    "Running": "Normal",
+    "Succeeded": "Normal",
+    "Failed": "Warning",
+    "Preempted": "Warning",
+    "Suspended": "Normal",
+}
+_EVENT_CONDITION: Final = {
+    "Queued": ADMITTED,
+    "Admitted": ADMITTED,
+    "Running": RUNNING,
+    "Succeeded": FINISHED,
+    "Failed": FINISHED,
+    "Preempted": ADMITTED,
+    "Suspended": ADMITTED,
+}
+
+
+def transition_event(
+    tj: Mapping[str, Any],
+    before: Mapping[str, Any] | None,
+    after: Mapping[str, Any] | None,
+    now: datetime,
+) -> dict[str, Any] | None:
+    """The core/v1 Event announcing a phase change of TrainingJob `tj` (None: no change,
+    or a phase not announced). A restart (back to Queued with reason Restarting) is one."""
+    old_phase = (before or {}).get("phase")
+    new_phase = (after or {}).get("phase")
+    admitted_condition = find_condition(after or {}, ADMITTED) or {}
+    restarting = new_phase == "Queued" and admitted_condition.get("reason") == "Restarting"
+    if new_phase is None or (new_phase not in _ANNOUNCED and not restarting):
+        return None
+    condition = (
+        admitted_condition
+        if restarting
+        else find_condition(after or {}, _EVENT_CONDITION[new_phase])
+    ) or {}
+    if old_phase == new_phase and not (
+        restarting and (before or {}).get("restarts") != (after or {}).get("restarts")
+    ):
+        return None
+    metadata = tj.get("metadata") or {}
+    return event_about(
+        {
+            "apiVersion": "cadre.dev/v1alpha1",
+            "kind": "TrainingJob",
+            "name": metadata.get("name"),
+            "namespace": metadata.get("namespace"),
+            "uid": metadata.get("uid"),
+        },
+        namespace=str(metadata.get("namespace")),
+        reason="Restarting" if restarting else str(new_phase),
+        message=str(condition.get("message") or new_phase),
+        type_="Warning" if restarting else _ANNOUNCED[str(new_phase)],
+        now=now,
+    )
