@@ -1,4 +1,4 @@
-"""python -m localcluster up|down|status|env|build  (run with PYTHONPATH=e2e)."""
+"""python -m localcluster up|down|status|env|build|restart-apiserver  (PYTHONPATH=e2e)."""
 
 from __future__ import annotations
 
@@ -52,6 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--json", action="store_true")
     sub.add_parser("env", help="print shell exports for KUBECONFIG and PATH (kubectl)")
     sub.add_parser("build", help="build or reuse the binaries; print where they are")
+    ra = sub.add_parser(
+        "restart-apiserver",
+        help="stop kube-apiserver (etcd and the rest keep running) and start it again",
+    )
+    ra.add_argument("--down", type=float, default=0, help="seconds to stay down")
+    ra.add_argument(
+        "--grace", type=float, default=10, help="SIGTERM, SIGKILL after this; 0: SIGKILL at once"
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -90,6 +98,13 @@ def main(argv: list[str] | None = None) -> int:
             cluster = LocalCluster.attach(args.state_dir)
             print(f"export KUBECONFIG={cluster.kubeconfig}")
             print(f"export PATH={Path(cluster.kubectl_path()).parent}:$PATH")
+            return 0
+        if args.cmd == "restart-apiserver":
+            cluster = LocalCluster.attach(args.state_dir)
+            old = cluster.pids()["kube-apiserver"]
+            took = cluster.restart_apiserver(args.down, grace=args.grace)
+            new = cluster.pids()["kube-apiserver"]
+            print(f"kube-apiserver restarted (pid {old} -> {new}): ready again after {took:.1f}s")
             return 0
         if args.cmd == "build":
             found = binaries.ensure()

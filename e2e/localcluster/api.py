@@ -41,13 +41,28 @@ def unverified_tls() -> ssl.SSLContext:
     return ctx
 
 
-class Api:
-    """JSON over HTTPS to one API server, with a keep-alive connection per thread."""
+DEFAULT_USER_AGENT = "cadre-localcluster"
 
-    def __init__(self, host: str, port: int, tls: ssl.SSLContext, timeout: float = 30) -> None:
+
+class Api:
+    """JSON over HTTPS to one API server, with a keep-alive connection per thread.
+
+    user_agent is what the audit log records for its requests: the harness's own calls
+    say `cadre-localcluster`, so a test can tell them from an operator's with the same
+    identity, or act as a given client (LocalCluster.admin_api)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        tls: ssl.SSLContext,
+        timeout: float = 30,
+        user_agent: str = DEFAULT_USER_AGENT,
+    ) -> None:
         if host not in ("127.0.0.1", "localhost"):
             raise ValueError(f"the local cluster only dials loopback, not {host}")
         self.host, self.port, self.tls, self.timeout = host, port, tls, timeout
+        self.user_agent = user_agent
         self._local = threading.local()
 
     def _conn(self) -> http.client.HTTPSConnection:
@@ -74,7 +89,7 @@ class Api:
     ) -> tuple[int, Any]:
         """Returns (status, decoded JSON or text). Retries once on a dropped connection."""
         payload = None if body is None else json.dumps(body).encode()
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", "User-Agent": self.user_agent}
         if payload is not None:
             headers["Content-Type"] = content_type
         for attempt in (1, 2):
@@ -114,6 +129,15 @@ class Api:
 
     def create(self, path: str, obj: dict[str, Any], exist_ok: bool = False) -> Any:
         return self.call("POST", path, obj, ok=(409,) if exist_ok else ())
+
+    def patch(
+        self, path: str, patch: Any, content_type: str = "application/merge-patch+json"
+    ) -> Any:
+        """A merge patch by default (`application/json-patch+json` for a JSON patch)."""
+        status, data = self.request("PATCH", path, patch, content_type=content_type)
+        if 200 <= status < 300:
+            return data
+        raise ApiError("PATCH", path, status, data if isinstance(data, str) else json.dumps(data))
 
 
 def wait_for(

@@ -2,7 +2,8 @@
 
 A PID alone can be reused after its process dies, so each record also keeps the
 process's start time (field 22 of /proc/<pid>/stat): a PID whose start time differs is
-someone else's process and is never signalled.
+someone else's process and is never signalled. pause()/resume() freeze and thaw a
+process (SIGSTOP/SIGCONT), the way fault tests cut an operator replica off.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -84,6 +86,7 @@ def start(
     die_with_parent: the kernel sends SIGKILL to the process when the process that
     started it dies (a test run killed with SIGKILL leaves nothing running; SIGTERM
     is not enough: kube-apiserver waits forever for an etcd that went at the same time).
+    The kernel ties it to the forking *thread*: start from a thread that lives as long.
     The CLI's `up` leaves it off: there the cluster outlives the command.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -110,10 +113,13 @@ def start(
 
 
 def stop(rec: ProcRecord, popen: subprocess.Popen[bytes] | None = None, grace: float = 10) -> None:
-    """SIGTERM, then SIGKILL after `grace` seconds; only if the PID is still ours."""
-    if is_alive(rec):
+    """SIGTERM, then SIGKILL after `grace` seconds (grace <= 0: SIGKILL only, as a crash
+    would); only if the PID is still ours."""
+    if grace > 0 and is_alive(rec):
         with contextlib.suppress(ProcessLookupError):
             os.kill(rec.pid, signal.SIGTERM)
+            if is_paused(rec):  # a stopped process handles SIGTERM only once continued
+                os.kill(rec.pid, signal.SIGCONT)
         deadline = time.monotonic() + grace
         while is_alive(rec) and time.monotonic() < deadline:
             if popen is not None:
@@ -121,15 +127,77 @@ def stop(rec: ProcRecord, popen: subprocess.Popen[bytes] | None = None, grace: f
                     popen.wait(timeout=0.05)
             else:
                 time.sleep(0.05)
-        if is_alive(rec):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(rec.pid, signal.SIGKILL)
-            deadline = time.monotonic() + 5
-            while is_alive(rec) and time.monotonic() < deadline:
+    if is_alive(rec):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(rec.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while is_alive(rec) and time.monotonic() < deadline:
+            if popen is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    popen.wait(timeout=0.05)
+            else:
                 time.sleep(0.05)
     if popen is not None:  # reap our own child so it does not linger as a zombie
         with contextlib.suppress(subprocess.TimeoutExpired):
             popen.wait(timeout=5)
+
+
+def kill(rec: ProcRecord, popen: subprocess.Popen[bytes] | None = None) -> None:
+    """SIGKILL at once (a crash: no graceful shutdown); only if the PID is still ours."""
+    stop(rec, popen, grace=0)
+
+
+def state(rec: ProcRecord) -> str | None:
+    """The recorded process's state letter from /proc/<pid>/stat (R, S, D, T, ...), or
+    None if it is gone or the PID now belongs to another process."""
+    st = _stat(rec.pid)
+    if st is None or st[1] != rec.start_time:
+        return None
+    return st[0]
+
+
+def is_paused(rec: ProcRecord) -> bool:
+    """Stopped by a signal (SIGSTOP): alive, but runs no code and answers nothing."""
+    return state(rec) == "T"
+
+
+def pause(rec: ProcRecord, *, group: bool = False, timeout: float = 5) -> None:
+    """SIGSTOP: the process freezes mid-flight, its sockets stay open and its leases go
+    unrenewed, as a replica cut off by a network partition would look to the API server.
+    group=True stops its whole process group too (its children; processes started by
+    start() lead their own). Returns once the kernel reports it stopped."""
+    _signal(rec, signal.SIGSTOP, group)
+    _wait_state(rec, lambda s: s == "T", "stopped", timeout)
+
+
+def resume(rec: ProcRecord, *, group: bool = False, timeout: float = 5) -> None:
+    """SIGCONT: undoes pause(); the process carries on from where it was frozen."""
+    _signal(rec, signal.SIGCONT, group)
+    _wait_state(rec, lambda s: s != "T", "running again", timeout)
+
+
+def _signal(rec: ProcRecord, sig: signal.Signals, group: bool) -> None:
+    if not is_alive(rec):
+        raise ProcessLookupError(f"{rec.name} (pid {rec.pid}) is not running")
+    if group:
+        if os.getpgid(rec.pid) != rec.pid:
+            raise ValueError(f"{rec.name} (pid {rec.pid}) does not lead a process group")
+        os.killpg(rec.pid, sig)
+    else:
+        os.kill(rec.pid, sig)
+
+
+def _wait_state(rec: ProcRecord, ok: Callable[[str], bool], what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        st = state(rec)
+        if st is None:
+            raise ProcessLookupError(f"{rec.name} (pid {rec.pid}) exited")
+        if ok(st):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{rec.name} (pid {rec.pid}) not {what} after {timeout}s: {st}")
+        time.sleep(0.01)
 
 
 def free_ports(count: int) -> list[int]:

@@ -11,6 +11,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,16 +34,19 @@ def start_cluster(
     mode: Mode,
     install_crds: bool = True,
     scale: int = 1,
+    **options: Any,
 ) -> LocalCluster:
     """A cluster of its own for this test session (free ports, own state dir), whose
     processes die with the test run even if it is killed. Builds the binaries if missing
-    (set CADRE_NO_BUILD=1 to refuse), with the build's progress on the terminal."""
+    (set CADRE_NO_BUILD=1 to refuse), with the build's progress on the terminal.
+    `options` go to LocalCluster (e.g. audit_log_maxsize_mb=1 to see the log rotate)."""
     cluster = LocalCluster(
         tmp_path_factory.mktemp(f"cadre-{mode}"),
         mode=mode,
         scale=scale,
         die_with_parent=True,
         build=os.environ.get("CADRE_NO_BUILD", "") != "1",
+        **options,
     )
     capman = pytestconfig.pluginmanager.getplugin("capturemanager")
     try:
