@@ -5,9 +5,9 @@ The adapter builds a `Snapshot` (flavours with capacity, teams, workloads) and c
 else waits. No I/O, no Kubernetes, no Kopf: see docs/scheduling.md.
 """
 
+from cadre.core.scheduling.admission_pass import schedule
 from cadre.core.scheduling.apply import apply_result
 from cadre.core.scheduling.capacity import capacity_from_nodes
-from cadre.core.scheduling.engine import schedule
 from cadre.core.scheduling.types import (
     Admission,
     Flavour,

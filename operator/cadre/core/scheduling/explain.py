@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from cadre.core.scheduling.quantities import Resource
 from cadre.core.scheduling.types import Spend
 
 __all__ = [
     "budget_message",
+    "capacity_phrase",
     "format_amount",
     "format_money",
+    "idle_phrase",
     "need_phrase",
+    "period_word",
+    "usage_phrase",
 ]
-
-GPU, CPU, MEMORY = 0, 1, 2
 
 _PERIOD_WORDS = {
     "daily": "day",
@@ -34,11 +37,11 @@ def _trim(value: Decimal, places: str = "0.01") -> str:
     return text
 
 
-def format_amount(resource: int, value: int) -> str:
+def format_amount(resource: Resource, value: int) -> str:
     """8 (GPUs), 1.5 (CPU cores from millicores), 200Gi (memory from bytes)."""
-    if resource == GPU:
+    if resource == Resource.GPUS:
         return str(value)
-    if resource == CPU:
+    if resource == Resource.CPU:
         if value % 1000 == 0:
             return str(value // 1000)
         return _trim(Decimal(value) / 1000, "0.001")
@@ -50,21 +53,33 @@ def format_amount(resource: int, value: int) -> str:
     return str(value)
 
 
-def need_phrase(resource: int, value: int, flavour: str) -> str:
+def need_phrase(resource: Resource, value: int, flavour: str) -> str:
     """ "8 a100 GPUs", "1 a100 GPU", "64 CPU of cpu-only", "256Gi memory of cpu-only"."""
-    if resource == GPU:
+    if resource == Resource.GPUS:
         return f"{value} {flavour} GPU{'' if value == 1 else 's'}"
-    if resource == CPU:
-        return f"{format_amount(CPU, value)} CPU of {flavour}"
-    return f"{format_amount(MEMORY, value)} memory of {flavour}"
+    if resource == Resource.CPU:
+        return f"{format_amount(resource, value)} CPU of {flavour}"
+    return f"{format_amount(resource, value)} memory of {flavour}"
 
 
-def usage_phrase(resource: int, used: int, nominal: int) -> str:
+def usage_phrase(resource: Resource, used: int, nominal: int) -> str:
     """ "8/8" for GPUs, "60/64 CPU", "200Gi/256Gi memory"."""
     pair = f"{format_amount(resource, used)}/{format_amount(resource, nominal)}"
-    if resource == GPU:
+    if resource == Resource.GPUS:
         return pair
-    return f"{pair} {'CPU' if resource == CPU else 'memory'}"
+    return f"{pair} {'CPU' if resource == Resource.CPU else 'memory'}"
+
+
+def idle_phrase(resource: Resource, idle: int) -> str:
+    """ "0" (GPUs), "2 CPU", "16Gi": what a cohort has idle."""
+    unit = " CPU" if resource == Resource.CPU else ""
+    return f"{format_amount(resource, idle)}{unit}"
+
+
+def capacity_phrase(resource: Resource, free: int, capacity: int) -> str:
+    """ "4 of 8 GPUs", "2 of 64 CPU", "16Gi of 256Gi memory": what a flavour has free."""
+    unit = {Resource.GPUS: "GPUs", Resource.CPU: "CPU", Resource.MEMORY: "memory"}[resource]
+    return f"{format_amount(resource, free)} of {format_amount(resource, capacity)} {unit}"
 
 
 def format_money(value: Decimal) -> str:

@@ -1,0 +1,356 @@
+"""The admission pass: one queue for the cluster, decided in one pure function.
+
+`schedule(snapshot)` is the whole contract. The snapshot becomes mutable integer state
+(state.py) so that a fit check is a dozen integer comparisons, then:
+
+1. setup: what admitted work holds is counted; workloads that can never fit get their
+   reason at once and are not queued; teams Exceeded+Suspend lose their admitted work
+   (victims); Exceeded+Queue and Exceeded+Suspend teams admit nothing;
+2. the main loop pops the globally next unit of work from a heap of team heads keyed by
+   (-priority, zero weight?, share/weight, creation, key); each team's own queue is a heap
+   ordered by (-priority, extra?, creation, key). A unit is a whole gang, or one extra
+   replica of an admitted ModelDeployment. It is admitted if it fits, else (if allowed) by
+   preemption (preemption.py); shares are updated and the team re-enters the heap with its
+   new key. A request at least as large as one that failed, with nothing released since,
+   fails at once (the fail-fast shapes);
+3. if evictions released resources after some units had failed, the units that may fit now
+   (or reclaim, their team being back within nominal) go round again, with preemption at
+   most PREEMPT_ROUNDS times, then once without, so that no fitting workload is left
+   waiting;
+4. every pending workload gets its position and a reason computed from the final state
+   (results.py).
+"""
+
+from __future__ import annotations
+
+import heapq
+
+from cadre.core.scheduling.explain import budget_message
+from cadre.core.scheduling.preemption import choose_victims, take_victims
+from cadre.core.scheduling.quantities import Amount, Vector, covers
+from cadre.core.scheduling.reasons import never_fits
+from cadre.core.scheduling.results import build_result
+from cadre.core.scheduling.state import (
+    ADMITTED,
+    ADMITTED_NOW,
+    PENDING,
+    PassState,
+    TeamQuota,
+    TeamState,
+    WorkloadState,
+    timestamp,
+)
+from cadre.core.scheduling.types import PassResult, Reason, Snapshot, SpendPolicy
+
+__all__ = ["MAX_SHAPES", "PREEMPT_ROUNDS", "AdmissionPass", "schedule"]
+
+MAX_SHAPES = 8
+"""Failed request shapes kept per quota (for fail-fast, and for the next round)."""
+PREEMPT_ROUNDS = 4
+"""Rounds after the first that may preempt; one more round follows without."""
+
+HeapEntry = tuple[int, int, float, float, str, int, int]
+"""A team in the heap of team heads: (-priority of its head, 1 for a team of weight 0,
+share/weight, creation and key of its head, team version, team index)."""
+
+
+def schedule(snapshot: Snapshot) -> PassResult:
+    """Run one admission pass over the snapshot; pure and deterministic.
+
+    The result does not depend on the order of flavours, teams or workloads in the
+    snapshot: everything is sorted, and every tie is broken on the workload key.
+    """
+    return AdmissionPass(snapshot).run()
+
+
+class AdmissionPass(PassState):
+    """The pass's state (PassState) plus its loop and the heap of team heads: `run()` once,
+    then discard."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        super().__init__(snapshot)
+        self.heap: list[HeapEntry] = []
+
+    def run(self) -> PassResult:
+        self._setup()
+        self._fill_queues(again=False)
+        self._run_round(allow_preemption=True)
+        # Evictions released resources after some units had failed: go round again over the
+        # units that may fit now (reclaim can make a team within nominal again), a bounded
+        # number of times, then once without preemption so that nothing that fits waits.
+        rounds = 0
+        while self.released:
+            rounds += 1
+            self.released = False
+            allow_preemption = rounds <= PREEMPT_ROUNDS
+            self._fill_queues(again=True)
+            self._run_round(allow_preemption=allow_preemption)
+            if not allow_preemption:
+                break
+        return build_result(self)
+
+    # ---- setup -------------------------------------------------------------------------------
+
+    def _setup(self) -> None:
+        """Link workloads to their team and quota, count what admitted work holds, give the
+        workloads that can never fit their reason, and apply the money policy."""
+        admitted: list[WorkloadState] = []
+        for work in self.works:
+            spec = work.spec
+            team = self.teams.get(spec.team)
+            flavour = self.flavours.get(spec.flavour)
+            quota = team.quotas.get(spec.flavour) if team is not None else None
+            work.team = team
+            work.quota = quota
+            if work.status == ADMITTED:
+                admitted.append(work)
+                self.hold(work)
+                continue
+            if team is None:
+                work.fixed_reason = (Reason.UNKNOWN_TEAM, f"no ResourceBudget for team {spec.team}")
+            elif flavour is None:
+                work.fixed_reason = (
+                    Reason.UNKNOWN_FLAVOUR,
+                    f"no flavour {spec.flavour} in the cluster",
+                )
+            elif quota is None:
+                work.fixed_reason = (
+                    Reason.FLAVOUR_NOT_IN_QUOTA,
+                    f"team {team.name} has no quota for flavour {spec.flavour}",
+                )
+            elif not quota.fit_max.covers(work.gang):
+                work.fixed_reason = never_fits(work, quota)
+        # admit order: the snapshot's admitted, oldest first; then this pass's admissions
+        admitted.sort(key=lambda w: (timestamp(w.spec.admitted_at), w.spec.key))
+        for work in admitted:
+            if work.quota is not None:
+                self.index_admitted(work, work.quota)
+        for team in self.teams.values():
+            team.update_share()
+        # money: Exceeded + Suspend returns the team's running work
+        for work in admitted:
+            team = work.team
+            if team is not None and team.budget_blocked:
+                spend = team.spec.spend
+                if spend.policy == SpendPolicy.SUSPEND:
+                    message = "suspended: " + budget_message(spend)
+                    self.evict(work, Reason.BUDGET_EXCEEDED, message, None)
+        for team in self.teams.values():
+            team.update_share()
+        self.released = False
+
+    # ---- rounds ------------------------------------------------------------------------------
+
+    def _fill_queues(self, again: bool) -> None:
+        """Queue the pending units; `again`: only those that may fit now (a failed shape of
+        their quota fits, or the team is back within nominal and may reclaim), workloads taken
+        back from this pass's admissions, and StrictFIFO teams with any of those."""
+        teams = self.teams.values()
+        for each in teams:
+            each.queue = []
+            each.blocked = False
+        # indices of the quotas whose failed units may fit now
+        dirty = (
+            {quota.index for quota in self.quotas if self._may_fit_now(quota)} if again else set()
+        )
+        strict_dirty: set[int] = set()  # indices of StrictFIFO teams queued again whole
+        if again:
+            for strict_team in teams:
+                if strict_team.strict and any(
+                    quota.index in dirty for quota in strict_team.quotas.values()
+                ):
+                    strict_dirty.add(strict_team.index)
+            for work in self.works:
+                if work.requeue and work.team is not None and work.team.strict:
+                    strict_dirty.add(work.team.index)
+        for work in self.works:
+            team = work.team
+            if team is None or work.fixed_reason is not None or team.budget_blocked:
+                continue
+            if work.status == PENDING:
+                is_extra = 0
+            elif work.status in (ADMITTED, ADMITTED_NOW) and (
+                work.extras_admitted < work.extras_wanted
+            ):
+                is_extra = 1
+            else:
+                continue
+            if again and not work.requeue:
+                if team.strict:
+                    if team.index not in strict_dirty:
+                        continue
+                else:
+                    quota = work.quota
+                    assert quota is not None
+                    if quota.index not in dirty:
+                        continue
+            team.queue.append((-work.priority, is_extra, work.created, work.spec.key, work.index))
+        for work in self.works:
+            work.requeue = False
+        for quota in self.quotas:
+            # units not queued again keep their failures on record for the next round
+            if not again or quota.index in dirty or quota.team.index in strict_dirty:
+                quota.round_failures = []
+                quota.usage_at_failure = Vector()
+            quota.skip_shapes = []
+        for each in teams:
+            heapq.heapify(each.queue)
+
+    def _may_fit_now(self, quota: TeamQuota) -> bool:
+        """Could a unit of the quota that failed this round fit if tried again?"""
+        shapes = quota.round_failures
+        if shapes is None:
+            return True
+        if any(quota.fits(shape) for shape in shapes):
+            return True
+        if quota.usage.any_below(quota.usage_at_failure) and quota.others_borrow():
+            # the team released something: back within nominal, it may reclaim now
+            return any(quota.within_nominal_with(shape) for shape in shapes)
+        return False
+
+    def _run_round(self, allow_preemption: bool) -> None:
+        heap = self.heap = []
+        teams = list(self.teams.values())
+        for team in teams:
+            self._push(team)
+        step = self._step
+        heappop, heappush = heapq.heappop, heapq.heappush
+        while heap:
+            _, _, _, _, _, version, team_index = heappop(heap)
+            team = teams[team_index]
+            if version != team.version:
+                continue  # stale: the team was pushed again since
+            while True:  # the same team again while its next unit is still the first
+                step(team, allow_preemption)
+                team.version += 1
+                if team.blocked or not team.queue:
+                    break
+                neg_priority, _, created, key, _ = team.queue[0]
+                following = (
+                    neg_priority,
+                    team.zero_weight,
+                    team.share,
+                    created,
+                    key,
+                    team.version,
+                    team.index,
+                )
+                if heap and heap[0] < following:
+                    heappush(heap, following)
+                    break
+
+    def _push(self, team: TeamState) -> None:
+        """(Re-)enter the team in the heap under its head and share; older entries go stale."""
+        team.version += 1
+        if team.blocked or team.budget_blocked or not team.queue:
+            return
+        neg_priority, _, created, key, _ = team.queue[0]
+        entry = (neg_priority, team.zero_weight, team.share, created, key, team.version, team.index)
+        heapq.heappush(self.heap, entry)
+
+    # ---- one unit ----------------------------------------------------------------------------
+
+    def _step(self, team: TeamState, allow_preemption: bool) -> None:
+        """Try the team's first unit: admit it, by preemption if need be, or drop it from
+        this round's queue."""
+        queue = team.queue
+        _, is_extra, _, _, index = queue[0]
+        work = self.works[index]
+        request: Amount
+        if is_extra:
+            if (
+                work.status not in (ADMITTED, ADMITTED_NOW)
+                or work.extras_admitted >= work.extras_wanted
+            ):  # stopped, or it got all its replicas since it was queued
+                heapq.heappop(queue)
+                return
+            request = work.per_pod
+        else:
+            if work.status != PENDING:
+                heapq.heappop(queue)
+                return
+            request = work.gang
+        quota = work.quota
+        assert quota is not None
+        flavour, pool = quota.flavour, quota.pool
+        admitted = preempted = False
+        skip_shapes = quota.skip_shapes
+        if (
+            skip_shapes
+            and quota.skip_stamp == (flavour.release_epoch, pool.release_epoch, quota.release_epoch)
+            and _covers_any(request, skip_shapes)
+        ):
+            pass  # a smaller request of this team and flavour failed, nothing released since
+        elif quota.fits(request):
+            admitted = True
+        else:
+            if allow_preemption:
+                used_before = flavour.used.copy()
+                available_before = pool.available.copy()
+                usage_before = quota.usage.copy()
+                victims = choose_victims(self, work, quota, request)
+                if victims is not None:
+                    take_victims(self, work, quota, victims, self._push)
+                    admitted = preempted = True
+            if not admitted:
+                self._record_failure(quota, request)
+                stamp = (flavour.release_epoch, pool.release_epoch, quota.release_epoch)
+                if quota.skip_stamp != stamp:
+                    quota.skip_shapes = skip_shapes = []
+                    quota.skip_stamp = stamp
+                if len(skip_shapes) < MAX_SHAPES:
+                    skip_shapes.append(request)
+        if not admitted:
+            heapq.heappop(queue)
+            if team.strict and not is_extra:
+                team.blocked = True
+            return
+        self.admit(work, quota, request)
+        if preempted:  # what the victims freed beyond the request makes failed shapes stale
+            if flavour.used.any_below(used_before):
+                flavour.release_epoch += 1
+                self.released = True
+            if available_before.any_below(pool.available):
+                pool.release_epoch += 1
+                self.released = True
+            if quota.usage.any_below(usage_before):
+                quota.release_epoch += 1
+                self.released = True
+        if is_extra:
+            work.extras_admitted += 1
+            if work.extras_stopped:  # a replica stopped earlier in this pass comes back
+                work.extras_stopped -= 1
+            else:
+                work.extras_admitted_now += 1
+            self.index_extras(work, quota)
+            if work.extras_admitted >= work.extras_wanted:
+                heapq.heappop(queue)
+        else:
+            heapq.heappop(queue)
+            work.status = ADMITTED_NOW
+            self.index_admitted(work, quota)
+            if work.extras_wanted > work.extras_admitted:
+                heapq.heappush(queue, (-work.priority, 1, work.created, work.spec.key, work.index))
+        team.update_share()
+
+    @staticmethod
+    def _record_failure(quota: TeamQuota, request: Amount) -> None:
+        """Keep the smallest failed shapes of the round (an antichain) and the usage then."""
+        quota.usage_at_failure.raise_to(quota.usage)
+        shapes = quota.round_failures
+        if shapes is None:
+            return
+        if any(covers(request, shape) for shape in shapes):
+            return  # a smaller shape is on record already
+        kept = [shape for shape in shapes if not covers(shape, request)]
+        kept.append(request)
+        quota.round_failures = kept if len(kept) <= MAX_SHAPES else None
+
+
+def _covers_any(request: Amount, shapes: list[Amount]) -> bool:
+    """Is the request at least as large as one of the shapes in every resource?"""
+    gpus, cpu, memory = request
+    return any(
+        gpus >= shape_gpus and cpu >= shape_cpu and memory >= shape_memory
+        for shape_gpus, shape_cpu, shape_memory in shapes
+    )
