@@ -7,7 +7,7 @@ rule, not that two copies of the same formula agree.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
@@ -153,6 +153,22 @@ def fits_now(snap: Snapshot, w: Workload) -> bool:
         trial = replace(w, admitted=True, admitted_extra=0)
     workloads = tuple(trial if x.key == w.key else x for x in snap.workloads)
     return not violations(replace(snap, workloads=workloads))
+
+
+def contradictions(result: PassResult) -> list[str]:
+    """What a result says twice or both ways: a key admitted twice (a gang admitted twice, or
+    a gang and its extras as two admissions), stopped twice, or both admitted and stopped
+    (whole or some replicas). Counted on the lists: `admitted_by_key()` would hide them."""
+    out: list[str] = []
+    admitted = Counter(a.key for a in result.admitted)
+    stopped = Counter(v.key for v in result.victims)
+    out += [f"{key} admitted {n} times" for key, n in admitted.items() if n > 1]
+    out += [f"{key} stopped {n} times" for key, n in stopped.items() if n > 1]
+    for v in result.victims:
+        if v.key in admitted:
+            what = "stopped whole" if not v.replicas else f"loses {v.replicas} replicas"
+            out.append(f"{v.key} admitted and {what}")
+    return out
 
 
 def apply(snap: Snapshot, result: PassResult) -> Snapshot:

@@ -16,6 +16,7 @@ from scheduling_helpers import (
     admissible_alone,
     apply,
     budget_blocked,
+    contradictions,
     fits_now,
     known,
     quota_of,
@@ -59,6 +60,17 @@ def test_admitted_use_never_exceeds_capacity_quota_or_lending(snap: Snapshot) ->
         reported[(a.team, a.flavour)] = reported.get((a.team, a.flavour), Resources()) + a.borrowed
     for key, total in reported.items():
         assert total.fits_in(borrowed[key]), (key, total, borrowed[key])
+
+
+@PROPERTY
+@given(snapshots())
+def test_a_result_names_each_workload_once(snap: Snapshot) -> None:
+    """Never a gang admitted twice, a workload stopped twice, or one both admitted and stopped
+    (apply_result raises on those; a dict by key would hide them), in a pass and the next."""
+    first = schedule(snap)
+    assert contradictions(first) == [], first
+    second = schedule(apply(snap, first))
+    assert contradictions(second) == [], second
 
 
 @PROPERTY

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import TypeVar
 
-from cadre.core.scheduling.types import PassResult, Snapshot, Workload
+from cadre.core.scheduling.types import Admission, PassResult, Snapshot, Victim, Workload
 
 __all__ = ["apply_result"]
+
+_Decision = TypeVar("_Decision", Admission, Victim)
 
 
 def apply_result(snapshot: Snapshot, result: PassResult, now: float | datetime) -> Snapshot:
@@ -15,10 +19,15 @@ def apply_result(snapshot: Snapshot, result: PassResult, now: float | datetime) 
     nothing else.
 
     Used by the tests (idempotence) and by simulations; the operator applies decisions to
-    the API objects instead.
+    the API objects instead. Raises ValueError on a result that contradicts itself (a
+    workload admitted twice, stopped twice, or both admitted and stopped): applied one
+    decision per key, it would hide the contradiction.
     """
-    admitted = result.admitted_by_key()
-    victims = result.victims_by_key()
+    admitted = _by_key(result.admitted, "admitted")
+    victims = _by_key(result.victims, "stopped")
+    both = sorted(admitted.keys() & victims.keys())
+    if both:
+        raise ValueError(f"the result both admits and stops (preempts) {', '.join(both)}")
     workloads: list[Workload] = []
     for old in snapshot.workloads:
         new = old
@@ -36,3 +45,12 @@ def apply_result(snapshot: Snapshot, result: PassResult, now: float | datetime) 
             new = replace(old, admitted_extra=a.total_extra_replicas)
         workloads.append(new)
     return replace(snapshot, workloads=tuple(workloads))
+
+
+def _by_key(decisions: Sequence[_Decision], verb: str) -> dict[str, _Decision]:
+    out: dict[str, _Decision] = {}
+    for decision in decisions:
+        if decision.key in out:
+            raise ValueError(f"the result names {decision.key} twice among those it {verb}")
+        out[decision.key] = decision
+    return out
