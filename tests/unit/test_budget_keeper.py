@@ -9,6 +9,9 @@ import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
+from cadre.controller import budget_writer
 from cadre.controller.budget_writer import BudgetKeeper
 from cadre.controller.client import ApiError, budget_path, pod_path
 from cadre.core.accounting import pod_charge
@@ -16,7 +19,11 @@ from cadre.core.api.config import OperatorConfig
 from cadre.core.cluster.store import Store
 
 FINALIZERS = ["batch.kubernetes.io/job-tracking", "cadre.dev/accounting"]
-START = datetime.now(UTC) - timedelta(seconds=100)
+NOW = datetime(2025, 6, 15, 12, 0, tzinfo=UTC)
+"""The keeper's clock in these tests: mid-month, so that a pod that started 100 s before is
+in the current budget period whatever the wall clock says (with the real clock, the tests
+failed in the first 100 s of a month: the charge went to the previous period)."""
+START = NOW - timedelta(seconds=100)
 CONFIG = OperatorConfig.model_validate(
     {
         "flavors": [
@@ -53,7 +60,7 @@ def pod(uid: str, *, seconds: int | None, deleting: bool = True) -> dict[str, An
         "finalizers": list(FINALIZERS),
     }
     if deleting:
-        metadata["deletionTimestamp"] = stamp(datetime.now(UTC))
+        metadata["deletionTimestamp"] = stamp(NOW)
     return {
         "metadata": metadata,
         "spec": {
@@ -61,6 +68,11 @@ def pod(uid: str, *, seconds: int | None, deleting: bool = True) -> dict[str, An
         },
         "status": {"containerStatuses": [{"name": "worker", "state": state}]},
     }
+
+
+@pytest.fixture(autouse=True)
+def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(budget_writer, "_utcnow", lambda: NOW)
 
 
 class FakeKube:
