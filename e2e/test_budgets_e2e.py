@@ -15,17 +15,17 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
 
 from cadre_process import OperatorProcess, operator_kubeconfig, running_operator
 from localcluster import LocalCluster
+from waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
-T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
 RBS = "/apis/cadre.dev/v1alpha1/resourcebudgets"
 # Per second on a100: a GPU 1, a CPU core 0.01, a GiB of memory 0.001.
@@ -94,16 +94,6 @@ def trainingjob(name: str, workers: int, gpus: int, delay: str) -> dict[str, Any
 
 def tjs(namespace: str) -> str:
     return f"/apis/cadre.dev/v1alpha1/namespaces/{namespace}/trainingjobs"
-
-
-def eventually(what: str, fn: Callable[[], T | None], timeout: float = 30) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def tj_status(cluster: LocalCluster, namespace: str, name: str) -> dict[str, Any]:

@@ -8,24 +8,23 @@ what nlp lends, i.e. all 8 t4 GPUs of the cluster; a100 16 nominal + 8 borrowabl
 from __future__ import annotations
 
 import copy
-import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
 
 from cadre_process import OperatorProcess, operator_kubeconfig, running_operator
 from localcluster import LocalCluster
+from waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
-T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
 NAMESPACE = "vision-research"
 TJS = f"/apis/cadre.dev/v1alpha1/namespaces/{NAMESPACE}/trainingjobs"
@@ -75,18 +74,6 @@ def create(cluster: LocalCluster, jobs: list[str], doc: dict[str, Any]) -> dict[
     jobs.append(doc["metadata"]["name"])
     created: dict[str, Any] = cluster.api.create(TJS, doc)
     return created
-
-
-def eventually(
-    what: str, fn: Callable[[], T | None], timeout: float = 30, interval: float = 0.05
-) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def status_of(cluster: LocalCluster, name: str) -> dict[str, Any]:
@@ -403,23 +390,20 @@ OPERATOR_USER = "system:serviceaccount:cadre-system:cadre-operator"
 def operator_writes_in_audit_log(
     cluster: LocalCluster, start: datetime, end: datetime
 ) -> list[str]:
-    """The operator's successful mutating requests the API server logged in [start, end)."""
-    found = []
-    for line in cluster.audit_log.read_text().splitlines():
-        entry = json.loads(line)
-        if entry["user"].get("username") != OPERATOR_USER:
-            continue
-        if entry.get("objectRef", {}).get("resource") in ("resourcebudgets", "pods"):
-            continue  # per team (budget status) or at deletion (pod finalizers): see writes()
-        if entry.get("stage") != "ResponseComplete":
-            continue
-        if not 200 <= entry.get("responseStatus", {}).get("code", 0) < 300:
-            continue
-        when = datetime.fromisoformat(entry["stageTimestamp"].replace("Z", "+00:00"))
-        if start <= when < end:
-            ref = entry.get("objectRef", {})
-            found.append(f"{entry['verb']} {ref.get('resource')}/{ref.get('subresource', '')}")
-    return found
+    """The operator's successful mutating requests the API server logged in [start, end),
+    without those writes() leaves out too: budget status (per team), pod finalizers (at
+    deletion) and the leader's Lease renewals."""
+    entries = cluster.audit_events(
+        start,
+        end,
+        user=OPERATOR_USER,
+        where=lambda e: (
+            e.ok
+            and e.stage == "ResponseComplete"
+            and e.resource not in ("resourcebudgets", "pods", "leases")
+        ),
+    )
+    return [f"{e.verb} {e.resource}/{e.subresource or ''}" for e in entries]
 
 
 def kill_a_worker(cluster: LocalCluster, name: str) -> None:

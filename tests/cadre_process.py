@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -25,6 +26,9 @@ from localcluster import LocalCluster, procs
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_CONFIG = REPO / "examples" / "operator-config.yaml"
 RBAC = REPO / "manifests" / "rbac.yaml"
+DEFAULT_IDENTITY = "cadre-operator-0"
+"""As a pod's name: a process started again after a kill takes its lease back at once,
+as a container restarted in its pod does. Replicas of one test get names of their own."""
 
 
 def operator_kubeconfig(cluster: LocalCluster, path: Path) -> Path:
@@ -69,11 +73,16 @@ class OperatorProcess:
         workdir: Path,
         config: Path | None = None,
         env: Mapping[str, str] | None = None,
+        *,
+        identity: str | None = None,
+        fault_injection: bool = False,
     ) -> None:
         self.kubeconfig = None if kubeconfig is None else str(kubeconfig)
         self.config = config or EXAMPLE_CONFIG
         self.env = None if env is None else {**os.environ, **env}
-        self.log_path = workdir / "cadre-operator.log"
+        self.identity = identity or DEFAULT_IDENTITY
+        self.fault_injection = fault_injection
+        self.log_path = workdir / f"cadre-operator{'-' + identity if identity else ''}.log"
         self.metrics_port, self.health_port = procs.free_ports(2)
         self._rec: procs.ProcRecord | None = None
         self._popen: Any = None
@@ -103,6 +112,8 @@ class OperatorProcess:
             str(self.health_port),
             "--log-format",
             "json",
+            *(["--identity", self.identity] if self.identity else []),
+            *(["--enable-fault-injection"] if self.fault_injection else []),
         ]
         self._rec, self._popen = procs.start(
             "cadre-operator", argv, self.log_path, env=self.env, die_with_parent=die_with_parent
@@ -120,13 +131,48 @@ class OperatorProcess:
         raise TimeoutError(f"cadre run not healthy in {timeout}s:\n{self.log_tail()}")
 
     def healthy(self) -> bool:
+        """Ready: the cache is filled (a standby is ready too)."""
         try:
             with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.health_port}/healthz", timeout=2
+                f"http://127.0.0.1:{self.health_port}/readyz", timeout=2
             ) as resp:
                 return bool(resp.status == 200)
         except OSError:
             return False
+
+    def readiness(self) -> dict[str, Any]:
+        """/readyz's answer: ready, leader, identity, holder, cache sizes."""
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.health_port}/readyz", timeout=2
+            ) as resp:
+                return dict(json.loads(resp.read()))
+        except urllib.error.HTTPError as err:
+            return dict(json.loads(err.read()))
+
+    def leading(self) -> bool:
+        try:
+            return bool(self.readiness().get("leader"))
+        except OSError:
+            return False
+
+    def inject(self, **rule: Any) -> dict[str, Any]:
+        """Make the next `times` API calls matching verb/resource fail with `fault`
+        (needs fault_injection=True); see cadre.controller.faults."""
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.health_port}/debug/faults",
+            data=json.dumps(rule).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            return dict(json.loads(resp.read()))
+
+    def faults(self) -> dict[str, Any]:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.health_port}/debug/faults", timeout=5
+        ) as resp:
+            return dict(json.loads(resp.read()))
 
     def metrics(self) -> str:
         with urllib.request.urlopen(
@@ -152,11 +198,12 @@ class OperatorProcess:
         """Successful mutating requests (POST, PUT, PATCH, DELETE) so far. Unless
         `accounting`, without the ResourceBudget status writes (per team, not per
         workload) and the pods' finalizer removals (when pods are deleted, which earlier
-        tests' clean-up does in the background)."""
+        tests' clean-up does in the background). Never the Lease's renewals."""
         return sum(
             n
             for (verb, resource), n in self.api_requests(ok_only=True).items()
             if verb in ("POST", "PUT", "PATCH", "DELETE")
+            and resource != "leases"  # the leader's renewals, every retryPeriodSeconds
             and (accounting or resource not in ("resourcebudgets/status", "pods"))
         )
 
@@ -176,6 +223,21 @@ class OperatorProcess:
 
     def alive(self) -> bool:
         return self._popen is not None and self._popen.poll() is None
+
+    @property
+    def pid(self) -> int:
+        return int(self._popen.pid)
+
+    def pause(self) -> None:
+        """SIGSTOP: the process stops answering and writing, as a partitioned replica."""
+        self._popen.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._popen.send_signal(signal.SIGCONT)
+
+    def wait_exit(self, timeout: float) -> int:
+        """Wait for the process to exit by itself; its exit status."""
+        return int(self._popen.wait(timeout=timeout))
 
     def kill(self) -> None:
         """SIGKILL, as a node failure or an OOM kill would; nothing runs the cleanup."""

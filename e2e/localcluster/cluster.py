@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -111,6 +111,7 @@ class LocalCluster:
         self.timings: dict[str, float] = {}
         self.node_count = 0
         self._api: Api | None = None
+        self._apiserver_base_argv: dict[str, list[str]] = {}
         self._stopped: set[str] = set()  # stopped on purpose (stop_apiserver)
 
     # ---- paths ---------------------------------------------------------------------
@@ -524,16 +525,20 @@ class LocalCluster:
             self._api.close()  # its keep-alive connection is dead; the next call redials
         self._save()
 
-    def start_apiserver(self, timeout: float = 90) -> float:
+    def start_apiserver(self, timeout: float = 90, extra_args: Sequence[str] = ()) -> float:
         """Starts kube-apiserver again with the argv it was first started with (same
         port, certificates, etcd, audit log, which it appends to), waits for /readyz and
-        records the new PID in state.json. Returns the seconds it took to be ready."""
+        records the new PID in state.json. Returns the seconds it took to be ready.
+        `extra_args` are added for this start only (a later restart drops them): for
+        example `--etcd-compaction-interval=1s`, so that clients that come back with an
+        old resourceVersion get "410 Gone" and must relist."""
         rec = self._apiserver_record()
         if procs.is_alive(rec):
             raise ClusterError(f"{APISERVER} is running (pid {rec.pid}): stop it first")
         t = time.monotonic()
+        base = self._apiserver_base_argv.setdefault(rec.name, list(rec.argv))
         new, popen = procs.start(
-            rec.name, rec.argv, Path(rec.log), die_with_parent=self.die_with_parent
+            rec.name, [*base, *extra_args], Path(rec.log), die_with_parent=self.die_with_parent
         )
         self.records[self.records.index(rec)] = new  # keeps the order `down` stops them in
         self._popens[new.pid] = popen
@@ -550,7 +555,11 @@ class LocalCluster:
         return time.monotonic() - t
 
     def restart_apiserver(
-        self, down_seconds: float = 0, grace: float = 10, timeout: float = 90
+        self,
+        down_seconds: float = 0,
+        grace: float = 10,
+        timeout: float = 90,
+        extra_args: Sequence[str] = (),
     ) -> float:
         """stop_apiserver(grace), stays down `down_seconds` (the fault's length, a
         deliberate sleep), start_apiserver(). Returns the seconds from the stop until
@@ -559,7 +568,7 @@ class LocalCluster:
         self.stop_apiserver(grace)
         if down_seconds > 0:
             time.sleep(down_seconds)
-        self.start_apiserver(timeout)
+        self.start_apiserver(timeout, extra_args)
         self._mark("apiserver-restart", t)
         self._save()
         return time.monotonic() - t

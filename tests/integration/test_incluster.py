@@ -21,22 +21,20 @@ import shutil
 import socket
 import ssl
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from cadre_process import RBAC, OperatorProcess
 from localcluster import LocalCluster
-from localcluster.api import ApiError
+from waiting import eventually
 
 pytestmark = pytest.mark.integration
 
-T = TypeVar("T")
 SYSTEM = "cadre-system"
 SERVICE_ACCOUNT = f"/api/v1/namespaces/{SYSTEM}/serviceaccounts/cadre-operator"
 SECRETS = f"/api/v1/namespaces/{SYSTEM}/secrets"
@@ -165,20 +163,6 @@ def status_with(apiserver: LocalCluster, token: str) -> int:
         return resp.status
     finally:
         conn.close()
-
-
-def eventually(what: str, fn: Callable[[], T | None], timeout: float = 30) -> T:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = fn()
-            if value:
-                return value
-        except (ApiError, KeyError, OSError) as err:
-            last = err
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what} (last error: {last})")
 
 
 def get(apiserver: LocalCluster, path: str) -> dict[str, Any] | None:

@@ -6,115 +6,32 @@ idempotent. The operator runs as a subprocess, as in production."""
 from __future__ import annotations
 
 import asyncio
-import time
-import uuid
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from cadre.controller.client import Kube
+from cadre.controller.client import ApiClient
 from cadre.core.api.config import parse_config
 from cadre.core.training import build_training_job_children
-from cadre_process import EXAMPLE_CONFIG, OperatorProcess, running_operator
+from cadre_process import EXAMPLE_CONFIG, OperatorProcess, operator_kubeconfig, running_operator
 from localcluster import LocalCluster
-from localcluster.api import ApiError
+from trainingjobs import TJS, condition, get, merge_patch, trainingjob
+from waiting import eventually
 
 pytestmark = pytest.mark.integration
-
-T = TypeVar("T")
-TJS = "/apis/cadre.dev/v1alpha1/namespaces/{ns}/trainingjobs"
-BUDGETS = "/apis/cadre.dev/v1alpha1/resourcebudgets"
 
 
 @pytest.fixture(scope="module")
 def operator(
     apiserver: LocalCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    with running_operator(apiserver.kubeconfig, tmp_path_factory.mktemp("operator")) as op:
+    """The operator under the ServiceAccount and RBAC of manifests/rbac.yaml."""
+    workdir = tmp_path_factory.mktemp("operator")
+    kubeconfig = operator_kubeconfig(apiserver, workdir / "kubeconfig")
+    with running_operator(kubeconfig, workdir) as op:
         yield op
         assert op.alive(), op.log_tail()
-
-
-@pytest.fixture
-def team(apiserver: LocalCluster, namespace: str) -> Iterator[str]:
-    """A ResourceBudget (4 t4 GPUs) covering the test's namespace."""
-    name = f"team-{uuid.uuid4().hex[:8]}"
-    apiserver.api.create(
-        BUDGETS,
-        {
-            "apiVersion": "cadre.dev/v1alpha1",
-            "kind": "ResourceBudget",
-            "metadata": {"name": name},
-            "spec": {"namespaces": [namespace], "quota": [{"flavor": "t4", "gpus": 4}]},
-        },
-    )
-    yield name
-    apiserver.api.call("DELETE", f"{BUDGETS}/{name}", ok=(404,))
-
-
-@pytest.fixture
-def t4_node(apiserver: LocalCluster) -> Iterator[str]:
-    """A t4 node object with 8 GPUs, more than the team quota (nothing runs: no kubelet)."""
-    name = f"t4-{uuid.uuid4().hex[:8]}"
-    apiserver.api.create(
-        "/api/v1/nodes",
-        {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {"name": name, "labels": {"cadre.dev/flavor": "t4"}},
-            "status": {
-                "capacity": {"cpu": "48", "memory": "192Gi", "nvidia.com/gpu": "8", "pods": "110"},
-                "allocatable": {
-                    "cpu": "48",
-                    "memory": "192Gi",
-                    "nvidia.com/gpu": "8",
-                    "pods": "110",
-                },
-            },
-        },
-    )
-    yield name
-    apiserver.api.call("DELETE", f"/api/v1/nodes/{name}", ok=(404,))
-
-
-def trainingjob(name: str, workers: int = 2, gpus: int = 1) -> dict[str, Any]:
-    return {
-        "apiVersion": "cadre.dev/v1alpha1",
-        "kind": "TrainingJob",
-        "metadata": {"name": name},
-        "spec": {
-            "image": "ghcr.io/acme/train:1.4",
-            "command": ["python", "train.py"],
-            "workers": workers,
-            "distribution": "PyTorch",
-            "resources": {"flavor": "t4", "gpus": gpus, "cpu": "4", "memory": "16Gi"},
-        },
-    }
-
-
-def eventually(what: str, fn: Callable[[], T | None], timeout: float = 30) -> T:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = fn()
-            if value:
-                return value
-        except (ApiError, KeyError) as err:
-            last = err
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what} (last error: {last})")
-
-
-def get(apiserver: LocalCluster, path: str) -> dict[str, Any] | None:
-    status, body = apiserver.api.request("GET", path)
-    return body if status == 200 else None
-
-
-def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
-    conditions = (obj.get("status") or {}).get("conditions") or []
-    return next((c for c in conditions if c["type"] == type_), None)
 
 
 def test_trainingjob_gets_suspended_job_service_and_queued_status(
@@ -188,11 +105,11 @@ def test_creating_children_again_is_idempotent(
     )
 
     async def create_twice() -> list[tuple[dict[str, Any], bool]]:
-        kube = Kube.connect(str(apiserver.kubeconfig))
+        client = ApiClient.connect(str(apiserver.kubeconfig))
         try:
-            return [await kube.create(obj) for obj in (*children.objects(), *children.objects())]
+            return [await client.create(obj) for obj in (*children.objects(), *children.objects())]
         finally:
-            kube.close()
+            await client.close()
 
     results = asyncio.run(create_twice())
     assert [was_created for _, was_created in results] == [False, False, False, False]
@@ -235,7 +152,7 @@ def test_admitted_when_capacity_appears_then_suspend_and_resume(
     assert [(e["reason"], e["type"]) for e in mine] == [("Admitted", "Normal")]
 
     # Suspend: the Job is suspended and the quota given back.
-    _merge_patch(apiserver, tj_path, {"spec": {"suspend": True}})
+    merge_patch(apiserver, tj_path, {"spec": {"suspend": True}})
     eventually("Job suspended", lambda: apiserver.api.get(job_path)["spec"]["suspend"] is True)
     tj = eventually(
         "status Suspended",
@@ -245,7 +162,7 @@ def test_admitted_when_capacity_appears_then_suspend_and_resume(
     assert condition(tj, "Admitted")["reason"] == "Suspended"  # type: ignore[index]
 
     # Resume: queued again, and admitted again since it fits.
-    _merge_patch(apiserver, tj_path, {"spec": {"suspend": False}})
+    merge_patch(apiserver, tj_path, {"spec": {"suspend": False}})
     eventually(
         "admitted again",
         lambda: (o := get(apiserver, tj_path)) and o["status"].get("phase") == "Admitted",
@@ -271,13 +188,6 @@ def test_gang_larger_than_quota_stays_queued(
     assert job["spec"]["suspend"] is True
 
 
-def _merge_patch(apiserver: LocalCluster, path: str, patch: dict[str, Any]) -> None:
-    status, body = apiserver.api.request(
-        "PATCH", path, patch, content_type="application/merge-patch+json"
-    )
-    assert status == 200, body
-
-
 def test_spec_change_while_queued_rebuilds_the_job(
     operator: OperatorProcess, apiserver: LocalCluster, namespace: str, team: str
 ) -> None:
@@ -290,7 +200,7 @@ def test_spec_change_while_queued_rebuilds_the_job(
         "Queued",
         lambda: (get(apiserver, tj_path) or {}).get("status", {}).get("phase") == "Queued",
     )
-    _merge_patch(apiserver, tj_path, {"spec": {"workers": 3}})
+    merge_patch(apiserver, tj_path, {"spec": {"workers": 3}})
     second = eventually(
         "a Job of 3 workers",
         lambda: (

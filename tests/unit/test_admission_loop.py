@@ -1,77 +1,57 @@
-"""The admission loop's decisions and write economy, against an in-memory fake API."""
+"""The admission loop's decisions and write economy, against an in-memory fake API
+(tests/unit/fake_api.py): what is written, in which order, and what is not."""
 
 from __future__ import annotations
 
 import asyncio
-import copy
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import yaml
 
 from cadre.controller.admission_loop import AdmissionLoop
+from cadre.controller.cache import Cache
 from cadre.controller.client import job_path, trainingjob_path
-from cadre.controller.handlers.trainingjob import update_from_job
+from cadre.controller.queue_status import QueueStatusWriter
+from cadre.controller.status_writer import StatusWriter
+from cadre.controller.trainingjobs import TrainingJobReconciler
 from cadre.core.api.config import OperatorConfig, parse_config
 from cadre.core.cluster.store import Store
+from cadre.core.training import build_job
+from fake_api import FakeApi
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NS = "vision-research"
 
 
-def merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """RFC 7386 merge patch."""
-    out = copy.deepcopy(target)
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-class FakeKube:
-    """merge_patch and patch_status over a dict of objects by path; records the writes."""
-
-    def __init__(self) -> None:
-        self.objects: dict[str, dict[str, Any]] = {}
-        self.writes: list[tuple[str, dict[str, Any]]] = []
-        self.events: list[dict[str, Any]] = []
-        self._rv = 100
-
-    def put(self, path: str, obj: dict[str, Any]) -> None:
-        self.objects[path] = copy.deepcopy(obj)
-
-    async def _patch(self, path: str, patch: dict[str, Any]) -> dict[str, Any]:
-        self._rv += 1
-        obj = merge(self.objects[path], patch)
-        obj["metadata"]["resourceVersion"] = str(self._rv)
-        self.objects[path] = obj
-        self.writes.append((path, patch))
-        return copy.deepcopy(obj)
-
-    async def create(self, obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-        assert obj["kind"] == "Event"
-        self.events.append(copy.deepcopy(obj))
-        return obj, True
-
-    async def merge_patch(self, path: str, patch: dict[str, Any]) -> dict[str, Any]:
-        return await self._patch(path, dict(patch))
-
-    async def patch_status(self, path: str, status: dict[str, Any]) -> dict[str, Any]:
-        return await self._patch(f"{path}/status", {"status": dict(status)})
-
-
 class World:
     def __init__(self, config: OperatorConfig) -> None:
-        self.store = Store()
-        self.kube = FakeKube()
-        self.loop = AdmissionLoop(self.store, config, self.kube)  # type: ignore[arg-type]
+        self.config = config
+        self.clock = 1000.0
+        self.store = Store(clock=lambda: self.clock)
+        self.kube = FakeApi()
+        api: Any = self.kube
+        self.status_writer = StatusWriter(api, self.store, config)
+        self.queue = QueueStatusWriter(self.store, config, self.status_writer)
+        self.loop = AdmissionLoop(api, self.store, config, self.status_writer, self.queue)
+        self.cache = Cache(
+            api,
+            self.store,
+            config,
+            changed=lambda: None,
+            reconcile=lambda key: None,
+            pod_changed=lambda pod: None,
+        )
+        self.reconciler = TrainingJobReconciler(
+            api,
+            self.store,
+            config,
+            status=self.status_writer,
+            cache=self.cache,
+            notify=lambda: None,
+        )
         for doc in yaml.safe_load_all((EXAMPLES / "budgets.yaml").read_text()):
             if doc["kind"] == "ResourceBudget":
                 self.store.upsert_budget(doc)
@@ -104,23 +84,16 @@ class World:
                 "resources": {"flavor": "t4", "gpus": gpus},
             },
         }
-        job = {
-            "metadata": {
-                "name": name,
-                "namespace": NS,
-                "uid": f"job-{name}",
-                "resourceVersion": "1",
-                "labels": {"cadre.dev/trainingjob": name},
-            },
-            "spec": {"suspend": not running, "parallelism": 1},
-            "status": {},
-        }
+        job = build_job(
+            tj, name=name, namespace=NS, uid=f"uid-{name}", team="vision", config=self.config
+        )
+        job["metadata"]["uid"] = f"job-{name}"
+        job["spec"]["suspend"] = not running
         path = trainingjob_path(NS, name)
         self.kube.put(path, tj)
-        self.kube.objects[f"{path}/status"] = self.kube.objects[path]
         self.kube.put(job_path(NS, name), job)
-        self.store.upsert_trainingjob(tj)
-        self.store.upsert_job(job)
+        self.store.upsert_trainingjob(self.kube.objects[path])
+        self.store.upsert_job(self.kube.objects[job_path(NS, name)])
         return f"{NS}/{name}"
 
     def run_pass(self) -> list[tuple[str, dict[str, Any]]]:
@@ -128,9 +101,9 @@ class World:
 
         async def one_pass() -> None:
             await self.loop.run_pass()
-            await self.loop.write_queue_statuses(paced=False)
+            await self.queue.write_round(paced=False)
             await asyncio.sleep(0)  # let the events be posted
-            await asyncio.gather(*self.loop.status._posting)
+            await asyncio.gather(*self.status_writer._posting)
 
         asyncio.run(one_pass())
         return self.kube.writes[before:]
@@ -154,7 +127,10 @@ def test_admit_unsuspends_the_job_then_writes_status_once(world: World) -> None:
         job_path(NS, "a"),
         trainingjob_path(NS, "a") + "/status",
     ]
-    assert writes[0][1] == {"spec": {"suspend": False}}
+    # The admission names the Job the pass decided on: its UID and spec hash are tested.
+    assert [op["op"] for op in writes[0][1]] == ["test", "test", "add"]
+    assert writes[0][1][0] == {"op": "test", "path": "/metadata/uid", "value": "job-a"}
+    assert writes[0][1][2] == {"op": "add", "path": "/spec/suspend", "value": False}
     assert world.status("a")["phase"] == "Admitted"
     assert world.store.jobs[f"{NS}/a"].running
     assert world.event_reasons("a") == ["Admitted"]
@@ -182,8 +158,8 @@ def test_queued_reason_written_once_then_rate_limited(world: World) -> None:
 
     # Once the refresh interval has passed, a changed message or position is written.
     key = f"{NS}/waiting"
-    code, _ = world.loop._queue_written[key]
-    world.loop._queue_written[key] = (code, -1e9)
+    code, _ = world.queue._written[key]
+    world.queue._written[key] = (code, -1e9)
     world.store.trainingjobs[key]["status"]["queue"]["position"] = 7  # stale position
     writes = world.run_pass()
     assert [path for path, _ in writes] == [trainingjob_path(NS, "waiting") + "/status"]
@@ -196,7 +172,7 @@ def test_higher_priority_preempts_and_the_victim_says_so(world: World) -> None:
     writes = world.run_pass()
     paths = [path for path, _ in writes]
     assert paths[0] == job_path(NS, "low")  # victims first
-    assert writes[0][1] == {"spec": {"suspend": True}}
+    assert writes[0][1][-1] == {"op": "add", "path": "/spec/suspend", "value": True}
     assert job_path(NS, "high") in paths
     low = world.status("low")
     assert low["phase"] == "Preempted"
@@ -218,44 +194,95 @@ def test_higher_priority_preempts_and_the_victim_says_so(world: World) -> None:
 
 
 def test_worker_counts_alone_are_written_at_a_bounded_rate() -> None:
-    """update_from_job: a change of the worker counts only is held back until
-    positionRefreshSeconds after the job's last status write, then flushed once."""
+    """The reconciler: a change of the worker counts only is held back until
+    positionRefreshSeconds after the job's last status write (it asks to look again
+    then), and written at once when due."""
     config = parse_config((EXAMPLES / "operator-config.yaml").read_text())
     world = World(config)
     key = world.add("w", gpus=1)
     world.run_pass()
     assert world.status("w")["phase"] == "Admitted"
-    memo: Any = SimpleNamespace(store=world.store, loop=world.loop, config=config)
-    writer = world.loop.status
+    writer = world.status_writer
     interval = config.admission.position_refresh_seconds
 
-    def job_status(rv: int, **status: int) -> None:
-        job = copy.deepcopy(world.kube.objects[job_path(NS, "w")])
-        job["metadata"]["resourceVersion"] = str(rv)
+    def job_status(**status: int) -> None:
+        path = job_path(NS, "w")
+        job = world.kube.objects[path]
         job["status"] = status
-        world.store.upsert_job(job)
+        world.kube.put(path, job)
+        world.store.upsert_job(world.kube.objects[path])
 
-    async def scenario() -> list[tuple[str, dict[str, Any]]]:
+    async def scenario() -> tuple[float | None, list[tuple[str, Any]]]:
         before = len(world.kube.writes)
-        job_status(1000, active=1, ready=0)
-        writer.last_write[key] = time.monotonic() - interval + 0.2  # written 0.2 s short
-        await update_from_job(memo, key)
+        job_status(active=1, ready=0)
+        writer.last_write[key] = time.monotonic() - interval + 5  # written 5 s short
+        again = await world.reconciler.reconcile(key)
         assert len(world.kube.writes) == before  # held back
-        await update_from_job(memo, key)  # a second event: one flush only
-        await asyncio.sleep(0.4)
-        flushed = world.kube.writes[before:]
         # Due now: a change is written at once.
         writer.last_write[key] = time.monotonic() - interval
-        job_status(1001, active=1, ready=0, failed=1)
-        await update_from_job(memo, key)
-        return flushed + world.kube.writes[before + len(flushed) :]
+        job_status(active=1, ready=0, failed=1)
+        await world.reconciler.reconcile(key)
+        return again, world.kube.writes[before:]
 
-    writes = asyncio.run(scenario())
+    again, writes = asyncio.run(scenario())
+    assert again is not None and 4 < again <= 5  # look again when it is due
     assert [patch for _, patch in writes] == [
-        {"status": {"workers": {"active": 1, "ready": 0, "succeeded": 0, "failed": 0}}},
-        {"status": {"workers": {"failed": 1}}},  # a merge patch: only what changed
+        {"status": {"workers": {"active": 1, "ready": 0, "succeeded": 0, "failed": 1}}}
     ]
     assert world.status("w")["phase"] == "Admitted"
+
+
+def test_a_status_write_from_a_stale_base_rereads_and_retries(world: World) -> None:
+    """Conflict-safe writes: the status patch carries the resourceVersion it was computed
+    from; a 409 re-reads the object and computes again (never a blind overwrite)."""
+    world.add("a", gpus=2)
+    path = trainingjob_path(NS, "a")
+    # Someone else writes the object after the cache saw it (a label, say).
+    obj = world.kube.objects[path]
+    obj["metadata"]["labels"] = {"x": "y"}
+    world.kube.put(path, obj)
+    writes = world.run_pass()
+    status_writes = [patch for p, patch in writes if p == path + "/status"]
+    assert len(status_writes) == 1  # the 409 was not a write; the retry was
+    assert world.status_writer.conflicts == 1
+    assert world.status("a")["phase"] == "Admitted"
+    assert world.kube.objects[path]["metadata"]["labels"] == {"x": "y"}
+
+
+def test_no_admission_when_a_victims_suspension_fails(world: World) -> None:
+    """A victim's suspension is confirmed before the work it makes room for is admitted."""
+    world.add("low", gpus=8, priority="low", running=True)
+    world.add("high", gpus=4, priority="high")
+    world.kube.fail[job_path(NS, "low")] = [500]
+    writes = world.run_pass()
+    assert job_path(NS, "high") not in [p for p, _ in writes]
+    assert not world.store.jobs[f"{NS}/high"].running
+    # The next pass decides again from what is observed, and goes through.
+    writes = world.run_pass()
+    paths = [p for p, _ in writes]
+    assert paths.index(job_path(NS, "low")) < paths.index(job_path(NS, "high"))
+    assert world.status("high")["phase"] == "Admitted"
+
+
+def test_an_admission_never_unsuspends_a_job_rebuilt_since_the_pass(world: World) -> None:
+    """The pass decided on Job `job-a`; it was replaced by another of the same name before
+    the unsuspend: the UID test fails and nothing is admitted."""
+    key = world.add("a", gpus=2)
+
+    async def scenario() -> None:
+        build = world.loop  # the pass runs, then the Job is swapped before its effects
+        from cadre.core.cluster.snapshot import build_snapshot  # noqa: PLC0415
+
+        snapshot = build_snapshot(world.store, world.config)
+        path = job_path(NS, "a")
+        job = world.kube.objects[path]
+        job["metadata"]["uid"] = "job-a-rebuilt"
+        world.kube.put(path, job)
+        assert await build._admit(snapshot, key)
+
+    asyncio.run(scenario())
+    assert world.kube.objects[job_path(NS, "a")]["spec"]["suspend"] is True
+    assert (world.status("a") or {}).get("phase") != "Admitted"
 
 
 def test_a_pass_never_waits_for_queued_statuses(world: World) -> None:
@@ -267,13 +294,13 @@ def test_a_pass_never_waits_for_queued_statuses(world: World) -> None:
     async def passes() -> list[tuple[str, dict[str, Any]]]:
         await world.loop.run_pass()
         assert world.kube.writes == []  # no status written by the pass itself
-        assert set(world.loop._queue_wanted) == set(waiting)
+        assert set(world.queue._wanted) == set(waiting)
         # The running job finishes; the next pass admits at once, queue writes pending.
         world.store.delete_trainingjob(f"{NS}/running")
         await world.loop.run_pass()
         admitted = [path for path, _ in world.kube.writes]
         # Then the queue writer catches up, and never writes an admitted job as Queued.
-        await world.loop.write_queue_statuses(paced=False)
+        await world.queue.write_round(paced=False)
         return admitted
 
     admitted = asyncio.run(passes())

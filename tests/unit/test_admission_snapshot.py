@@ -9,9 +9,12 @@ import pytest
 import yaml
 
 from cadre.core.api.config import OperatorConfig, parse_config
+from cadre.core.api.names import ANNOTATION_SPEC_HASH
+from cadre.core.budget.teams import budget_scope, resolve_team
 from cadre.core.cluster.snapshot import build_snapshot, team_of_budget
 from cadre.core.cluster.store import Store
 from cadre.core.scheduling import Limits, Reason, Resources, schedule
+from cadre.core.training import BuildError, build_job
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 GIB = 1 << 30
@@ -90,6 +93,9 @@ def job(
             "uid": f"job-{name}",
             "labels": {"cadre.dev/trainingjob": name},
             "resourceVersion": "1",
+            "ownerReferences": [
+                {"kind": "TrainingJob", "name": name, "uid": f"uid-{name}", "controller": True}
+            ],
         },
         "spec": {"suspend": suspend},
         "status": status,
@@ -111,10 +117,36 @@ def example_store() -> Store:
     return store
 
 
+def built_hash(store: Store, trainingjob: dict[str, Any]) -> str | None:
+    """The spec hash of the Job the TrainingJob's spec builds (as the reconciler would)."""
+    metadata = trainingjob["metadata"]
+    namespace = metadata["namespace"]
+    scopes = [budget_scope(b) for b in store.budgets.values()]
+    team = resolve_team(namespace, store.namespaces.get(namespace), scopes).team
+    config = parse_config((EXAMPLES / "operator-config.yaml").read_text())
+    try:
+        built = build_job(
+            trainingjob,
+            name=metadata["name"],
+            namespace=namespace,
+            uid=metadata["uid"],
+            team=team,
+            config=config,
+        )
+    except BuildError:
+        return None
+    return str(built["metadata"]["annotations"][ANNOTATION_SPEC_HASH])
+
+
 def add(store: Store, trainingjob: dict[str, Any], with_job: dict[str, Any] | None = None) -> None:
+    """The TrainingJob and its Job, built from its spec (unless `with_job` says otherwise)."""
     store.upsert_trainingjob(trainingjob)
     name = trainingjob["metadata"]["name"]
-    store.upsert_job(with_job or job(name, trainingjob["metadata"]["namespace"]))
+    child = with_job or job(name, trainingjob["metadata"]["namespace"])
+    spec_hash = built_hash(store, trainingjob)
+    if spec_hash is not None:
+        child["metadata"].setdefault("annotations", {})[ANNOTATION_SPEC_HASH] = spec_hash
+    store.upsert_job(child)
 
 
 def test_capacity_from_nodes_counts_the_flavours_gpu_resource(config: OperatorConfig) -> None:
@@ -252,10 +284,19 @@ def test_cache_keeps_parsed_specs_per_generation(config: OperatorConfig) -> None
     add(store, tj("a"))
     cache: dict[Any, Any] = {}
     build_snapshot(store, config, cache)
-    assert list(cache) == [("vision-research/a", "uid-a", 1)]
+    # The parsed spec, and the hash of the Job that spec builds for its team.
+    assert list(cache) == [
+        ("vision-research/a", "uid-a", 1),
+        ("vision-research/a", "uid-a", 1, "vision"),
+    ]
     changed = tj("a", workers=2)
     changed["metadata"].update(generation=2, resourceVersion="2")
     store.upsert_trainingjob(changed)
+    # The Job was built from generation 1: not admissible until it is rebuilt.
+    build = build_snapshot(store, config, cache)
+    assert build.snapshot.workloads == ()
+    assert build.problems["vision-research/a"].reason == "Reshaping"
+    add(store, changed, job("a"))  # the reconciler's new Job, of the new spec
     (w,) = build_snapshot(store, config, cache).snapshot.workloads
     assert w.pods == 2
     assert ("vision-research/a", "uid-a", 2) in cache

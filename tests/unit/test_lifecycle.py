@@ -32,11 +32,12 @@ def job(
     suspend: bool = False,
     ready: int = 0,
     conditions: list[dict[str, Any]] | None = None,
+    uid: str = "u",
     **status: Any,
 ) -> Any:
     return job_record(
         {
-            "metadata": {"name": "j", "namespace": "ns", "uid": "u", "resourceVersion": "5"},
+            "metadata": {"name": "j", "namespace": "ns", "uid": uid, "resourceVersion": "5"},
             "spec": {"suspend": suspend},
             "status": {"ready": ready, "conditions": conditions or [], **status},
         }
@@ -253,9 +254,10 @@ def test_unsuspended_job_of_a_queued_status_means_admitted() -> None:
     assert from_job(q, suspended_job, workers=2, generation=1, now=T1) == q
 
 
-def failed_job(message: str, reason: str = "PodFailurePolicy") -> Any:
+def failed_job(message: str, reason: str = "PodFailurePolicy", uid: str = "u") -> Any:
     return job(
-        conditions=[{"type": "Failed", "status": "True", "reason": reason, "message": message}]
+        conditions=[{"type": "Failed", "status": "True", "reason": reason, "message": message}],
+        uid=uid,
     )
 
 
@@ -270,15 +272,21 @@ def test_failed_worker_restarts_the_gang_until_retries_are_used() -> None:
     failure = restart_for(a, failed_job(EXIT_3), retries=1)
     assert failure is not None
     assert (failure.reason, failure.charged) == ("WorkerFailed", True)
-    r = restarting(a, generation=1, now=T1, failure=failure, retries=1)
+    r = restarting(a, generation=1, now=T1, failure=failure, retries=1, job_uid="u")
     assert r["phase"] == "Queued"
     assert r["restarts"] == 1
+    assert r["restartedJobUID"] == "u"
     assert "admittedAt" not in r
     assert cond(r, "Admitted")["reason"] == "Restarting"
     assert "restart 1 of 1" in cond(r, "Admitted")["message"]
-    # The retry is used: the next failure is final, with the worker's exit code.
-    assert restart_for(r, failed_job(EXIT_3), retries=1) is None
-    f = from_job(r, failed_job(EXIT_3), workers=2, generation=1, now=T1)
+    # Half-way through (the failed Job not deleted yet), the same Job's restart goes on
+    # and is not counted twice.
+    again = restart_for(r, failed_job(EXIT_3), retries=1)
+    assert again is not None
+    assert restarting(r, generation=1, now=T1, failure=again, retries=1, job_uid="u") == r
+    # The retry is used: the next Job's failure is final, with the worker's exit code.
+    assert restart_for(r, failed_job(EXIT_3, uid="u2"), retries=1) is None
+    f = from_job(r, failed_job(EXIT_3, uid="u2"), workers=2, generation=1, now=T1)
     assert f["phase"] == "Failed"
     assert "code 3" in cond(f, "Finished")["message"]
     assert "after 1 restart" in cond(f, "Finished")["message"]
@@ -290,7 +298,10 @@ def test_disruption_restarts_without_charging_and_deadline_never_restarts() -> N
     assert failure is not None
     assert (failure.reason, failure.charged) == ("WorkerDisrupted", False)
     assert "restarts" not in a
-    assert restarting(a, generation=1, now=T1, failure=failure, retries=0)["restarts"] == 0
+    assert (
+        restarting(a, generation=1, now=T1, failure=failure, retries=0, job_uid="u")["restarts"]
+        == 0
+    )
     assert restart_for(a, failed_job("", reason="DeadlineExceeded"), retries=5) is None
     assert restart_for(a, job(ready=1), retries=5) is None  # not failed
 
@@ -340,9 +351,9 @@ def test_transition_events() -> None:
         gpus=2,
     )
     assert transition_event(tj, q, moved, T1) is None  # a move within the queue
-    failure = restart_for(r, failed_job(EXIT_3), retries=2)
+    failure = restart_for(r, failed_job(EXIT_3, uid="u2"), retries=2)
     assert failure is not None
-    again = restarting(r, generation=1, now=T1, failure=failure, retries=2)
+    again = restarting(r, generation=1, now=T1, failure=failure, retries=2, job_uid="u2")
     event = transition_event(tj, r, again, T1)
     assert event is not None
     assert (event["reason"], event["type"]) == ("Restarting", "Warning")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cadre.controller.client import _resource_of, collection_path
+from cadre.controller.client import collection_path, resource_of
 from cadre.controller.runtime.main import load_config
 from cadre.tools.cli import build_parser
 
@@ -48,7 +48,7 @@ def test_config_errors_are_one_clear_line(tmp_path: Path) -> None:
     ],
 )
 def test_metric_resource_label(path: str, resource: str) -> None:
-    assert _resource_of(path) == resource
+    assert resource_of(path) == resource
 
 
 def test_collection_paths() -> None:

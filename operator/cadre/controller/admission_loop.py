@@ -1,21 +1,22 @@
 """The one admission loop of the cluster: an asyncio task that runs passes and applies them.
 
-Handlers update the store and call `notify()`. The loop waits for a change, debounces
-(`admission.debounceMs`), keeps at least `admission.minIntervalMs` between passes, builds
-the snapshot, calls the pure core (`cadre.core.scheduling.schedule`) and applies its decisions:
+Only the leader runs it. Handlers update the store and call `notify()`. The loop waits
+for a change, debounces (`admission.debounceMs`), keeps at least `admission.minIntervalMs`
+between passes, builds the snapshot, calls the pure core (`cadre.core.scheduling`) and
+applies its decisions, in this order:
 
-- victims: suspend the Job (its pods go away), status Preempted with the core's message;
-- admissions: unsuspend the Job first (the durable truth of "admitted", which a restarted
-  operator reads back), then status Admitted;
-- pending: handed to the queue writer, a second task, which writes status Queued with the
-  reason when it changes and the position at most every `admission.positionRefreshSeconds`
-  per job, at most `admission.queueStatusWritesPerSecond` in all (new reasons first). A
-  pass never waits for these writes, so a long queue is no write storm and never delays
-  an admission.
+1. victims: suspend each victim's Job (the Job the pass saw: a UID test), status
+   Preempted with the core's message. If any suspension fails (and the Job is not gone),
+   this pass admits nothing: the room it counted on is not confirmed free, and the next
+   pass decides again from what is observed;
+2. admissions: unsuspend the Job the pass decided on (its UID and spec hash tested by the
+   patch: a Job rebuilt in between is not admitted), then status Admitted. The store
+   counts it admitted from then on, even before the watch shows it;
+3. waiting jobs: handed to the queue-status writer (`queue_status.py`), which writes their
+   reasons and positions paced, so a pass never waits for them.
 
-The loop does not run before `start()` is called, which the startup handler does after
-listing the cluster into the store: no pass ever runs on a partial view, so no gang is
-admitted twice and no quota is exceeded after a restart.
+A failed effect is logged and the loop runs again soon: every decision is recomputed from
+what is observed, never replayed from the pass that failed.
 """
 
 from __future__ import annotations
@@ -24,20 +25,20 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from prometheus_client import Counter, Gauge, Histogram
 
-from cadre.controller.client import ApiError, Kube
-from cadre.controller.status_writer import StatusWriter, set_job_suspend, utcnow
+from cadre.controller.client import ApiClient, ApiError, NotLeaderError
+from cadre.controller.queue_status import QueueEntry, QueueStatusWriter
+from cadre.controller.status_writer import JobRef, StatusWriter, set_job_suspend, utcnow
 from cadre.core.api.config import OperatorConfig
-from cadre.core.cluster.snapshot import SnapshotBuild, WorkloadInfo, build_snapshot
+from cadre.core.cluster.snapshot import SnapshotBuild, build_snapshot
 from cadre.core.cluster.store import Store
 from cadre.core.objects import generation_of
 from cadre.core.scheduling import PassResult, schedule
-from cadre.core.training.lifecycle import admitted, preempted, queued
+from cadre.core.training.lifecycle import admitted, preempted
 
 log = structlog.get_logger("cadre.admission")
 
@@ -49,47 +50,38 @@ PASS_SECONDS = Histogram(
 )
 DECISIONS = Counter("cadre_admission_decisions_total", "Admission decisions applied.", ["decision"])
 PENDING = Gauge("cadre_admission_pending_workloads", "Workloads waiting after the last pass.")
+HELD_BACK = Counter(
+    "cadre_admission_passes_held_back_total",
+    "Passes whose admissions were not applied because a victim's suspension failed.",
+)
 
 _CONCURRENCY = 16
-_ROUND_MIN_SECONDS = 5.0
-"""A round of queue writes goes on this long before a newer pass may restart it: passes
-come every second while a queue fills, and restarting at each would write almost nothing."""
-
-
-@dataclass(frozen=True, slots=True)
-class QueueEntry:
-    """What a pass says of one waiting job: why it waits and where it stands."""
-
-    reason: str
-    message: str
-    position: int | None
-    info: WorkloadInfo | None
 
 
 class AdmissionLoop:
-    def __init__(self, store: Store, config: OperatorConfig, kube: Kube) -> None:
+    def __init__(
+        self,
+        client: ApiClient,
+        store: Store,
+        config: OperatorConfig,
+        status: StatusWriter,
+        queue: QueueStatusWriter,
+    ) -> None:
+        self.client = client
         self.store = store
         self.config = config
-        self.kube = kube
-        self.status = StatusWriter(kube, store, config)
+        self.status = status
+        self.queue = queue
         self._dirty = asyncio.Event()
-        self._started = asyncio.Event()
-        self._stopping = False
         self._last_pass = 0.0
-        self._queue_written: dict[str, tuple[str, float]] = {}
-        """key -> (reason code, monotonic time) of the last queue status written."""
-        self._queue_wanted: dict[str, QueueEntry] = {}
-        """key -> what the last pass says of each waiting job (written by the queue writer)."""
-        self._queue_round = 0
-        """Bumped by each pass: the queue writer starts over with the newer view."""
-        self._queue_wake = asyncio.Event()
-        self._next_slot = 0.0
-        self._queue_task: asyncio.Task[None] | None = None
         self._cache: dict[Any, Any] = {}
         self._task: asyncio.Task[None] | None = None
         self.last_result: PassResult | None = None
         self.observers: list[Callable[[SnapshotBuild, PassResult], None]] = []
         """Called after each pass with its input and result (the budget writer)."""
+        self.admissions: list[tuple[float, str]] = []
+        """(wall time, key) of the last admissions applied (the failover test reads them
+        from the log; kept short)."""
 
     # -- control ---------------------------------------------------------------------
     def notify(self) -> None:
@@ -97,36 +89,28 @@ class AdmissionLoop:
         self._dirty.set()
 
     def start(self) -> None:
-        """Start passes (after the store holds the whole cluster)."""
-        self._started.set()
+        """Start passes (the leader, with the store in sync with the cluster)."""
         self._dirty.set()
         if self._task is None:
             self._task = asyncio.create_task(self.run(), name="cadre admission loop")
-        if self._queue_task is None:
-            self._queue_task = asyncio.create_task(self.run_queue_writer(), name="cadre queue")
 
     def alive(self) -> bool:
         """False when the loop task ended on its own (a bug): the liveness probe fails."""
-        return self._stopping or all(
-            t is None or not t.done() for t in (self._task, self._queue_task)
-        )
+        return self._task is None or not self._task.done()
 
     async def stop(self) -> None:
-        self._stopping = True
-        for task in (self._task, self._queue_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self._task = self._queue_task = None
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
 
     async def run(self) -> None:
         settings = self.config.admission
         debounce = settings.debounce_ms / 1000
         min_interval = settings.min_interval_ms / 1000
         refresh = float(settings.position_refresh_seconds)
-        await self._started.wait()
-        while not self._stopping:
+        while True:
             # Wake now and then even when nothing moves, to refresh queue positions.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._dirty.wait(), timeout=refresh)
@@ -142,7 +126,7 @@ class AdmissionLoop:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("admission pass failed; retrying")
+                log.exception("admission pass failed; running again")
                 self._dirty.set()
 
     # -- one pass --------------------------------------------------------------------
@@ -156,23 +140,29 @@ class AdmissionLoop:
         self.last_result = result
         for observer in self.observers:
             observer(build, result)
-        if len(self._cache) > 4 * max(len(self.store.trainingjobs), 256):
+        if len(self._cache) > 8 * max(len(self.store.trainingjobs), 256):
             self._cache.clear()
 
-        await self._each(self._preempt(build, v.key, v.reason, v.message) for v in result.victims)
-        await self._each(self._admit(build, a.key) for a in result.admitted if a.gang)
-        await self._each(self._admit(build, key) for key in build.unbudgeted)
-        # Waiting jobs' statuses are the queue writer's: a pass never waits for them, so
-        # a freed GPU is given out at the next pass however long the queue is.
+        suspended = await self._each(
+            self._preempt(build, v.key, str(v.reason), v.message) for v in result.victims
+        )
+        if all(suspended):
+            await self._each(self._admit(build, a.key) for a in result.admitted if a.gang)
+            await self._each(self._admit(build, key) for key in build.unbudgeted)
+        else:
+            HELD_BACK.inc()
+            log.warning(
+                "a victim's suspension failed: this pass admits nothing",
+                victims=len(result.victims),
+                failed=suspended.count(False),
+            )
+            self._dirty.set()
         wanted: dict[str, QueueEntry] = {}
         for p in result.pending:
-            info = build.info.get(p.key)
-            wanted[p.key] = QueueEntry(str(p.reason), p.message, p.position, info)
+            wanted[p.key] = QueueEntry(str(p.reason), p.message, p.position, build.info.get(p.key))
         for key, problem in build.problems.items():
             wanted[key] = QueueEntry(problem.reason, problem.message, None, build.info.get(key))
-        self._queue_wanted = wanted
-        self._queue_round += 1
-        self._queue_wake.set()
+        self.queue.publish(wanted)
         if result.admitted or result.victims:
             log.info(
                 "admission pass",
@@ -183,20 +173,30 @@ class AdmissionLoop:
             )
         return result
 
-    async def _each(self, effects: Iterable[Awaitable[None]]) -> None:
+    async def _each(self, effects: Iterable[Awaitable[bool]]) -> list[bool]:
+        """Run the effects, at most _CONCURRENCY at once; True for each that is done."""
         semaphore = asyncio.Semaphore(_CONCURRENCY)
 
-        async def one(effect: Awaitable[None]) -> None:
+        async def one(effect: Awaitable[bool]) -> bool:
             async with semaphore:
                 try:
-                    await effect
-                except ApiError as err:
+                    return await effect
+                except (ApiError, NotLeaderError) as err:
                     log.warning("admission effect failed", error=str(err))
                     self._dirty.set()
+                    return False
 
-        await asyncio.gather(*(one(e) for e in effects))
+        return list(await asyncio.gather(*(one(e) for e in effects)))
 
-    async def _admit(self, build: SnapshotBuild, key: str) -> None:
+    def _job_ref(self, build: SnapshotBuild, key: str) -> JobRef | None:
+        """The Job the pass decided on, if it is still the Job the store holds."""
+        info = build.info.get(key)
+        job = self.store.jobs.get(key)
+        if info is None or job is None or job.uid != info.job_uid:
+            return None
+        return JobRef(job.namespace, job.name, job.uid, info.spec_hash)
+
+    async def _admit(self, build: SnapshotBuild, key: str) -> bool:
         info = build.info.get(key)
         now = utcnow()
 
@@ -211,159 +211,54 @@ class AdmissionLoop:
                 gpus=info.gpus if info else None,
             )
 
-        # Unsuspend and status in one step under the job's status lock: the Job handler,
-        # woken by the unsuspension, then finds the status Admitted and writes nothing.
+        # Unsuspend and status in one step under the job's lock: the reconciler, woken by
+        # the unsuspension, then finds the status Admitted and writes nothing.
         async with self.status.lock(key):
-            if not await set_job_suspend(self.kube, self.store, key, suspend=False):
-                return  # the Job is gone; the TrainingJob handler recreates it
+            ref = self._job_ref(build, key)
+            if ref is None or self.store.admitted(key):
+                self.notify()  # the Job changed since the pass: decide again
+                return True
+            if await set_job_suspend(self.client, self.store, key, ref, suspend=False) == "gone":
+                self.notify()
+                return True
             self.store.admitted_at[key] = time.time()
+            self.admissions = [*self.admissions[-99:], (time.time(), key)]
             DECISIONS.labels("admit").inc()
-            self._queue_written.pop(key, None)
-            self._queue_wanted.pop(key, None)
+            self.queue.admitted(key)
+            log.info("admitted", trainingjob=key, job_uid=ref.uid)
             await self.status.update(key, fn, locked=True)
+        return True
 
-    async def _preempt(self, build: SnapshotBuild, key: str, reason: str, message: str) -> None:
+    async def _preempt(self, build: SnapshotBuild, key: str, reason: str, message: str) -> bool:
+        """Suspend a victim; True once its Job is suspended (or gone)."""
         now = utcnow()
         async with self.status.lock(key):
-            if not await set_job_suspend(self.kube, self.store, key, suspend=True):
-                return
+            info = build.info.get(key)
+            job = self.store.jobs.get(key)
+            if job is not None and (info is None or job.uid == info.job_uid):
+                ref = JobRef(job.namespace, job.name, job.uid)
+                await set_job_suspend(self.client, self.store, key, ref, suspend=True)
+            self.store.unexpect(key)
             self.store.admitted_at.pop(key, None)
             DECISIONS.labels("preempt").inc()
-            await self.status.update(
-                key,
-                lambda status, tj: preempted(
-                    status,
-                    generation=generation_of(tj),
-                    now=now,
-                    reason=str(reason),
-                    message=message,
-                ),
-                locked=True,
-            )
-
-    # -- waiting jobs' status ---------------------------------------------------------
-    async def run_queue_writer(self) -> None:
-        """Write waiting jobs' status from the newest pass, at most
-        `admission.queueStatusWritesPerSecond`, the urgent ones (a new reason) first."""
-        refresh = float(self.config.admission.position_refresh_seconds)
-        while not self._stopping:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._queue_wake.wait(), timeout=refresh / 4)
-            self._queue_wake.clear()
             try:
-                await self.write_queue_statuses()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("writing queue status failed; retrying")
-                await asyncio.sleep(1.0)
-
-    async def write_queue_statuses(self, *, paced: bool = True) -> int:
-        """One round over the newest pass's waiting jobs; returns the writes. Each write
-        uses the newest view of its job; after `_ROUND_MIN_SECONDS` a newer pass ends the
-        round, and the next one sorts the newer view (new reasons first) again."""
-        round_, now = self._queue_round, time.monotonic()
-        urgent: list[str] = []
-        due: list[str] = []
-        for key, entry in self._queue_wanted.items():
-            tj = self.store.trainingjobs.get(key)
-            if tj is None:
-                continue
-            kind = self._queue_write_kind(key, entry, tj.get("status") or {}, tj, now)
-            if kind == "urgent":
-                urgent.append(key)
-            elif kind == "due":
-                due.append(key)
-        gap = 1.0 / self.config.admission.queue_status_writes_per_second
-        writes = 0
-        for key in urgent + due:
-            if round_ != self._queue_round and time.monotonic() - now >= _ROUND_MIN_SECONDS:
-                break  # start over from the newer view (each write reads it anyway)
-            if paced:
-                # One slot per write, the write's own time included: the rate is the limit.
-                self._next_slot = max(self._next_slot + gap, time.monotonic())
-                await asyncio.sleep(self._next_slot - time.monotonic())
-            wanted = self._queue_wanted.get(key)
-            if wanted is None:
-                continue
-            try:
-                if await self._write_queued(key, wanted):
-                    writes += 1
-            except ApiError as err:
-                log.warning("writing a queued status failed", trainingjob=key, error=str(err))
-        return writes
-
-    def _queue_write_kind(
-        self,
-        key: str,
-        entry: QueueEntry,
-        current: dict[str, Any],
-        tj: dict[str, Any],
-        now: float,
-    ) -> str | None:
-        """ "urgent" (the status does not say why it waits, or says another reason),
-        "due" (the live figures or the position moved, last written long enough ago),
-        or None (nothing to write)."""
-        job = self.store.jobs.get(key)
-        if job is not None and job.running:
-            return None  # admitted since that pass: never written back to Queued
-        queue = current.get("queue") or {}
-        # Not written by this process (a restart): what the status says, long ago.
-        written: tuple[str | None, float] = self._queue_written.get(key) or (
-            _waiting_reason(current),
-            0.0,
-        )
-        if (
-            written[0] != entry.reason
-            or "reason" not in queue
-            or (entry.position is not None and "position" not in queue)
-            or current.get("phase") not in ("Queued", "Preempted")
-            or current.get("observedGeneration") != generation_of(tj)
-        ):
-            return "urgent"
-        # The message carries live figures ("team vision uses 6/8"): refreshed with the
-        # position, at most every positionRefreshSeconds, unless the reason changes.
-        refresh = self.config.admission.position_refresh_seconds
-        if now - written[1] >= refresh and (
-            queue.get("reason") != entry.message
-            or (entry.position is not None and queue.get("position") != entry.position)
-        ):
-            return "due"
-        return None
-
-    async def _write_queued(self, key: str, entry: QueueEntry) -> bool:
-        wall = utcnow()
-
-        def fn(status: dict[str, Any] | None, tj: dict[str, Any]) -> dict[str, Any] | None:
-            now = time.monotonic()
-            if self._queue_wanted.get(key) is not entry:
-                return None  # a newer pass, or admitted meanwhile
-            if self._queue_write_kind(key, entry, status or {}, tj, now) is None:
-                return None
-            self._queue_written[key] = (entry.reason, now)
-            info = entry.info
-            return queued(
-                status,
-                generation=generation_of(tj),
-                now=wall,
-                reason=entry.reason,
-                message=entry.message,
-                position=entry.position,
-                team=info.team if info else None,
-                gpus=info.gpus if info else None,
-            )
-
-        return await self.status.update(key, fn) is not None
+                await self.status.update(
+                    key,
+                    lambda status, tj: preempted(
+                        status,
+                        generation=generation_of(tj),
+                        now=now,
+                        reason=reason,
+                        message=message,
+                    ),
+                    locked=True,
+                )
+            except (ApiError, NotLeaderError) as err:
+                # The Job is suspended, which is what frees the quota; the status follows
+                # (the reconciler writes it from the Job).
+                log.warning("writing a preempted status failed", trainingjob=key, error=str(err))
+        return True
 
     def forget(self, key: str) -> None:
-        self._queue_written.pop(key, None)
-        self._queue_wanted.pop(key, None)
+        self.queue.forget(key)
         self.status.forget(key)
-
-
-def _waiting_reason(status: dict[str, Any]) -> str | None:
-    """The reason code of the Admitted=False condition of a waiting job, if any."""
-    for c in status.get("conditions") or ():
-        if c.get("type") == "Admitted" and c.get("status") == "False":
-            return str(c.get("reason"))
-    return None

@@ -29,8 +29,8 @@ import structlog
 from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
 
-from cadre.controller.client import ApiError, Kube, budget_path, pod_path
-from cadre.controller.status_writer import post_event
+from cadre.controller.client import ApiClient, ApiError, NotLeaderError, budget_path, pod_path
+from cadre.controller.status_writer import CONFLICT_RETRIES, post_event
 from cadre.core.accounting import (
     EPOCH_CHARGE_START,
     Charge,
@@ -56,7 +56,7 @@ from cadre.core.objects.events import event_about
 from cadre.core.scheduling import PassResult
 from cadre.core.training.lifecycle import status_patch
 
-log = structlog.get_logger("cadre.core.budget.status")
+log = structlog.get_logger("cadre.budgets")
 
 # A node that never reports a deleted pod's containers stopped: settle it this long after
 # its grace period ended, as stopped at the end of the grace period.
@@ -129,16 +129,24 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class BudgetKeeper:
+class BudgetWriter:
     def __init__(
-        self, kube: Kube, store: Store, config: OperatorConfig, notify: Callable[[], None]
+        self,
+        client: ApiClient,
+        store: Store,
+        config: OperatorConfig,
+        notify: Callable[[], None],
+        *,
+        clock: Callable[[], datetime] = _utcnow,
     ) -> None:
-        self.kube = kube
+        self.client = client
+        self._clock = clock
         self.store = store
         self.config = config
         self._notify_loop = notify
         self._rates = {f.name: Rates(*f.prices.as_decimals()) for f in config.flavors}
         self._inputs: dict[str, BudgetInputs] = {}
+        self._ledgers: dict[str, tuple[str, Ledger]] = {}
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._last_write: dict[str, float] = {}
@@ -234,7 +242,7 @@ class BudgetKeeper:
         return out
 
     async def settle(self) -> None:
-        now = _utcnow()
+        now = self._clock()
         going = self._going(now)
         if not going:
             return
@@ -247,31 +255,16 @@ class BudgetKeeper:
             if team is None:
                 release += pods  # no budget to charge
                 continue
-            before = ledger = self.store.ledgers.get(team, Ledger())
+            ledger = self._ledger(self.store.budgets[team])
             new = [p for p in pods if p.uid not in ledger.settled_pods]
             if new:
-                figures = self._figures(team, now)
-                if figures is None:
-                    release += pods
-                    continue
-                for pod in new:
-                    self._count(pod, now)
-                    ledger = ledger.settle(
-                        pod.uid,
-                        pod.usages,
-                        self._rates.get(pod.flavor or "", Rates()),
-                        current=figures.current,
-                        previous=figures.previous,
-                        now=now,
-                    )
-                self.store.ledgers[team] = ledger
-                if not await self._write(team, now, force=True):
-                    # Not recorded: the pods stay held and are settled again next round.
-                    self.store.ledgers[team] = before
-                    continue
-                SETTLED.inc(len(new))
-                log.info("pods settled", team=team, pods=len(new))
-            release += pods
+                settled = await self._write(team, now, force=True, settle=new)
+                if settled is None:
+                    continue  # not recorded: the pods stay held and are settled next round
+                if settled:
+                    SETTLED.inc(settled)
+                    log.info("pods settled", team=team, pods=settled)
+            release += pods  # in the ledger now (or already): their finalizer can go
         await asyncio.gather(*(self._release(p) for p in release))
 
     async def _release(self, pod: PodCharge) -> None:
@@ -283,7 +276,7 @@ class BudgetKeeper:
             return
         index = pod.finalizers.index(ACCOUNTING_FINALIZER)
         try:
-            updated = await self.kube.json_patch(
+            updated = await self.client.json_patch(
                 pod_path(pod.namespace, pod.name),
                 [
                     {
@@ -298,7 +291,7 @@ class BudgetKeeper:
             if err.status == 404:
                 self.store.drop_pod(pod.uid)
             elif err.status == 422:  # the list moved (the Job controller's finalizer)
-                fresh = await self.kube.get(pod_path(pod.namespace, pod.name))
+                fresh = await self.client.get(pod_path(pod.namespace, pod.name))
                 if fresh is None:
                     self.store.drop_pod(pod.uid)
                 else:
@@ -319,9 +312,26 @@ class BudgetKeeper:
                 out.setdefault(pod.team, []).append(pod)
         return out
 
+    def _ledger(self, budget: dict[str, Any]) -> Ledger:
+        """The budget's ledger as its status holds it (parsed once per version)."""
+        metadata = budget.get("metadata") or {}
+        key = (str(metadata.get("name")), str(metadata.get("resourceVersion")))
+        cached = self._ledgers.get(key[0])
+        if cached is not None and cached[0] == key[1]:
+            return cached[1]
+        ledger = Ledger.from_status((budget.get("status") or {}).get("ledger"))
+        self._ledgers[key[0]] = (key[1], ledger)
+        return ledger
+
     def _figures(
-        self, team: str, now: datetime, pods: Iterable[PodCharge] | None = None
-    ) -> BudgetFigures | None:
+        self,
+        team: str,
+        now: datetime,
+        pods: Iterable[PodCharge] | None = None,
+        settle: Iterable[PodCharge] = (),
+    ) -> tuple[BudgetFigures, int] | None:
+        """The budget's figures from its status's ledger, with the charges of `settle` (pods
+        that went) added to it; and how many of those were not in the ledger yet."""
         budget = self.store.budgets.get(team)
         if budget is None:
             return None
@@ -331,16 +341,31 @@ class BudgetKeeper:
             return None
         if pods is None:
             pods = [p for p in self.store.pods.values() if p.team == team]
-        ledger = self.store.ledgers.get(team, Ledger())
+        pods = list(pods)
+        ledger = self._ledger(budget)
         ledger = ledger.forget_pods(set(ledger.settled_pods) - set(self.store.pods))
+        settle = [p for p in settle if p.uid not in ledger.settled_pods]
+        if settle:
+            windows = budget_figures(
+                spec, ledger, pods, rates=self._rates, now=now, tz=self.config.timezone
+            )
+            for pod in settle:
+                self._count(pod, now)
+                ledger = ledger.settle(
+                    pod.uid,
+                    pod.usages,
+                    self._rates.get(pod.flavor or "", Rates()),
+                    current=windows.current,
+                    previous=windows.previous,
+                    now=now,
+                )
         figures = budget_figures(
             spec, ledger, pods, rates=self._rates, now=now, tz=self.config.timezone
         )
-        self.store.ledgers[team] = figures.ledger
-        return figures
+        return figures, len(settle)
 
     async def refresh(self, *, full: bool) -> None:
-        now = _utcnow()
+        now = self._clock()
         if not self._baselined:
             # Counters count what runs while this process runs: pods that ran before it
             # started are their starting point (the budget's status has the exact sums).
@@ -364,43 +389,68 @@ class BudgetKeeper:
         *,
         force: bool,
         pods: list[PodCharge] | None = None,
-    ) -> bool:
-        """Compute and write one budget's status; False when the write failed."""
-        figures = self._figures(name, now, pods)
-        budget = self.store.budgets.get(name)
-        if figures is None or budget is None:
-            return True
-        inputs = self._inputs.get(name, BudgetInputs())
+        settle: list[PodCharge] | None = None,
+    ) -> int | None:
+        """Compute and write one budget's status, with the charges of the pods in `settle`
+        added to its ledger. The write carries the resourceVersion the ledger was read
+        from: a 409 re-reads the budget and computes again, so a charge is never lost or
+        counted twice, whoever wrote in between. Returns how many pods were settled, or
+        None when the write failed."""
+        path = budget_path(name)
+        for _ in range(CONFLICT_RETRIES):
+            budget = self.store.budgets.get(name)
+            computed = self._figures(name, now, pods, settle or ())
+            if computed is None or budget is None:
+                return 0 if not settle else None
+            figures, settled = computed
+            self._spend_state(name, figures)
+            inputs = self._inputs.get(name, BudgetInputs())
+            self._export(name, budget, inputs, figures)
+            status, events = budget_status(
+                budget, inputs, figures, currency=self.config.currency, now=now
+            )
+            patch = status_patch(budget.get("status"), status)
+            if patch is None:
+                return settled
+            due = (
+                time.monotonic() - self._last_write.get(name, float("-inf")) >= _MIN_WRITE_INTERVAL
+            )
+            if not (force or events or due):
+                self._dirty.add(name)
+                self._wake.set()
+                return settled
+            base = str((budget.get("metadata") or {}).get("resourceVersion") or "")
+            try:
+                updated = await self.client.patch_status(path, patch, resource_version=base or None)
+            except ApiError as err:
+                if err.status == 404:
+                    return 0 if not settle else None
+                if err.status == 409:
+                    fresh = await self.client.get(path)
+                    if fresh is None:
+                        return None
+                    self.store.upsert_budget(fresh, read=True)
+                    continue
+                log.warning("writing a budget's status", budget=name, error=str(err))
+                return None
+            except NotLeaderError:
+                return None
+            self.writes += 1
+            self._last_write[name] = time.monotonic()
+            self.store.upsert_budget(updated, written_from=base)
+            for kind, reason, message in events:
+                self._post(updated, kind, reason, message, now)
+            return settled
+        log.warning("a budget's status still conflicts; trying again later", budget=name)
+        return None
+
+    def _spend_state(self, name: str, figures: BudgetFigures) -> None:
+        """Hand the admission core the team's spend state (a change wakes the loop)."""
         spend = figures.scheduling_spend(self.config.currency)
         previous = self.store.spend.get(name)
         self.store.spend[name] = spend
         if previous is None or (previous.state, previous.policy) != (spend.state, spend.policy):
             self._notify_loop()
-        self._export(name, budget, inputs, figures)
-        status, events = budget_status(
-            budget, inputs, figures, currency=self.config.currency, now=now
-        )
-        patch = status_patch(budget.get("status"), status)
-        if patch is None:
-            return True
-        due = time.monotonic() - self._last_write.get(name, float("-inf")) >= _MIN_WRITE_INTERVAL
-        if not (force or events or due):
-            self._dirty.add(name)
-            self._wake.set()
-            return True
-        try:
-            updated = await self.kube.patch_status(budget_path(name), patch)
-        except ApiError as err:
-            if err.status != 404:
-                log.warning("writing a budget's status", budget=name, error=str(err))
-                return False
-            return True
-        self.writes += 1
-        self._last_write[name] = time.monotonic()
-        self.store.upsert_budget(updated)
-        for kind, reason, message in events:
-            self._post(updated, kind, reason, message, now)
-        return True
 
     def _post(
         self, budget: dict[str, Any], kind: str, reason: str, message: str, now: datetime
@@ -423,7 +473,7 @@ class BudgetKeeper:
             now=now,
         )
 
-        task = asyncio.create_task(post_event(self.kube, event))
+        task = asyncio.create_task(post_event(self.client, event))
         self._posting.add(task)
         task.add_done_callback(self._posting.discard)
 
@@ -520,4 +570,4 @@ def _with_finalizers(pod: PodCharge, finalizers: tuple[str, ...]) -> PodCharge:
     return replace(pod, finalizers=finalizers)
 
 
-__all__ = ["BudgetKeeper"]
+__all__ = ["BudgetWriter"]

@@ -1,61 +1,134 @@
-"""The only module that talks to the Kubernetes API (besides Kopf's own watches).
+"""The one client Cadre uses to talk to the API server (Kopf's watch streams aside).
 
-Raw JSON on plain dicts: the kubernetes client's `ApiClient` does authentication, TLS and
-connection pooling; requests are serialised by `param_serialize` and sent by `call_api`
-without any model (de)serialisation (the legacy `_preload_content=False` path), which is
-slow for big lists. Blocking calls run in threads through `asyncio.to_thread`.
+Raw JSON on plain dicts over one pooled `aiohttp` session (the library Kopf uses too):
+no generated models, no thread pool. The `kubernetes` package is used only to read a
+kubeconfig. Every call:
 
-Every request carries the user agent `cadre-operator/<version>` and is counted in the
-`cadre_api_requests_total{verb,resource,code}` metric, so API writes per TrainingJob can
-be measured.
+- has a timeout (`api.timeoutSeconds` per attempt);
+- is retried with exponential backoff and jitter (tenacity) on 429 (honouring
+  `Retry-After`), 500/502/503/504 and network errors, up to `api.retries` times; when it
+  gives up it says so in one log line and raises `ApiError` (a network failure too:
+  `ApiUnreachableError`), so a caller never dies on an exception it does not expect;
+- is counted in `cadre_api_requests_total{verb,resource,code}` (with the user agent
+  `cadre-operator/<version>`, the API server's audit log tells Cadre's requests apart).
+
+Writes (POST, PUT, PATCH, DELETE) pass the write gate first: a replica that does not hold
+the leader's Lease, or whose renewal deadline has passed, raises `NotLeaderError` instead of
+writing. The gate is checked before each attempt and again once the connection is taken
+from the pool, right before the request goes on the wire (see `leader.py`: fencing).
+
+A write is retried only where that is safe: conditional writes (a resourceVersion, a UID
+precondition, a JSON patch `test`) fail cleanly the second time, a create meets its own
+object (409: read back), and Cadre's merge patches set values rather than add to them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
+import ssl
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlencode
 
+import aiohttp
+import structlog
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 from cadre import __version__
+from cadre.controller.faults import FaultInjector
+
+log = structlog.get_logger("cadre.client")
 
 USER_AGENT: Final = f"cadre-operator/{__version__}"
 MERGE_PATCH: Final = "application/merge-patch+json"
 JSON_PATCH: Final = "application/json-patch+json"
+WRITE_VERBS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+RETRY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
+_MAX_RETRY_AFTER: Final = 60.0
 
 API_REQUESTS = Counter(
     "cadre_api_requests_total",
-    "Requests the operator sent to the Kubernetes API (Kopf's watches not included).",
+    "Requests the operator sent to the Kubernetes API, each attempt (Kopf's watches not "
+    "included); code is the HTTP status, or timeout / network.",
     ["verb", "resource", "code"],
+)
+API_RETRIES = Counter(
+    "cadre_api_retries_total",
+    "Attempts of an API call that failed and were retried.",
+    ["verb", "resource"],
+)
+API_FAILURES = Counter(
+    "cadre_api_failures_total",
+    "API calls given up after their retries (the caller decides what next).",
+    ["verb", "resource"],
+)
+API_SECONDS = Histogram(
+    "cadre_api_request_duration_seconds",
+    "Time of one API call, its retries included.",
+    ["verb"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 
 
 class ApiError(Exception):
-    """A non-2xx answer of the API server."""
+    """A non-2xx answer of the API server (or, as `ApiUnreachableError`, none at all)."""
 
-    def __init__(self, method: str, path: str, status: int, body: bytes) -> None:
+    def __init__(self, method: str, path: str, status: int, body: bytes | str = b"") -> None:
         self.method = method
         self.path = path
         self.status = status
         self.reason = ""
-        self.message = body.decode("utf-8", errors="replace")[:2000]
+        raw = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+        self.message = raw[:2000]
+        self.retry_after: float | None = None
         try:
-            data = json.loads(body)
+            data = json.loads(raw) if raw else None
             if isinstance(data, dict):
                 self.reason = str(data.get("reason") or "")
                 self.message = str(data.get("message") or self.message)
         except ValueError:
             pass
         super().__init__(f"{method} {path}: {status} {self.reason}: {self.message}")
+
+    @property
+    def retryable(self) -> bool:
+        return self.status in RETRY_STATUSES
+
+
+class ApiUnreachableError(ApiError):
+    """No answer: a timeout or a network error (status 0)."""
+
+    def __init__(self, method: str, path: str, cause: BaseException) -> None:
+        kind = "timeout" if isinstance(cause, TimeoutError) else "network"
+        super().__init__(method, path, 0, f"{kind}: {cause!r}")
+        self.kind = kind
+        self.reason = "Timeout" if kind == "timeout" else "NetworkError"
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+
+class NotLeaderError(Exception):
+    """A write was refused before it was sent: this replica does not hold the lease."""
+
+    def __init__(self, method: str, path: str) -> None:
+        super().__init__(f"{method} {path}: not sent, this replica is not the leader")
+        self.method = method
+        self.path = path
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,14 +165,24 @@ def load_configuration(kubeconfig: str | None = None) -> k8s_client.Configuratio
     return configuration
 
 
+def service_account_namespace() -> str | None:
+    """The namespace of the pod's ServiceAccount (in-cluster), if mounted."""
+    directory = os.environ.get("CADRE_SERVICEACCOUNT_DIR") or SERVICEACCOUNT_DIR
+    try:
+        with open(os.path.join(directory, "namespace"), encoding="utf-8") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
 def _load_incluster(configuration: k8s_client.Configuration, directory: str | None) -> None:
     """In-cluster: host from $KUBERNETES_SERVICE_HOST/PORT, CA and token from `directory`
     (default SERVICEACCOUNT_DIR), the token re-read as soon as its file changes.
 
-    The client's own loader re-reads the file only once a minute (its
-    `refresh_api_key_hook`); that is enough for kubelet's rotation, where the old token
-    stays valid until it expires, but not for a token revoked at once (its bound object
-    deleted): Kopf's re-login and Cadre's next request would send the dead token again.
+    The kubernetes package's loader re-reads the file only once a minute; that is enough
+    for kubelet's rotation, where the old token stays valid until it expires, but not for
+    a token revoked at once (its bound object deleted): Kopf's re-login and Cadre's next
+    request would send the dead token again.
     """
     directory = directory or SERVICEACCOUNT_DIR
     token_file = os.path.join(directory, "token")
@@ -108,15 +191,15 @@ def _load_incluster(configuration: k8s_client.Configuration, directory: str | No
         cert_filename=os.path.join(directory, "ca.crt"),
         try_refresh_token=False,  # _TokenFile below refreshes instead
     ).load_and_set(configuration)
-    # The client declares the hook as `None` only (no type for a callable).
+    # The package declares the hook as `None` only (no type for a callable).
     configuration.refresh_api_key_hook = _TokenFile(token_file)  # type: ignore[assignment]
 
 
 class _TokenFile:
-    """A `refresh_api_key_hook` (the client calls it on every `get_api_key_with_prefix`:
-    each request of `Kube`, and `credentials_of` in Kopf's login handler): the token file
-    is read again when it changed (kubelet swaps it atomically: a new inode) or a minute
-    passed; a missing or empty file keeps the token in use."""
+    """A `refresh_api_key_hook` (called for every request's Authorization header and by
+    `credentials_of` in Kopf's login handler): the token file is read again when it
+    changed (kubelet swaps it atomically: a new inode) or a minute passed; a missing or
+    empty file keeps the token in use."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -144,9 +227,7 @@ class _TokenFile:
 
 
 def credentials_of(configuration: k8s_client.Configuration) -> Credentials:
-    header = configuration.get_api_key_with_prefix(
-        "BearerToken"
-    ) or configuration.get_api_key_with_prefix("authorization")
+    header = _authorization(configuration)
     parts = header.split(" ", 1) if header else []
     scheme, token = (None, None)
     if len(parts) == 1:
@@ -164,7 +245,27 @@ def credentials_of(configuration: k8s_client.Configuration) -> Credentials:
     )
 
 
-def _resource_of(path: str) -> str:
+def _authorization(configuration: k8s_client.Configuration) -> str | None:
+    """The Authorization header value (the refresh hook re-reads a rotated token)."""
+    value = configuration.get_api_key_with_prefix("BearerToken")
+    if not value:
+        value = configuration.get_api_key_with_prefix("authorization")
+    return str(value) if value else None
+
+
+def ssl_context_of(configuration: k8s_client.Configuration) -> ssl.SSLContext | bool:
+    if not configuration.host.startswith("https"):
+        return False
+    context = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
+    if configuration.cert_file:
+        context.load_cert_chain(configuration.cert_file, keyfile=configuration.key_file)
+    if not configuration.verify_ssl:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def resource_of(path: str) -> str:
     """`jobs`, `trainingjobs/status`... from an API path, for the metric's label."""
     parts = [p for p in path.split("?", 1)[0].split("/") if p]
     if "namespaces" in parts:
@@ -180,15 +281,21 @@ def _resource_of(path: str) -> str:
     return parts[0] if parts else "unknown"
 
 
+_PLURALS: Final = {
+    "Job": "jobs",
+    "Service": "services",
+    "TrainingJob": "trainingjobs",
+    "Event": "events",
+    "Lease": "leases",
+    "ConfigMap": "configmaps",
+    "Pod": "pods",
+}
+
+
 def collection_path(obj: Mapping[str, Any]) -> str:
     """The collection URL of a namespaced object (`apiVersion`, `kind`, namespace)."""
     api_version = str(obj["apiVersion"])
-    plural = {
-        "Job": "jobs",
-        "Service": "services",
-        "TrainingJob": "trainingjobs",
-        "Event": "events",
-    }[str(obj["kind"])]
+    plural = _PLURALS[str(obj["kind"])]
     prefix = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
     return f"{prefix}/namespaces/{obj['metadata']['namespace']}/{plural}"
 
@@ -213,50 +320,101 @@ def budget_path(name: str) -> str:
     return f"/apis/cadre.dev/v1alpha1/resourcebudgets/{name}"
 
 
-class Kube:
+def lease_path(namespace: str, name: str) -> str:
+    return f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSettings:
+    timeout_seconds: float = 30.0
+    """Per attempt; a list is read in pages, each page is an attempt."""
+    connect_timeout_seconds: float = 5.0
+    retries: int = 5
+    """Attempts after the first on 429, 5xx and network errors."""
+    backoff_initial_seconds: float = 0.2
+    backoff_max_seconds: float = 10.0
+    max_connections: int = 64
+
+
+WriteGate = Callable[[], bool]
+
+
+class ApiClient:
     """Async JSON access to the API server; plain dicts in and out."""
 
-    def __init__(self, configuration: k8s_client.Configuration) -> None:
+    def __init__(
+        self,
+        configuration: k8s_client.Configuration,
+        settings: ClientSettings | None = None,
+        *,
+        user_agent: str = USER_AGENT,
+        faults: FaultInjector | None = None,
+    ) -> None:
         self.configuration = configuration
-        self._client = k8s_client.ApiClient(configuration)
-        self._client.user_agent = USER_AGENT
-        self._auth = ["BearerToken"]
+        self.settings = settings or ClientSettings()
+        self.user_agent = user_agent
+        self.faults = faults
+        self.write_gate: WriteGate | None = None
+        """None: every write goes (tools, tests). Set by the leader elector."""
+        self.on_recovered: Callable[[], None] | None = None
+        """Called when a call succeeds after calls failed for want of an answer (the API
+        server was unreachable): watches may have missed events, time for a resync."""
+        self._unreachable_since: float | None = None
+        self._backoff = wait_exponential_jitter(
+            multiplier=self.settings.backoff_initial_seconds,
+            max=self.settings.backoff_max_seconds,
+            jitter=self.settings.backoff_initial_seconds,
+        )
+        self._server = configuration.host.rstrip("/")
+        self._ssl = ssl_context_of(configuration)
+        self._session: aiohttp.ClientSession | None = None
 
     @classmethod
-    def connect(cls, kubeconfig: str | None = None) -> Kube:
-        return cls(load_configuration(kubeconfig))
+    def connect(
+        cls,
+        kubeconfig: str | None = None,
+        settings: ClientSettings | None = None,
+        **kwargs: Any,
+    ) -> ApiClient:
+        return cls(load_configuration(kubeconfig), settings, **kwargs)
 
-    def close(self) -> None:
-        self._client.close()  # type: ignore[no-untyped-call]
+    def _get_session(self) -> aiohttp.ClientSession:
+        # Created lazily, inside the running event loop that uses it.
+        if self._session is None or self._session.closed:
+            fence = aiohttp.TraceConfig()
+            fence.on_connection_create_end.append(self._fence_check)
+            fence.on_connection_reuseconn.append(self._fence_check)
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    ssl=self._ssl, limit=self.settings.max_connections, limit_per_host=0
+                ),
+                timeout=aiohttp.ClientTimeout(
+                    total=self.settings.timeout_seconds,
+                    connect=self.settings.connect_timeout_seconds,
+                ),
+                headers={"User-Agent": self.user_agent, "Accept": "application/json"},
+                trace_configs=[fence],
+                trust_env=False,
+            )
+        return self._session
 
-    def _request(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        content_type: str = "application/json",
-        ok: tuple[int, ...] = (),
-    ) -> tuple[int, Any]:
-        headers = {"Accept": "application/json"}
-        if body is not None:
-            headers["Content-Type"] = content_type
-        _, url, header_params, serialized, _ = self._client.param_serialize(
-            method=method,
-            resource_path=path,
-            header_params=headers,
-            body=body,
-            auth_settings=self._auth,
-        )
-        response = self._client.call_api(
-            method, url, header_params=header_params, body=serialized, _request_timeout=60
-        )
-        raw = response.read()  # type: ignore[no-untyped-call]
-        verb = method if "watch" not in path else "WATCH"
-        API_REQUESTS.labels(verb, _resource_of(path), str(response.status)).inc()
-        if 200 <= response.status < 300 or response.status in ok:
-            return response.status, (json.loads(raw) if raw else None)
-        raise ApiError(method, path, response.status, raw)
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
+    # -- the write gate -----------------------------------------------------------------
+    async def _fence_check(
+        self, _session: aiohttp.ClientSession, context: Any, _params: Any
+    ) -> None:
+        ctx = context.trace_request_ctx
+        if isinstance(ctx, dict) and ctx.get("fenced") and not self._may_write():
+            raise NotLeaderError(ctx["method"], ctx["path"])
+
+    def _may_write(self) -> bool:
+        return self.write_gate is None or self.write_gate()
+
+    # -- requests -------------------------------------------------------------------------
     async def request(
         self,
         method: str,
@@ -264,9 +422,136 @@ class Kube:
         body: Any = None,
         content_type: str = "application/json",
         ok: tuple[int, ...] = (),
+        *,
+        fenced: bool = True,
+        retries: int | None = None,
     ) -> tuple[int, Any]:
-        return await asyncio.to_thread(self._request, method, path, body, content_type, ok)
+        """Send one call (with its retries); returns (status, decoded body). Statuses in
+        `ok` are answers, not errors. `fenced=False` only for the leader's own Lease."""
+        resource = resource_of(path)
+        started = time.perf_counter()
+        attempts = 1 + (self.settings.retries if retries is None else retries)
 
+        def before_sleep(state: RetryCallState) -> None:
+            API_RETRIES.labels(method, resource).inc()
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(attempts),
+            wait=self._wait,
+            retry=retry_if_exception(_retryable),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    result = await self._attempt(
+                        method, path, body, content_type, ok, fenced, resource
+                    )
+        except NotLeaderError:
+            raise
+        except ApiError as err:
+            if err.retryable and attempts > 1:  # a single try is its caller's to report
+                API_FAILURES.labels(method, resource).inc()
+                log.error(
+                    "API call failed after retries: giving up",
+                    verb=method,
+                    path=path.split("?", 1)[0],
+                    attempts=attempts,
+                    status=err.status,
+                    reason=err.reason,
+                    error=err.message[:300],
+                )
+            raise
+        finally:
+            API_SECONDS.labels(method).observe(time.perf_counter() - started)
+        if self._unreachable_since is not None:
+            down = time.monotonic() - self._unreachable_since
+            self._unreachable_since = None
+            log.info("API server reachable again", seconds=round(down, 1))
+            if self.on_recovered is not None:
+                self.on_recovered()
+        return result
+
+    def _wait(self, state: RetryCallState) -> float:
+        backoff = self._backoff(state)
+        outcome = state.outcome
+        err = outcome.exception() if outcome is not None else None
+        if isinstance(err, ApiError) and err.retry_after is not None:
+            return max(backoff, min(err.retry_after, _MAX_RETRY_AFTER))
+        return float(backoff)
+
+    async def _attempt(  # noqa: PLR0917 (one attempt of `request`, same arguments)
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        content_type: str,
+        ok: tuple[int, ...],
+        fenced: bool,
+        resource: str,
+    ) -> tuple[int, Any]:
+        write = method in WRITE_VERBS
+        if write and fenced and not self._may_write():
+            raise NotLeaderError(method, path)
+        fault = self.faults.take(method, resource) if self.faults is not None else None
+        if isinstance(fault, int):
+            API_REQUESTS.labels(method, resource, str(fault)).inc()
+            err = ApiError(method, path, fault, json.dumps({"reason": "InjectedFault"}))
+            if fault == 429:
+                err.retry_after = 0.0
+            raise err
+        if fault in ("timeout", "network"):
+            API_REQUESTS.labels(method, resource, fault).inc()
+            cause: BaseException = (
+                TimeoutError("injected") if fault == "timeout" else ConnectionError("injected")
+            )
+            raise self._unreachable(method, path, cause)
+        headers = {}
+        authorization = _authorization(self.configuration)
+        if authorization:
+            headers["Authorization"] = authorization
+        data = None
+        if body is not None:
+            headers["Content-Type"] = content_type
+            data = json.dumps(body, separators=(",", ":"))
+        try:
+            async with self._get_session().request(
+                method,
+                self._server + path,
+                data=data,
+                headers=headers,
+                trace_request_ctx={"fenced": write and fenced, "method": method, "path": path},
+            ) as response:
+                raw = await response.read()
+                status = response.status
+                retry_after = response.headers.get("Retry-After")
+        except NotLeaderError:
+            raise
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            API_REQUESTS.labels(
+                method, resource, "timeout" if isinstance(exc, TimeoutError) else "network"
+            ).inc()
+            raise self._unreachable(method, path, exc) from exc
+        API_REQUESTS.labels(method, resource, str(status)).inc()
+        if fault == "lost-response":
+            raise self._unreachable(method, path, TimeoutError("injected: answer lost"))
+        if 200 <= status < 300 or status in ok:
+            return status, (json.loads(raw) if raw else None)
+        err = ApiError(method, path, status, raw)
+        if retry_after is not None:
+            try:
+                err.retry_after = float(retry_after)
+            except ValueError:
+                err.retry_after = None
+        raise err
+
+    def _unreachable(self, method: str, path: str, cause: BaseException) -> ApiUnreachableError:
+        if self._unreachable_since is None:
+            self._unreachable_since = time.monotonic()
+        return ApiUnreachableError(method, path, cause)
+
+    # -- verbs ----------------------------------------------------------------------------
     async def get(self, path: str) -> dict[str, Any] | None:
         """The object, or None when it does not exist."""
         status, data = await self.request("GET", path, ok=(404,))
@@ -275,23 +560,31 @@ class Kube:
     async def list(
         self, path: str, label_selector: str | None = None, page_size: int = 500
     ) -> list[dict[str, Any]]:
-        """Every item of a collection, read in pages."""
-        items: list[dict[str, Any]] = []
-        token: str | None = None
+        """Every item of a collection, read in pages: one consistent snapshot (the pages
+        of one list share its resourceVersion; an expired continue token starts over)."""
         while True:
-            query: dict[str, str] = {"limit": str(page_size)}
-            if label_selector:
-                query["labelSelector"] = label_selector
-            if token:
-                query["continue"] = token
-            _, data = await self.request("GET", f"{path}?{urlencode(query)}")
-            items.extend(data.get("items") or [])
-            token = (data.get("metadata") or {}).get("continue")
-            if not token:
-                return items
+            items: list[dict[str, Any]] = []
+            token: str | None = None
+            try:
+                while True:
+                    query: dict[str, str] = {"limit": str(page_size)}
+                    if label_selector:
+                        query["labelSelector"] = label_selector
+                    if token:
+                        query["continue"] = token
+                    _, data = await self.request("GET", f"{path}?{urlencode(query)}")
+                    items.extend(data.get("items") or [])
+                    token = (data.get("metadata") or {}).get("continue")
+                    if not token:
+                        return items
+            except ApiError as err:
+                if err.status != 410 or token is None:
+                    raise
+                log.info("list continue token expired; listing again", path=path)
 
     async def create(self, obj: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
-        """Create `obj`; if it is already there (409), read it. Returns (object, created)."""
+        """Create `obj`; if it is already there (409), read it. Returns (object, created).
+        A create retried after a lost answer meets its own object here."""
         path = collection_path(obj)
         status, data = await self.request("POST", path, dict(obj), ok=(409,))
         if status != 409 or "name" not in obj["metadata"]:
@@ -302,8 +595,20 @@ class Kube:
             return data, True
         return existing, False
 
-    async def merge_patch(self, path: str, patch: Mapping[str, Any]) -> dict[str, Any]:
-        _, data = await self.request("PATCH", path, dict(patch), MERGE_PATCH)
+    async def replace(self, path: str, obj: Mapping[str, Any], *, fenced: bool = True) -> Any:
+        """PUT the whole object (its metadata.resourceVersion makes it conditional)."""
+        _, data = await self.request("PUT", path, dict(obj), fenced=fenced)
+        return data
+
+    async def merge_patch(
+        self, path: str, patch: Mapping[str, Any], *, resource_version: str | None = None
+    ) -> dict[str, Any]:
+        """RFC 7386 merge patch; with `resource_version`, applied only to that version
+        (409 otherwise)."""
+        body = dict(patch)
+        if resource_version is not None:
+            body["metadata"] = {**(body.get("metadata") or {}), "resourceVersion": resource_version}
+        _, data = await self.request("PATCH", path, body, MERGE_PATCH)
         return dict(data)
 
     async def json_patch(
@@ -313,15 +618,30 @@ class Kube:
         _, data = await self.request("PATCH", path, [dict(o) for o in operations], JSON_PATCH)
         return dict(data)
 
-    async def patch_status(self, path: str, status: Mapping[str, Any]) -> dict[str, Any]:
-        """Merge-patch the status subresource with `{"status": status}`."""
-        _, data = await self.request(
-            "PATCH", f"{path}/status", {"status": dict(status)}, MERGE_PATCH
+    async def patch_status(
+        self, path: str, status: Mapping[str, Any], *, resource_version: str | None = None
+    ) -> dict[str, Any]:
+        """Merge-patch the status subresource with `{"status": status}`; with
+        `resource_version`, only if the object is still at that version (409 otherwise)."""
+        return await self.merge_patch(
+            f"{path}/status", {"status": dict(status)}, resource_version=resource_version
         )
-        return dict(data)
 
-    async def delete(self, path: str, propagation: str = "Background") -> bool:
-        """Delete; False if it was already gone."""
-        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation}
-        status, _ = await self.request("DELETE", path, body, ok=(404,))
-        return status != 404
+    async def delete(
+        self, path: str, *, uid: str | None = None, propagation: str = "Background"
+    ) -> bool:
+        """Delete; False if it was already gone, or (with `uid`) is another object of the
+        same name now (the precondition failed: nothing was deleted)."""
+        body: dict[str, Any] = {
+            "kind": "DeleteOptions",
+            "apiVersion": "v1",
+            "propagationPolicy": propagation,
+        }
+        if uid is not None:
+            body["preconditions"] = {"uid": uid}
+        status, _ = await self.request("DELETE", path, body, ok=(404, 409))
+        return status not in (404, 409)
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, ApiError) and exc.retryable

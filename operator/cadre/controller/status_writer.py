@@ -1,10 +1,15 @@
-"""Effects on the API shared by the handlers and the admission loop.
+"""Conflict-safe writes of TrainingJob status, and the Job effects that go with them.
 
-Status writes go through `StatusWriter.update`: one asyncio lock per TrainingJob, so the
-loop and the Job handler never compute a status from the same base and overwrite each
-other's conditions (a merge patch replaces the conditions list whole); the base is the
-newest object known (the store keeps the answer of every write); nothing is written
-when the status would not change.
+`StatusWriter.update(key, fn)`: `fn` computes the wanted status from the newest known
+object; the difference is written as a merge patch that carries the resourceVersion it was
+computed from. A 409 (someone wrote in between, or the cache was behind) re-reads the
+object, computes again and retries, a few times; nothing is ever written from a stale
+base. One asyncio lock per TrainingJob keeps this replica's own writers (the admission
+loop, the reconciler, the queue writer) from racing each other for nothing.
+
+Job effects name the Job they mean: suspending or unsuspending is a JSON patch whose
+`test` operations check the Job's UID (and, for an admission, the spec hash the pass
+decided on), so a Job rebuilt in between is never the one admitted.
 """
 
 from __future__ import annotations
@@ -12,21 +17,25 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final, Literal
 
 import structlog
 
-from cadre.controller.client import ApiError, Kube, job_path, trainingjob_path
+from cadre.controller.client import ApiClient, ApiError, job_path, trainingjob_path
 from cadre.core.accounting import Rates
 from cadre.core.api.config import OperatorConfig
+from cadre.core.api.names import ANNOTATION_SPEC_HASH
 from cadre.core.cluster.store import Store
 from cadre.core.training.lifecycle import status_patch, transition_event, with_usage
 
-log = structlog.get_logger("cadre.controller.status_writer")
+log = structlog.get_logger("cadre.status")
 
 StatusFn = Callable[[dict[str, Any] | None, dict[str, Any]], dict[str, Any] | None]
 """(current status, whole object) -> the wanted status, or None for no change."""
+
+CONFLICT_RETRIES: Final = 5
 
 
 def utcnow() -> datetime:
@@ -34,13 +43,14 @@ def utcnow() -> datetime:
 
 
 class StatusWriter:
-    def __init__(self, kube: Kube, store: Store, config: OperatorConfig | None = None) -> None:
-        self.kube = kube
+    def __init__(self, client: ApiClient, store: Store, config: OperatorConfig) -> None:
+        self.client = client
         self.store = store
         self.config = config
         self._locks: dict[str, asyncio.Lock] = {}
         self._posting: set[asyncio.Task[None]] = set()
         self.writes = 0
+        self.conflicts = 0
         self.last_write: dict[str, float] = {}
         """TrainingJob key -> monotonic time of its last status write (to bound the
         writes of live figures such as worker counts)."""
@@ -52,7 +62,9 @@ class StatusWriter:
         return lock
 
     def forget(self, key: str) -> None:
-        self._locks.pop(key, None)
+        lock = self._locks.get(key)
+        if lock is not None and not lock.locked():
+            del self._locks[key]
         self.last_write.pop(key, None)
 
     async def update(
@@ -61,39 +73,49 @@ class StatusWriter:
         """Apply `fn` to the TrainingJob's newest known status and write the difference.
         Returns the object after the write (None if unknown, gone or unchanged).
         `locked`: the caller holds `lock(key)` already (to make an effect and its status
-        write one step, so that no handler writes in between)."""
+        write one step, so that no other writer of this replica comes in between)."""
         if locked:
             return await self._update(key, fn)
         async with self.lock(key):
             return await self._update(key, fn)
 
     async def _update(self, key: str, fn: StatusFn) -> dict[str, Any] | None:
-        tj = self.store.trainingjobs.get(key)
-        if tj is None:
-            return None
-        current = tj.get("status")
-        wanted = fn(current, tj)
-        if wanted is None:
-            return None
-        if self.config is not None:
+        namespace, name = key.split("/", 1)
+        path = trainingjob_path(namespace, name)
+        for _ in range(CONFLICT_RETRIES):
+            tj = self.store.trainingjobs.get(key)
+            if tj is None:
+                return None
+            current = tj.get("status")
+            wanted = fn(current, tj)
+            if wanted is None:
+                return None
             wanted = with_usage(
                 current, wanted, self.store.usages_of(key), rates_of(self.config, tj), utcnow()
             )
-        patch = status_patch(current, wanted)
-        if patch is None:
-            return None
-        namespace, name = key.split("/", 1)
-        try:
-            updated = await self.kube.patch_status(trainingjob_path(namespace, name), patch)
-        except ApiError as err:
-            if err.status == 404:
+            patch = status_patch(current, wanted)
+            if patch is None:
                 return None
-            raise
-        self.writes += 1
-        self.last_write[key] = time.monotonic()
-        self.store.upsert_trainingjob(updated)
-        self._announce(tj, current, updated.get("status"))
-        return updated
+            base = str(tj["metadata"].get("resourceVersion") or "")
+            try:
+                updated = await self.client.patch_status(path, patch, resource_version=base or None)
+            except ApiError as err:
+                if err.status == 404:
+                    return None
+                if err.status != 409:
+                    raise
+                self.conflicts += 1
+                fresh = await self.client.get(path)
+                if fresh is None:
+                    return None
+                self.store.upsert_trainingjob(fresh, read=True)
+                continue
+            self.writes += 1
+            self.last_write[key] = time.monotonic()
+            self.store.upsert_trainingjob(updated, written_from=base)
+            self._announce(tj, current, updated.get("status"))
+            return updated
+        raise ApiError("PATCH", path, 409, f"still conflicting after {CONFLICT_RETRIES} reads")
 
     def _announce(
         self,
@@ -105,24 +127,26 @@ class StatusWriter:
         event = transition_event(tj, before, after, utcnow())
         if event is None:
             return
-        task = asyncio.create_task(self._post(event))
+        self.post(event)
+
+    def post(self, event: dict[str, Any]) -> None:
+        task = asyncio.create_task(post_event(self.client, event))
         self._posting.add(task)
         task.add_done_callback(self._posting.discard)
 
-    async def _post(self, event: dict[str, Any]) -> None:
-        await post_event(self.kube, event)
 
-
-async def post_event(kube: Kube, event: dict[str, Any]) -> None:
+async def post_event(client: ApiClient, event: dict[str, Any]) -> None:
     """Post an Event; a failure is logged, never raised (an Event is a courtesy). A
     namespace being deleted refuses new objects: that is expected, not a warning."""
     try:
-        await kube.create(event)
+        await client.create(event)
     except ApiError as err:
         expected = err.status == 404 or (err.status == 403 and "being terminated" in str(err))
         (log.info if expected else log.warning)(
             "posting an event failed", error=str(err), reason=event.get("reason")
         )
+    except Exception as err:  # NotLeaderError: the lease was lost meanwhile; nothing to do
+        log.info("event not posted", error=str(err), reason=event.get("reason"))
 
 
 def rates_of(config: OperatorConfig, tj: dict[str, Any]) -> Rates:
@@ -134,20 +158,40 @@ def rates_of(config: OperatorConfig, tj: dict[str, Any]) -> Rates:
     return Rates()
 
 
-async def set_job_suspend(kube: Kube, store: Store, key: str, suspend: bool) -> bool:
-    """Suspend or unsuspend the Job of TrainingJob `key`; False if the Job is gone."""
-    namespace, name = key.split("/", 1)
-    job = store.jobs.get(key)
-    if job is not None and job.suspended == suspend:
-        return True
+@dataclass(frozen=True, slots=True)
+class JobRef:
+    """The Job an effect means: its name and UID (and, to admit it, its spec hash)."""
+
+    namespace: str
+    name: str
+    uid: str
+    spec_hash: str | None = None
+
+
+SuspendOutcome = Literal["done", "gone"]
+
+
+async def set_job_suspend(
+    client: ApiClient, store: Store, key: str, job: JobRef, *, suspend: bool
+) -> SuspendOutcome:
+    """Suspend or unsuspend the Job `job` of TrainingJob `key`. "gone": that Job no longer
+    exists, or another object of its name does (the UID or spec-hash test failed), and
+    nothing was changed. Other failures raise."""
+    operations: list[dict[str, Any]] = [{"op": "test", "path": "/metadata/uid", "value": job.uid}]
+    if job.spec_hash is not None and not suspend:
+        hash_path = "/metadata/annotations/" + ANNOTATION_SPEC_HASH.replace("/", "~1")
+        operations.append({"op": "test", "path": hash_path, "value": job.spec_hash})
+    operations.append({"op": "add", "path": "/spec/suspend", "value": suspend})
     try:
-        updated = await kube.merge_patch(
-            job_path(namespace, job.name if job else name), {"spec": {"suspend": suspend}}
-        )
+        updated = await client.json_patch(job_path(job.namespace, job.name), operations)
     except ApiError as err:
-        if err.status == 404:
-            return False
+        if err.status in (404, 422):
+            return "gone"
         raise
     store.upsert_job(updated)
+    if suspend:
+        store.unexpect(key)
+    else:
+        store.expect_admitted(key, job.uid)
     log.info("job suspended" if suspend else "job unsuspended", trainingjob=key)
-    return True
+    return "done"

@@ -31,6 +31,18 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--health-port", type=int, default=None, help="override the config's healthPort"
     )
     parser.add_argument(
+        "--identity",
+        default=None,
+        help="this replica's identity in the leader Lease and its user agent (default: "
+        "$POD_NAME or host and pid, with a random suffix)",
+    )
+    parser.add_argument(
+        "--enable-fault-injection",
+        action="store_true",
+        default=bool(os.environ.get("CADRE_FAULT_INJECTION")),
+        help=argparse.SUPPRESS,  # tests only: POST /debug/faults on the health port
+    )
+    parser.add_argument(
         "--log-format",
         choices=("auto", "json", "console"),
         default="auto",

@@ -1,32 +1,203 @@
-"""What every handler gets as Kopf's `memo`: the config, the API client, the store and
-the admission loop and the budget writer of this operator process (no module-level globals)."""
+"""The operator process's parts, wired once (Kopf's `memo`; no module-level globals).
+
+Every replica: the API client, the store and the cache (filled at start, relisted every
+`controller.resyncSeconds`), the leader elector. The leader only: the admission loop, the
+queue-status writer, the budget writer and the TrainingJob reconcilers, started once it
+holds the Lease and has read what the previous leader may have left (`sync_for_takeover`).
+A replica that loses the Lease stops them and asks the process to exit.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
+import time
 from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
 
 from cadre.controller.admission_loop import AdmissionLoop
-from cadre.controller.budget_writer import BudgetKeeper
-from cadre.controller.client import Kube
+from cadre.controller.budget_writer import BudgetWriter
+from cadre.controller.cache import Cache
+from cadre.controller.client import ApiClient, service_account_namespace
+from cadre.controller.leader import LeaderElector, default_identity
+from cadre.controller.queue_status import QueueStatusWriter
+from cadre.controller.runtime.health import HealthServer
+from cadre.controller.status_writer import StatusWriter
+from cadre.controller.trainingjobs import TrainingJobReconciler, log_reconcile_error
+from cadre.controller.workqueue import WorkQueue
 from cadre.core.api.config import OperatorConfig
 from cadre.core.cluster.store import Store
+
+log = structlog.get_logger("cadre.runtime")
+
+DEFAULT_LEASE_NAMESPACE = "cadre-system"
 
 
 @dataclass
 class Runtime:
     config: OperatorConfig
-    kube: Kube
+    client: ApiClient
     store: Store
+    cache: Cache
+    queue: WorkQueue
+    status: StatusWriter
+    queue_status: QueueStatusWriter
     loop: AdmissionLoop
-    budgets: BudgetKeeper
-    ttl_timers: dict[str, tuple[float, asyncio.Task[None]]] = field(default_factory=dict)
-    """TrainingJob key -> (when, task) of its deletion after spec.ttlAfterFinished."""
+    budgets: BudgetWriter
+    reconciler: TrainingJobReconciler
+    elector: LeaderElector | None
+    stop_flag: threading.Event = field(default_factory=threading.Event)
+    """Set to make Kopf stop (the Lease was lost): the process then exits with 1."""
+    lost_leadership: bool = False
+    started: bool = False
+    health_server: HealthServer | None = None
+    health_address: tuple[str, int] | None = None
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    _writers: list[asyncio.Task[Any]] = field(default_factory=list)
 
     @classmethod
-    def create(cls, config: OperatorConfig, kube: Kube) -> Runtime:
-        store = Store()
-        loop = AdmissionLoop(store, config, kube)
-        budgets = BudgetKeeper(kube, store, config, loop.notify)
+    def create(
+        cls, config: OperatorConfig, client: ApiClient, *, identity: str | None = None
+    ) -> Runtime:
+        store = Store(clock=time.monotonic)
+        queue = WorkQueue("trainingjobs")
+        status = StatusWriter(client, store, config)
+        queue_status = QueueStatusWriter(store, config, status)
+        loop = AdmissionLoop(client, store, config, status, queue_status)
+        budgets = BudgetWriter(client, store, config, loop.notify)
         loop.observers.append(budgets.after_pass)
-        return cls(config=config, kube=kube, store=store, loop=loop, budgets=budgets)
+        cache = Cache(
+            client,
+            store,
+            config,
+            changed=loop.notify,
+            reconcile=queue.add,
+            pod_changed=budgets.pod_changed,
+        )
+        reconciler = TrainingJobReconciler(
+            client, store, config, status=status, cache=cache, notify=loop.notify
+        )
+        runtime = cls(
+            config=config,
+            client=client,
+            store=store,
+            cache=cache,
+            queue=queue,
+            status=status,
+            queue_status=queue_status,
+            loop=loop,
+            budgets=budgets,
+            reconciler=reconciler,
+            elector=None,
+        )
+        election = config.leader_election
+        if election.enabled:
+            runtime.elector = LeaderElector(
+                client,
+                election,
+                identity=identity or default_identity(),
+                namespace=election.lease_namespace
+                or service_account_namespace()
+                or DEFAULT_LEASE_NAMESPACE,
+                on_started_leading=runtime.lead,
+                on_stopped_leading=runtime.step_down,
+            )
+            client.write_gate = runtime.elector.may_write
+        client.on_recovered = cache.trigger
+        return runtime
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Every replica: serve health, fill the cache, keep it in sync, stand for leader."""
+        if self.health_server is not None and self.health_address is not None:
+            await self.health_server.start(*self.health_address)
+        await self.cache.fill()
+        self.cache.start()
+        self.started = True
+        if self.elector is None:
+            await self.lead()
+        else:
+            self._tasks.append(asyncio.create_task(self.elector.run(), name="cadre leader"))
+
+    async def lead(self) -> None:
+        """The Lease is ours: read what decides admission afresh, then start writing."""
+        if self.elector is not None:
+            await self.cache.sync_for_takeover()
+        for key in self.store.trainingjobs:
+            self.queue.add(key)
+        self.loop.start()
+        self.queue_status.start()
+        self.budgets.start()
+        self._writers.append(
+            asyncio.create_task(
+                self.queue.run_workers(
+                    self.config.controller.workers,
+                    self.reconciler.reconcile,
+                    log_reconcile_error,
+                ),
+                name="cadre reconcilers",
+            )
+        )
+        log.info("leading: admission, budgets and reconcilers started")
+
+    def step_down(self) -> None:
+        """The Lease is lost (the write gate is already shut): stop and exit."""
+        self.lost_leadership = True
+        for task in self._writers:
+            task.cancel()
+        self.stop_flag.set()
+
+    async def stop(self) -> None:
+        """A graceful stop: writers first, then give the Lease up for the standby."""
+        await self.loop.stop()
+        await self.queue_status.stop()
+        await self.budgets.stop()
+        for task in self._writers:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.elector is not None:
+            await self.elector.release()
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.cache.stop()
+        await self.client.close()
+        if self.health_server is not None:
+            await self.health_server.stop()
+        # Kopf waits for a threading.Event stop flag in an executor thread: release it, or
+        # the event loop's shutdown waits for that thread forever.
+        self.stop_flag.set()
+
+    # -- health ------------------------------------------------------------------------------
+    def alive(self) -> bool:
+        """False when a task ended on its own (a bug): the liveness probe fails."""
+        tasks_ok = all(not t.done() for t in self._writers + self._tasks) or self.lost_leadership
+        return (
+            tasks_ok
+            and self.loop.alive()
+            and self.queue_status.alive()
+            and self.budgets.alive()
+            and self.cache.alive()
+        )
+
+    def ready(self) -> bool:
+        """Ready once the cache is filled (a standby is ready too: it can take over)."""
+        return self.cache.filled and not self.lost_leadership
+
+    def leading(self) -> bool:
+        return self.elector is None or self.elector.leading
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "leader": self.leading(),
+            "identity": self.elector.identity if self.elector else None,
+            "holder": self.elector.holder if self.elector else None,
+            "cache": {k: v for k, v in self.store.sizes().items() if v},
+            "admitted": sum(self.store.admitted(k) for k in self.store.trainingjobs),
+            "workqueue": len(self.queue),
+        }

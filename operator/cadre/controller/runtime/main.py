@@ -1,7 +1,9 @@
 """`cadre run`: load the config, start metrics and health endpoints, run Kopf.
 
-Kopf handles SIGTERM and SIGINT: it stops the watches, runs the cleanup handlers (the
-admission loop stops between two passes) and returns; the process exits 0.
+Kopf handles SIGTERM and SIGINT: it stops the watches, runs the cleanup handler (the
+writers stop between two steps, the leader gives its Lease up) and returns: exit 0. A
+replica that lost its Lease stops the same way and exits 1, so its Deployment restarts
+it as a standby.
 """
 
 from __future__ import annotations
@@ -17,13 +19,16 @@ from prometheus_client import start_http_server
 from pydantic import ValidationError
 
 from cadre import __version__
-from cadre.controller.client import Kube
+from cadre.controller.client import USER_AGENT, ApiClient, ClientSettings
+from cadre.controller.faults import FaultInjector
+from cadre.controller.leader import default_identity
 from cadre.controller.runtime.args import add_run_arguments
 from cadre.controller.runtime.context import Runtime
+from cadre.controller.runtime.health import HealthServer
 from cadre.controller.runtime.logs import configure_logging
 from cadre.core.api.config import OperatorConfig, parse_config
 
-log = structlog.get_logger("cadre.controller.runtime")
+log = structlog.get_logger("cadre.runtime")
 
 
 def load_config(path: str | None) -> OperatorConfig:
@@ -40,18 +45,37 @@ def load_config(path: str | None) -> OperatorConfig:
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     configure_logging(args.log_format)
-    kube = Kube.connect(args.kubeconfig)
+    identity = args.identity or default_identity()
+    faults = FaultInjector() if args.enable_fault_injection else None
+    api = config.api
+    client = ApiClient.connect(
+        args.kubeconfig,
+        ClientSettings(
+            timeout_seconds=api.timeout_seconds,
+            retries=api.retries,
+            backoff_max_seconds=api.backoff_max_seconds,
+            max_connections=api.max_connections,
+        ),
+        user_agent=f"{USER_AGENT} ({identity})",
+        faults=faults,
+    )
     metrics_port = config.metrics_port if args.metrics_port is None else args.metrics_port
     health_port = config.health_port if args.health_port is None else args.health_port
     server, _ = start_http_server(metrics_port, addr=args.bind_address)
     log.info(
         "cadre operator starting",
         version=__version__,
-        server=kube.configuration.host,
+        identity=identity,
+        server=client.configuration.host,
         metrics=f"http://{args.bind_address}:{server.server_port}/metrics",
         health=f"http://{args.bind_address}:{health_port}/healthz",
+        fault_injection=faults is not None,
     )
-    runtime = Runtime.create(config, kube)
+    runtime = Runtime.create(config, client, identity=identity)
+    runtime.health_server = HealthServer(
+        alive=runtime.alive, ready=runtime.ready, details=runtime.health, faults=faults
+    )
+    runtime.health_address = (args.bind_address, health_port)
 
     # Registers the settings, then the handlers, with Kopf's default registry.
     for module in ("cadre.controller.runtime.settings", "cadre.controller.handlers"):
@@ -61,14 +85,13 @@ def run(args: argparse.Namespace) -> int:
         kopf.run(
             clusterwide=True,
             standalone=True,
-            liveness_endpoint=f"http://{args.bind_address}:{health_port}/healthz",
             memo=runtime,
+            stop_flag=runtime.stop_flag,
         )
     finally:
         server.shutdown()
-        kube.close()
-        log.info("cadre operator stopped")
-    return 0
+        log.info("cadre operator stopped", lost_leadership=runtime.lost_leadership)
+    return 1 if runtime.lost_leadership else 0
 
 
 if __name__ == "__main__":

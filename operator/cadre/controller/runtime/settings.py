@@ -6,7 +6,6 @@ explicitly, with the reason, so an upgrade of Kopf cannot silently change behavi
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import aiohttp
@@ -33,16 +32,13 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     )
     settings.persistence.consistency_timeout = 5.0
 
-    # Kubernetes Events: only Kopf's warnings and errors (a handler that failed); Cadre
-    # posts its own transition events explicitly.
-    settings.posting.enabled = True
-    settings.posting.loggers = False
-    settings.posting.level = logging.WARNING
-    settings.posting.reporting_component = "cadre-operator"
-    settings.posting.event_name_prefix = "cadre-event-"
+    # Kopf posts no Events: a standby must never write, and Cadre's handlers only feed the
+    # cache (they cannot fail); Cadre posts its own transition Events from the leader.
+    settings.posting.enabled = False
 
-    # One operator per cluster (a Deployment with one replica and Recreate): no peering,
-    # no peering CRDs, no leases.
+    # Kopf's peering is not leader election (it pauses watchers, not Cadre's own tasks):
+    # every replica watches (a warm cache), and Cadre's own Lease decides who writes
+    # (`cadre.controller.leader`). So no peering, no peering CRDs.
     settings.peering.standalone = True
     settings.peering.mandatory = False
     settings.peering.clusterwide = True
@@ -71,7 +67,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.queueing.idle_timeout = 5.0
     settings.queueing.exit_timeout = 2.0
 
-    # Sync handlers (the probe) run in a small thread pool; every other handler is async.
+    # Every handler is async; sync ones (none today) would run in this small pool.
     settings.execution.max_workers = 4
 
     settings.networking.request_timeout = 60.0
@@ -88,7 +84,7 @@ async def login(memo: Runtime, **_: Any) -> kopf.AiohttpSession:
     """Kopf's session from the same credentials as Cadre's own client (kubeconfig flag,
     in-cluster, or the default kubeconfig), with Cadre's user agent so the API server's
     audit log tells the operator's requests apart."""
-    creds = credentials_of(memo.kube.configuration)
+    creds = credentials_of(memo.client.configuration)
     info = kopf.ConnectionInfo(
         server=creds.server,
         ca_path=creds.ca_path,

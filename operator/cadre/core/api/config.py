@@ -96,6 +96,87 @@ class AccountingSettings(CadreModel):
     )
 
 
+class ApiSettings(CadreModel):
+    """How Cadre's own calls to the API server behave (Kopf's watches have their own)."""
+
+    timeout_seconds: float = Field(
+        default=30, gt=0, le=600, description="Timeout of one attempt of one call."
+    )
+    retries: int = Field(
+        default=5,
+        ge=0,
+        le=20,
+        description="Retries of a call on 429 (after its Retry-After), 5xx and network "
+        "errors, with exponential backoff and jitter.",
+    )
+    backoff_max_seconds: float = Field(
+        default=10, gt=0, le=300, description="The longest wait between two attempts."
+    )
+    max_connections: int = Field(
+        default=64, ge=1, le=1024, description="Connections to the API server at most."
+    )
+
+
+class LeaderElectionSettings(CadreModel):
+    """One replica writes: the holder of a coordination.k8s.io Lease."""
+
+    enabled: bool = Field(
+        default=True,
+        description="Off only for a single replica that must run without a Lease (tests).",
+    )
+    lease_name: DnsLabel = Field(default="cadre-operator", description="The Lease's name.")
+    lease_namespace: str | None = Field(
+        default=None,
+        max_length=63,
+        description="The Lease's namespace; default: the operator's own (in a pod), else "
+        "cadre-system.",
+    )
+    lease_duration_seconds: float = Field(
+        default=15,
+        gt=0,
+        le=300,
+        description="A standby takes the Lease over when it was not renewed for this long.",
+    )
+    renew_deadline_seconds: float = Field(
+        default=10,
+        gt=0,
+        le=300,
+        description="The leader stops writing (and exits) when it could not renew for this "
+        "long: shorter than the lease duration, so it stops before anyone can take over.",
+    )
+    retry_period_seconds: float = Field(
+        default=2, gt=0, le=60, description="How often the leader renews, a standby tries."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LeaderElectionSettings:
+        if not (
+            self.retry_period_seconds < self.renew_deadline_seconds < self.lease_duration_seconds
+        ):
+            raise ValueError(
+                "leaderElection needs retryPeriodSeconds < renewDeadlineSeconds < "
+                "leaseDurationSeconds (the leader must stop writing before its lease can be "
+                "taken)"
+            )
+        return self
+
+
+class ControllerSettings(CadreModel):
+    """The reconcilers and the cache."""
+
+    resync_seconds: int = Field(
+        default=300,
+        ge=5,
+        le=86400,
+        description="Relist the cluster this often and drop what is gone (repairs what a "
+        "missed watch event left behind); also done at once when the API server is "
+        "reachable again after an outage.",
+    )
+    workers: int = Field(
+        default=16, ge=1, le=256, description="TrainingJobs reconciled at once, at most."
+    )
+
+
 class OperatorConfig(CadreModel):
     """Cadre's configuration: flavours, prices, priorities and operator knobs."""
 
@@ -117,6 +198,9 @@ class OperatorConfig(CadreModel):
     )
     admission: AdmissionSettings = Field(default_factory=AdmissionSettings)
     accounting: AccountingSettings = Field(default_factory=AccountingSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    leader_election: LeaderElectionSettings = Field(default_factory=LeaderElectionSettings)
+    controller: ControllerSettings = Field(default_factory=ControllerSettings)
     metrics_port: int = Field(default=9090, ge=1, le=65535)
     health_port: int = Field(default=8080, ge=1, le=65535)
 

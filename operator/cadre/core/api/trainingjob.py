@@ -196,6 +196,13 @@ class TrainingJobStatus(CadreModel):
     restarts: int | None = Field(
         default=None, ge=0, description="How many times the gang was restarted after a failure."
     )
+    restarted_job_uid: str | None = Field(
+        default=None,
+        alias="restartedJobUID",
+        max_length=64,
+        description="The UID of the failed Job the last restart was for: a restart is counted "
+        "once per failed Job, however often the operator retries it.",
+    )
     admitted_at: datetime | None = Field(default=None, description="When the gang was admitted.")
     start_time: datetime | None = Field(
         default=None, description="When all workers were first running."

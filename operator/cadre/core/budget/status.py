@@ -53,6 +53,7 @@ __all__ = [
     "budget_status",
     "format_cpu",
     "format_memory",
+    "spend_from_status",
     "team_inputs",
 ]
 
@@ -456,3 +457,27 @@ def budget_status(
         "conditions": conditions,
     }
     return status, events
+
+
+def spend_from_status(budget: Mapping[str, Any]) -> Spend | None:
+    """The team's spend state as its budget's status last recorded it: what the admission
+    core uses until this replica's budget writer has computed it afresh (a restart, a new
+    leader), so an exceeded budget never admits work in between. None: no state recorded."""
+    spend_status = (budget.get("status") or {}).get("spend") or {}
+    state = spend_status.get("state")
+    if state not in ("Ok", "Warning", "Exceeded"):
+        return None
+    policy = (budget.get("spec") or {}).get("spend") or {}
+    try:
+        spent = Decimal(str(spend_status.get("spent") or "0"))
+        limit = Decimal(str(policy.get("limit") or "0"))
+    except ArithmeticError:
+        spent = limit = Decimal(0)
+    return Spend(
+        state=SpendState(state),
+        policy=SpendPolicy(policy.get("whenExceeded") or "Queue"),
+        spent=spent,
+        limit=limit,
+        currency=str(spend_status.get("currency") or "USD"),
+        period=PERIOD_WORDS.get(str(policy.get("period") or "Monthly"), "month"),
+    )

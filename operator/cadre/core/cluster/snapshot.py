@@ -4,7 +4,11 @@ Which TrainingJobs are workloads:
 - a job whose children are not created yet (no Job in the store) is not (yet);
 - a finished Job, or a TrainingJob being deleted, holds nothing;
 - `spec.suspend: true` holds nothing, unless its Job still runs (it is being suspended);
-- admitted = its Job is unsuspended and not finished (the durable truth after a restart).
+- admitted = its Job is unsuspended and not finished (the durable truth after a restart),
+  or the store expects it to be (unsuspended by this replica, not yet seen by the watch);
+- a waiting job whose Job was built from an earlier spec (changed while it waited) is
+  not admitted until the Job is rebuilt (problem `Reshaping`): the pass decides on the
+  Job it names (its UID and spec hash), and that Job must be the spec's.
 
 A job that cannot be scheduled at all (no budget covers its namespace, no flavour, an
 unknown flavour or priority) is not given to the core; it is returned in `problems`
@@ -22,8 +26,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from cadre.core.api.config import OperatorConfig
+from cadre.core.api.names import ANNOTATION_SPEC_HASH
 from cadre.core.api.resourcebudget import ResourceAmounts, ResourceBudgetSpec
 from cadre.core.api.trainingjob import TrainingJobSpec
+from cadre.core.budget.status import spend_from_status
 from cadre.core.budget.teams import BudgetScope, budget_scope, resolve_team
 from cadre.core.cluster.store import NodeRecord, Store
 from cadre.core.objects import generation_of, parse_api_time
@@ -39,7 +45,7 @@ from cadre.core.scheduling import (
     Workload,
     capacity_from_nodes,
 )
-from cadre.core.training import GangRequest, gang_request
+from cadre.core.training import BuildError, GangRequest, build_job, gang_request
 from cadre.core.units.quantity import to_bytes, to_millicores
 
 __all__ = [
@@ -68,6 +74,9 @@ class WorkloadInfo:
     gpus: int
     generation: int
     admitted: bool
+    job_uid: str = ""
+    """The Job the pass decided on: an admission unsuspends only this one."""
+    spec_hash: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,20 +187,42 @@ def _parse(tj: Mapping[str, Any], config: OperatorConfig) -> _Parsed:
     return request, spec.priority
 
 
+def _expected_hash(tj: Mapping[str, Any], team: str | None, config: OperatorConfig) -> str | None:
+    """The spec hash of the Job the TrainingJob's spec builds now (None: it builds none)."""
+    metadata = tj.get("metadata") or {}
+    try:
+        job = build_job(
+            tj,
+            name=str(metadata.get("name", "")),
+            namespace=str(metadata.get("namespace", "")),
+            uid=str(metadata.get("uid", "")),
+            team=team,
+            config=config,
+        )
+    except BuildError:
+        return None
+    return str(job["metadata"]["annotations"][ANNOTATION_SPEC_HASH])
+
+
 def build_snapshot(
     store: Store,
     config: OperatorConfig,
-    cache: MutableMapping[tuple[str, str, int], _Parsed] | None = None,
+    cache: MutableMapping[Any, Any] | None = None,
 ) -> SnapshotBuild:
     """The admission core's input from the store. `cache` (kept by the caller between
-    passes) saves re-validating unchanged specs; keys are (key, uid, generation)."""
+    passes) saves re-validating unchanged specs and rebuilding their Jobs' hashes; keys
+    are (key, uid, generation[, team])."""
+    if cache is None:
+        cache = {}
     selectors = [FlavourSelector(f.name, dict(f.node_labels)) for f in config.flavors]
     flavours = capacity_from_nodes(selectors, (node_of(r, config) for r in store.nodes.values()))
-    teams = tuple(
-        replace(t, spend=store.spend[t.name]) if t.name in store.spend else t
-        for _, b in sorted(store.budgets.items())
-        if (t := _team(b)) is not None
-    )
+    teams: list[Team] = []
+    for _, budget in sorted(store.budgets.items()):
+        budget_team = _team(budget)
+        if budget_team is None:
+            continue
+        spend = store.spend.get(budget_team.name) or spend_from_status(budget)
+        teams.append(budget_team if spend is None else replace(budget_team, spend=spend))
     scopes: list[BudgetScope] = [budget_scope(b) for b in store.budgets.values()]
     team_of_ns: dict[str, str | None] = {}
     conflicts: dict[str, tuple[str, ...]] = {}
@@ -205,8 +236,9 @@ def build_snapshot(
         metadata = tj.get("metadata") or {}
         if job is None or job.finished or metadata.get("deletionTimestamp"):
             continue
+        running = store.admitted(key)
         suspend = bool((tj.get("spec") or {}).get("suspend", False))
-        if suspend and not job.running:
+        if suspend and not running:
             continue
         namespace = str(metadata.get("namespace", ""))
         if namespace not in team_of_ns:
@@ -217,18 +249,27 @@ def build_snapshot(
         team = team_of_ns[namespace]
         generation = generation_of(tj)
         cache_key = (key, str(metadata.get("uid", "")), generation)
-        parsed = cache.get(cache_key) if cache is not None else None
+        parsed = cache.get(cache_key)
         if parsed is None:
-            parsed = _parse(tj, config)
-            if cache is not None:
-                cache[cache_key] = parsed
+            parsed = cache[cache_key] = _parse(tj, config)
         if isinstance(parsed, Problem):
-            info[key] = WorkloadInfo(team, 0, generation, job.running)
+            info[key] = WorkloadInfo(team, 0, generation, running, job.uid, job.spec_hash)
             problems[key] = parsed
             continue
         request, priority = parsed
-        info[key] = WorkloadInfo(team, request.gpus, generation, job.running)
-        if namespace in conflicts and not job.running:
+        info[key] = WorkloadInfo(team, request.gpus, generation, running, job.uid, job.spec_hash)
+        if not running:
+            hash_key = (*cache_key, team)
+            if hash_key not in cache:
+                cache[hash_key] = _expected_hash(tj, team, config)
+            if cache[hash_key] != job.spec_hash:
+                problems[key] = Problem(
+                    "Reshaping",
+                    "the spec changed while the job waited: its Job is being rebuilt from "
+                    "the new spec",
+                )
+                continue
+        if namespace in conflicts and not running:
             # Never a silent pick: new work waits until one budget alone claims the
             # namespace (admitted work stays, charged to the first by name).
             claimants = ", ".join(sorted((team or "", *conflicts[namespace])))
@@ -240,7 +281,7 @@ def build_snapshot(
             continue
         if team is None:
             if config.unbudgeted_namespaces == "Run":
-                if not job.running:
+                if not running:
                     unbudgeted.append(key)
             else:
                 problems[key] = Problem(
@@ -251,7 +292,7 @@ def build_snapshot(
             continue
         created = parse_api_time(metadata.get("creationTimestamp")) or 0.0
         admitted_at: datetime | float | None = None
-        if job.running:
+        if running:
             admitted_at = (
                 parse_api_time((tj.get("status") or {}).get("admittedAt"))
                 or store.admitted_at.get(key)
@@ -269,12 +310,12 @@ def build_snapshot(
                 pods=request.pods,
                 priority=config.priority_value(priority) or 0,
                 created=created,
-                admitted=job.running,
+                admitted=running,
                 admitted_at=admitted_at,
             )
         )
     return SnapshotBuild(
-        snapshot=Snapshot(flavours=flavours, teams=teams, workloads=tuple(workloads)),
+        snapshot=Snapshot(flavours=flavours, teams=tuple(teams), workloads=tuple(workloads)),
         info=info,
         problems=problems,
         unbudgeted=tuple(sorted(unbudgeted)),

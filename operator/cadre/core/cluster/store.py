@@ -1,26 +1,54 @@
-"""The admission loop's in-memory view of the cluster. Pure: no I/O, plain values.
+"""The controller's in-memory view of the cluster (its cache). Pure: no I/O, plain values,
+time from an injected monotonic clock.
 
-Handlers feed it from watch events (and the startup listing); the snapshot adapter reads
-it. Records are slim (what admission needs), not whole objects, except TrainingJobs,
-whose spec and status the adapter and the status writers need.
+Watch events (Kopf's streams), the answers of Cadre's own writes and periodic relists
+feed it; the snapshot adapter and the reconcilers read it. Records are slim (what
+admission and accounting need), except TrainingJobs and ResourceBudgets, whose spec and
+status the writers need.
 
-Every `upsert_*`/`delete_*` returns True when the change can alter an admission decision,
-so the handler knows whether to wake the loop.
+Three sources of one object can disagree in order (a watch that lags, the answer of a
+write, a relist), and resourceVersions may not be compared for order (the API contract
+says they are opaque). What keeps the view safe without that:
+
+- **Relists merge by time, not by version.** Every record remembers when it was last
+  updated (`seen_at`). A relist is a consistent read taken after it was sent, so it is at
+  least as new as any record updated before it was sent: those are replaced by the
+  listed object, or dropped when the list no longer has them (a ghost). Records updated
+  after the list was sent are left alone. (`merge_listing`)
+- **A write's answer supersedes its base.** A status written with a resourceVersion
+  precondition replaces exactly that version; a late watch event carrying that very
+  version is older, and is ignored (an equality check, no ordering). Any other stale
+  event can only cost a write a 409, which re-reads (`conflict-safe writes`).
+- **Admissions are expectations until observed.** When the loop unsuspends a Job, or a
+  relist shows one running, the Job counts as admitted until the watch shows it (or it
+  finishes, or goes), so no stale event can make its quota look free
+  (`expect_admitted`, as Kubernetes' own controllers keep expectations).
+
+Every `upsert_*` / `delete_*` returns True when the change can alter an admission
+decision, so the caller knows whether to wake the loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, Literal
 
-from cadre.core.accounting import Ledger, PodCharge, PodUsage
+from cadre.core.accounting import PodCharge, PodUsage
 from cadre.core.api.names import LABEL_TRAININGJOB
-from cadre.core.objects import key_of
+from cadre.core.objects import key_of, owner_uids
 from cadre.core.scheduling import Spend
 from cadre.core.training.job import JobRecord, job_record
 
-__all__ = ["NodeRecord", "Store", "node_record"]
+__all__ = ["Expectation", "Kind", "NodeRecord", "Store", "job_key", "node_record"]
+
+Kind = Literal["budget", "node", "namespace", "trainingjob", "job"]
+
+EXPECTATION_SECONDS: Final = 300.0
+"""How long an admission not yet seen by the watch counts without it (Kubernetes'
+controllers use 5 minutes for their expectations too)."""
+FORGET_AFTER_SECONDS: Final = 600.0
+"""Retired Jobs and deleted TrainingJobs are remembered this long at most."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,17 +58,13 @@ class NodeRecord:
     unschedulable: bool
 
 
-def _resource_version(obj: Mapping[str, Any]) -> str:
-    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+@dataclass(frozen=True, slots=True)
+class Expectation:
+    """The Job `uid` is admitted (unsuspended by this replica, or listed running), even
+    if the watch has not shown it yet; until `until` (monotonic seconds)."""
 
-
-def _newer(old: str, new: str) -> bool:
-    """True unless `new` is known to be older than `old` (resource versions are opaque
-    strings; etcd's are integers, which is all this relies on, and only to drop stale
-    events after a write whose answer is already stored)."""
-    if old.isdigit() and new.isdigit():
-        return int(new) >= int(old)
-    return True
+    uid: str
+    until: float
 
 
 def node_record(node: Mapping[str, Any]) -> NodeRecord:
@@ -52,20 +76,52 @@ def node_record(node: Mapping[str, Any]) -> NodeRecord:
     )
 
 
+def job_key(job: Mapping[str, Any]) -> str:
+    """The key of the TrainingJob a Job belongs to (its label; its own name otherwise)."""
+    metadata = job.get("metadata") or {}
+    tj_name = (metadata.get("labels") or {}).get(LABEL_TRAININGJOB) or metadata.get("name")
+    return f"{metadata.get('namespace', '')}/{tj_name}"
+
+
+def _resource_version(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+
+
+def _slim(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The object without managedFields (often larger than the rest; nothing reads it)."""
+    stored = dict(obj)
+    metadata = stored.get("metadata")
+    if isinstance(metadata, dict) and "managedFields" in metadata:
+        stored["metadata"] = {k: v for k, v in metadata.items() if k != "managedFields"}
+    return stored
+
+
+def _never() -> float:
+    return 0.0
+
+
 @dataclass
 class Store:
-    """Everything the admission pass reads. Keys of workloads are "namespace/name"."""
+    """Everything the controller reads. Keys of workloads are "namespace/name"."""
 
+    clock: Callable[[], float] = _never
+    """Monotonic seconds (the controller passes time.monotonic)."""
     budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
     nodes: dict[str, NodeRecord] = field(default_factory=dict)
     namespaces: dict[str, dict[str, str]] = field(default_factory=dict)
     trainingjobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     jobs: dict[str, JobRecord] = field(default_factory=dict)
     """The Job of TrainingJob key (same namespace and name)."""
+    expectations: dict[str, Expectation] = field(default_factory=dict)
+    """TrainingJob key -> its Job admitted but not yet seen running (see the module)."""
     admitted_at: dict[str, float] = field(default_factory=dict)
     """When this process admitted a workload (epoch seconds), for preemption order."""
-    retired_jobs: set[str] = field(default_factory=set)
-    """UIDs of Jobs deleted to restart a gang: late watch events of them are ignored."""
+    retired_jobs: dict[str, float] = field(default_factory=dict)
+    """UID -> when: Jobs deleted by Cadre (a gang restart, a shape change); late watch
+    events of them are ignored. Pruned when their deletion is seen, or after a while."""
+    deleted_trainingjobs: dict[str, tuple[str, float]] = field(default_factory=dict)
+    """Key -> (uid, when) of TrainingJobs seen deleted, until their Job is gone: a Job of
+    theirs still running is stopped at once, rather than after the garbage collector."""
     pod_usage: dict[str, dict[str, tuple[PodUsage, ...]]] = field(default_factory=dict)
     """TrainingJob key -> pod uid -> its containers' running intervals, kept after the
     pod is deleted (a preempted or restarted gang's pods ran and are charged)."""
@@ -74,11 +130,25 @@ class Store:
     pods: dict[str, PodCharge] = field(default_factory=dict)
     """Pod uid -> what budget accounting needs of it, for every pod of a Cadre Job (also
     of TrainingJobs already deleted), until its charge is settled and it is gone."""
-    ledgers: dict[str, Ledger] = field(default_factory=dict)
-    """Budget -> its ledger. Read from the budget's status once; afterwards this copy is
-    the truth (the operator is its only writer) and the status follows it."""
     spend: dict[str, Spend] = field(default_factory=dict)
     """Team -> its spend state for the admission core (from the budget writer)."""
+    seen_at: dict[tuple[Kind, str], float] = field(default_factory=dict)
+    """When each record was last updated (for relists)."""
+    pod_seen_at: dict[str, float] = field(default_factory=dict)
+    superseded: dict[tuple[Kind, str], str] = field(default_factory=dict)
+    """The resourceVersion each record's last own write replaced (see the module)."""
+
+    def _touch(self, kind: Kind, key: str) -> None:
+        self.seen_at[(kind, key)] = self.clock()
+
+    def _stale(self, kind: Kind, key: str, obj: Mapping[str, Any]) -> bool:
+        """True for a watch event older than this replica's own write (see the module)."""
+        version = _resource_version(obj)
+        return bool(version) and self.superseded.get((kind, key)) == version
+
+    def _forget(self, kind: Kind, key: str) -> None:
+        self.seen_at.pop((kind, key), None)
+        self.superseded.pop((kind, key), None)
 
     # -- Pods (budget accounting) -------------------------------------------------------
     def upsert_pod(self, charge: PodCharge) -> None:
@@ -86,9 +156,23 @@ class Store:
         if old is not None and old.gone:
             return  # a late event of a pod seen deleted
         self.pods[charge.uid] = charge
+        self.pod_seen_at[charge.uid] = self.clock()
 
     def drop_pod(self, uid: str) -> None:
         self.pods.pop(uid, None)
+        self.pod_seen_at.pop(uid, None)
+
+    def pods_missing_from(self, listed: Iterable[str], listed_at: float) -> list[PodCharge]:
+        """Pods the store holds that a list sent at `listed_at` no longer has (deleted
+        while a watch was cut): they are gone; their charge is still to be settled."""
+        present = set(listed)
+        return [
+            pod
+            for uid, pod in self.pods.items()
+            if uid not in present
+            and not pod.gone
+            and self.pod_seen_at.get(uid, float("-inf")) < listed_at
+        ]
 
     # -- Pods (accounting only) --------------------------------------------------------
     def upsert_pod_usage(
@@ -108,20 +192,25 @@ class Store:
         return any(u.interval.end is None for u in self.usages_of(key))
 
     # -- ResourceBudgets -------------------------------------------------------------
-    def upsert_budget(self, budget: Mapping[str, Any]) -> bool:
+    def upsert_budget(
+        self, budget: Mapping[str, Any], *, written_from: str | None = None, read: bool = False
+    ) -> bool:
+        """True when the spec changed. `written_from`: the resourceVersion this replica's
+        write (whose answer `budget` is) replaced. `read`: the answer of a GET (as new as
+        it gets), never stale."""
         name = str(budget["metadata"]["name"])
-        old = self.budgets.get(name)
-        if old is not None and not _newer(_resource_version(old), _resource_version(budget)):
+        if written_from is None and not read and self._stale("budget", name, budget):
             return False
-        self.budgets[name] = dict(budget)
-        uid = (budget.get("metadata") or {}).get("uid")
-        if old is None or (old.get("metadata") or {}).get("uid") != uid:
-            self.ledgers[name] = Ledger.from_status((budget.get("status") or {}).get("ledger"))
+        old = self.budgets.get(name)
+        self.budgets[name] = _slim(budget)
+        self._touch("budget", name)
+        if written_from is not None:
+            self.superseded[("budget", name)] = written_from
         return old is None or old.get("spec") != budget.get("spec")
 
     def delete_budget(self, name: str) -> bool:
-        self.ledgers.pop(name, None)
         self.spend.pop(name, None)
+        self._forget("budget", name)
         return self.budgets.pop(name, None) is not None
 
     # -- Nodes -----------------------------------------------------------------------
@@ -130,9 +219,11 @@ class Store:
         record = node_record(node)
         old = self.nodes.get(name)
         self.nodes[name] = record
+        self._touch("node", name)
         return old != record
 
     def delete_node(self, name: str) -> bool:
+        self._forget("node", name)
         return self.nodes.pop(name, None) is not None
 
     # -- Namespaces ------------------------------------------------------------------
@@ -141,65 +232,237 @@ class Store:
         labels = dict((namespace.get("metadata") or {}).get("labels") or {})
         old = self.namespaces.get(name)
         self.namespaces[name] = labels
+        self._touch("namespace", name)
         return old != labels
 
     def delete_namespace(self, name: str) -> bool:
+        self._forget("namespace", name)
         return self.namespaces.pop(name, None) is not None
 
     # -- TrainingJobs ----------------------------------------------------------------
-    def upsert_trainingjob(self, tj: Mapping[str, Any]) -> bool:
-        """Store the newer of the known and the given object; True when its spec,
-        generation or deletion changed (a status-only change never wakes the loop)."""
+    def upsert_trainingjob(
+        self, tj: Mapping[str, Any], *, written_from: str | None = None, read: bool = False
+    ) -> bool:
+        """Store the object; True when its spec, generation, uid or deletion changed (a
+        status-only change never wakes the loop). `written_from`, `read`: see
+        upsert_budget."""
         key = key_of(tj)
-        old = self.trainingjobs.get(key)
-        if old is not None and not _newer(_resource_version(old), _resource_version(tj)):
+        if written_from is None and not read and self._stale("trainingjob", key, tj):
             return False
-        stored = dict(tj)
-        metadata = stored.get("metadata")
-        if isinstance(metadata, dict) and "managedFields" in metadata:
-            # Often larger than the rest of the object; nothing here reads it.
-            stored["metadata"] = {k: v for k, v in metadata.items() if k != "managedFields"}
-        self.trainingjobs[key] = stored
+        old = self.trainingjobs.get(key)
+        self.trainingjobs[key] = _slim(tj)
+        self._touch("trainingjob", key)
+        if written_from is not None:
+            self.superseded[("trainingjob", key)] = written_from
+        self.deleted_trainingjobs.pop(key, None)
+        uid = (tj.get("metadata") or {}).get("uid")
+        job = self.jobs.get(key)
+        if job is not None and job.owner_uid is not None and job.owner_uid != uid:
+            # A new TrainingJob of the same name: the Job of the earlier one is not its.
+            self.jobs.pop(key)
+            self.expectations.pop(key, None)
         if old is None:
             return True
         om, nm = old.get("metadata") or {}, tj.get("metadata") or {}
         return (
-            om.get("generation") != nm.get("generation")
+            om.get("uid") != nm.get("uid")
+            or om.get("generation") != nm.get("generation")
             or om.get("deletionTimestamp") != nm.get("deletionTimestamp")
             or old.get("spec") != tj.get("spec")
         )
 
-    def delete_trainingjob(self, key: str) -> bool:
+    def delete_trainingjob(self, key: str, uid: str | None = None) -> bool:
+        """The TrainingJob is gone: its quota is free at once (the snapshot takes
+        TrainingJobs only). Its Job stays in the store until its own deletion is seen, so
+        the reconciler can stop it now rather than after the garbage collector's round."""
+        current = self.trainingjobs.get(key)
+        if (
+            uid is not None
+            and current is not None
+            and (current.get("metadata") or {}).get("uid") != uid
+        ):
+            return False  # the DELETED event of an earlier object of the same name
         self.admitted_at.pop(key, None)
-        for uid in self.pod_usage.pop(key, None) or ():
-            self.closed_pods.discard(uid)
-        gone = self.trainingjobs.pop(key, None) is not None
-        job = self.jobs.pop(key, None)
-        return gone or job is not None
+        for pod_uid in self.pod_usage.pop(key, None) or ():
+            self.closed_pods.discard(pod_uid)
+        self._forget("trainingjob", key)
+        gone = self.trainingjobs.pop(key, None)
+        if gone is not None:
+            self.deleted_trainingjobs[key] = (
+                str((gone.get("metadata") or {}).get("uid") or ""),
+                self.clock(),
+            )
+        return gone is not None
 
     # -- Jobs ------------------------------------------------------------------------
     def upsert_job(self, job: Mapping[str, Any]) -> bool:
-        """True when the Job's admission state changed (suspended, finished)."""
-        metadata = job.get("metadata") or {}
-        tj_name = (metadata.get("labels") or {}).get(LABEL_TRAININGJOB) or metadata.get("name")
-        key = f"{metadata.get('namespace', '')}/{tj_name}"
+        """True when the Job's admission state changed (suspended, finished, replaced).
+        A Job of an earlier TrainingJob of the same name, or one Cadre retired, is
+        ignored."""
+        key = job_key(job)
         record = job_record(job)
         if record.uid in self.retired_jobs:
             return False
-        old = self.jobs.get(key)
-        if old is not None and not _newer(old.resource_version, record.resource_version):
+        tj = self.trainingjobs.get(key)
+        if tj is not None and (tj.get("metadata") or {}).get("uid") not in owner_uids(job):
             return False
+        was_admitted = self.admitted(key)
+        old = self.jobs.get(key)
         self.jobs[key] = record
-        return old is None or old.running != record.running or old.uid != record.uid
+        self._touch("job", key)
+        expected = self.expectations.get(key)
+        if expected is not None and (
+            expected.uid != record.uid or record.running or record.finished
+        ):
+            del self.expectations[key]  # seen (or replaced): the watch has caught up
+        return (
+            old is None
+            or old.uid != record.uid
+            or old.finished != record.finished
+            or was_admitted != self.admitted(key)
+        )
 
     def retire_job(self, key: str, uid: str) -> None:
-        """Forget the Job `uid` of `key` for good (deleted to restart the gang)."""
-        self.retired_jobs.add(uid)
-        self.delete_job(key, uid)
+        """Forget the Job `uid` of `key` for good (Cadre deleted it): late events of it
+        are ignored until its deletion is seen."""
+        self._drop_job(key, uid)
+        self.retired_jobs[uid] = self.clock()
 
     def delete_job(self, key: str, uid: str | None = None) -> bool:
+        """The Job was seen deleted (a DELETED event)."""
+        if uid is not None:
+            self.retired_jobs.pop(uid, None)  # nothing late can come of it any more
+        return self._drop_job(key, uid)
+
+    def _drop_job(self, key: str, uid: str | None) -> bool:
+        expected = self.expectations.get(key)
+        if expected is not None and (uid is None or expected.uid == uid):
+            del self.expectations[key]
         old = self.jobs.get(key)
         if old is None or (uid is not None and old.uid != uid):
             return False
         del self.jobs[key]
+        self._forget("job", key)
+        tombstone = self.deleted_trainingjobs.get(key)
+        if tombstone is not None and key not in self.trainingjobs:
+            del self.deleted_trainingjobs[key]
         return True
+
+    # -- Admission ---------------------------------------------------------------------
+    def expect_admitted(self, key: str, uid: str) -> None:
+        """The Job `uid` of `key` was unsuspended (or listed running): count it admitted
+        until the watch shows it (see the module)."""
+        self.expectations[key] = Expectation(uid, self.clock() + EXPECTATION_SECONDS)
+
+    def unexpect(self, key: str) -> None:
+        """This replica suspended the Job of `key`: no admission to expect any more."""
+        self.expectations.pop(key, None)
+
+    def admitted(self, key: str) -> bool:
+        """The Job of `key` holds its quota: running as observed, or expected to."""
+        expected = self.expectations.get(key)
+        if expected is not None and self.clock() < expected.until:
+            return True
+        job = self.jobs.get(key)
+        return job is not None and job.running
+
+    # -- Relists -----------------------------------------------------------------------
+    def merge_listing(
+        self, kind: Kind, items: Iterable[Mapping[str, Any]], listed_at: float
+    ) -> bool:
+        """Merge a consistent list of every object of `kind`, sent at `listed_at` (this
+        store's clock): records not updated since are replaced by the listed object, or
+        dropped when it is no longer listed. True when an admission decision may change.
+        (A Job listed running counts as admitted until the watch agrees.)"""
+        changed = False
+        listed: set[str] = set()
+        for obj in items:
+            key = self._key(kind, obj)
+            if kind == "job":
+                if job_record(obj).uid in self.retired_jobs:
+                    continue
+                tj = self.trainingjobs.get(key)
+                if tj is not None and (tj.get("metadata") or {}).get("uid") not in owner_uids(obj):
+                    continue  # a Job of an earlier TrainingJob of the same name
+            listed.add(key)
+            if self.seen_at.get((kind, key), float("-inf")) >= listed_at:
+                continue  # updated after the list was sent: as new or newer
+            changed |= self._upsert(kind, obj)
+            if kind == "job":
+                record = job_record(obj)
+                if record.running:  # until the watch agrees (a lagging event may not)
+                    self.expect_admitted(key, record.uid)
+        for key in self.keys(kind) - listed:
+            if self.seen_at.get((kind, key), float("-inf")) < listed_at:
+                changed |= self._delete(kind, key)
+        if kind == "job":
+            now = self.clock()
+            for uid, when in list(self.retired_jobs.items()):
+                if now - when > FORGET_AFTER_SECONDS:
+                    del self.retired_jobs[uid]
+            for key, (_, when) in list(self.deleted_trainingjobs.items()):
+                if key not in self.jobs or now - when > FORGET_AFTER_SECONDS:
+                    del self.deleted_trainingjobs[key]
+        return changed
+
+    def _key(self, kind: Kind, obj: Mapping[str, Any]) -> str:
+        if kind == "trainingjob":
+            return key_of(obj)
+        if kind == "job":
+            return job_key(obj)
+        return str((obj.get("metadata") or {}).get("name", ""))
+
+    def keys(self, kind: Kind) -> set[str]:
+        """The keys of the records of `kind`."""
+        if kind == "budget":
+            return set(self.budgets)
+        if kind == "node":
+            return set(self.nodes)
+        if kind == "namespace":
+            return set(self.namespaces)
+        if kind == "trainingjob":
+            return set(self.trainingjobs)
+        return set(self.jobs)
+
+    def _upsert(self, kind: Kind, obj: Mapping[str, Any]) -> bool:
+        if kind == "budget":
+            return self.upsert_budget(obj)
+        if kind == "node":
+            return self.upsert_node(obj)
+        if kind == "namespace":
+            return self.upsert_namespace(obj)
+        if kind == "trainingjob":
+            return self.upsert_trainingjob(obj)
+        return self.upsert_job(obj)
+
+    def _delete(self, kind: Kind, key: str) -> bool:
+        if kind == "budget":
+            return self.delete_budget(key)
+        if kind == "node":
+            return self.delete_node(key)
+        if kind == "namespace":
+            return self.delete_namespace(key)
+        if kind == "trainingjob":
+            return self.delete_trainingjob(key)
+        return self.delete_job(key)
+
+    # -- Bounded memory ------------------------------------------------------------------
+    def sizes(self) -> dict[str, int]:
+        """How many entries each table holds (a leak shows here first)."""
+        return {
+            "budgets": len(self.budgets),
+            "nodes": len(self.nodes),
+            "namespaces": len(self.namespaces),
+            "trainingjobs": len(self.trainingjobs),
+            "jobs": len(self.jobs),
+            "expectations": len(self.expectations),
+            "admitted_at": len(self.admitted_at),
+            "retired_jobs": len(self.retired_jobs),
+            "deleted_trainingjobs": len(self.deleted_trainingjobs),
+            "pod_usage": len(self.pod_usage),
+            "closed_pods": len(self.closed_pods),
+            "pods": len(self.pods),
+            "spend": len(self.spend),
+            "seen_at": len(self.seen_at),
+            "superseded": len(self.superseded),
+        }

@@ -31,6 +31,9 @@ class JobRecord:
     resource_version: str
     spec_hash: str | None = None
     """The builders' digest of what the Job was built from (annotation cadre.dev/spec-hash)."""
+    owner_uid: str | None = None
+    """The UID of the TrainingJob that controls it (its controller owner reference)."""
+    deleting: bool = False
 
     @property
     def finished(self) -> bool:
@@ -71,4 +74,13 @@ def job_record(job: Mapping[str, Any]) -> JobRecord:
         completion_time=status.get("completionTime"),
         resource_version=str(metadata.get("resourceVersion") or ""),
         spec_hash=(metadata.get("annotations") or {}).get(ANNOTATION_SPEC_HASH),
+        owner_uid=next(
+            (
+                str(o.get("uid"))
+                for o in metadata.get("ownerReferences") or ()
+                if o.get("controller") and o.get("kind") == "TrainingJob"
+            ),
+            None,
+        ),
+        deleting=bool(metadata.get("deletionTimestamp")),
     )

@@ -201,10 +201,14 @@ def gang_failure(job: JobRecord) -> GangFailure:
 def restart_for(
     status: Mapping[str, Any] | None, job: JobRecord, retries: int
 ) -> GangFailure | None:
-    """The failure to restart the gang for, or None (not failed, or Failed for good)."""
+    """The failure to restart the gang for, or None (not failed, or Failed for good). A
+    failed Job whose restart is recorded already (`restartedJobUID`) is restarted without
+    counting it again: the operator stopped, or a write failed, half-way through."""
     if not job.failed or (status or {}).get("phase") in TERMINAL:
         return None
     failure = gang_failure(job)
+    if (status or {}).get("restartedJobUID") == job.uid:
+        return failure
     restarts = int((status or {}).get("restarts") or 0)
     if not failure.retryable or (failure.charged and restarts >= retries):
         return None
@@ -218,11 +222,15 @@ def restarting(
     now: datetime,
     failure: GangFailure,
     retries: int,
+    job_uid: str,
 ) -> Status:
-    """The gang failed and is restarted: a new Job, queued for admission again."""
+    """The gang's Job `job_uid` failed and the gang is restarted: a new Job, queued for
+    admission again. The restart is counted once per failed Job (recorded by its UID)."""
     out = _base(status, generation)
-    restarts = int(out.get("restarts") or 0) + (1 if failure.charged else 0)
+    counted = out.get("restartedJobUID") == job_uid
+    restarts = int(out.get("restarts") or 0) + (1 if failure.charged and not counted else 0)
     out["restarts"] = restarts
+    out["restartedJobUID"] = job_uid
     out["phase"] = "Queued"
     out.pop("admittedAt", None)
     out.pop("queue", None)
@@ -247,11 +255,14 @@ def from_job(
     generation: int,
     now: datetime,
     refresh_workers: bool = False,
+    team: str | None = None,
+    gpus: int | None = None,
 ) -> Status:
     """The status the Job's state implies: Running once every worker runs (ready, or
     active when the Job reports no ready count), Succeeded or Failed when it finishes.
     Worker counts go with every transition; `refresh_workers` also brings them up to
-    date without one (the caller bounds how often: see the Job handler)."""
+    date without one (the caller bounds how often: see the reconciler). `team` and `gpus`
+    go into a status that says Admitted only now (the admission's own write failed)."""
     out = _base(status, generation)
     phase = out.get("phase")
     if phase in TERMINAL:
@@ -290,7 +301,7 @@ def from_job(
     if not all_running and phase in (None, "Queued", "Preempted"):
         # The Job runs but the status does not say so yet: the loop's own write races
         # this one, or an operator stopped between unsuspending and writing status.
-        out = admitted(status, generation=generation, now=now, team=None, gpus=None)
+        out = admitted(status, generation=generation, now=now, team=team, gpus=gpus)
         if refresh_workers:
             out["workers"] = _workers(job)
         return out

@@ -9,10 +9,7 @@ import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
-
-from cadre.controller import budget_writer
-from cadre.controller.budget_writer import BudgetKeeper
+from cadre.controller.budget_writer import BudgetWriter
 from cadre.controller.client import ApiError, budget_path, pod_path
 from cadre.core.accounting import pod_charge
 from cadre.core.api.config import OperatorConfig
@@ -20,7 +17,7 @@ from cadre.core.cluster.store import Store
 
 FINALIZERS = ["batch.kubernetes.io/job-tracking", "cadre.dev/accounting"]
 NOW = datetime(2025, 6, 15, 12, 0, tzinfo=UTC)
-"""The keeper's clock in these tests: mid-month, so that a pod that started 100 s before is
+"""The writer's clock in these tests: mid-month, so that a pod that started 100 s before is
 in the current budget period whatever the wall clock says (with the real clock, the tests
 failed in the first 100 s of a month: the charge went to the previous period)."""
 START = NOW - timedelta(seconds=100)
@@ -70,17 +67,14 @@ def pod(uid: str, *, seconds: int | None, deleting: bool = True) -> dict[str, An
     }
 
 
-@pytest.fixture(autouse=True)
-def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(budget_writer, "_utcnow", lambda: NOW)
-
-
 class FakeKube:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, Any]] = []
         self.fail_status = False
 
-    async def patch_status(self, path: str, status: dict[str, Any]) -> dict[str, Any]:
+    async def patch_status(
+        self, path: str, status: dict[str, Any], *, resource_version: str | None = None
+    ) -> dict[str, Any]:
         self.calls.append(("status", path, copy.deepcopy(status)))
         if self.fail_status:
             raise ApiError("PATCH", path, 500, b"etcd is away")
@@ -98,7 +92,7 @@ class FakeKube:
         return obj, True
 
 
-def keeper(status: dict[str, Any] | None = None) -> tuple[BudgetKeeper, Store, FakeKube]:
+def keeper(status: dict[str, Any] | None = None) -> tuple[BudgetWriter, Store, FakeKube]:
     store = Store()
     store.upsert_budget(
         {
@@ -108,10 +102,11 @@ def keeper(status: dict[str, Any] | None = None) -> tuple[BudgetKeeper, Store, F
         }
     )
     kube = FakeKube()
-    return BudgetKeeper(kube, store, CONFIG, lambda: None), store, kube  # type: ignore[arg-type]
+    writer = BudgetWriter(kube, store, CONFIG, lambda: None, clock=lambda: NOW)  # type: ignore[arg-type]
+    return writer, store, kube
 
 
-def feed(store: Store, keeper: BudgetKeeper, obj: dict[str, Any]) -> None:
+def feed(store: Store, keeper: BudgetWriter, obj: dict[str, Any]) -> None:
     charge = pod_charge(
         obj, ("nvidia.com/gpu",), team_label="cadre.dev/team", flavor_label="cadre.dev/flavor"
     )

@@ -1,0 +1,367 @@
+"""Faults of the controller layer on the whole local cluster: two replicas and a leader
+killed in a burst, a leader partitioned (paused) past its lease, the API server restarted,
+objects deleted while the operator's watches were cut.
+
+Each runs the operator as in production: under the ServiceAccount and RBAC of
+manifests/rbac.yaml, with its own team (namespace and ResourceBudget) so that spend is
+this test's alone. Leases are short here (6 s, renew deadline 4 s, retry 1 s) so that a
+takeover takes seconds, not the default 15.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from burst import AdmissionSampler, all_succeeded, pods_per_job, trainingjob
+from cadre_process import EXAMPLE_CONFIG, OperatorProcess, operator_kubeconfig
+from localcluster import LocalCluster, nodepool
+from waiting import eventually
+
+pytestmark = pytest.mark.e2e
+
+RBS = "/apis/cadre.dev/v1alpha1/resourcebudgets"
+CAPACITY = {"t4": 8, "a100": 32}
+"""GPUs of each flavour in the cluster (and the test team's quota)."""
+PER_GPU_SECOND = {"a100": Decimal(1), "t4": Decimal("0.5")}
+LEASE = {"leaseDurationSeconds": 6, "renewDeadlineSeconds": 4, "retryPeriodSeconds": 1}
+
+
+def tjs(namespace: str) -> str:
+    return f"/apis/cadre.dev/v1alpha1/namespaces/{namespace}/trainingjobs"
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Callable[..., Path]:
+    """An operator config: prices of 1 per a100 GPU-second and 0.5 per t4 GPU-second (no
+    CPU or memory prices), short leases, spend refreshed every second; `overrides` on top."""
+
+    def make(**overrides: Any) -> Path:
+        doc = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+        for flavor in doc["flavors"]:
+            rate = PER_GPU_SECOND.get(flavor["name"])
+            flavor["prices"] = {"gpuHour": str(rate * 3600)} if rate is not None else {}
+        doc["leaderElection"] = dict(LEASE)
+        doc["accounting"] = {"refreshSeconds": 1}
+        for key, value in overrides.items():
+            doc[key] = {**(doc.get(key) or {}), **value}
+        path = tmp_path / f"config-{uuid.uuid4().hex[:6]}.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        return path
+
+    return make
+
+
+@pytest.fixture
+def team(cluster: LocalCluster) -> Iterator[str]:
+    """A namespace and a ResourceBudget of the same name: the whole cluster's GPUs."""
+    name = f"ha-{uuid.uuid4().hex[:6]}"
+    cluster.create_namespace(name)
+    cluster.wait_default_service_account(name)
+    cluster.api.create(
+        RBS,
+        {
+            "apiVersion": "cadre.dev/v1alpha1",
+            "kind": "ResourceBudget",
+            "metadata": {"name": name},
+            "spec": {
+                "namespaces": [name],
+                "quota": [{"flavor": f, "gpus": n} for f, n in CAPACITY.items()],
+            },
+        },
+    )
+    yield name
+    cluster.api.call("DELETE", f"{RBS}/{name}", ok=(404,))
+    cluster.delete_namespace(name)
+
+
+@pytest.fixture
+def kubeconfig(cluster: LocalCluster, tmp_path: Path) -> Path:
+    return operator_kubeconfig(cluster, tmp_path / "kubeconfig")
+
+
+def admission_times(op: OperatorProcess) -> list[datetime]:
+    """When the operator's log says it admitted a job (its own clock, UTC)."""
+    return [
+        datetime.fromisoformat(r["timestamp"].replace("Z", "+00:00"))
+        for r in op.log_records()
+        if r.get("event") == "admitted"
+    ]
+
+
+def cents(value: Decimal) -> Decimal:
+    return value.quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN)
+
+
+def spend_of_pods(cluster: LocalCluster, namespace: str) -> Decimal:
+    """The team's spend by hand: each pod's container running time times its GPU price."""
+    total = Decimal(0)
+    pods = cluster.api.get(f"/api/v1/namespaces/{namespace}/pods")["items"]
+    for pod in pods:
+        flavor = pod["metadata"]["labels"]["cadre.dev/flavor"]
+        gpus = int(pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"])
+        for status in pod["status"].get("containerStatuses") or []:
+            term = status["state"].get("terminated")
+            if term is None:
+                continue
+            start = datetime.fromisoformat(term["startedAt"].replace("Z", "+00:00"))
+            end = datetime.fromisoformat(term["finishedAt"].replace("Z", "+00:00"))
+            total += Decimal((end - start).total_seconds()) * gpus * PER_GPU_SECOND[flavor]
+    return total
+
+
+def budget_spent(cluster: LocalCluster, name: str) -> Decimal | None:
+    spent = ((cluster.api.get(f"{RBS}/{name}").get("status") or {}).get("spend") or {}).get("spent")
+    return None if spent is None else Decimal(spent)
+
+
+def test_leader_killed_in_a_burst_the_standby_finishes_it_with_quota_held(
+    cluster: LocalCluster, tmp_path: Path, team: str, kubeconfig: Path, config: Callable[..., Path]
+) -> None:
+    count = 300
+    run = uuid.uuid4().hex[:6]
+    flavors = {f"burst-{run}-{i:03d}": ("t4", "a100")[i % 2] for i in range(count)}
+    path = config()
+    a = OperatorProcess(kubeconfig, tmp_path / "a", path, identity="replica-a")
+    b = OperatorProcess(kubeconfig, tmp_path / "b", path, identity="replica-b")
+    with AdmissionSampler(cluster, team, flavors) as sampler:
+        try:
+            a.start()
+            eventually("replica-a leads", a.leading)
+            b.start()
+            assert not b.leading()
+            killed = False
+            t0 = time.monotonic()
+            for name, flavor in flavors.items():
+                cluster.api.create(tjs(team), trainingjob(name, run, flavor))
+                if not killed and len(sampler.started) >= count // 3:
+                    a.kill()
+                    killed = True
+            if not killed:
+                eventually("a third admitted", lambda: len(sampler.started) >= count // 3, 60)
+                a.kill()
+            killed_with = len(sampler.started)
+            eventually("replica-b leads", b.leading, timeout=30)
+            eventually(
+                "every job Succeeded",
+                lambda: all_succeeded(cluster, team, run, count),
+                timeout=180,
+                interval=0.2,
+            )
+            elapsed = time.monotonic() - t0
+            assert pods_per_job(cluster, team, run) == dict.fromkeys(flavors, 1)
+            # The budget's spend equals the sum over the pods, to the cent.
+            by_hand = cents(spend_of_pods(cluster, team))
+            eventually("the budget's spend", lambda: budget_spent(cluster, team) == by_hand, 30)
+        finally:
+            a.stop()
+            b.stop()
+    old, new = admission_times(a), admission_times(b)
+    assert old and new
+    gap = (min(new) - max(old)).total_seconds()
+    print(
+        f"\n{count} jobs; replica-a killed with {killed_with} admitted; all Succeeded "
+        f"{elapsed:.1f}s after the first create; failover gap (last admission of a -> first "
+        f"of b): {gap:.1f}s; spend {by_hand} by hand and in the budget; most GPUs at once "
+        f"{sampler.peak()} of {CAPACITY}; {len(sampler.samples)} samples"
+    )
+    assert gap > 0  # a admitted nothing after b began
+    sampler.assert_sampled_often()
+    over = sampler.over(CAPACITY)
+    assert not over, over[:3]
+
+
+def test_a_paused_leader_never_writes_after_the_new_leaders_first_write(
+    cluster: LocalCluster, tmp_path: Path, team: str, kubeconfig: Path, config: Callable[..., Path]
+) -> None:
+    """SIGSTOP the leader past its lease (a partition: it answers nothing, renews nothing);
+    the standby takes over and writes; the old leader, resumed, must not write again: the
+    API server's audit log says who wrote when."""
+    path = config()
+    a = OperatorProcess(kubeconfig, tmp_path / "a", path, identity="replica-a")
+    b = OperatorProcess(kubeconfig, tmp_path / "b", path, identity="replica-b")
+    try:
+        a.start()
+        eventually("replica-a leads", a.leading)
+        b.start()
+        cluster.api.create(tjs(team), trainingjob("before", "p", "t4", runtime="10m"))
+        eventually(
+            "a admits 'before'",
+            lambda: (
+                (cluster.api.get(f"{tjs(team)}/before").get("status") or {}).get("phase")
+                in ("Admitted", "Running")
+            ),
+        )
+        paused_at = datetime.now(UTC)
+        a.pause()
+        # Work that a, once resumed, will see in its watch and want to act on.
+        eventually("replica-b leads", b.leading, timeout=30)
+        cluster.api.create(tjs(team), trainingjob("after", "p", "t4", runtime="10m"))
+        eventually(
+            "b admits 'after'",
+            lambda: (
+                (cluster.api.get(f"{tjs(team)}/after").get("status") or {}).get("phase")
+                in ("Admitted", "Running")
+            ),
+        )
+        b_writes = cluster.audit_events(
+            paused_at,
+            user_agent_prefix="cadre-operator/",
+            where=lambda e: "replica-b" in e.user_agent,
+        )
+        assert b_writes, "replica-b wrote nothing"
+        first_b = min(e.request_received for e in b_writes)
+        a.resume()
+        assert a.wait_exit(timeout=30) == 1  # it lost the lease: it exits, to be restarted
+        a_writes = cluster.audit_events(first_b, where=lambda e: "replica-a" in e.user_agent)
+        assert not a_writes, [e.what for e in a_writes]
+        logged = [r.get("event") for r in a.log_records()]
+        assert "lost the leader lease: stopping (the process exits, a standby takes over)" in (
+            logged
+        )
+        print(
+            f"\nreplica-a paused at {paused_at:%H:%M:%S.%f}; replica-b's first write "
+            f"{first_b:%H:%M:%S.%f}; replica-a's writes after it: 0; it exited 1"
+        )
+    finally:
+        if a.alive():
+            a.resume()
+        a.stop()
+        b.stop()
+
+
+def test_apiserver_restart_loses_no_transition_and_metrics_keep_serving(
+    cluster: LocalCluster, tmp_path: Path, team: str, kubeconfig: Path, config: Callable[..., Path]
+) -> None:
+    op = OperatorProcess(kubeconfig, tmp_path / "op", config()).start()
+    try:
+        eventually("leading", op.leading)
+        names = [f"through-{i}" for i in range(3)]
+        for name in names:
+            cluster.api.create(tjs(team), trainingjob(name, "r", "a100", runtime="12s"))
+        for name in names:
+            eventually(
+                f"{name} Running",
+                lambda n=name: (
+                    (cluster.api.get(f"{tjs(team)}/{n}").get("status") or {}).get("phase")
+                    == "Running"
+                ),
+            )
+        cluster.stop_apiserver()
+        # The API server is down: the operator still answers for its metrics.
+        assert "cadre_api_requests_total" in op.metrics()
+        cluster.start_apiserver()
+        cluster.wait_components_reconnected(timeout=120)
+        names.append("after-restart")
+        cluster.api.create(tjs(team), trainingjob("after-restart", "r", "a100", runtime="2s"))
+        for name in names:
+            eventually(
+                f"{name} Succeeded",
+                lambda n=name: (
+                    (cluster.api.get(f"{tjs(team)}/{n}").get("status") or {}).get("phase")
+                    == "Succeeded"
+                ),
+                timeout=120,
+            )
+            events = cluster.api.get(
+                f"/api/v1/namespaces/{team}/events?fieldSelector=involvedObject.name%3D{name}"
+            )["items"]
+            reasons = {e["reason"] for e in events}
+            assert {"Admitted", "Running", "Succeeded"} <= reasons, (name, reasons)
+        assert op.alive()
+    finally:
+        op.stop()
+
+
+def test_objects_deleted_while_watches_were_cut_free_their_quota_after_the_resync(
+    cluster: LocalCluster, tmp_path: Path, team: str, kubeconfig: Path, config: Callable[..., Path]
+) -> None:
+    """The operator is paused; meanwhile the API server restarts with an etcd compaction
+    every second (so its watches come back to "410 Gone" and Kopf relists, which sends no
+    DELETED events), and a running TrainingJob (with its Job) and a node are deleted.
+    Without a resync the deleted job would hold its quota for good and the node would add
+    capacity that does not exist; after it, both are free."""
+    # A lease that outlives the pause (the partition test covers losing it).
+    path = config(
+        controller={"resyncSeconds": 15},
+        leaderElection={
+            "leaseDurationSeconds": 120,
+            "renewDeadlineSeconds": 90,
+            "retryPeriodSeconds": 2,
+        },
+    )
+    op = OperatorProcess(kubeconfig, tmp_path / "op", path).start()
+    node = "kwok-cpu-1"
+    try:
+        eventually("leading", op.leading)
+        # 8 t4 GPUs: the whole t4 quota of the team.
+        hog = trainingjob("hog", "g", "t4", runtime="10m")
+        hog["spec"]["workers"] = 2
+        hog["spec"]["resources"]["gpus"] = 4
+        cluster.api.create(tjs(team), hog)
+        eventually(
+            "hog Running",
+            lambda: (
+                (cluster.api.get(f"{tjs(team)}/hog").get("status") or {}).get("phase") == "Running"
+            ),
+        )
+        rv = cluster.api.get(f"{tjs(team)}/hog")["metadata"]["resourceVersion"]
+        op.pause()
+        cluster.restart_apiserver(extra_args=["--etcd-compaction-interval=1s"])
+        cluster.api.call("DELETE", f"{tjs(team)}/hog")
+        cluster.api.call("DELETE", f"/api/v1/nodes/{node}")
+
+        def compacted() -> bool:
+            # Every write moves etcd on; the compactor (every second) then drops what the
+            # paused operator saw last, and a watch from there is refused: 410 Gone.
+            cluster.api.patch(
+                "/api/v1/namespaces/default",
+                {"metadata": {"annotations": {"cadre.dev/tick": str(time.monotonic())}}},
+            )
+            _, body = cluster.api.request(
+                "GET", f"{tjs(team)}?watch=true&resourceVersion={rv}&timeoutSeconds=1"
+            )
+            return "410" in str(body)
+
+        eventually("the operator's last resourceVersion compacted away", compacted)
+        op.resume()
+        # The quota hog held is free: a job needing all of it is admitted.
+        cluster.api.create(tjs(team), {**hog, "metadata": {"name": "next", "labels": {}}})
+        eventually(
+            "next admitted",
+            lambda: (
+                (cluster.api.get(f"{tjs(team)}/next").get("status") or {}).get("phase")
+                in ("Admitted", "Running")
+            ),
+            timeout=60,
+        )
+        nodes = len(cluster.api.get("/api/v1/nodes")["items"])
+        eventually("the cache's nodes", lambda: op.readiness()["cache"]["nodes"] == nodes)
+        dropped = {
+            line.split('kind="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+            for line in op.metrics().splitlines()
+            if line.startswith("cadre_resync_dropped_total{")
+        }
+        print(f"\nobjects a resync found gone (their DELETED events never came): {dropped}")
+        # Only a relist can tell a node is gone: Kopf's relist after the 410 did not.
+        assert dropped.get("node", 0) >= 1
+    finally:
+        if op.alive():
+            op.resume()
+        op.stop()
+        if not cluster.api.exists(f"/api/v1/nodes/{node}"):
+            pools = nodepool.load(cluster.nodepool_file)
+            again = [
+                n
+                for n in nodepool.node_manifests(pools, cluster.scale)
+                if n["metadata"]["name"] == node
+            ]
+            nodepool.create_nodes(cluster.api, again)

@@ -1,0 +1,342 @@
+"""The cache: the store (`cadre.core.cluster.store`) fed by watch events and relists.
+
+- `apply_*`: one watch event into the store (Kopf's handlers call these and nothing else);
+- `fill()`: the first listing of everything, before any replica decides anything;
+- `resync()`: a relist, merged by time (see the store), that drops what is gone:
+  objects deleted while a watch was cut, pods included (they are settled as gone). Kopf
+  relists a kind after its watch expired (410 Gone) and then sends no DELETED events for
+  what went meanwhile: its listing shows here as events without a type, and 2 s after
+  the last of them Cadre relists that kind itself. Every replica also relists everything
+  every `controller.resyncSeconds`, at once when the API server is reachable again after
+  an outage (the client says so), and when the process itself stalled for more than 5 s
+  (stopped, starved: its watches may have expired meanwhile; an empty relist of Kopf's
+  shows no events at all);
+- `sync_for_takeover()`: what a new leader reads before its first decision: a consistent
+  list of Jobs, nodes and budgets, so that nothing the old leader admitted in its last
+  seconds is unseen (a lagging watch could otherwise make quota look free).
+
+After each merge, a change that can alter a decision wakes the admission loop, and every
+TrainingJob is handed to the reconciler (level-based: it brings each to what is observed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Collection, Coroutine, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+import structlog
+from prometheus_client import Counter, Gauge
+
+from cadre.controller.client import ApiClient
+from cadre.core.accounting import PodCharge, pod_charge
+from cadre.core.api.config import OperatorConfig
+from cadre.core.api.names import LABEL_FLAVOR, LABEL_TEAM, LABEL_TRAININGJOB
+from cadre.core.cluster.store import Kind, Store, job_key
+from cadre.core.objects import key_of, parse_api_time
+
+log = structlog.get_logger("cadre.cache")
+
+RESYNCS = Counter("cadre_resyncs_total", "Relists of the cluster merged into the cache.")
+RESYNC_DROPPED = Counter(
+    "cadre_resync_dropped_total",
+    "Objects a relist found gone while the cache still had them (missed DELETED events).",
+    ["kind"],
+)
+CACHE_OBJECTS = Gauge("cadre_cache_objects", "Objects in the operator's cache.", ["kind"])
+
+BUDGETS: Final = "/apis/cadre.dev/v1alpha1/resourcebudgets"
+TRAININGJOBS: Final = "/apis/cadre.dev/v1alpha1/trainingjobs"
+NODES: Final = "/api/v1/nodes"
+NAMESPACES: Final = "/api/v1/namespaces"
+JOBS: Final = "/apis/batch/v1/jobs"
+PODS: Final = "/api/v1/pods"
+
+LISTING_SETTLE_SECONDS: Final = 2.0
+"""Relist a kind this long after the last event of a listing of Kopf's (its relist)."""
+STALL_SECONDS: Final = 5.0
+"""A tick of the resync task this late means the process did not run meanwhile."""
+_TICK_SECONDS: Final = 1.0
+
+_LISTS: Final[tuple[tuple[Kind, str, str | None], ...]] = (
+    ("budget", BUDGETS, None),
+    ("node", NODES, None),
+    ("namespace", NAMESPACES, None),
+    ("trainingjob", TRAININGJOBS, None),
+    ("job", JOBS, LABEL_TRAININGJOB),
+)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Cache:
+    def __init__(
+        self,
+        client: ApiClient,
+        store: Store,
+        config: OperatorConfig,
+        *,
+        changed: Callable[[], None],
+        reconcile: Callable[[str], None],
+        pod_changed: Callable[[PodCharge], None],
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.config = config
+        self._changed = changed
+        self._reconcile = reconcile
+        self._pod_changed = pod_changed
+        self._gpu_resources = tuple(
+            sorted({f.gpu_resource for f in config.flavors if f.gpu_resource})
+        )
+        self._trigger = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._relisted: set[Kind | Literal["pod"]] = set()
+        """Kinds Kopf listed (again) since the last resync of them."""
+        self._relisted_due = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self.filled = False
+        self.last_resync: float | None = None
+
+    # -- watch events --------------------------------------------------------------------
+    def _listing(self, kind: Kind | Literal["pod"], event_type: str | None) -> None:
+        """An event without a type is one of a listing of Kopf's: at its start, and after
+        a watch expired (410), when it sends no DELETED events for what went meanwhile.
+        Relist that kind once the listing is over (see the module)."""
+        if event_type is None and self.filled:
+            self._relisted.add(kind)
+            self._relisted_due = time.monotonic() + LISTING_SETTLE_SECONDS
+            self._wake.set()
+
+    def apply_trainingjob(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
+        self._listing("trainingjob", event_type)
+        key = key_of(obj)
+        if event_type == "DELETED":
+            uid = (obj.get("metadata") or {}).get("uid")
+            changed = self.store.delete_trainingjob(key, uid=str(uid) if uid else None)
+        else:
+            changed = self.store.upsert_trainingjob(obj)
+        self._reconcile(key)
+        if changed:
+            self._changed()
+
+    def apply_job(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
+        self._listing("job", event_type)
+        key = job_key(obj)
+        if event_type == "DELETED":
+            uid = (obj.get("metadata") or {}).get("uid")
+            changed = self.store.delete_job(key, uid=str(uid) if uid else None)
+        else:
+            changed = self.store.upsert_job(obj)
+        self._reconcile(key)
+        if changed:
+            self._changed()
+
+    def apply_budget(self, event_type: str | None, obj: Mapping[str, Any]) -> bool:
+        """True when the budget's spec changed (its spend state is to be recomputed)."""
+        self._listing("budget", event_type)
+        name = str((obj.get("metadata") or {}).get("name"))
+        if event_type == "DELETED":
+            changed = self.store.delete_budget(name)
+        else:
+            changed = self.store.upsert_budget(obj)
+        if changed:
+            self._changed()
+        return changed
+
+    def apply_node(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
+        self._listing("node", event_type)
+        name = str((obj.get("metadata") or {}).get("name"))
+        changed = (
+            self.store.delete_node(name) if event_type == "DELETED" else self.store.upsert_node(obj)
+        )
+        if changed:
+            self._changed()
+
+    def apply_namespace(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
+        self._listing("namespace", event_type)
+        name = str((obj.get("metadata") or {}).get("name"))
+        changed = (
+            self.store.delete_namespace(name)
+            if event_type == "DELETED"
+            else self.store.upsert_namespace(obj)
+        )
+        if changed:
+            self._changed()
+
+    def apply_pod(
+        self,
+        obj: Mapping[str, Any],
+        *,
+        deleted: bool = False,
+        event_type: str | None = "MODIFIED",
+    ) -> None:
+        """Keep a pod's running intervals: for its team's budget (every pod of a Cadre Job,
+        also of a TrainingJob already deleted, until its charge is settled), and for its
+        TrainingJob's GPU-hours and cost (pods of an earlier one of the same name are
+        not its)."""
+        self._listing("pod", event_type)
+        metadata = obj.get("metadata") or {}
+        if not metadata.get("uid"):
+            return
+        charge = pod_charge(
+            obj,
+            self._gpu_resources,
+            team_label=LABEL_TEAM,
+            flavor_label=LABEL_FLAVOR,
+            gone_at=_utcnow() if deleted else None,
+        )
+        self.store.upsert_pod(charge)
+        self._pod_changed(charge)
+        name = (metadata.get("labels") or {}).get(LABEL_TRAININGJOB)
+        key = f"{metadata.get('namespace')}/{name}"
+        tj = self.store.trainingjobs.get(key)
+        if tj is None:
+            return
+        created = parse_api_time(metadata.get("creationTimestamp"))
+        tj_created = parse_api_time(tj["metadata"].get("creationTimestamp"))
+        if created is not None and tj_created is not None and created < tj_created:
+            return
+        self.store.upsert_pod_usage(key, str(metadata["uid"]), charge.usages, final=deleted)
+
+    # -- relists -------------------------------------------------------------------------
+    async def _merge(self, kind: Kind, path: str, selector: str | None) -> bool:
+        before = self.store.keys(kind)
+        listed_at = self.store.clock()
+        items = await self.client.list(path, label_selector=selector)
+        changed = self.store.merge_listing(kind, items, listed_at)
+        dropped = len(before - self.store.keys(kind))
+        if dropped:
+            RESYNC_DROPPED.labels(kind).inc(dropped)
+            log.info("relist dropped objects gone meanwhile", kind=kind, count=dropped)
+        return changed
+
+    async def _merge_pods(self) -> None:
+        listed_at = self.store.clock()
+        pods = await self.client.list(PODS, label_selector=LABEL_TRAININGJOB)
+        for listed in pods:
+            self.apply_pod(listed)
+        uids = [str((p.get("metadata") or {}).get("uid")) for p in pods]
+        now = _utcnow()
+        for pod in self.store.pods_missing_from(uids, listed_at):
+            RESYNC_DROPPED.labels("pod").inc()
+            # Deleted while the watch was cut, without Cadre's finalizer (it would still
+            # be there otherwise): settled with what was last seen of it.
+            gone = replace(pod.closed_at(now) if pod.running() else pod, gone=True)
+            self.store.upsert_pod(gone)
+            self._pod_changed(gone)
+
+    async def fill(self) -> None:
+        """List the whole cluster into the store (at start, before anything decides)."""
+        await self.resync(initial=True)
+        self.filled = True
+        log.info("cache filled", **{k: v for k, v in self.store.sizes().items() if v})
+
+    async def resync(
+        self, *, initial: bool = False, kinds: Collection[Kind | Literal["pod"]] | None = None
+    ) -> None:
+        """Relist `kinds` (default: everything) and merge; see the module."""
+        started = time.monotonic()
+        changed = False
+        for kind, path, selector in _LISTS:
+            if kinds is None or kind in kinds:
+                changed |= await self._merge(kind, path, selector)
+        # Pods last (their TrainingJobs are known): what ran while the operator was away is
+        # read from the containers' timestamps, before any budget is written.
+        if kinds is None or "pod" in kinds:
+            await self._merge_pods()
+        RESYNCS.inc()
+        self.last_resync = time.monotonic()
+        for table, size in self.store.sizes().items():
+            CACHE_OBJECTS.labels(table).set(size)
+        for key in list(self.store.trainingjobs) + list(self.store.deleted_trainingjobs):
+            self._reconcile(key)
+        if changed or initial:
+            self._changed()
+        if not initial:
+            log.info(
+                "resync done",
+                kinds=sorted(kinds) if kinds is not None else "all",
+                seconds=round(time.monotonic() - started, 2),
+            )
+
+    async def sync_for_takeover(self) -> None:
+        """A new leader's consistent read of what decides admission (see the module)."""
+        started = time.monotonic()
+        for kind, path, selector in _LISTS:
+            if kind in ("job", "node", "budget"):
+                await self._merge(kind, path, selector)
+        log.info("takeover sync done", seconds=round(time.monotonic() - started, 2))
+
+    # -- periodic resync -------------------------------------------------------------------
+    def trigger(self) -> None:
+        """Resync soon (the API server is reachable again after an outage)."""
+        self._trigger.set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name="cadre resync")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def alive(self) -> bool:
+        return self._task is None or not self._task.done()
+
+    async def run(self) -> None:
+        interval = float(self.config.controller.resync_seconds)
+        next_full = time.monotonic() + interval
+        last_tick = time.monotonic()
+        while True:
+            now = time.monotonic()
+            wait = min(next_full - now, _TICK_SECONDS)
+            if self._relisted:
+                wait = min(wait, self._relisted_due - now)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    _first(self._trigger.wait(), self._wake.wait()), timeout=max(0.0, wait)
+                )
+            now = time.monotonic()
+            if now - last_tick > STALL_SECONDS:
+                # The process did not run for a while (stopped, starved): its watches may
+                # have expired meanwhile, and Kopf's relist would not say what went.
+                log.warning("the process stalled; resyncing", seconds=round(now - last_tick, 1))
+                self._trigger.set()
+            last_tick = now
+            full = self._trigger.is_set() or now >= next_full
+            if not full and not (self._relisted and now >= self._relisted_due):
+                continue  # woken by a listing that is still going on
+            kinds = None if full else set(self._relisted)
+            self._trigger.clear()
+            self._relisted.clear()
+            try:
+                await self.resync(kinds=kinds)
+                if full:
+                    next_full = time.monotonic() + interval
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                log.warning("resync failed; trying again soon", error=str(err))
+                await asyncio.sleep(min(interval, 5.0))
+                self._trigger.set()
+
+
+async def _first(*waits: Coroutine[Any, Any, Any]) -> None:
+    """Wait until the first of `waits` is done (the others are cancelled)."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()

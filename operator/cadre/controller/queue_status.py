@@ -1,0 +1,217 @@
+"""The queue-status writer: waiting TrainingJobs' status, paced, beside the admission loop.
+
+Each admission pass hands it what it says of every waiting job (why it waits, where it
+stands). It writes status Queued with the reason when the reason changes ("urgent"), and
+the position and the message's live figures at most every
+`admission.positionRefreshSeconds` per job ("due"), at most
+`admission.queueStatusWritesPerSecond` writes in all, urgent ones first. A pass never
+waits for these writes: a queue of 10,000 is no write storm and never delays an
+admission (the 10,000-job benchmark found admissions 49-72 s behind such writes when the
+pass did them itself). Each write reads the newest pass's view, and a job admitted
+meanwhile is never written back to Queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import structlog
+
+from cadre.controller.client import ApiError, NotLeaderError
+from cadre.controller.status_writer import StatusWriter, utcnow
+from cadre.core.api.config import OperatorConfig
+from cadre.core.cluster.snapshot import WorkloadInfo
+from cadre.core.cluster.store import Store
+from cadre.core.objects import generation_of
+from cadre.core.training.lifecycle import queued
+
+log = structlog.get_logger("cadre.queue")
+
+ROUND_MIN_SECONDS: Final = 5.0
+"""A round of queue writes goes on this long before a newer pass may restart it: passes
+come every second while a queue fills, and restarting at each would write almost nothing."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueEntry:
+    """What a pass says of one waiting job: why it waits and where it stands."""
+
+    reason: str
+    message: str
+    position: int | None
+    info: WorkloadInfo | None
+
+
+WriteKind = Literal["urgent", "due"]
+
+
+class QueueStatusWriter:
+    def __init__(self, store: Store, config: OperatorConfig, status: StatusWriter) -> None:
+        self.store = store
+        self.config = config
+        self.status = status
+        self._written: dict[str, tuple[str, float]] = {}
+        """key -> (reason code, monotonic time) of the last queue status written."""
+        self._wanted: dict[str, QueueEntry] = {}
+        """key -> what the newest pass says of each waiting job."""
+        self._round = 0
+        """Bumped by each pass: a round starts over with the newer view."""
+        self._wake = asyncio.Event()
+        self._next_slot = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    # -- from the loop ----------------------------------------------------------------
+    def publish(self, wanted: dict[str, QueueEntry]) -> None:
+        """The newest pass's view of the waiting jobs."""
+        self._wanted = wanted
+        self._round += 1
+        self._wake.set()
+
+    def admitted(self, key: str) -> None:
+        """`key` was admitted: nothing to write of it as waiting."""
+        self._written.pop(key, None)
+        self._wanted.pop(key, None)
+
+    def forget(self, key: str) -> None:
+        self.admitted(key)
+
+    def wanted(self, key: str) -> QueueEntry | None:
+        return self._wanted.get(key)
+
+    # -- the task ---------------------------------------------------------------------
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name="cadre queue status")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def alive(self) -> bool:
+        return self._task is None or not self._task.done()
+
+    async def run(self) -> None:
+        refresh = float(self.config.admission.position_refresh_seconds)
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=refresh / 4)
+            self._wake.clear()
+            try:
+                await self.write_round()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("writing queue status failed; retrying")
+                await asyncio.sleep(1.0)
+
+    async def write_round(self, *, paced: bool = True) -> int:
+        """One round over the newest pass's waiting jobs; returns the writes. Each write
+        uses the newest view of its job; after ROUND_MIN_SECONDS a newer pass ends the
+        round, and the next one sorts the newer view (new reasons first) again. A write
+        that fails is tried again in a later round (the job stays urgent or due)."""
+        round_, now = self._round, time.monotonic()
+        urgent: list[str] = []
+        due: list[str] = []
+        for key, entry in self._wanted.items():
+            tj = self.store.trainingjobs.get(key)
+            if tj is None:
+                continue
+            kind = self._write_kind(key, entry, tj.get("status") or {}, tj, now)
+            if kind == "urgent":
+                urgent.append(key)
+            elif kind == "due":
+                due.append(key)
+        gap = 1.0 / self.config.admission.queue_status_writes_per_second
+        writes = 0
+        for key in urgent + due:
+            if round_ != self._round and time.monotonic() - now >= ROUND_MIN_SECONDS:
+                break  # start over from the newer view (each write reads it anyway)
+            if paced:
+                # One slot per write, the write's own time included: the rate is the limit.
+                self._next_slot = max(self._next_slot + gap, time.monotonic())
+                await asyncio.sleep(self._next_slot - time.monotonic())
+            wanted = self._wanted.get(key)
+            if wanted is None:
+                continue
+            try:
+                if await self._write(key, wanted):
+                    writes += 1
+            except (ApiError, NotLeaderError) as err:
+                log.warning("writing a queued status failed", trainingjob=key, error=str(err))
+        return writes
+
+    def _write_kind(
+        self,
+        key: str,
+        entry: QueueEntry,
+        current: dict[str, Any],
+        tj: dict[str, Any],
+        now: float,
+    ) -> WriteKind | None:
+        """ "urgent" (the status does not say why it waits, or says another reason),
+        "due" (the live figures or the position moved, last written long enough ago),
+        or None (nothing to write)."""
+        if self.store.admitted(key):
+            return None  # admitted since that pass: never written back to Queued
+        queue = current.get("queue") or {}
+        # Not written by this process (a restart, a new leader): what the status says.
+        written: tuple[str | None, float] = self._written.get(key) or (
+            _waiting_reason(current),
+            0.0,
+        )
+        if (
+            written[0] != entry.reason
+            or "reason" not in queue
+            or (entry.position is not None and "position" not in queue)
+            or current.get("phase") not in ("Queued", "Preempted")
+            or current.get("observedGeneration") != generation_of(tj)
+        ):
+            return "urgent"
+        # The message carries live figures ("team vision uses 6/8"): refreshed with the
+        # position, at most every positionRefreshSeconds, unless the reason changes.
+        refresh = self.config.admission.position_refresh_seconds
+        if now - written[1] >= refresh and (
+            queue.get("reason") != entry.message
+            or (entry.position is not None and queue.get("position") != entry.position)
+        ):
+            return "due"
+        return None
+
+    async def _write(self, key: str, entry: QueueEntry) -> bool:
+        wall = utcnow()
+
+        def fn(status: dict[str, Any] | None, tj: dict[str, Any]) -> dict[str, Any] | None:
+            now = time.monotonic()
+            if self._wanted.get(key) is not entry:
+                return None  # a newer pass, or admitted meanwhile
+            if self._write_kind(key, entry, status or {}, tj, now) is None:
+                return None
+            self._written[key] = (entry.reason, now)
+            info = entry.info
+            return queued(
+                status,
+                generation=generation_of(tj),
+                now=wall,
+                reason=entry.reason,
+                message=entry.message,
+                position=entry.position,
+                team=info.team if info else None,
+                gpus=info.gpus if info else None,
+            )
+
+        return await self.status.update(key, fn) is not None
+
+
+def _waiting_reason(status: dict[str, Any]) -> str | None:
+    """The reason code of the Admitted=False condition of a waiting job, if any."""
+    for c in status.get("conditions") or ():
+        if c.get("type") == "Admitted" and c.get("status") == "False":
+            return str(c.get("reason"))
+    return None

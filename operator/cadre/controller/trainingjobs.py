@@ -1,0 +1,424 @@
+"""The TrainingJob reconciler: level-based, one key at a time, retried until it holds.
+
+Watch events only put a key on the work queue; `reconcile(key)` looks at what the cache
+holds for that TrainingJob, its Job and its pods, and brings the cluster to what the spec
+asks, whatever happened before and in whatever order the events came:
+
+- no Job: create the headless Service (more than one worker) and the suspended Indexed
+  Job (deterministic names; a 409 means it is there already: read back; a child left by
+  an earlier TrainingJob of the same name is deleted, by UID, first);
+- a waiting Job built from an earlier spec (or team): deleted by UID and rebuilt, so the
+  admission pass only ever admits a Job of the current spec;
+- `spec.suspend: true`: suspend an admitted Job (its pods go, its quota is released),
+  phase Suspended; back to false: Queued, and the loop decides;
+- a failed gang with retries left: the restart is recorded with the failed Job's UID
+  first (counted once however often this is retried), then that Job is deleted by UID
+  and a new one created, which the loop admits like any other;
+- otherwise the status the Job implies (Admitted -> Running -> Succeeded / Failed, worker
+  counts at most every positionRefreshSeconds), with GPU-hours and cost from the pods;
+- a finished TrainingJob with `ttlAfterFinished` is deleted (UID precondition) when due;
+- a TrainingJob seen deleted whose Job still runs: the Job is suspended at once, so its
+  GPUs are free in a second rather than after the garbage collector's round.
+
+An API error raises: the work queue retries the key with exponential backoff, so a
+transition is never lost for want of another event. Returning a delay asks to look again
+then (a TTL, a held-back worker count).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any, Final
+
+import structlog
+
+from cadre.controller.cache import Cache
+from cadre.controller.client import (
+    ApiClient,
+    ApiError,
+    job_path,
+    service_path,
+    trainingjob_path,
+)
+from cadre.controller.status_writer import JobRef, StatusWriter, set_job_suspend, utcnow
+from cadre.core.api.config import OperatorConfig
+from cadre.core.api.names import ANNOTATION_SPEC_HASH, LABEL_TRAININGJOB
+from cadre.core.budget.teams import budget_scope, resolve_team
+from cadre.core.cluster.store import Store
+from cadre.core.objects import generation_of, owner_uids, parse_api_time
+from cadre.core.training import BuildError, build_job, build_training_job_children
+from cadre.core.training.job import JobRecord
+from cadre.core.training.lifecycle import (
+    GangFailure,
+    from_job,
+    preempted,
+    queued,
+    restart_for,
+    restarting,
+    suspended,
+)
+from cadre.core.units.duration import parse_duration
+
+log = structlog.get_logger("cadre.trainingjob")
+
+_CHILD_RETRY_SECONDS: Final = 1.0
+"""Look again this soon when a child of an earlier TrainingJob is on its way out."""
+TERMINAL: Final = ("Succeeded", "Failed")
+
+
+class TrainingJobReconciler:
+    def __init__(
+        self,
+        client: ApiClient,
+        store: Store,
+        config: OperatorConfig,
+        *,
+        status: StatusWriter,
+        cache: Cache,
+        notify: Callable[[], None],
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.config = config
+        self.status = status
+        self.cache = cache
+        self._notify = notify
+
+    async def reconcile(self, key: str) -> float | None:
+        tj = self.store.trainingjobs.get(key)
+        job = self.store.jobs.get(key)
+        if tj is None:
+            await self._stop_job_of_deleted(key, job)
+            return None
+        if (tj.get("metadata") or {}).get("deletionTimestamp"):
+            return None
+        if job is None:
+            return await self._ensure_children(key, tj)
+        if job.deleting:
+            return None  # its DELETED event brings the key back
+        if await self._reshape(key, tj, job):
+            return 0.0  # create the new Job now
+        await self._reconcile_suspend(key, tj, job)
+        job = self.store.jobs.get(key)
+        if job is None:
+            return None
+        retries = int((tj.get("spec") or {}).get("retries") or 0)
+        failure = restart_for(tj.get("status"), job, retries)
+        if failure is not None:
+            await self._restart(key, job, failure, retries)
+            return 0.0
+        phase = (tj.get("status") or {}).get("phase")
+        if job.finished and phase not in TERMINAL and self.store.pods_open(key):
+            await self._refresh_pods(key)
+        again = await self._status_from_job(key)
+        expire = await self._expire(key)
+        delays = [d for d in (again, expire) if d is not None]
+        return min(delays) if delays else None
+
+    # -- children ------------------------------------------------------------------------
+    def _known_team(self, namespace: str) -> str | None:
+        """The namespace's team as the cache knows it (no API call)."""
+        scopes = [budget_scope(b) for b in self.store.budgets.values()]
+        return resolve_team(namespace, self.store.namespaces.get(namespace), scopes).team
+
+    async def _team_of(self, namespace: str) -> str | None:
+        """The namespace's team; reads the namespace and the budgets when the cache does
+        not know of one (a budget or namespace created just before the job)."""
+        store = self.store
+        labels = store.namespaces.get(namespace)
+        if labels is None:
+            ns = await self.client.get(f"/api/v1/namespaces/{namespace}")
+            if ns is not None:
+                store.upsert_namespace(ns)
+                labels = store.namespaces[namespace]
+        team = resolve_team(namespace, labels, [budget_scope(b) for b in store.budgets.values()])
+        if team.team is None:
+            # A budget created just before the job may not have reached the cache yet (the
+            # watches are independent): read the budgets before labelling children teamless.
+            for budget in await self.client.list("/apis/cadre.dev/v1alpha1/resourcebudgets"):
+                store.upsert_budget(budget)
+            scopes = [budget_scope(b) for b in store.budgets.values()]
+            team = resolve_team(namespace, labels, scopes)
+        return team.team
+
+    async def _ensure_children(self, key: str, tj: dict[str, Any]) -> float | None:
+        """Create the Service and the suspended Job; a delay when an earlier TrainingJob's
+        child of the same name must go first."""
+        metadata = tj["metadata"]
+        namespace, name, uid = metadata["namespace"], metadata["name"], metadata["uid"]
+        if tj.get("status"):
+            # It had children before (a restart, or its Job was deleted): make sure the
+            # TrainingJob still exists. A ghost (deleted while a watch was cut, until the
+            # resync drops it) would otherwise get a Job the garbage collector deletes, and
+            # again, and again.
+            fresh = await self.client.get(trainingjob_path(namespace, name))
+            if fresh is None or (fresh.get("metadata") or {}).get("uid") != uid:
+                if self.store.delete_trainingjob(key, uid=uid):
+                    self._notify()
+                return None
+            self.store.upsert_trainingjob(fresh, read=True)
+        team = await self._team_of(namespace)
+        try:
+            children = build_training_job_children(
+                tj, name=name, namespace=namespace, uid=uid, team=team, config=self.config
+            )
+        except BuildError as err:
+            reason, message = err.reason, str(err)
+            await self.status.update(
+                key,
+                lambda status, obj: queued(
+                    status,
+                    generation=generation_of(obj),
+                    now=utcnow(),
+                    reason=reason,
+                    message=message,
+                    position=None,
+                    team=team,
+                    gpus=None,
+                ),
+            )
+            return None
+        if children.service is not None:
+            service, _ = await self.client.create(children.service)
+            if uid not in owner_uids(service):
+                await self._remove_stale(key, service, service_path(namespace, name))
+                return _CHILD_RETRY_SECONDS
+        job, created = await self.client.create(children.job)
+        job_metadata = job.get("metadata") or {}
+        if job_metadata.get("deletionTimestamp") or job_metadata.get("uid") in (
+            self.store.retired_jobs
+        ):
+            log.info("previous job still being deleted; waiting", trainingjob=key)
+            return _CHILD_RETRY_SECONDS
+        if uid not in owner_uids(job):
+            await self._remove_stale(key, job, job_path(namespace, name))
+            return _CHILD_RETRY_SECONDS
+        self.store.upsert_job(job)
+        log.info("children created" if created else "children found", trainingjob=key, team=team)
+        self._notify()
+        return None
+
+    async def _remove_stale(self, key: str, obj: dict[str, Any], path: str) -> None:
+        """A child of a deleted TrainingJob of the same name, which the garbage collector
+        has not reached yet (it takes seconds): delete it now (that very object, by UID),
+        so the new one can be created."""
+        metadata = obj.get("metadata") or {}
+        log.info(
+            "deleting a child of an earlier trainingjob", trainingjob=key, kind=obj.get("kind")
+        )
+        if not metadata.get("deletionTimestamp"):
+            await self.client.delete(path, uid=str(metadata.get("uid")))
+
+    async def _reshape(self, key: str, tj: dict[str, Any], job: JobRecord) -> bool:
+        """A spec (or team) changed while the job waits: a Job built from the old one must
+        not be admitted. It is deleted (by UID); True when it was."""
+        if job.finished or self.store.admitted(key):
+            return False
+        metadata = tj["metadata"]
+        team = self._known_team(metadata["namespace"])
+        try:
+            wanted = build_job(
+                tj,
+                name=metadata["name"],
+                namespace=metadata["namespace"],
+                uid=metadata["uid"],
+                team=team,
+                config=self.config,
+            )
+        except BuildError:
+            return False  # the status says why (written when the children were built)
+        if wanted["metadata"]["annotations"].get(ANNOTATION_SPEC_HASH) == job.spec_hash:
+            return False
+        async with self.status.lock(key):
+            current = self.store.jobs.get(key)
+            if current is None or current.uid != job.uid or self.store.admitted(key):
+                return False
+            log.info("spec changed while queued: replacing the job", trainingjob=key)
+            await self.client.delete(job_path(job.namespace, job.name), uid=job.uid)
+            self.store.retire_job(key, job.uid)
+        return True
+
+    # -- suspend ---------------------------------------------------------------------------
+    async def _reconcile_suspend(self, key: str, tj: dict[str, Any], job: JobRecord) -> None:
+        """spec.suspend true: stop the Job and say Suspended; false after Suspended: queue."""
+        if job.finished:
+            return
+        phase = (tj.get("status") or {}).get("phase")
+        if phase in TERMINAL:
+            return
+        if (tj.get("spec") or {}).get("suspend"):
+            if self.store.admitted(key) or not job.suspended:
+                ref = JobRef(job.namespace, job.name, job.uid)
+                async with self.status.lock(key):
+                    await set_job_suspend(self.client, self.store, key, ref, suspend=True)
+                    self.store.admitted_at.pop(key, None)
+                self._notify()
+            if phase != "Suspended":
+                await self.status.update(
+                    key,
+                    lambda status, obj: suspended(
+                        status, generation=generation_of(obj), now=utcnow()
+                    ),
+                )
+        elif phase == "Suspended":
+            await self.status.update(
+                key,
+                lambda status, obj: (
+                    queued(
+                        status,
+                        generation=generation_of(obj),
+                        now=utcnow(),
+                        reason="Resumed",
+                        message="resumed (spec.suspend is false): waiting for the next "
+                        "admission pass",
+                        position=None,
+                        team=None,
+                        gpus=None,
+                    )
+                    if (status or {}).get("phase") == "Suspended"
+                    else None
+                ),
+            )
+            self._notify()
+
+    # -- restart ---------------------------------------------------------------------------
+    async def _restart(self, key: str, job: JobRecord, failure: GangFailure, retries: int) -> None:
+        """A worker failed and retries are left: record the restart against the failed
+        Job's UID, delete that Job (its pods are gone already: the Job fails at the first
+        failed worker and stops the others), and let the next reconcile create a new
+        suspended one, which the loop admits like any other."""
+        async with self.status.lock(key):
+            record = self.store.jobs.get(key)
+            if record is None or record.uid != job.uid or not record.failed:
+                return
+            await self.status.update(
+                key,
+                lambda status, obj: restarting(
+                    status,
+                    generation=generation_of(obj),
+                    now=utcnow(),
+                    failure=failure,
+                    retries=retries,
+                    job_uid=record.uid,
+                ),
+                locked=True,
+            )
+            await self.client.delete(job_path(record.namespace, record.name), uid=record.uid)
+            self.store.retire_job(key, record.uid)
+            self.store.admitted_at.pop(key, None)
+        log.info("restarting the gang", trainingjob=key, reason=failure.reason)
+        self._notify()
+
+    # -- status from the Job -----------------------------------------------------------------
+    async def _refresh_pods(self, key: str) -> None:
+        """Read the job's pods now: the Job finished, and their last states (finishedAt)
+        may not have come through the pod watch yet. A read, not a write."""
+        namespace, name = key.split("/", 1)
+        pods = await self.client.list(
+            f"/api/v1/namespaces/{namespace}/pods", label_selector=f"{LABEL_TRAININGJOB}={name}"
+        )
+        for pod in pods:
+            self.cache.apply_pod(pod)
+
+    async def _status_from_job(self, key: str) -> float | None:
+        """Write the status the Job implies. Phase transitions are written at once, with the
+        worker counts; a change of the counts alone at most every positionRefreshSeconds
+        after the job's last status write (the returned delay brings the key back then),
+        so a lifecycle stays at its 8 writes however the pods come and go."""
+        store, writer = self.store, self.status
+        interval = float(self.config.admission.position_refresh_seconds)
+        held_back: list[float] = []
+        team = self._known_team(key.split("/", 1)[0])
+
+        def fn(status: dict[str, Any] | None, current: dict[str, Any]) -> dict[str, Any] | None:
+            record = store.jobs.get(key)
+            if record is None:
+                return None
+            phase = (status or {}).get("phase")
+            generation, now = generation_of(current), utcnow()
+            if (
+                record.suspended
+                and not record.finished
+                and not store.admitted(key)
+                and phase in ("Admitted", "Running")
+                and not (current.get("spec") or {}).get("suspend")
+            ):
+                # Stopped while the status says it runs (its preemption's own status write
+                # failed): say so, it waits for the next admission.
+                return preempted(
+                    status,
+                    generation=generation,
+                    now=now,
+                    reason="Preempted",
+                    message="the gang was stopped to make room: waiting to be admitted again",
+                )
+            since = time.monotonic() - writer.last_write.get(key, float("-inf"))
+            due = since >= interval
+            spec = current.get("spec") or {}
+            workers = int(spec.get("workers") or 1)
+            gpus = workers * int((spec.get("resources") or {}).get("gpus") or 0)
+            job_status = partial(
+                from_job,
+                status,
+                record,
+                workers=workers,
+                generation=generation,
+                now=now,
+                team=team,
+                gpus=gpus,
+            )
+            wanted = job_status(refresh_workers=due)
+            if not due:
+                refreshed = job_status(refresh_workers=True)
+                if refreshed.get("workers") != wanted.get("workers"):
+                    held_back.append(interval - since)
+            return wanted
+
+        await writer.update(key, fn)
+        return max(0.0, held_back[0]) if held_back else None
+
+    # -- TTL ---------------------------------------------------------------------------------
+    async def _expire(self, key: str) -> float | None:
+        """Delete a finished TrainingJob `spec.ttlAfterFinished` after its completionTime;
+        the delay until then, when it is not due yet."""
+        tj = self.store.trainingjobs.get(key)
+        if tj is None:
+            return None
+        status = tj.get("status") or {}
+        ttl = (tj.get("spec") or {}).get("ttlAfterFinished")
+        completed = parse_api_time(status.get("completionTime"))
+        if status.get("phase") not in TERMINAL or not ttl or completed is None:
+            return None
+        due = completed.timestamp() + float(parse_duration(ttl))
+        left = due - time.time()
+        if left > 0:
+            return left
+        namespace, name = key.split("/", 1)
+        log.info("deleting finished trainingjob (ttlAfterFinished)", trainingjob=key)
+        await self.client.delete(
+            trainingjob_path(namespace, name), uid=str(tj["metadata"].get("uid"))
+        )
+        return None
+
+    # -- a deleted TrainingJob ---------------------------------------------------------------
+    async def _stop_job_of_deleted(self, key: str, job: JobRecord | None) -> None:
+        tombstone = self.store.deleted_trainingjobs.get(key)
+        if job is None or tombstone is None or job.owner_uid != tombstone[0]:
+            return
+        if job.suspended or job.finished or job.deleting:
+            return
+        # Suspending stops the pods at once, where the garbage collector takes many
+        # seconds to delete the Job and then its pods.
+        ref = JobRef(job.namespace, job.name, job.uid)
+        try:
+            await set_job_suspend(self.client, self.store, key, ref, suspend=True)
+        except ApiError as err:
+            if err.status != 404:
+                raise
+
+
+def log_reconcile_error(key: str, err: BaseException) -> None:
+    """The work queue's error hook: one line per failure (the key is retried)."""
+    log.warning("reconcile failed; retrying with backoff", trainingjob=key, error=str(err))

@@ -1,0 +1,127 @@
+"""A small in-memory stand-in for the API client, for unit tests of the controller's
+writers: objects by path, resourceVersions that move on every write, merge patches with a
+resourceVersion precondition (409), JSON patches with `test` (422), deletes with a UID
+precondition. The real thing is the API server in tests/integration and e2e/."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from cadre.controller.client import ApiError, collection_path
+
+
+def merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """RFC 7386 merge patch."""
+    out = copy.deepcopy(target)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _pointer(path: str) -> list[str]:
+    return [p.replace("~1", "/").replace("~0", "~") for p in path.split("/")[1:]]
+
+
+class FakeApi:
+    def __init__(self) -> None:
+        self.objects: dict[str, dict[str, Any]] = {}
+        self.writes: list[tuple[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
+        self.fail: dict[str, list[int]] = {}
+        """path -> statuses the next writes of that path fail with (in order)."""
+        self._rv = 100
+
+    def put(self, path: str, obj: dict[str, Any]) -> None:
+        obj = copy.deepcopy(obj)
+        self._rv += 1
+        obj.setdefault("metadata", {})["resourceVersion"] = str(self._rv)
+        self.objects[path] = obj
+
+    def _object_path(self, path: str) -> str:
+        return path.removesuffix("/status")
+
+    def _check_failure(self, method: str, path: str) -> None:
+        queued = self.fail.get(path)
+        if queued:
+            raise ApiError(method, path, queued.pop(0), b"{}")
+
+    def _store(self, path: str, obj: dict[str, Any], patch: Any) -> dict[str, Any]:
+        self._rv += 1
+        obj["metadata"]["resourceVersion"] = str(self._rv)
+        self.objects[self._object_path(path)] = obj
+        self.writes.append((path, patch))
+        return copy.deepcopy(obj)
+
+    async def get(self, path: str) -> dict[str, Any] | None:
+        obj = self.objects.get(path)
+        return copy.deepcopy(obj) if obj is not None else None
+
+    async def create(self, obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        if obj["kind"] == "Event":
+            self.events.append(copy.deepcopy(obj))
+            return obj, True
+        path = f"{collection_path(obj)}/{obj['metadata']['name']}"
+        if path in self.objects:
+            return copy.deepcopy(self.objects[path]), False
+        self.put(path, obj)
+        self.writes.append((path, "create"))
+        return copy.deepcopy(self.objects[path]), True
+
+    async def merge_patch(
+        self, path: str, patch: dict[str, Any], *, resource_version: str | None = None
+    ) -> dict[str, Any]:
+        self._check_failure("PATCH", path)
+        current = self.objects.get(self._object_path(path))
+        if current is None:
+            raise ApiError("PATCH", path, 404, b"{}")
+        if resource_version is not None and current["metadata"]["resourceVersion"] != (
+            resource_version
+        ):
+            raise ApiError("PATCH", path, 409, b'{"reason": "Conflict"}')
+        return self._store(path, merge(current, dict(patch)), dict(patch))
+
+    async def patch_status(
+        self, path: str, status: dict[str, Any], *, resource_version: str | None = None
+    ) -> dict[str, Any]:
+        return await self.merge_patch(
+            f"{path}/status", {"status": dict(status)}, resource_version=resource_version
+        )
+
+    async def json_patch(self, path: str, operations: list[dict[str, Any]]) -> dict[str, Any]:
+        self._check_failure("PATCH", path)
+        current = self.objects.get(path)
+        if current is None:
+            raise ApiError("PATCH", path, 404, b"{}")
+        obj = copy.deepcopy(current)
+        for op in operations:
+            *parents, leaf = _pointer(op["path"])
+            node: Any = obj
+            for part in parents:
+                node = node[int(part)] if isinstance(node, list) else node.get(part, {})
+            if op["op"] == "test":
+                value = node[int(leaf)] if isinstance(node, list) else node.get(leaf)
+                if value != op["value"]:
+                    raise ApiError("PATCH", path, 422, b'{"reason": "Invalid"}')
+            elif op["op"] in ("add", "replace"):
+                node[leaf] = copy.deepcopy(op["value"])
+            elif op["op"] == "remove":
+                del node[int(leaf) if isinstance(node, list) else leaf]
+        return self._store(path, obj, operations)
+
+    async def delete(
+        self, path: str, *, uid: str | None = None, propagation: str = "Background"
+    ) -> bool:
+        current = self.objects.get(path)
+        if current is None:
+            return False
+        if uid is not None and current["metadata"].get("uid") != uid:
+            return False
+        del self.objects[path]
+        self.writes.append((path, "delete"))
+        return True
