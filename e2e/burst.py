@@ -10,9 +10,20 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from localcluster import LocalCluster
+
+RBS = "/apis/cadre.dev/v1alpha1/resourcebudgets"
+CAPACITY = {"t4": 8, "a100": 32}
+"""GPUs of each flavour in the cluster (and a test team's quota)."""
+PER_GPU_SECOND = {"a100": Decimal(1), "t4": Decimal("0.5")}
+"""The e2e `config` fixture's prices (no CPU or memory prices)."""
+LEASE = {"leaseDurationSeconds": 6, "renewDeadlineSeconds": 4, "retryPeriodSeconds": 1}
 
 
 def trainingjob(name: str, run_label: str, flavor: str, runtime: str = "2s") -> dict[str, Any]:
@@ -113,3 +124,72 @@ def all_succeeded(cluster: LocalCluster, namespace: str, run_label: str, count: 
     items = cluster.api.get(f"{path}?labelSelector=run%3D{run_label}")["items"]
     phases = [(i.get("status") or {}).get("phase") for i in items]
     return len(items) == count and all(p == "Succeeded" for p in phases)
+
+
+# ---- create/admit/delete cycles (bounded memory) -------------------------------------
+PER_TRAININGJOB_STATE = (
+    "trainingjobs",
+    "jobs",
+    "expectations",
+    "admitted_at",
+    "retired_jobs",
+    "deleted_trainingjobs",
+    "pod_usage",
+    "closed_pods",
+    "pods",
+)
+"""The operator's cache tables that hold something per TrainingJob or pod (/readyz)."""
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def one_cycle(cluster: LocalCluster, namespace: str, name: str, flavor: str = "a100") -> None:
+    """Create a TrainingJob, wait until it is admitted, delete it."""
+    tjs = f"/apis/cadre.dev/v1alpha1/namespaces/{namespace}/trainingjobs"
+    cluster.api.create(tjs, trainingjob(name, "churn", flavor, runtime="10m"))
+    deadline = time.monotonic() + 300
+    while (cluster.api.get(f"{tjs}/{name}").get("status") or {}).get("phase") not in (
+        "Admitted",
+        "Running",
+    ):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{name} not admitted in 300 s")
+        time.sleep(0.05)
+    cluster.api.call("DELETE", f"{tjs}/{name}")
+
+
+def churn(cluster: LocalCluster, namespace: str, cycles: int, in_flight: int = 16) -> None:
+    """`cycles` create/admit/delete cycles, `in_flight` at once (admissions are bounded by
+    the cluster's 40 GPUs), t4 and a100 in turn."""
+    run = uuid.uuid4().hex[:4]
+
+    def cycle(i: int) -> None:
+        one_cycle(cluster, namespace, f"churn-{run}-{i:05d}", ("t4", "a100")[i % 2])
+
+    with ThreadPoolExecutor(in_flight) as pool:
+        list(pool.map(cycle, range(cycles)))
+
+
+def leftovers(cluster: LocalCluster, namespace: str) -> dict[str, int]:
+    """Jobs, Services, pods and TrainingJobs still in the namespace."""
+    counts = {}
+    for kind, path in (
+        ("jobs", f"/apis/batch/v1/namespaces/{namespace}/jobs"),
+        ("services", f"/api/v1/namespaces/{namespace}/services"),
+        ("pods", f"/api/v1/namespaces/{namespace}/pods"),
+        ("trainingjobs", f"/apis/cadre.dev/v1alpha1/namespaces/{namespace}/trainingjobs"),
+    ):
+        counts[kind] = len(cluster.api.get(path)["items"])
+    return {k: v for k, v in counts.items() if v}
+
+
+def operator_leftovers(readiness: dict[str, Any]) -> dict[str, Any]:
+    """What the operator still holds per TrainingJob or pod (its /readyz answer)."""
+    cache, per_object = readiness["cache"], readiness["per_object"]
+    left = {k: cache[k] for k in PER_TRAININGJOB_STATE if cache.get(k)}
+    return left | {k: v for k, v in per_object.items() if v}

@@ -14,10 +14,16 @@ Without binaries (or if the start fails) the tests fail under CI=true, else are 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
+from burst import CAPACITY, LEASE, PER_GPU_SECOND, RBS
+from cadre_process import EXAMPLE_CONFIG, operator_kubeconfig
 from localcluster import LocalCluster
 from localcluster.testing import fresh_namespace, start_cluster
 
@@ -35,3 +41,52 @@ def cluster(
 @pytest.fixture
 def namespace(cluster: LocalCluster, request: pytest.FixtureRequest) -> Iterator[str]:
     yield from fresh_namespace(cluster, request)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Callable[..., Path]:
+    """An operator config: prices of 1 per a100 GPU-second and 0.5 per t4 GPU-second (no
+    CPU or memory prices), short leases, spend refreshed every second; `overrides` on top."""
+
+    def make(**overrides: Any) -> Path:
+        doc = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+        for flavor in doc["flavors"]:
+            rate = PER_GPU_SECOND.get(flavor["name"])
+            flavor["prices"] = {"gpuHour": str(rate * 3600)} if rate is not None else {}
+        doc["leaderElection"] = dict(LEASE)
+        doc["accounting"] = {"refreshSeconds": 1}
+        for key, value in overrides.items():
+            doc[key] = {**(doc.get(key) or {}), **value}
+        path = tmp_path / f"config-{uuid.uuid4().hex[:6]}.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        return path
+
+    return make
+
+
+@pytest.fixture
+def team(cluster: LocalCluster) -> Iterator[str]:
+    """A namespace and a ResourceBudget of the same name: the whole cluster's GPUs."""
+    name = f"ha-{uuid.uuid4().hex[:6]}"
+    cluster.create_namespace(name)
+    cluster.wait_default_service_account(name)
+    cluster.api.create(
+        RBS,
+        {
+            "apiVersion": "cadre.dev/v1alpha1",
+            "kind": "ResourceBudget",
+            "metadata": {"name": name},
+            "spec": {
+                "namespaces": [name],
+                "quota": [{"flavor": f, "gpus": n} for f, n in CAPACITY.items()],
+            },
+        },
+    )
+    yield name
+    cluster.api.call("DELETE", f"{RBS}/{name}", ok=(404,))
+    cluster.delete_namespace(name)
+
+
+@pytest.fixture
+def kubeconfig(cluster: LocalCluster, tmp_path: Path) -> Path:
+    return operator_kubeconfig(cluster, tmp_path / "kubeconfig")

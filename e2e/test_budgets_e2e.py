@@ -9,7 +9,6 @@ and budgets refreshed every second. Each test has its own namespaces and budgets
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -155,16 +154,6 @@ def cost_from_pods(items: list[dict[str, Any]]) -> Decimal:
     return total
 
 
-def metric(op: OperatorProcess, name: str, **labels: str) -> float | None:
-    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    for line in op.metrics().splitlines():
-        if line.startswith(f"{name}{{"):
-            label_text, value = line[len(name) + 1 :].rsplit("} ", 1)
-            if ",".join(sorted(label_text.split(","))) == wanted:
-                return float(value)
-    return None
-
-
 def test_cohort_borrowing_then_reclaim(
     operator: OperatorProcess, cluster: LocalCluster, teams: Callable[..., tuple[str, str]]
 ) -> None:
@@ -201,9 +190,9 @@ def test_cohort_borrowing_then_reclaim(
         ),
         timeout=15,
     )
-    assert metric(operator, "cadre_team_usage_gpus", team=lender, flavor="a100") == 4
-    assert metric(operator, "cadre_team_borrowed_gpus", team=borrower, flavor="a100") == 0
-    assert metric(operator, "cadre_team_quota_gpus", team=borrower, flavor="a100") == 4
+    assert operator.metric("cadre_team_usage_gpus", team=lender, flavor="a100") == 4
+    assert operator.metric("cadre_team_borrowed_gpus", team=borrower, flavor="a100") == 0
+    assert operator.metric("cadre_team_quota_gpus", team=borrower, flavor="a100") == 4
 
 
 def test_crossings_warn_then_hold_new_work_until_the_limit_is_lifted(
@@ -235,7 +224,8 @@ def test_crossings_warn_then_hold_new_work_until_the_limit_is_lifted(
         timeout=10,
     )
     assert events == ["BudgetWarning", "BudgetWarning", "BudgetExceeded"], events
-    time.sleep(2)  # more refreshes: no new event without a new crossing
+    # Two more spend refreshes (the spend grows): no new event without a new crossing.
+    operator.wait_metric_increase("cadre_budget_refreshes_total", by=2)
     assert budget_events(cluster, name) == events
     described = cluster.kubectl("describe", "rb", name).stdout
     assert "BudgetExceeded" in described[described.index("Events:") :], described
@@ -271,7 +261,7 @@ def test_suspend_policy_suspends_running_work(
     # Everything the pods ran is charged: spend is frozen once they are gone.
     spent = Decimal(status["spend"]["spent"])
     assert spent >= 12
-    time.sleep(2)
+    operator.wait_metric_increase("cadre_budget_refreshes_total", by=2)
     assert Decimal(budget_status(cluster, name)["spend"]["spent"]) == spent
 
 
@@ -281,18 +271,18 @@ def test_operator_killed_mid_job_and_work_deleted_while_it_is_down_cost_to_the_c
     name, namespace = teams(quota=[{"flavor": "a100", "gpus": 16}])
     cluster.api.create(tjs(namespace), trainingjob("steady", 2, 2, "6s"))
     eventually("Running", phase(cluster, namespace, "steady", "Running"))
-    time.sleep(1)
-    operator.kill()  # SIGKILL mid-job
-    time.sleep(2)
-    operator.start()
-    eventually("Succeeded", phase(cluster, namespace, "steady", "Succeeded"), timeout=60)
-    expected = cost_from_pods(pods(cluster, namespace, "steady"))
 
     def spent() -> Decimal:
         return Decimal(budget_status(cluster, name).get("spend", {}).get("spent") or "-1")
 
+    eventually("some spend recorded", lambda: spent() > 0)
+    operator.kill()  # SIGKILL mid-job
+    operator.start()
+    eventually("Succeeded", phase(cluster, namespace, "steady", "Succeeded"), timeout=60)
+    expected = cost_from_pods(pods(cluster, namespace, "steady"))
+
     eventually("spend caught up", lambda: spent() == expected.quantize(Decimal("0.01")))
-    from_metrics = metric(operator, "cadre_budget_spend", team=name, period="current")
+    from_metrics = operator.metric("cadre_budget_spend", team=name, period="current")
     print(
         f"\nscripted run (2 workers x (2 a100 GPUs, 2 cores, 8Gi) at 3600/GPU-hour, "
         f"36/core-hour, 3.6/GiB-hour, operator SIGKILLed mid-job): by hand from pod "
@@ -308,12 +298,19 @@ def test_operator_killed_mid_job_and_work_deleted_while_it_is_down_cost_to_the_c
     # until the restarted operator has charged them.
     cluster.api.create(tjs(namespace), trainingjob("doomed", 1, 4, "300s"))
     eventually("doomed Running", phase(cluster, namespace, "doomed", "Running"))
-    time.sleep(1)
     operator.kill()
     cluster.api.call("DELETE", f"{tjs(namespace)}/doomed")
-    time.sleep(3)
-    held = pods(cluster, namespace, "doomed")
-    assert held, "the pod went before its cost was recorded"
+    # The garbage collector deletes the Job, then its pods: they stay, Terminating, held by
+    # Cadre's finalizer until their cost is recorded.
+    held = eventually(
+        "the pods deleted (Terminating)",
+        lambda: (
+            (p := pods(cluster, namespace, "doomed"))
+            and all(x["metadata"].get("deletionTimestamp") for x in p)
+            and p
+        ),
+    )
+    assert all("cadre.dev/accounting" in x["metadata"]["finalizers"] for x in held)
     operator.start()
     eventually("the pods released", lambda: pods(cluster, namespace, "doomed") == [], timeout=60)
     # The pod was stopped when the garbage collector deleted it (finishedAt), or at the
@@ -325,7 +322,7 @@ def test_operator_killed_mid_job_and_work_deleted_while_it_is_down_cost_to_the_c
     )
     ledger = budget_status(cluster, name)["ledger"]
     assert Decimal(ledger["settled"]["cost"]) > 0
-    time.sleep(2)
+    operator.wait_metric_increase("cadre_budget_refreshes_total", by=2)
     assert spent() == final  # nothing charged twice after the restart
 
 

@@ -12,80 +12,41 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
-from burst import AdmissionSampler, all_succeeded, pods_per_job, trainingjob
-from cadre_process import EXAMPLE_CONFIG, OperatorProcess, operator_kubeconfig
+from burst import (
+    CAPACITY,
+    PER_GPU_SECOND,
+    RBS,
+    AdmissionSampler,
+    all_succeeded,
+    pods_per_job,
+    trainingjob,
+)
+from cadre_process import OperatorProcess
 from localcluster import LocalCluster, nodepool
 from waiting import eventually
 
 pytestmark = pytest.mark.e2e
-
-RBS = "/apis/cadre.dev/v1alpha1/resourcebudgets"
-CAPACITY = {"t4": 8, "a100": 32}
-"""GPUs of each flavour in the cluster (and the test team's quota)."""
-PER_GPU_SECOND = {"a100": Decimal(1), "t4": Decimal("0.5")}
-LEASE = {"leaseDurationSeconds": 6, "renewDeadlineSeconds": 4, "retryPeriodSeconds": 1}
 
 
 def tjs(namespace: str) -> str:
     return f"/apis/cadre.dev/v1alpha1/namespaces/{namespace}/trainingjobs"
 
 
-@pytest.fixture
-def config(tmp_path: Path) -> Callable[..., Path]:
-    """An operator config: prices of 1 per a100 GPU-second and 0.5 per t4 GPU-second (no
-    CPU or memory prices), short leases, spend refreshed every second; `overrides` on top."""
+def phase_in(cluster: LocalCluster, namespace: str, name: str, *phases: str) -> Callable[[], bool]:
+    """A check for eventually(): the TrainingJob's phase is one of `phases`."""
 
-    def make(**overrides: Any) -> Path:
-        doc = yaml.safe_load(EXAMPLE_CONFIG.read_text())
-        for flavor in doc["flavors"]:
-            rate = PER_GPU_SECOND.get(flavor["name"])
-            flavor["prices"] = {"gpuHour": str(rate * 3600)} if rate is not None else {}
-        doc["leaderElection"] = dict(LEASE)
-        doc["accounting"] = {"refreshSeconds": 1}
-        for key, value in overrides.items():
-            doc[key] = {**(doc.get(key) or {}), **value}
-        path = tmp_path / f"config-{uuid.uuid4().hex[:6]}.yaml"
-        path.write_text(yaml.safe_dump(doc))
-        return path
+    def check() -> bool:
+        obj = cluster.api.get(f"{tjs(namespace)}/{name}")
+        return (obj.get("status") or {}).get("phase") in phases
 
-    return make
-
-
-@pytest.fixture
-def team(cluster: LocalCluster) -> Iterator[str]:
-    """A namespace and a ResourceBudget of the same name: the whole cluster's GPUs."""
-    name = f"ha-{uuid.uuid4().hex[:6]}"
-    cluster.create_namespace(name)
-    cluster.wait_default_service_account(name)
-    cluster.api.create(
-        RBS,
-        {
-            "apiVersion": "cadre.dev/v1alpha1",
-            "kind": "ResourceBudget",
-            "metadata": {"name": name},
-            "spec": {
-                "namespaces": [name],
-                "quota": [{"flavor": f, "gpus": n} for f, n in CAPACITY.items()],
-            },
-        },
-    )
-    yield name
-    cluster.api.call("DELETE", f"{RBS}/{name}", ok=(404,))
-    cluster.delete_namespace(name)
-
-
-@pytest.fixture
-def kubeconfig(cluster: LocalCluster, tmp_path: Path) -> Path:
-    return operator_kubeconfig(cluster, tmp_path / "kubeconfig")
+    return check
 
 
 def admission_times(op: OperatorProcess) -> list[datetime]:
@@ -195,10 +156,7 @@ def test_a_paused_leader_never_writes_after_the_new_leaders_first_write(
         cluster.api.create(tjs(team), trainingjob("before", "p", "t4", runtime="10m"))
         eventually(
             "a admits 'before'",
-            lambda: (
-                (cluster.api.get(f"{tjs(team)}/before").get("status") or {}).get("phase")
-                in ("Admitted", "Running")
-            ),
+            phase_in(cluster, team, "before", "Admitted", "Running"),
         )
         paused_at = datetime.now(UTC)
         a.pause()
@@ -207,10 +165,7 @@ def test_a_paused_leader_never_writes_after_the_new_leaders_first_write(
         cluster.api.create(tjs(team), trainingjob("after", "p", "t4", runtime="10m"))
         eventually(
             "b admits 'after'",
-            lambda: (
-                (cluster.api.get(f"{tjs(team)}/after").get("status") or {}).get("phase")
-                in ("Admitted", "Running")
-            ),
+            phase_in(cluster, team, "after", "Admitted", "Running"),
         )
         b_writes = cluster.audit_events(
             paused_at,
@@ -248,13 +203,7 @@ def test_apiserver_restart_loses_no_transition_and_metrics_keep_serving(
         for name in names:
             cluster.api.create(tjs(team), trainingjob(name, "r", "a100", runtime="12s"))
         for name in names:
-            eventually(
-                f"{name} Running",
-                lambda n=name: (
-                    (cluster.api.get(f"{tjs(team)}/{n}").get("status") or {}).get("phase")
-                    == "Running"
-                ),
-            )
+            eventually(f"{name} Running", phase_in(cluster, team, name, "Running"))
         cluster.stop_apiserver()
         # The API server is down: the operator still answers for its metrics.
         assert "cadre_api_requests_total" in op.metrics()
@@ -263,14 +212,7 @@ def test_apiserver_restart_loses_no_transition_and_metrics_keep_serving(
         names.append("after-restart")
         cluster.api.create(tjs(team), trainingjob("after-restart", "r", "a100", runtime="2s"))
         for name in names:
-            eventually(
-                f"{name} Succeeded",
-                lambda n=name: (
-                    (cluster.api.get(f"{tjs(team)}/{n}").get("status") or {}).get("phase")
-                    == "Succeeded"
-                ),
-                timeout=120,
-            )
+            eventually(f"{name} Succeeded", phase_in(cluster, team, name, "Succeeded"), timeout=120)
             events = cluster.api.get(
                 f"/api/v1/namespaces/{team}/events?fieldSelector=involvedObject.name%3D{name}"
             )["items"]
@@ -309,9 +251,7 @@ def test_objects_deleted_while_watches_were_cut_free_their_quota_after_the_resyn
         cluster.api.create(tjs(team), hog)
         eventually(
             "hog Running",
-            lambda: (
-                (cluster.api.get(f"{tjs(team)}/hog").get("status") or {}).get("phase") == "Running"
-            ),
+            phase_in(cluster, team, "hog", "Running"),
         )
         rv = cluster.api.get(f"{tjs(team)}/hog")["metadata"]["resourceVersion"]
         op.pause()
@@ -337,10 +277,7 @@ def test_objects_deleted_while_watches_were_cut_free_their_quota_after_the_resyn
         cluster.api.create(tjs(team), {**hog, "metadata": {"name": "next", "labels": {}}})
         eventually(
             "next admitted",
-            lambda: (
-                (cluster.api.get(f"{tjs(team)}/next").get("status") or {}).get("phase")
-                in ("Admitted", "Running")
-            ),
+            phase_in(cluster, team, "next", "Admitted", "Running"),
             timeout=60,
         )
         nodes = len(cluster.api.get("/api/v1/nodes")["items"])

@@ -180,6 +180,28 @@ class OperatorProcess:
         ) as resp:
             return str(resp.read().decode())
 
+    def metric(self, name: str, **labels: str) -> float | None:
+        """The value of one series of the operator's metrics (None when absent)."""
+        wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        for line in self.metrics().splitlines():
+            if labels and line.startswith(f"{name}{{"):
+                label_text, value = line[len(name) + 1 :].rsplit("} ", 1)
+                if ",".join(sorted(label_text.split(","))) == wanted:
+                    return float(value)
+            elif not labels and line.startswith(f"{name} "):
+                return float(line.rsplit(" ", 1)[1])
+        return None
+
+    def wait_metric_increase(self, name: str, by: float = 1, timeout: float = 30) -> None:
+        """Wait until counter `name` (no labels) grew by `by`: that many more rounds of
+        whatever it counts happened."""
+        start = self.metric(name) or 0.0
+        deadline = time.monotonic() + timeout
+        while (self.metric(name) or 0.0) < start + by:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{name} did not grow by {by} in {timeout}s")
+            time.sleep(0.1)
+
     def api_requests(self, ok_only: bool = False) -> dict[tuple[str, str], float]:
         """cadre_api_requests_total summed by (verb, resource); 2xx answers only if asked."""
         out: dict[tuple[str, str], float] = {}

@@ -126,6 +126,8 @@ def _start_operator(cluster: LocalCluster, config: Path, timeout: float = 60) ->
         print(f"{OPERATOR} already running (pid {cluster.pids()[OPERATOR]})")
         return
     cluster.records = [r for r in cluster.records if r.name != OPERATOR]  # a dead one
+    # The namespace of the leader's Lease (an install creates it; here there is none).
+    cluster.kubectl("create", "namespace", "cadre-system", check=False)
     metrics_port, health_port = procs.free_ports(2)
     cluster.spawn(
         OPERATOR,
@@ -154,7 +156,7 @@ def _start_operator(cluster: LocalCluster, config: Path, timeout: float = 60) ->
             log = cluster.logs_dir / f"{OPERATOR}.log"
             raise ClusterError(f"{OPERATOR} exited; last lines of {log}:\n{procs.log_tail(log)}")
         with contextlib.suppress(OSError):
-            url = f"http://127.0.0.1:{health_port}/healthz"
+            url = f"http://127.0.0.1:{health_port}/readyz"
             with urllib.request.urlopen(url, timeout=2) as resp:
                 if resp.status == 200:
                     print(

@@ -25,12 +25,12 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from cadre_process import RBAC, OperatorProcess
 from localcluster import LocalCluster
+from trainingjobs import get, trainingjob
 from waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -163,26 +163,6 @@ def status_with(apiserver: LocalCluster, token: str) -> int:
         return resp.status
     finally:
         conn.close()
-
-
-def get(apiserver: LocalCluster, path: str) -> dict[str, Any] | None:
-    status, body = apiserver.api.request("GET", path)
-    return body if status == 200 else None
-
-
-def trainingjob(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "cadre.dev/v1alpha1",
-        "kind": "TrainingJob",
-        "metadata": {"name": name},
-        "spec": {
-            "image": "ghcr.io/acme/train:1.4",
-            "command": ["python", "train.py"],
-            "workers": 2,
-            "distribution": "PyTorch",
-            "resources": {"flavor": "t4", "gpus": 1, "cpu": "4", "memory": "16Gi"},
-        },
-    }
 
 
 def messages(op: OperatorProcess) -> list[str]:

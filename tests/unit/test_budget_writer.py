@@ -71,6 +71,8 @@ class FakeKube:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, Any]] = []
         self.fail_status = False
+        self.conflict_with: dict[str, Any] | None = None
+        """The next status write fails with 409; a read then returns this budget."""
 
     async def patch_status(
         self, path: str, status: dict[str, Any], *, resource_version: str | None = None
@@ -78,11 +80,19 @@ class FakeKube:
         self.calls.append(("status", path, copy.deepcopy(status)))
         if self.fail_status:
             raise ApiError("PATCH", path, 500, b"etcd is away")
+        if self.conflict_with is not None:
+            raise ApiError("PATCH", path, 409, b'{"reason": "Conflict"}')
         return {
             "metadata": {"name": "vision", "uid": "b1", "resourceVersion": str(len(self.calls))},
             "spec": {"namespaces": ["ns"]},
             "status": status,
         }
+
+    async def get(self, path: str) -> dict[str, Any] | None:
+        """The budget as someone else left it (a 409 made the writer read it again)."""
+        self.calls.append(("get", path, None))
+        budget, self.conflict_with = self.conflict_with, None
+        return budget
 
     async def json_patch(self, path: str, operations: list[dict[str, Any]]) -> dict[str, Any]:
         self.calls.append(("finalizer", path, operations))
@@ -162,3 +172,31 @@ def test_a_pod_whose_containers_still_run_waits_for_its_node() -> None:
     feed(store, k, live)
     asyncio.run(k.settle())
     assert kube.calls == []
+
+
+def test_a_conflicting_ledger_write_is_computed_again_and_never_charges_twice() -> None:
+    """Someone (a previous leader) recorded the pod's charge after this writer read the
+    budget: the write carries the resourceVersion it was computed from, so it is refused
+    (409); the writer reads the budget again, finds the pod in its ledger and only
+    releases it."""
+    k, store, kube = keeper()
+    feed(store, k, pod("p1", seconds=30))
+    theirs = {
+        "periodStart": "2025-06-01T00:00:00Z",
+        "settled": {"cost": "60", "gpuSeconds": "60"},
+        "settledPods": ["p1"],
+    }
+    kube.conflict_with = {
+        "metadata": {"name": "vision", "uid": "b1", "resourceVersion": "7"},
+        "spec": {"namespaces": ["ns"]},
+        "status": {"ledger": theirs},
+    }
+    asyncio.run(k.settle())
+    kinds = [c[0] for c in kube.calls]
+    assert kinds[:2] == ["status", "get"]  # refused, read again
+    assert kinds[-1] == "finalizer"  # then released
+    # The write computed again from their ledger leaves its sums as they were (60, never
+    # 120): a merge patch carries only what changes.
+    again = [status for kind, _, status in kube.calls if kind == "status"][1]
+    assert "settled" not in again.get("ledger", {}), again.get("ledger")
+    assert "settledPods" not in again.get("ledger", {})

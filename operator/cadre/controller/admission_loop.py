@@ -33,6 +33,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from cadre.controller.client import ApiClient, ApiError, NotLeaderError
 from cadre.controller.queue_status import QueueEntry, QueueStatusWriter
 from cadre.controller.status_writer import JobRef, StatusWriter, set_job_suspend, utcnow
+from cadre.controller.tasks import BackgroundTask
 from cadre.core.api.config import OperatorConfig
 from cadre.core.cluster.snapshot import SnapshotBuild, build_snapshot
 from cadre.core.cluster.store import Store
@@ -58,7 +59,9 @@ HELD_BACK = Counter(
 _CONCURRENCY = 16
 
 
-class AdmissionLoop:
+class AdmissionLoop(BackgroundTask):
+    task_name = "cadre admission loop"
+
     def __init__(
         self,
         client: ApiClient,
@@ -67,6 +70,7 @@ class AdmissionLoop:
         status: StatusWriter,
         queue: QueueStatusWriter,
     ) -> None:
+        super().__init__()
         self.client = client
         self.store = store
         self.config = config
@@ -74,8 +78,8 @@ class AdmissionLoop:
         self.queue = queue
         self._dirty = asyncio.Event()
         self._last_pass = 0.0
-        self._cache: dict[Any, Any] = {}
-        self._task: asyncio.Task[None] | None = None
+        self.snapshot_cache: dict[Any, Any] = {}
+        """Parsed specs and their Jobs' hashes, per generation (shared with the reconciler)."""
         self.last_result: PassResult | None = None
         self.observers: list[Callable[[SnapshotBuild, PassResult], None]] = []
         """Called after each pass with its input and result (the budget writer)."""
@@ -88,22 +92,8 @@ class AdmissionLoop:
         """Something that can change a decision happened: run a pass soon."""
         self._dirty.set()
 
-    def start(self) -> None:
-        """Start passes (the leader, with the store in sync with the cluster)."""
-        self._dirty.set()
-        if self._task is None:
-            self._task = asyncio.create_task(self.run(), name="cadre admission loop")
-
-    def alive(self) -> bool:
-        """False when the loop task ended on its own (a bug): the liveness probe fails."""
-        return self._task is None or not self._task.done()
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    def _starting(self) -> None:
+        self._dirty.set()  # a first pass at once (the leader, its store in sync)
 
     async def run(self) -> None:
         settings = self.config.admission
@@ -132,7 +122,7 @@ class AdmissionLoop:
     # -- one pass --------------------------------------------------------------------
     async def run_pass(self) -> PassResult:
         started = time.perf_counter()
-        build = build_snapshot(self.store, self.config, self._cache)
+        build = build_snapshot(self.store, self.config, self.snapshot_cache)
         result = schedule(build.snapshot)
         PASS_SECONDS.observe(time.perf_counter() - started)
         PASSES.inc()
@@ -140,8 +130,8 @@ class AdmissionLoop:
         self.last_result = result
         for observer in self.observers:
             observer(build, result)
-        if len(self._cache) > 8 * max(len(self.store.trainingjobs), 256):
-            self._cache.clear()
+        if len(self.snapshot_cache) > 8 * max(len(self.store.trainingjobs), 256):
+            self.snapshot_cache.clear()
 
         suspended = await self._each(
             self._preempt(build, v.key, str(v.reason), v.message) for v in result.victims

@@ -31,6 +31,7 @@ from pydantic import ValidationError
 
 from cadre.controller.client import ApiClient, ApiError, NotLeaderError, budget_path, pod_path
 from cadre.controller.status_writer import CONFLICT_RETRIES, post_event
+from cadre.controller.tasks import BackgroundTask
 from cadre.core.accounting import (
     EPOCH_CHARGE_START,
     Charge,
@@ -111,6 +112,10 @@ COST = Counter(
     ["team", "namespace", "flavor"],
 )
 SETTLED = Counter("cadre_pods_settled_total", "Pods whose charge went into a budget's ledger.")
+REFRESHES = Counter(
+    "cadre_budget_refreshes_total",
+    "Rounds that recomputed every budget's spend (every accounting.refreshSeconds).",
+)
 
 _GAUGES_BY_TEAM_FLAVOR = (
     QUOTA_GPUS,
@@ -129,7 +134,9 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class BudgetWriter:
+class BudgetWriter(BackgroundTask):
+    task_name = "cadre budgets"
+
     def __init__(
         self,
         client: ApiClient,
@@ -139,6 +146,7 @@ class BudgetWriter:
         *,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
+        super().__init__()
         self.client = client
         self._clock = clock
         self.store = store
@@ -155,24 +163,11 @@ class BudgetWriter:
         self._baselined = False
         self._exported: dict[str, set[tuple[str, ...]]] = {}
         self._posting: set[asyncio.Task[None]] = set()
-        self._task: asyncio.Task[None] | None = None
         self.writes = 0
 
     # -- control -------------------------------------------------------------------------
-    def start(self) -> None:
-        if self._task is None:
-            self._wake.set()
-            self._task = asyncio.create_task(self.run(), name="cadre budgets")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    def alive(self) -> bool:
-        return self._task is None or not self._task.done()
+    def _starting(self) -> None:
+        self._wake.set()  # a first round at once
 
     def after_pass(self, build: SnapshotBuild, result: PassResult) -> None:
         """Take the pass's view of each team; wake for the teams whose view changed."""
@@ -381,6 +376,11 @@ class BudgetWriter:
         for name in wanted:
             await self._write(name, now, force=full, pods=pods.get(name, []))
         self._forget_metrics(set(names))
+        for gone in set(self._ledgers) - set(names):  # budgets deleted
+            self._ledgers.pop(gone, None)
+            self._last_write.pop(gone, None)
+        if full:
+            REFRESHES.inc()
 
     async def _write(
         self,

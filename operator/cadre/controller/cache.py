@@ -33,6 +33,7 @@ import structlog
 from prometheus_client import Counter, Gauge
 
 from cadre.controller.client import ApiClient
+from cadre.controller.tasks import BackgroundTask
 from cadre.core.accounting import PodCharge, pod_charge
 from cadre.core.api.config import OperatorConfig
 from cadre.core.api.names import LABEL_FLAVOR, LABEL_TEAM, LABEL_TRAININGJOB
@@ -75,7 +76,9 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class Cache:
+class Cache(BackgroundTask):
+    task_name = "cadre resync"
+
     def __init__(
         self,
         client: ApiClient,
@@ -85,13 +88,17 @@ class Cache:
         changed: Callable[[], None],
         reconcile: Callable[[str], None],
         pod_changed: Callable[[PodCharge], None],
+        forget: Callable[[str], None] = lambda key: None,
     ) -> None:
+        super().__init__()
         self.client = client
         self.store = store
         self.config = config
         self._changed = changed
         self._reconcile = reconcile
         self._pod_changed = pod_changed
+        self._forget = forget
+        """Called with the key of a TrainingJob that is gone (the writers forget it)."""
         self._gpu_resources = tuple(
             sorted({f.gpu_resource for f in config.flavors if f.gpu_resource})
         )
@@ -100,7 +107,6 @@ class Cache:
         self._relisted: set[Kind | Literal["pod"]] = set()
         """Kinds Kopf listed (again) since the last resync of them."""
         self._relisted_due = 0.0
-        self._task: asyncio.Task[None] | None = None
         self.filled = False
         self.last_resync: float | None = None
 
@@ -120,6 +126,8 @@ class Cache:
         if event_type == "DELETED":
             uid = (obj.get("metadata") or {}).get("uid")
             changed = self.store.delete_trainingjob(key, uid=str(uid) if uid else None)
+            if changed:
+                self._forget(key)
         else:
             changed = self.store.upsert_trainingjob(obj)
         self._reconcile(key)
@@ -209,8 +217,11 @@ class Cache:
     async def _merge(self, kind: Kind, path: str, selector: str | None) -> bool:
         before = self.store.keys(kind)
         listed_at = self.store.clock()
-        items = await self.client.list(path, label_selector=selector)
-        changed = self.store.merge_listing(kind, items, listed_at)
+        listed: set[str] = set()
+        changed = False
+        async for page in self.client.pages(path, label_selector=selector):
+            changed |= self.store.merge_listed(kind, page, listed_at, listed)
+        changed |= self.store.drop_unlisted(kind, listed, listed_at)
         dropped = len(before - self.store.keys(kind))
         if dropped:
             RESYNC_DROPPED.labels(kind).inc(dropped)
@@ -219,10 +230,11 @@ class Cache:
 
     async def _merge_pods(self) -> None:
         listed_at = self.store.clock()
-        pods = await self.client.list(PODS, label_selector=LABEL_TRAININGJOB)
-        for listed in pods:
-            self.apply_pod(listed)
-        uids = [str((p.get("metadata") or {}).get("uid")) for p in pods]
+        uids: list[str] = []
+        async for page in self.client.pages(PODS, label_selector=LABEL_TRAININGJOB):
+            for listed in page:
+                self.apply_pod(listed)
+                uids.append(str((listed.get("metadata") or {}).get("uid")))
         now = _utcnow()
         for pod in self.store.pods_missing_from(uids, listed_at):
             RESYNC_DROPPED.labels("pod").inc()
@@ -244,9 +256,12 @@ class Cache:
         """Relist `kinds` (default: everything) and merge; see the module."""
         started = time.monotonic()
         changed = False
+        before = set(self.store.trainingjobs)
         for kind, path, selector in _LISTS:
             if kinds is None or kind in kinds:
                 changed |= await self._merge(kind, path, selector)
+        for key in before - set(self.store.trainingjobs):
+            self._forget(key)
         # Pods last (their TrainingJobs are known): what ran while the operator was away is
         # read from the containers' timestamps, before any budget is written.
         if kinds is None or "pod" in kinds:
@@ -278,20 +293,6 @@ class Cache:
     def trigger(self) -> None:
         """Resync soon (the API server is reachable again after an outage)."""
         self._trigger.set()
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self.run(), name="cadre resync")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    def alive(self) -> bool:
-        return self._task is None or not self._task.done()
 
     async def run(self) -> None:
         interval = float(self.config.controller.resync_seconds)

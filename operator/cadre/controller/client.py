@@ -29,7 +29,7 @@ import os
 import ssl
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlencode
@@ -337,6 +337,8 @@ class ClientSettings:
 
 
 WriteGate = Callable[[], bool]
+Items = list[dict[str, Any]]
+"""Objects of a list, as decoded JSON."""
 
 
 class ApiClient:
@@ -559,28 +561,36 @@ class ApiClient:
 
     async def list(
         self, path: str, label_selector: str | None = None, page_size: int = 500
-    ) -> list[dict[str, Any]]:
-        """Every item of a collection, read in pages: one consistent snapshot (the pages
-        of one list share its resourceVersion; an expired continue token starts over)."""
+    ) -> Items:
+        """Every item of a collection (see `pages`)."""
+        return [item async for page in self.pages(path, label_selector, page_size) for item in page]
+
+    async def pages(
+        self, path: str, label_selector: str | None = None, page_size: int = 500
+    ) -> AsyncIterator[Items]:
+        """The items of a collection, a page at a time (so that a list of 10,000 objects
+        is never held whole): one consistent snapshot, the pages of one list sharing its
+        resourceVersion. An expired continue token (410) starts the list over: the pages
+        after it come from a newer snapshot."""
+        token: str | None = None
         while True:
-            items: list[dict[str, Any]] = []
-            token: str | None = None
+            query: dict[str, str] = {"limit": str(page_size)}
+            if label_selector:
+                query["labelSelector"] = label_selector
+            if token:
+                query["continue"] = token
             try:
-                while True:
-                    query: dict[str, str] = {"limit": str(page_size)}
-                    if label_selector:
-                        query["labelSelector"] = label_selector
-                    if token:
-                        query["continue"] = token
-                    _, data = await self.request("GET", f"{path}?{urlencode(query)}")
-                    items.extend(data.get("items") or [])
-                    token = (data.get("metadata") or {}).get("continue")
-                    if not token:
-                        return items
+                _, data = await self.request("GET", f"{path}?{urlencode(query)}")
             except ApiError as err:
                 if err.status != 410 or token is None:
                     raise
                 log.info("list continue token expired; listing again", path=path)
+                token = None
+                continue
+            yield data.get("items") or []
+            token = (data.get("metadata") or {}).get("continue")
+            if not token:
+                return
 
     async def create(self, obj: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
         """Create `obj`; if it is already there (409), read it. Returns (object, created).

@@ -254,21 +254,29 @@ class LeaderElector:
 
     async def release(self) -> None:
         """Give the lease up (a graceful stop): the standby takes over at once."""
-        self._released = True
+        self._released = True  # no renewal from now on
         if not self.may_write() or self._lease is None:
             return
         self._leading = False
         IS_LEADER.set(0)
-        spec = dict(self._lease.get("spec") or {})
-        spec.update(
-            holderIdentity="",
-            leaseDurationSeconds=1,
-            renewTime=micro_time(datetime.now(UTC)),
-        )
-        try:
-            await self.client.request(
-                "PUT", self.path, {**self._lease, "spec": spec}, fenced=False, retries=0
+        lease: dict[str, Any] | None = self._lease
+        for _ in range(3):  # a renewal in flight may have moved the Lease on: read it again
+            if lease is None or (lease.get("spec") or {}).get("holderIdentity") != self.identity:
+                return
+            spec = dict(lease.get("spec") or {})
+            spec.update(
+                holderIdentity="",
+                leaseDurationSeconds=1,
+                renewTime=micro_time(datetime.now(UTC)),
             )
-            log.info("released the leader lease", lease=self.path)
-        except ApiError as err:
-            log.warning("releasing the leader lease failed", error=str(err))
+            try:
+                await self.client.request(
+                    "PUT", self.path, {**lease, "spec": spec}, fenced=False, retries=0
+                )
+                log.info("released the leader lease", lease=self.path)
+                return
+            except ApiError as err:
+                if err.status != 409:
+                    log.warning("releasing the leader lease failed", error=str(err))
+                    return
+                lease = await self.client.get(self.path)

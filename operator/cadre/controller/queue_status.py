@@ -23,6 +23,7 @@ import structlog
 
 from cadre.controller.client import ApiError, NotLeaderError
 from cadre.controller.status_writer import StatusWriter, utcnow
+from cadre.controller.tasks import BackgroundTask
 from cadre.core.api.config import OperatorConfig
 from cadre.core.cluster.snapshot import WorkloadInfo
 from cadre.core.cluster.store import Store
@@ -49,8 +50,11 @@ class QueueEntry:
 WriteKind = Literal["urgent", "due"]
 
 
-class QueueStatusWriter:
+class QueueStatusWriter(BackgroundTask):
+    task_name = "cadre queue status"
+
     def __init__(self, store: Store, config: OperatorConfig, status: StatusWriter) -> None:
+        super().__init__()
         self.store = store
         self.config = config
         self.status = status
@@ -62,7 +66,6 @@ class QueueStatusWriter:
         """Bumped by each pass: a round starts over with the newer view."""
         self._wake = asyncio.Event()
         self._next_slot = 0.0
-        self._task: asyncio.Task[None] | None = None
 
     # -- from the loop ----------------------------------------------------------------
     def publish(self, wanted: dict[str, QueueEntry]) -> None:
@@ -83,20 +86,6 @@ class QueueStatusWriter:
         return self._wanted.get(key)
 
     # -- the task ---------------------------------------------------------------------
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self.run(), name="cadre queue status")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    def alive(self) -> bool:
-        return self._task is None or not self._task.done()
-
     async def run(self) -> None:
         refresh = float(self.config.admission.position_refresh_seconds)
         while True:

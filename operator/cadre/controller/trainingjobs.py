@@ -28,7 +28,7 @@ then (a TTL, a held-back worker count).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from functools import partial
 from typing import Any, Final
 
@@ -44,11 +44,12 @@ from cadre.controller.client import (
 )
 from cadre.controller.status_writer import JobRef, StatusWriter, set_job_suspend, utcnow
 from cadre.core.api.config import OperatorConfig
-from cadre.core.api.names import ANNOTATION_SPEC_HASH, LABEL_TRAININGJOB
+from cadre.core.api.names import LABEL_TRAININGJOB
 from cadre.core.budget.teams import budget_scope, resolve_team
+from cadre.core.cluster.snapshot import expected_job_hash
 from cadre.core.cluster.store import Store
 from cadre.core.objects import generation_of, owner_uids, parse_api_time
-from cadre.core.training import BuildError, build_job, build_training_job_children
+from cadre.core.training import BuildError, build_training_job_children
 from cadre.core.training.job import JobRecord
 from cadre.core.training.lifecycle import (
     GangFailure,
@@ -78,8 +79,11 @@ class TrainingJobReconciler:
         status: StatusWriter,
         cache: Cache,
         notify: Callable[[], None],
+        job_hashes: MutableMapping[Any, Any] | None = None,
     ) -> None:
         self.client = client
+        self.job_hashes: MutableMapping[Any, Any] = {} if job_hashes is None else job_hashes
+        """Shared with the admission loop's snapshot cache: each spec's Job is built once."""
         self.store = store
         self.config = config
         self.status = status
@@ -216,21 +220,10 @@ class TrainingJobReconciler:
         not be admitted. It is deleted (by UID); True when it was."""
         if job.finished or self.store.admitted(key):
             return False
-        metadata = tj["metadata"]
-        team = self._known_team(metadata["namespace"])
-        try:
-            wanted = build_job(
-                tj,
-                name=metadata["name"],
-                namespace=metadata["namespace"],
-                uid=metadata["uid"],
-                team=team,
-                config=self.config,
-            )
-        except BuildError:
-            return False  # the status says why (written when the children were built)
-        if wanted["metadata"]["annotations"].get(ANNOTATION_SPEC_HASH) == job.spec_hash:
-            return False
+        team = self._known_team(tj["metadata"]["namespace"])
+        wanted = expected_job_hash(tj, team, self.config, self.job_hashes)
+        if wanted is None or wanted == job.spec_hash:
+            return False  # (None: it builds no Job; the status says why)
         async with self.status.lock(key):
             current = self.store.jobs.get(key)
             if current is None or current.uid != job.uid or self.store.admitted(key):

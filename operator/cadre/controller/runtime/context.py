@@ -76,9 +76,16 @@ class Runtime:
             changed=loop.notify,
             reconcile=queue.add,
             pod_changed=budgets.pod_changed,
+            forget=loop.forget,
         )
         reconciler = TrainingJobReconciler(
-            client, store, config, status=status, cache=cache, notify=loop.notify
+            client,
+            store,
+            config,
+            status=status,
+            cache=cache,
+            notify=loop.notify,
+            job_hashes=loop.snapshot_cache,
         )
         runtime = cls(
             config=config,
@@ -200,4 +207,17 @@ class Runtime:
             "cache": {k: v for k, v in self.store.sizes().items() if v},
             "admitted": sum(self.store.admitted(k) for k in self.store.trainingjobs),
             "workqueue": len(self.queue),
+            "per_object": self.per_object_state(),
+        }
+
+    def per_object_state(self) -> dict[str, int]:
+        """Entries the writers keep per TrainingJob or pod (a leak shows here)."""
+        return {
+            "status_locks": len(self.status._locks),
+            "status_last_write": len(self.status.last_write),
+            "queue_written": len(self.queue_status._written),
+            "queue_wanted": len(self.queue_status._wanted),
+            "workqueue_failures": len(self.queue._failures),
+            "workqueue_delayed": len(self.queue._due),
+            "budget_counted_pods": len(self.budgets._counted),
         }

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
 
@@ -32,7 +32,7 @@ from cadre.core.api.trainingjob import TrainingJobSpec
 from cadre.core.budget.status import spend_from_status
 from cadre.core.budget.teams import BudgetScope, budget_scope, resolve_team
 from cadre.core.cluster.store import NodeRecord, Store
-from cadre.core.objects import generation_of, parse_api_time
+from cadre.core.objects import generation_of, key_of, parse_api_time
 from cadre.core.scheduling import (
     FlavourQuota,
     FlavourSelector,
@@ -53,6 +53,7 @@ __all__ = [
     "SnapshotBuild",
     "WorkloadInfo",
     "build_snapshot",
+    "expected_job_hash",
     "node_of",
     "team_of_budget",
 ]
@@ -187,9 +188,19 @@ def _parse(tj: Mapping[str, Any], config: OperatorConfig) -> _Parsed:
     return request, spec.priority
 
 
-def _expected_hash(tj: Mapping[str, Any], team: str | None, config: OperatorConfig) -> str | None:
-    """The spec hash of the Job the TrainingJob's spec builds now (None: it builds none)."""
+def expected_job_hash(
+    tj: Mapping[str, Any],
+    team: str | None,
+    config: OperatorConfig,
+    cache: MutableMapping[Any, Any] | None = None,
+) -> str | None:
+    """The spec hash of the Job the TrainingJob's spec builds now for `team` (None: it
+    builds none). `cache` keeps it per (key, uid, generation, team): building a Job is
+    the costly part of telling whether a waiting job's Job is still the spec's."""
     metadata = tj.get("metadata") or {}
+    cache_key = (key_of(tj), str(metadata.get("uid", "")), generation_of(tj), team)
+    if cache is not None and cache_key in cache:
+        return cast("str | None", cache[cache_key])
     try:
         job = build_job(
             tj,
@@ -199,9 +210,12 @@ def _expected_hash(tj: Mapping[str, Any], team: str | None, config: OperatorConf
             team=team,
             config=config,
         )
+        spec_hash: str | None = str(job["metadata"]["annotations"][ANNOTATION_SPEC_HASH])
     except BuildError:
-        return None
-    return str(job["metadata"]["annotations"][ANNOTATION_SPEC_HASH])
+        spec_hash = None
+    if cache is not None:
+        cache[cache_key] = spec_hash
+    return spec_hash
 
 
 def build_snapshot(
@@ -258,17 +272,12 @@ def build_snapshot(
             continue
         request, priority = parsed
         info[key] = WorkloadInfo(team, request.gpus, generation, running, job.uid, job.spec_hash)
-        if not running:
-            hash_key = (*cache_key, team)
-            if hash_key not in cache:
-                cache[hash_key] = _expected_hash(tj, team, config)
-            if cache[hash_key] != job.spec_hash:
-                problems[key] = Problem(
-                    "Reshaping",
-                    "the spec changed while the job waited: its Job is being rebuilt from "
-                    "the new spec",
-                )
-                continue
+        if not running and expected_job_hash(tj, team, config, cache) != job.spec_hash:
+            problems[key] = Problem(
+                "Reshaping",
+                "the spec changed while the job waited: its Job is being rebuilt from the new spec",
+            )
+            continue
         if namespace in conflicts and not running:
             # Never a silent pick: new work waits until one budget alone claims the
             # namespace (admitted work stays, charged to the first by name).

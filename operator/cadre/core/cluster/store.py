@@ -373,9 +373,21 @@ class Store:
         """Merge a consistent list of every object of `kind`, sent at `listed_at` (this
         store's clock): records not updated since are replaced by the listed object, or
         dropped when it is no longer listed. True when an admission decision may change.
-        (A Job listed running counts as admitted until the watch agrees.)"""
-        changed = False
+        (A Job listed running counts as admitted until the watch agrees.) A list read in
+        pages is merged page by page (`merge_listed`), then `drop_unlisted`."""
         listed: set[str] = set()
+        changed = self.merge_listed(kind, items, listed_at, listed)
+        return self.drop_unlisted(kind, listed, listed_at) or changed
+
+    def merge_listed(
+        self,
+        kind: Kind,
+        items: Iterable[Mapping[str, Any]],
+        listed_at: float,
+        listed: set[str],
+    ) -> bool:
+        """Merge one page of a list (see merge_listing); adds its keys to `listed`."""
+        changed = False
         for obj in items:
             key = self._key(kind, obj)
             if kind == "job":
@@ -392,6 +404,11 @@ class Store:
                 record = job_record(obj)
                 if record.running:  # until the watch agrees (a lagging event may not)
                     self.expect_admitted(key, record.uid)
+        return changed
+
+    def drop_unlisted(self, kind: Kind, listed: set[str], listed_at: float) -> bool:
+        """The end of a list: drop what it no longer has (see merge_listing)."""
+        changed = False
         for key in self.keys(kind) - listed:
             if self.seen_at.get((kind, key), float("-inf")) < listed_at:
                 changed |= self._delete(kind, key)
