@@ -10,6 +10,7 @@ Without binaries (or if the start fails) the tests fail under CI=true, else are 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -18,6 +19,7 @@ from kubernetes.client import ApiClient
 
 from localcluster import LocalCluster
 from localcluster.testing import fresh_namespace, start_cluster
+from trainingjobs import BUDGETS
 
 
 @pytest.fixture(scope="session")
@@ -40,3 +42,45 @@ def api_client(apiserver: LocalCluster) -> Iterator[ApiClient]:
     client = config.new_client_from_config(config_file=str(apiserver.kubeconfig))
     yield client
     client.close()
+
+
+@pytest.fixture
+def team(apiserver: LocalCluster, namespace: str) -> Iterator[str]:
+    """A ResourceBudget (4 t4 GPUs) covering the test's namespace."""
+    name = f"team-{uuid.uuid4().hex[:8]}"
+    apiserver.api.create(
+        BUDGETS,
+        {
+            "apiVersion": "cadre.dev/v1alpha1",
+            "kind": "ResourceBudget",
+            "metadata": {"name": name},
+            "spec": {"namespaces": [namespace], "quota": [{"flavor": "t4", "gpus": 4}]},
+        },
+    )
+    yield name
+    apiserver.api.call("DELETE", f"{BUDGETS}/{name}", ok=(404,))
+
+
+@pytest.fixture
+def t4_node(apiserver: LocalCluster) -> Iterator[str]:
+    """A t4 node object with 8 GPUs, more than the team quota (nothing runs: no kubelet)."""
+    name = f"t4-{uuid.uuid4().hex[:8]}"
+    apiserver.api.create(
+        "/api/v1/nodes",
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": name, "labels": {"cadre.dev/flavor": "t4"}},
+            "status": {
+                "capacity": {"cpu": "48", "memory": "192Gi", "nvidia.com/gpu": "8", "pods": "110"},
+                "allocatable": {
+                    "cpu": "48",
+                    "memory": "192Gi",
+                    "nvidia.com/gpu": "8",
+                    "pods": "110",
+                },
+            },
+        },
+    )
+    yield name
+    apiserver.api.call("DELETE", f"/api/v1/nodes/{name}", ok=(404,))

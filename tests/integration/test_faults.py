@@ -20,10 +20,8 @@ import yaml
 
 from cadre_process import EXAMPLE_CONFIG, OperatorProcess, operator_kubeconfig
 from localcluster import LocalCluster
-from trainingjobs import TJS, get, merge_patch, t4_node, team, trainingjob
+from trainingjobs import TJS, get, merge_patch, trainingjob
 from waiting import eventually
-
-__all__ = ["t4_node", "team"]  # fixtures, used by name
 
 TIMEOUT = 90  # several give-ups and backoffs in a row
 

@@ -1,61 +1,15 @@
 """Shared pieces of the integration tests that drive the operator against the API server:
-a team (ResourceBudget) for the test's namespace, a t4 node object, TrainingJob manifests,
-reads. (No kubelet runs here: tests play the Job controller by writing Job status.)"""
+TrainingJob manifests, reads, patches. (The `team` and `t4_node` fixtures are in
+conftest.py. No kubelet runs here: tests play the Job controller by writing Job status.)"""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from localcluster import LocalCluster
 
 TJS = "/apis/cadre.dev/v1alpha1/namespaces/{ns}/trainingjobs"
 BUDGETS = "/apis/cadre.dev/v1alpha1/resourcebudgets"
-
-
-@pytest.fixture
-def team(apiserver: LocalCluster, namespace: str) -> Iterator[str]:
-    """A ResourceBudget (4 t4 GPUs) covering the test's namespace."""
-    name = f"team-{uuid.uuid4().hex[:8]}"
-    apiserver.api.create(
-        BUDGETS,
-        {
-            "apiVersion": "cadre.dev/v1alpha1",
-            "kind": "ResourceBudget",
-            "metadata": {"name": name},
-            "spec": {"namespaces": [namespace], "quota": [{"flavor": "t4", "gpus": 4}]},
-        },
-    )
-    yield name
-    apiserver.api.call("DELETE", f"{BUDGETS}/{name}", ok=(404,))
-
-
-@pytest.fixture
-def t4_node(apiserver: LocalCluster) -> Iterator[str]:
-    """A t4 node object with 8 GPUs, more than the team quota (nothing runs: no kubelet)."""
-    name = f"t4-{uuid.uuid4().hex[:8]}"
-    apiserver.api.create(
-        "/api/v1/nodes",
-        {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {"name": name, "labels": {"cadre.dev/flavor": "t4"}},
-            "status": {
-                "capacity": {"cpu": "48", "memory": "192Gi", "nvidia.com/gpu": "8", "pods": "110"},
-                "allocatable": {
-                    "cpu": "48",
-                    "memory": "192Gi",
-                    "nvidia.com/gpu": "8",
-                    "pods": "110",
-                },
-            },
-        },
-    )
-    yield name
-    apiserver.api.call("DELETE", f"/api/v1/nodes/{name}", ok=(404,))
 
 
 def trainingjob(name: str, workers: int = 2, gpus: int = 1) -> dict[str, Any]:
