@@ -3,8 +3,9 @@
     .venv/bin/python bench/bench_churn.py [--cycles 10000] [--in-flight 16]
 
 Starts the whole local cluster in a temporary dir, one team with all 40 GPUs, and `cadre
-run` under its ServiceAccount; after one warm-up cycle takes the operator's RSS, then runs
---cycles cycles (create a one-GPU TrainingJob, wait until it is admitted, delete it;
+run` under its ServiceAccount; takes the operator's RSS after --warm-up cycles, then runs
+--cycles cycles (create a one-GPU TrainingJob, wait until it is
+admitted, delete it;
 --in-flight at once), waits until the namespace holds no Job, Service, pod or
 TrainingJob and the operator's per-object state (its cache and its writers' maps, from
 /readyz) is empty, and prints: cycles per second, RSS before / after / peak, what is left
@@ -60,6 +61,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cycles", type=int, default=10000)
     parser.add_argument("--in-flight", type=int, default=16)
+    parser.add_argument(
+        "--warm-up",
+        type=int,
+        default=200,
+        help="cycles before the RSS baseline (pools, caches and arenas settle first)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cadre-bench-churn-") as tmp:
         work = Path(tmp)
@@ -88,7 +95,9 @@ def main() -> None:
             try:
                 wait("leading", op.leading, 60)
                 one_cycle(cluster, team, "warm-up")
-                wait("warm-up gone", lambda: not operator_leftovers(op.readiness()), 120)
+                churn(cluster, team, args.warm_up, args.in_flight)
+                wait("warm-up gone", lambda: not leftovers(cluster, team), 900)
+                wait("warm-up state gone", lambda: not operator_leftovers(op.readiness()), 300)
                 rss_before = rss_kib(op.pid)
                 started = time.monotonic()
                 churn(cluster, team, args.cycles, args.in_flight)

@@ -404,18 +404,27 @@ def operator_writes_in_audit_log(
 ) -> list[str]:
     """The operator's successful mutating requests the API server logged in [start, end),
     without those writes() leaves out too: budget status (per team), pod finalizers (at
-    deletion) and the leader's Lease renewals. With `name`: only those about that
-    TrainingJob (its children, its status, its Events)."""
+    deletion) and the leader's Lease renewals. With `name`: those about that TrainingJob,
+    its children and its status, plus the Events about it (an Event is created under a
+    generated name the audit entry does not know: they are read from the Events API)."""
 
     def wanted(e: AuditEvent) -> bool:
         if not e.ok or e.stage != "ResponseComplete":
             return False
         if e.resource in ("resourcebudgets", "pods", "leases"):
             return False
-        return name is None or e.name == name or (e.name or "").startswith(f"{name}.")
+        return name is None or e.name == name
 
     entries = cluster.audit_events(start, end, user=OPERATOR_USER, where=wanted)
-    return [f"{e.verb} {e.resource}/{e.subresource or ''}" for e in entries]
+    writes = [f"{e.verb} {e.resource}/{e.subresource or ''}" for e in entries]
+    if name is not None:
+        events = cluster.api.get(
+            f"/api/v1/namespaces/{NAMESPACE}/events?fieldSelector=involvedObject.name%3D{name}"
+        )["items"]
+        writes += [
+            "create events/" for e in events if e.get("reportingComponent") == "cadre.dev/operator"
+        ]
+    return writes
 
 
 def kill_a_worker(cluster: LocalCluster, name: str) -> None:

@@ -83,9 +83,6 @@ class AdmissionLoop(BackgroundTask):
         self.last_result: PassResult | None = None
         self.observers: list[Callable[[SnapshotBuild, PassResult], None]] = []
         """Called after each pass with its input and result (the budget writer)."""
-        self.admissions: list[tuple[float, str]] = []
-        """(wall time, key) of the last admissions applied (the failover test reads them
-        from the log; kept short)."""
 
     # -- control ---------------------------------------------------------------------
     def notify(self) -> None:
@@ -212,7 +209,6 @@ class AdmissionLoop(BackgroundTask):
                 self.notify()
                 return True
             self.store.admitted_at[key] = time.time()
-            self.admissions = [*self.admissions[-99:], (time.time(), key)]
             DECISIONS.labels("admit").inc()
             self.queue.admitted(key)
             log.info("admitted", trainingjob=key, job_uid=ref.uid)

@@ -189,6 +189,10 @@ class BudgetWriter(BackgroundTask):
             self._dirty |= changed
             self._wake.set()
 
+    def sizes(self) -> dict[str, int]:
+        """Entries kept per pod (a leak shows here)."""
+        return {"budget_counted_pods": len(self._counted)}
+
     def budget_changed(self, name: str) -> None:
         """A budget's spec changed (a limit, a policy): recompute its state now."""
         self._dirty.add(name)

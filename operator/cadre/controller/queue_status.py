@@ -85,6 +85,10 @@ class QueueStatusWriter(BackgroundTask):
     def wanted(self, key: str) -> QueueEntry | None:
         return self._wanted.get(key)
 
+    def sizes(self) -> dict[str, int]:
+        """Entries kept per waiting job (a leak shows here)."""
+        return {"queue_written": len(self._written), "queue_wanted": len(self._wanted)}
+
     # -- the task ---------------------------------------------------------------------
     async def run(self) -> None:
         refresh = float(self.config.admission.position_refresh_seconds)

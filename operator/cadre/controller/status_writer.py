@@ -23,7 +23,13 @@ from typing import Any, Final, Literal
 
 import structlog
 
-from cadre.controller.client import ApiClient, ApiError, job_path, trainingjob_path
+from cadre.controller.client import (
+    ApiClient,
+    ApiError,
+    NotLeaderError,
+    job_path,
+    trainingjob_path,
+)
 from cadre.core.accounting import Rates
 from cadre.core.api.config import OperatorConfig
 from cadre.core.api.names import ANNOTATION_SPEC_HASH
@@ -60,6 +66,10 @@ class StatusWriter:
         if lock is None:
             lock = self._locks[key] = asyncio.Lock()
         return lock
+
+    def sizes(self) -> dict[str, int]:
+        """Entries kept per TrainingJob (a leak shows here)."""
+        return {"status_locks": len(self._locks), "status_last_write": len(self.last_write)}
 
     def forget(self, key: str) -> None:
         lock = self._locks.get(key)
@@ -145,7 +155,7 @@ async def post_event(client: ApiClient, event: dict[str, Any]) -> None:
         (log.info if expected else log.warning)(
             "posting an event failed", error=str(err), reason=event.get("reason")
         )
-    except Exception as err:  # NotLeaderError: the lease was lost meanwhile; nothing to do
+    except NotLeaderError as err:  # the lease was lost meanwhile: nothing to do
         log.info("event not posted", error=str(err), reason=event.get("reason"))
 
 

@@ -99,7 +99,14 @@ class TrainingJobReconciler:
         if (tj.get("metadata") or {}).get("deletionTimestamp"):
             return None
         if job is None:
-            return await self._ensure_children(key, tj)
+            try:
+                return await self._ensure_children(key, tj)
+            except ApiError as err:
+                if not _namespace_terminating(err):
+                    raise
+                # Its namespace is being deleted, and the TrainingJob with it: no children.
+                log.info("namespace being deleted: no children created", trainingjob=key)
+                return None
         if job.deleting:
             return None  # its DELETED event brings the key back
         if await self._reshape(key, tj, job):
@@ -410,6 +417,10 @@ class TrainingJobReconciler:
         except ApiError as err:
             if err.status != 404:
                 raise
+
+
+def _namespace_terminating(err: ApiError) -> bool:
+    return err.status == 403 and "being terminated" in err.message
 
 
 def log_reconcile_error(key: str, err: BaseException) -> None:

@@ -92,6 +92,10 @@ class WorkQueue:
     def failures(self, key: str) -> int:
         return self._failures.get(key, 0)
 
+    def sizes(self) -> dict[str, int]:
+        """Keys remembered between reconciles (a leak shows here)."""
+        return {"workqueue_failures": len(self._failures), "workqueue_delayed": len(self._due)}
+
     def drop(self, key: str) -> None:
         """The object is gone for good: forget its failures and pending delays."""
         self._failures.pop(key, None)

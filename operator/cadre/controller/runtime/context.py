@@ -212,12 +212,9 @@ class Runtime:
 
     def per_object_state(self) -> dict[str, int]:
         """Entries the writers keep per TrainingJob or pod (a leak shows here)."""
-        return {
-            "status_locks": len(self.status._locks),
-            "status_last_write": len(self.status.last_write),
-            "queue_written": len(self.queue_status._written),
-            "queue_wanted": len(self.queue_status._wanted),
-            "workqueue_failures": len(self.queue._failures),
-            "workqueue_delayed": len(self.queue._due),
-            "budget_counted_pods": len(self.budgets._counted),
-        }
+        return (
+            self.status.sizes()
+            | self.queue_status.sizes()
+            | self.queue.sizes()
+            | self.budgets.sizes()
+        )
