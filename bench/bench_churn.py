@@ -4,11 +4,10 @@
 
 Starts the whole local cluster in a temporary dir, one team with all 40 GPUs, and `cadre
 run` under its ServiceAccount; takes the operator's RSS after --warm-up cycles, then runs
---cycles cycles (create a one-GPU TrainingJob, wait until it is
-admitted, delete it;
---in-flight at once), waits until the namespace holds no Job, Service, pod or
-TrainingJob and the operator's per-object state (its cache and its writers' maps, from
-/readyz) is empty, and prints: cycles per second, RSS before / after / peak, what is left
+--cycles cycles (create a one-GPU TrainingJob, wait until it is admitted, delete it;
+--in-flight at once), waits until the namespace holds no Job, Service, pod or TrainingJob
+and the operator's per-object state (its cache and its writers' maps, from /readyz) is
+empty, and prints: cycles per second, RSS before / after / peak, what is left
 (nothing, or it says what), and the operator's write counts.
 """
 
