@@ -18,7 +18,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -40,9 +42,10 @@ from cadre_process import EXAMPLE_CONFIG, OperatorProcess, operator_kubeconfig  
 from localcluster import LocalCluster  # noqa: E402
 
 
-def wait(what: str, check: object, timeout: float) -> float:
+def wait(what: str, check: Callable[[], Any], timeout: float) -> float:
+    """Poll check() until it holds; exit with `what` when it does not in time."""
     started = time.monotonic()
-    while not check():  # type: ignore[operator]
+    while not check():
         if time.monotonic() - started > timeout:
             raise SystemExit(f"timed out waiting for {what}")
         time.sleep(0.5)
@@ -102,7 +105,11 @@ def main() -> None:
                 churn(cluster, team, args.cycles, args.in_flight)
                 seconds = time.monotonic() - started
                 drained = wait("nothing left", lambda: not leftovers(cluster, team), 900)
-                wait("state empty", lambda: not operator_leftovers(op.readiness()), 300)
+                try:
+                    wait("state empty", lambda: not operator_leftovers(op.readiness()), 300)
+                except SystemExit:
+                    print(f"left in the operator: {operator_leftovers(op.readiness())}")
+                    raise
                 rss_after, peak = rss_kib(op.pid), peak_kib(op.pid)
                 writes = op.api_requests(ok_only=True)
             finally:

@@ -172,3 +172,16 @@ def test_retired_jobs_are_forgotten() -> None:
     store.merge_listing("job", [], clock.now)
     assert store.retired_jobs == {}
     assert store.sizes()["retired_jobs"] == 0
+
+
+def test_no_tombstone_when_the_job_went_first() -> None:
+    """A deleted TrainingJob is remembered only while its Job may still run; a Job whose
+    deletion was seen first leaves nothing to remember."""
+    store = Store()
+    key = f"{NS}/a"
+    store.upsert_trainingjob(tj("a"))
+    store.upsert_job(job("a", running=True))
+    store.delete_job(key, "job-a")
+    store.delete_trainingjob(key, uid="uid-a")
+    assert store.deleted_trainingjobs == {}
+    assert all(size == 0 for size in store.sizes().values())

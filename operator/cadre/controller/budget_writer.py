@@ -266,12 +266,16 @@ class BudgetWriter(BackgroundTask):
             release += pods  # in the ledger now (or already): their finalizer can go
         await asyncio.gather(*(self._release(p) for p in release))
 
+    def _forget_pod(self, uid: str) -> None:
+        """The pod is gone and its charge recorded: nothing is kept of it."""
+        self._counted.pop(uid, None)
+        self.store.drop_pod(uid)
+
     async def _release(self, pod: PodCharge) -> None:
         """The pod's charge is recorded: remove Cadre's finalizer (if it has it), and
         forget a pod that is gone."""
         if pod.gone or ACCOUNTING_FINALIZER not in pod.finalizers:
-            self._counted.pop(pod.uid, None)
-            self.store.drop_pod(pod.uid)
+            self._forget_pod(pod.uid)
             return
         index = pod.finalizers.index(ACCOUNTING_FINALIZER)
         try:
@@ -288,11 +292,11 @@ class BudgetWriter(BackgroundTask):
             )
         except ApiError as err:
             if err.status == 404:
-                self.store.drop_pod(pod.uid)
+                self._forget_pod(pod.uid)
             elif err.status == 422:  # the list moved (the Job controller's finalizer)
                 fresh = await self.client.get(pod_path(pod.namespace, pod.name))
                 if fresh is None:
-                    self.store.drop_pod(pod.uid)
+                    self._forget_pod(pod.uid)
                 else:
                     finalizers = tuple((fresh.get("metadata") or {}).get("finalizers") or ())
                     self.store.upsert_pod(_with_finalizers(pod, finalizers))

@@ -72,9 +72,9 @@ class StatusWriter:
         return {"status_locks": len(self._locks), "status_last_write": len(self.last_write)}
 
     def forget(self, key: str) -> None:
-        lock = self._locks.get(key)
-        if lock is not None and not lock.locked():
-            del self._locks[key]
+        """The TrainingJob is gone. A writer holding its lock keeps its reference to it;
+        the next one (of a new TrainingJob of that name) gets a new lock."""
+        self._locks.pop(key, None)
         self.last_write.pop(key, None)
 
     async def update(

@@ -69,6 +69,12 @@ class Runtime:
         loop = AdmissionLoop(client, store, config, status, queue_status)
         budgets = BudgetWriter(client, store, config, loop.notify)
         loop.observers.append(budgets.after_pass)
+
+        def forget(key: str) -> None:
+            """A TrainingJob is gone: its writers' and its work queue's state go too."""
+            loop.forget(key)
+            queue.drop(key)
+
         cache = Cache(
             client,
             store,
@@ -76,7 +82,7 @@ class Runtime:
             changed=loop.notify,
             reconcile=queue.add,
             pod_changed=budgets.pod_changed,
-            forget=loop.forget,
+            forget=forget,
         )
         reconciler = TrainingJobReconciler(
             client,

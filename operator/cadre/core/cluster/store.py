@@ -288,10 +288,10 @@ class Store:
         self._forget("trainingjob", key)
         gone = self.trainingjobs.pop(key, None)
         if gone is not None:
-            self.deleted_trainingjobs[key] = (
-                str((gone.get("metadata") or {}).get("uid") or ""),
-                self.clock(),
-            )
+            gone_uid = str((gone.get("metadata") or {}).get("uid") or "")
+            job = self.jobs.get(key)
+            if job is not None and job.owner_uid == gone_uid:  # its Job may still run
+                self.deleted_trainingjobs[key] = (gone_uid, self.clock())
         return gone is not None
 
     # -- Jobs ------------------------------------------------------------------------
