@@ -48,7 +48,9 @@ RESYNC_DROPPED = Counter(
     "Objects a relist found gone while the cache still had them (missed DELETED events).",
     ["kind"],
 )
-CACHE_OBJECTS = Gauge("cadre_cache_objects", "Objects in the operator's cache.", ["kind"])
+CACHE_OBJECTS = Gauge(
+    "cadre_cache_objects", "Entries in each table of the operator's cache.", ["table"]
+)
 
 BUDGETS: Final = "/apis/cadre.dev/v1alpha1/resourcebudgets"
 TRAININGJOBS: Final = "/apis/cadre.dev/v1alpha1/trainingjobs"
