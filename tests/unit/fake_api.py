@@ -35,6 +35,7 @@ class FakeApi:
         self.events: list[dict[str, Any]] = []
         self.fail: dict[str, list[int]] = {}
         """path -> statuses the next writes of that path fail with (in order)."""
+        self.fail_message = "{}"
         self._rv = 100
 
     def put(self, path: str, obj: dict[str, Any]) -> None:
@@ -66,6 +67,10 @@ class FakeApi:
         if obj["kind"] == "Event":
             self.events.append(copy.deepcopy(obj))
             return obj, True
+        queued = self.fail.get(collection_path(obj))
+        if queued:
+            status, message = queued.pop(0), self.fail_message
+            raise ApiError("POST", collection_path(obj), status, message)
         path = f"{collection_path(obj)}/{obj['metadata']['name']}"
         if path in self.objects:
             return copy.deepcopy(self.objects[path]), False

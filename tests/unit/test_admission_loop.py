@@ -314,3 +314,20 @@ def test_a_pass_never_waits_for_queued_statuses(world: World) -> None:
     assert world.status("w02")["phase"] == "Queued"
     assert world.status("w02")["queue"]["position"] == 1
     assert world.status("w29")["queue"]["position"] == 28
+
+
+def test_no_children_and_no_error_in_a_namespace_being_deleted(world: World) -> None:
+    """A TrainingJob whose namespace is going: the create is refused (403 or 404), which
+    is no failure to retry (its own deletion follows)."""
+    key = world.add("late", gpus=1)
+    del world.store.jobs[key]
+    world.store.trainingjobs[key].pop("status", None)
+    world.kube.fail["/apis/batch/v1/namespaces/vision-research/jobs"] = [403, 404]
+    for message in (
+        '{"message": "jobs.batch \\"late\\" is forbidden: unable to create new content in '
+        'namespace vision-research because it is being terminated"}',
+        '{"message": "namespaces \\"vision-research\\" not found"}',
+    ):
+        world.kube.fail_message = message
+        assert asyncio.run(world.reconciler.reconcile(key)) is None
+    assert key not in world.store.jobs

@@ -102,10 +102,10 @@ class TrainingJobReconciler:
             try:
                 return await self._ensure_children(key, tj)
             except ApiError as err:
-                if not _namespace_terminating(err):
+                if not _namespace_going(err):
                     raise
-                # Its namespace is being deleted, and the TrainingJob with it: no children.
-                log.info("namespace being deleted: no children created", trainingjob=key)
+                # Its namespace is being deleted (or gone), and the TrainingJob with it.
+                log.info("namespace deleted: no children created", trainingjob=key)
                 return None
         if job.deleting:
             return None  # its DELETED event brings the key back
@@ -419,8 +419,11 @@ class TrainingJobReconciler:
                 raise
 
 
-def _namespace_terminating(err: ApiError) -> bool:
-    return err.status == 403 and "being terminated" in err.message
+def _namespace_going(err: ApiError) -> bool:
+    """The answer to a create in a namespace that is being deleted, or is gone."""
+    if err.status == 403:
+        return "being terminated" in err.message
+    return err.status == 404 and err.message.startswith("namespaces ")
 
 
 def log_reconcile_error(key: str, err: BaseException) -> None:
