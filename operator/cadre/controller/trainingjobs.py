@@ -109,7 +109,8 @@ class TrainingJobReconciler:
                 return None
         if job.deleting:
             return None  # its DELETED event brings the key back
-        if await self._reshape(key, tj, job):
+        team = self._known_team(key.split("/", 1)[0])  # as the admission pass sees it
+        if await self._reshape(key, tj, job, team):
             return 0.0  # create the new Job now
         await self._reconcile_suspend(key, tj, job)
         job = self.store.jobs.get(key)
@@ -123,7 +124,7 @@ class TrainingJobReconciler:
         phase = (tj.get("status") or {}).get("phase")
         if job.finished and phase not in TERMINAL and self.store.pods_open(key):
             await self._refresh_pods(key)
-        again = await self._status_from_job(key)
+        again = await self._status_from_job(key, team)
         expire = await self._expire(key)
         delays = [d for d in (again, expire) if d is not None]
         return min(delays) if delays else None
@@ -222,12 +223,13 @@ class TrainingJobReconciler:
         if not metadata.get("deletionTimestamp"):
             await self.client.delete(path, uid=str(metadata.get("uid")))
 
-    async def _reshape(self, key: str, tj: dict[str, Any], job: JobRecord) -> bool:
+    async def _reshape(
+        self, key: str, tj: dict[str, Any], job: JobRecord, team: str | None
+    ) -> bool:
         """A spec (or team) changed while the job waits: a Job built from the old one must
         not be admitted. It is deleted (by UID); True when it was."""
         if job.finished or self.store.admitted(key):
             return False
-        team = self._known_team(tj["metadata"]["namespace"])
         wanted = expected_job_hash(tj, team, self.config, self.job_hashes)
         if wanted is None or wanted == job.spec_hash:
             return False  # (None: it builds no Job; the status says why)
@@ -322,7 +324,7 @@ class TrainingJobReconciler:
         for pod in pods:
             self.cache.apply_pod(pod)
 
-    async def _status_from_job(self, key: str) -> float | None:
+    async def _status_from_job(self, key: str, team: str | None) -> float | None:
         """Write the status the Job implies. Phase transitions are written at once, with the
         worker counts; a change of the counts alone at most every positionRefreshSeconds
         after the job's last status write (the returned delay brings the key back then),
@@ -330,7 +332,6 @@ class TrainingJobReconciler:
         store, writer = self.store, self.status
         interval = float(self.config.admission.position_refresh_seconds)
         held_back: list[float] = []
-        team = self._known_team(key.split("/", 1)[0])
 
         def fn(status: dict[str, Any] | None, current: dict[str, Any]) -> dict[str, Any] | None:
             record = store.jobs.get(key)
