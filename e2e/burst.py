@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from localcluster import LocalCluster
+from waiting import eventually
 
 RBS = "/apis/cadre.dev/v1alpha1/resourcebudgets"
 CAPACITY = {"t4": 8, "a100": 32}
@@ -152,14 +153,15 @@ def one_cycle(cluster: LocalCluster, namespace: str, name: str, flavor: str = "a
     """Create a TrainingJob, wait until it is admitted, delete it."""
     tjs = f"/apis/cadre.dev/v1alpha1/namespaces/{namespace}/trainingjobs"
     cluster.api.create(tjs, trainingjob(name, "churn", flavor, runtime="10m"))
-    deadline = time.monotonic() + 300
-    while (cluster.api.get(f"{tjs}/{name}").get("status") or {}).get("phase") not in (
-        "Admitted",
-        "Running",
-    ):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{name} not admitted in 300 s")
-        time.sleep(0.05)
+    eventually(
+        f"{name} admitted",
+        lambda: (
+            (cluster.api.get(f"{tjs}/{name}").get("status") or {}).get("phase")
+            in ("Admitted", "Running")
+        ),
+        timeout=300,
+        interval=0.05,
+    )
     cluster.api.call("DELETE", f"{tjs}/{name}")
 
 

@@ -148,37 +148,20 @@ class Cache(BackgroundTask):
         if changed:
             self._changed()
 
-    def apply_budget(self, event_type: str | None, obj: Mapping[str, Any]) -> bool:
-        """True when the budget's spec changed (its spend state is to be recomputed)."""
-        self._listing("budget", event_type)
+    def apply(
+        self, kind: Literal["budget", "node", "namespace"], event_type: str | None, obj: Any
+    ) -> bool:
+        """A ResourceBudget, Node or Namespace event into the store (named by its name);
+        True when it can alter a decision (for a budget: its spec changed)."""
+        self._listing(kind, event_type)
         name = str((obj.get("metadata") or {}).get("name"))
         if event_type == "DELETED":
-            changed = self.store.delete_budget(name)
+            changed = self.store.delete(kind, name)
         else:
-            changed = self.store.upsert_budget(obj)
+            changed = self.store.upsert(kind, obj)
         if changed:
             self._changed()
         return changed
-
-    def apply_node(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
-        self._listing("node", event_type)
-        name = str((obj.get("metadata") or {}).get("name"))
-        changed = (
-            self.store.delete_node(name) if event_type == "DELETED" else self.store.upsert_node(obj)
-        )
-        if changed:
-            self._changed()
-
-    def apply_namespace(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
-        self._listing("namespace", event_type)
-        name = str((obj.get("metadata") or {}).get("name"))
-        changed = (
-            self.store.delete_namespace(name)
-            if event_type == "DELETED"
-            else self.store.upsert_namespace(obj)
-        )
-        if changed:
-            self._changed()
 
     def apply_pod(
         self,
@@ -272,8 +255,11 @@ class Cache(BackgroundTask):
         self.last_resync = time.monotonic()
         for table, size in self.store.sizes().items():
             CACHE_OBJECTS.labels(table).set(size)
-        for key in list(self.store.trainingjobs) + list(self.store.deleted_trainingjobs):
-            self._reconcile(key)
+        if kinds is None or {"trainingjob", "job", "pod"} & set(kinds):
+            # What a TrainingJob's reconcile reads may have changed: every one looks again
+            # (a relist of nodes or namespaces alone changes admission, the loop's work).
+            for key in list(self.store.trainingjobs) + list(self.store.deleted_trainingjobs):
+                self._reconcile(key)
         if changed or initial:
             self._changed()
         if not initial:

@@ -107,6 +107,13 @@ class ApiError(Exception):
     def retryable(self) -> bool:
         return self.status in RETRY_STATUSES
 
+    @property
+    def namespace_going(self) -> bool:
+        """The answer to a create in a namespace that is being deleted, or is gone."""
+        if self.status == 403:
+            return "being terminated" in self.message
+        return self.status == 404 and self.message.startswith("namespaces ")
+
 
 class ApiUnreachableError(ApiError):
     """No answer: a timeout or a network error (status 0)."""

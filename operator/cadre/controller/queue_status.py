@@ -82,9 +82,6 @@ class QueueStatusWriter(BackgroundTask):
     def forget(self, key: str) -> None:
         self.admitted(key)
 
-    def wanted(self, key: str) -> QueueEntry | None:
-        return self._wanted.get(key)
-
     def sizes(self) -> dict[str, int]:
         """Entries kept per waiting job (a leak shows here)."""
         return {"queue_written": len(self._written), "queue_wanted": len(self._wanted)}

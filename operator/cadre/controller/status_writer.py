@@ -151,7 +151,7 @@ async def post_event(client: ApiClient, event: dict[str, Any]) -> None:
     try:
         await client.create(event)
     except ApiError as err:
-        expected = err.status == 404 or (err.status == 403 and "being terminated" in str(err))
+        expected = err.status == 404 or err.namespace_going
         (log.info if expected else log.warning)(
             "posting an event failed", error=str(err), reason=event.get("reason")
         )

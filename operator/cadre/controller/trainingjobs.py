@@ -102,7 +102,7 @@ class TrainingJobReconciler:
             try:
                 return await self._ensure_children(key, tj)
             except ApiError as err:
-                if not _namespace_going(err):
+                if not err.namespace_going:
                     raise
                 # Its namespace is being deleted (or gone), and the TrainingJob with it.
                 log.info("namespace deleted: no children created", trainingjob=key)
@@ -138,22 +138,18 @@ class TrainingJobReconciler:
     async def _team_of(self, namespace: str) -> str | None:
         """The namespace's team; reads the namespace and the budgets when the cache does
         not know of one (a budget or namespace created just before the job)."""
-        store = self.store
-        labels = store.namespaces.get(namespace)
-        if labels is None:
+        if namespace not in self.store.namespaces:
             ns = await self.client.get(f"/api/v1/namespaces/{namespace}")
             if ns is not None:
-                store.upsert_namespace(ns)
-                labels = store.namespaces[namespace]
-        team = resolve_team(namespace, labels, [budget_scope(b) for b in store.budgets.values()])
-        if team.team is None:
+                self.store.upsert_namespace(ns)
+        team = self._known_team(namespace)
+        if team is None:
             # A budget created just before the job may not have reached the cache yet (the
             # watches are independent): read the budgets before labelling children teamless.
             for budget in await self.client.list("/apis/cadre.dev/v1alpha1/resourcebudgets"):
-                store.upsert_budget(budget)
-            scopes = [budget_scope(b) for b in store.budgets.values()]
-            team = resolve_team(namespace, labels, scopes)
-        return team.team
+                self.store.upsert_budget(budget)
+            team = self._known_team(namespace)
+        return team
 
     async def _ensure_children(self, key: str, tj: dict[str, Any]) -> float | None:
         """Create the Service and the suspended Job; a delay when an earlier TrainingJob's
@@ -418,13 +414,6 @@ class TrainingJobReconciler:
         except ApiError as err:
             if err.status != 404:
                 raise
-
-
-def _namespace_going(err: ApiError) -> bool:
-    """The answer to a create in a namespace that is being deleted, or is gone."""
-    if err.status == 403:
-        return "being terminated" in err.message
-    return err.status == 404 and err.message.startswith("namespaces ")
 
 
 def log_reconcile_error(key: str, err: BaseException) -> None:

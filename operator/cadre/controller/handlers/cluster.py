@@ -16,19 +16,19 @@ from cadre.controller.runtime.context import Runtime
 @kopf.on.event("cadre.dev", "v1alpha1", "resourcebudgets")
 async def budget_event(event: kopf.RawEvent, memo: Runtime, **_: Any) -> None:
     obj = event["object"]
-    if memo.cache.apply_budget(event["type"], obj) and event["type"] != "DELETED":
+    if memo.cache.apply("budget", event["type"], obj) and event["type"] != "DELETED":
         # A new limit or policy changes the spend state at once, not at the next refresh.
         memo.budgets.budget_changed(str(obj["metadata"]["name"]))
 
 
 @kopf.on.event("", "v1", "nodes")
 async def node_event(event: kopf.RawEvent, memo: Runtime, **_: Any) -> None:
-    memo.cache.apply_node(event["type"], event["object"])
+    memo.cache.apply("node", event["type"], event["object"])
 
 
 @kopf.on.event("", "v1", "namespaces")
 async def namespace_event(event: kopf.RawEvent, memo: Runtime, **_: Any) -> None:
-    memo.cache.apply_namespace(event["type"], event["object"])
+    memo.cache.apply("namespace", event["type"], event["object"])
 
 
 @kopf.on.startup(id="cadre-start")

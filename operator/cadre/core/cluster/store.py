@@ -399,7 +399,7 @@ class Store:
             listed.add(key)
             if self.seen_at.get((kind, key), float("-inf")) >= listed_at:
                 continue  # updated after the list was sent: as new or newer
-            changed |= self._upsert(kind, obj)
+            changed |= self.upsert(kind, obj)
             if kind == "job":
                 record = job_record(obj)
                 if record.running:  # until the watch agrees (a lagging event may not)
@@ -411,7 +411,7 @@ class Store:
         changed = False
         for key in self.keys(kind) - listed:
             if self.seen_at.get((kind, key), float("-inf")) < listed_at:
-                changed |= self._delete(kind, key)
+                changed |= self.delete(kind, key)
         if kind == "job":
             now = self.clock()
             for uid, when in list(self.retired_jobs.items()):
@@ -441,7 +441,8 @@ class Store:
             return set(self.trainingjobs)
         return set(self.jobs)
 
-    def _upsert(self, kind: Kind, obj: Mapping[str, Any]) -> bool:
+    def upsert(self, kind: Kind, obj: Mapping[str, Any]) -> bool:
+        """Store an object of `kind` (see the upsert_* methods)."""
         if kind == "budget":
             return self.upsert_budget(obj)
         if kind == "node":
@@ -452,7 +453,8 @@ class Store:
             return self.upsert_trainingjob(obj)
         return self.upsert_job(obj)
 
-    def _delete(self, kind: Kind, key: str) -> bool:
+    def delete(self, kind: Kind, key: str) -> bool:
+        """An object of `kind` is gone (see the delete_* methods)."""
         if kind == "budget":
             return self.delete_budget(key)
         if kind == "node":

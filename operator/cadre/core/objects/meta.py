@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["generation_of", "key_of", "owner_uids", "uid_of"]
+__all__ = ["generation_of", "key_of", "owner_uids"]
 
 
 def generation_of(obj: Mapping[str, Any]) -> int:
@@ -18,13 +18,6 @@ def key_of(obj: Mapping[str, Any]) -> str:
     """ "namespace/name" of a namespaced object (the key of every per-object map)."""
     metadata = obj.get("metadata") or {}
     return f"{metadata.get('namespace', '')}/{metadata.get('name', '')}"
-
-
-def uid_of(obj: Mapping[str, Any] | None) -> str | None:
-    if obj is None:
-        return None
-    uid = (obj.get("metadata") or {}).get("uid")
-    return str(uid) if uid else None
 
 
 def owner_uids(obj: Mapping[str, Any]) -> list[str]:
