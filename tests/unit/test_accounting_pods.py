@@ -15,6 +15,11 @@ GPU = ("nvidia.com/gpu",)
 RATES = Rates(Decimal("0.35"), Decimal("0.031"), Decimal("0.004"))
 
 
+def admission(gpus: int, uid: str = "u") -> dict[str, Any]:
+    """The admission record of the Job `uid` (the tests' Jobs are "u")."""
+    return {"jobUID": uid, "team": "t", "flavor": "a100", "gpus": gpus}
+
+
 def ts(seconds: float) -> str:
     return (T0 + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -87,7 +92,7 @@ def test_cpu_only_pod_and_other_gpu_resources() -> None:
 
 
 def test_figures_ride_on_phase_transitions_and_freeze_when_finished() -> None:
-    a = admitted(None, generation=1, now=T0, team="t", gpus=1)
+    a = admitted(None, generation=1, now=T0, admission=admission(1), team="t", gpus=1)
     usages = container_usages(pod({"running": {"startedAt": ts(0)}}), GPU)
     later = T0 + timedelta(seconds=3600)
     # No pods ran yet: no figures.

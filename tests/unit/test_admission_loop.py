@@ -89,6 +89,12 @@ class World:
         )
         job["metadata"]["uid"] = f"job-{name}"
         job["spec"]["suspend"] = not running
+        if running:  # admitted by Cadre: the status holds the admission of that Job
+            tj["status"] = {
+                "phase": "Running",
+                "admittedAt": "2026-11-27T03:00:00Z",
+                "admission": {"jobUID": f"job-{name}", "flavor": "t4", "gpus": gpus},
+            }
         path = trainingjob_path(NS, name)
         self.kube.put(path, tj)
         self.kube.put(job_path(NS, name), job)
@@ -120,17 +126,25 @@ def world() -> World:
     return World(parse_config((EXAMPLES / "operator-config.yaml").read_text()))
 
 
-def test_admit_unsuspends_the_job_then_writes_status_once(world: World) -> None:
+def test_admit_writes_the_admission_then_unsuspends_the_job(world: World) -> None:
     world.add("a", gpus=2)
     writes = world.run_pass()
     assert [path for path, _ in writes] == [
-        job_path(NS, "a"),
         trainingjob_path(NS, "a") + "/status",
+        job_path(NS, "a"),
     ]
-    # The admission names the Job the pass decided on: its UID and spec hash are tested.
-    assert [op["op"] for op in writes[0][1]] == ["test", "test", "add"]
-    assert writes[0][1][0] == {"op": "test", "path": "/metadata/uid", "value": "job-a"}
-    assert writes[0][1][2] == {"op": "add", "path": "/spec/suspend", "value": False}
+    # The admission lives in the status (users cannot write it) and names that Job.
+    assert writes[0][1]["status"]["admission"] == {
+        "jobUID": "job-a",
+        "team": "vision",
+        "flavor": "t4",
+        "priority": "normal",
+        "gpus": 2,
+    }
+    # The unsuspension names the Job the pass decided on: its UID and spec hash are tested.
+    assert [op["op"] for op in writes[1][1]] == ["test", "test", "add"]
+    assert writes[1][1][0] == {"op": "test", "path": "/metadata/uid", "value": "job-a"}
+    assert writes[1][1][2] == {"op": "add", "path": "/spec/suspend", "value": False}
     assert world.status("a")["phase"] == "Admitted"
     assert world.store.jobs[f"{NS}/a"].running
     assert world.event_reasons("a") == ["Admitted"]
@@ -171,8 +185,10 @@ def test_higher_priority_preempts_and_the_victim_says_so(world: World) -> None:
     world.add("high", gpus=4, priority="high")
     writes = world.run_pass()
     paths = [path for path, _ in writes]
-    assert paths[0] == job_path(NS, "low")  # victims first
-    assert writes[0][1][-1] == {"op": "add", "path": "/spec/suspend", "value": True}
+    # Victims first: the admission is revoked, then the Job suspended.
+    assert paths[:2] == [trainingjob_path(NS, "low") + "/status", job_path(NS, "low")]
+    assert writes[0][1]["status"]["admission"] is None
+    assert writes[1][1][-1] == {"op": "add", "path": "/spec/suspend", "value": True}
     assert job_path(NS, "high") in paths
     low = world.status("low")
     assert low["phase"] == "Preempted"
@@ -282,7 +298,10 @@ def test_an_admission_never_unsuspends_a_job_rebuilt_since_the_pass(world: World
 
     asyncio.run(scenario())
     assert world.kube.objects[job_path(NS, "a")]["spec"]["suspend"] is True
-    assert (world.status("a") or {}).get("phase") != "Admitted"
+    # The admission written names the Job decided on: the rebuilt one holds nothing.
+    assert world.status("a")["admission"]["jobUID"] == "job-a"
+    world.store.upsert_job(world.kube.objects[job_path(NS, "a")])
+    assert not world.store.admitted(key)
 
 
 def test_a_pass_never_waits_for_queued_statuses(world: World) -> None:
@@ -305,10 +324,10 @@ def test_a_pass_never_waits_for_queued_statuses(world: World) -> None:
 
     admitted = asyncio.run(passes())
     assert admitted == [
-        job_path(NS, "w00"),
         trainingjob_path(NS, "w00") + "/status",
-        job_path(NS, "w01"),
+        job_path(NS, "w00"),
         trainingjob_path(NS, "w01") + "/status",
+        job_path(NS, "w01"),
     ]
     assert world.status("w00")["phase"] == "Admitted"
     assert world.status("w02")["phase"] == "Queued"
@@ -331,3 +350,96 @@ def test_no_children_and_no_error_in_a_namespace_being_deleted(world: World) -> 
         world.kube.fail_message = message
         assert asyncio.run(world.reconciler.reconcile(key)) is None
     assert key not in world.store.jobs
+
+
+def _unsuspend_by_hand(world: World, name: str) -> str:
+    """What an editor of the namespace can do: `kubectl patch job <name> -p
+    '{"spec":{"suspend":false}}'`, and the watch brings it to the store."""
+    path = job_path(NS, name)
+    job = world.kube.objects[path]
+    job["spec"]["suspend"] = False
+    world.kube.put(path, job)
+    world.store.upsert_job(world.kube.objects[path])
+    return f"{NS}/{name}"
+
+
+def test_a_job_unsuspended_by_hand_is_suspended_again_and_reported(world: World) -> None:
+    from cadre.controller.admission_loop import UNADMITTED  # noqa: PLC0415
+
+    world.add("running", gpus=8, running=True)  # all 8 t4 GPUs
+    world.add("sneaky", gpus=4)
+    world.run_pass()
+    assert world.status("sneaky")["phase"] == "Queued"
+    before = UNADMITTED._value.get()
+    key = _unsuspend_by_hand(world, "sneaky")
+    # It holds what it uses until it is stopped: never more admitted than the quota.
+    assert world.store.admitted(key) and world.store.runs_unadmitted(key)
+    writes = world.run_pass()
+    assert writes[0][0] == job_path(NS, "sneaky")
+    assert writes[0][1][-1] == {"op": "add", "path": "/spec/suspend", "value": True}
+    assert world.kube.objects[job_path(NS, "sneaky")]["spec"]["suspend"] is True
+    assert UNADMITTED._value.get() == before + 1
+    assert "UnadmittedRunSuspended" in world.event_reasons("sneaky")
+    status = world.status("sneaky")
+    assert status["phase"] == "Queued"
+    assert "admission" not in status
+    (flag,) = [c for c in status["conditions"] if c["type"] == "UnadmittedRun"]
+    assert flag["reason"] == "JobUnsuspendedWithoutAdmission"
+    # The running job is untouched, and the next pass has nothing to undo.
+    assert world.store.jobs[f"{NS}/running"].running
+    assert world.run_pass() == []
+    # Once it is admitted for real, the flag goes.
+    world.store.delete_trainingjob(f"{NS}/running")
+    world.run_pass()
+    status = world.status("sneaky")
+    assert status["phase"] == "Admitted"
+    assert not [c for c in status["conditions"] if c["type"] == "UnadmittedRun"]
+
+
+def test_an_admission_whose_unsuspension_failed_is_started_by_a_later_pass(
+    world: World,
+) -> None:
+    world.add("a", gpus=2)
+    world.kube.fail[job_path(NS, "a")] = [503]
+    world.run_pass()
+    key = f"{NS}/a"
+    assert world.status("a")["admission"]["jobUID"] == "job-a"
+    assert world.kube.objects[job_path(NS, "a")]["spec"]["suspend"] is True
+    assert world.store.admitted(key)  # the admission holds the quota meanwhile
+    writes = world.run_pass()
+    assert [p for p, _ in writes] == [job_path(NS, "a")]
+    assert world.kube.objects[job_path(NS, "a")]["spec"]["suspend"] is False
+
+
+def test_a_victim_whose_suspension_failed_is_stopped_without_a_tamper_report(
+    world: World,
+) -> None:
+    from cadre.controller.admission_loop import UNADMITTED  # noqa: PLC0415
+
+    world.add("low", gpus=8, priority="low", running=True)
+    world.add("high", gpus=4, priority="high")
+    world.kube.fail[job_path(NS, "low")] = [500]
+    before = UNADMITTED._value.get()
+    world.run_pass()
+    low = f"{NS}/low"
+    assert "admission" not in world.status("low")  # revoked first
+    assert world.store.runs_unadmitted(low) and world.store.stopping_by_cadre(low)
+    world.run_pass()
+    assert world.kube.objects[job_path(NS, "low")]["spec"]["suspend"] is True
+    assert UNADMITTED._value.get() == before  # Cadre's own stop, not a user's doing
+    assert "UnadmittedRunSuspended" not in world.event_reasons("low")
+    assert world.status("high")["phase"] == "Admitted"
+
+
+def test_a_team_cannot_use_a_priority_above_its_budgets_max(world: World) -> None:
+    budget = world.store.budgets["vision"]
+    world.store.upsert_budget({**budget, "spec": {**budget["spec"], "maxPriority": "normal"}})
+    world.add("urgent", gpus=2, priority="high")
+    world.add("fine", gpus=2, priority="normal")
+    world.run_pass()
+    assert world.status("fine")["phase"] == "Admitted"
+    urgent = world.status("urgent")
+    assert urgent["phase"] == "Queued"
+    (condition,) = [c for c in urgent["conditions"] if c["type"] == "Admitted"]
+    assert condition["reason"] == "PriorityNotAllowed"
+    assert "'high' is above the highest team vision may use ('normal'" in condition["message"]

@@ -117,8 +117,8 @@ def example_store() -> Store:
     return store
 
 
-def built_hash(store: Store, trainingjob: dict[str, Any]) -> str | None:
-    """The spec hash of the Job the TrainingJob's spec builds (as the reconciler would)."""
+def built_job(store: Store, trainingjob: dict[str, Any]) -> dict[str, Any] | None:
+    """The Job the TrainingJob's spec builds (as the reconciler would)."""
     metadata = trainingjob["metadata"]
     namespace = metadata["namespace"]
     scopes = [budget_scope(b) for b in store.budgets.values()]
@@ -135,7 +135,7 @@ def built_hash(store: Store, trainingjob: dict[str, Any]) -> str | None:
         )
     except BuildError:
         return None
-    return str(built["metadata"]["annotations"][ANNOTATION_SPEC_HASH])
+    return built
 
 
 def add(store: Store, trainingjob: dict[str, Any], with_job: dict[str, Any] | None = None) -> None:
@@ -143,9 +143,11 @@ def add(store: Store, trainingjob: dict[str, Any], with_job: dict[str, Any] | No
     store.upsert_trainingjob(trainingjob)
     name = trainingjob["metadata"]["name"]
     child = with_job or job(name, trainingjob["metadata"]["namespace"])
-    spec_hash = built_hash(store, trainingjob)
-    if spec_hash is not None:
+    built = built_job(store, trainingjob)
+    if built is not None:
+        spec_hash = built["metadata"]["annotations"][ANNOTATION_SPEC_HASH]
         child["metadata"].setdefault("annotations", {})[ANNOTATION_SPEC_HASH] = spec_hash
+        child["spec"] = {**built["spec"], "suspend": child["spec"]["suspend"]}
     store.upsert_job(child)
 
 

@@ -117,8 +117,12 @@ def keeper(status: dict[str, Any] | None = None) -> tuple[BudgetWriter, Store, F
 
 
 def feed(store: Store, keeper: BudgetWriter, obj: dict[str, Any]) -> None:
+    labels = obj["metadata"].get("labels") or {}
     charge = pod_charge(
-        obj, ("nvidia.com/gpu",), team_label="cadre.dev/team", flavor_label="cadre.dev/flavor"
+        obj,
+        ("nvidia.com/gpu",),
+        team=labels.get("cadre.dev/team"),
+        flavor=labels.get("cadre.dev/flavor"),
     )
     store.upsert_pod(charge)
     keeper.pod_changed(charge)

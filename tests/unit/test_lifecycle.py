@@ -10,8 +10,10 @@ from cadre.core.training.job import job_record
 from cadre.core.training.lifecycle import (
     admitted,
     from_job,
+    holds_admission,
     preempted,
     queued,
+    ran_without_admission,
     restart_for,
     restarting,
     status_patch,
@@ -21,6 +23,11 @@ from cadre.core.training.lifecycle import (
 
 T0 = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
 T1 = T0 + timedelta(seconds=30)
+
+
+def admission(gpus: int, uid: str = "u") -> dict[str, Any]:
+    """The admission record of the Job `uid` (the tests' Jobs are "u")."""
+    return {"jobUID": uid, "team": "t", "flavor": "a100", "gpus": gpus}
 
 
 def cond(status: dict[str, Any], type_: str) -> dict[str, Any]:
@@ -81,7 +88,7 @@ def test_queued_then_admitted() -> None:
         gpus=None,
     )
     assert q2["queue"] == {"reason": "other", "position": 3}
-    a = admitted(q2, generation=1, now=T1, team="vision", gpus=8)
+    a = admitted(q2, generation=1, now=T1, admission=admission(8), team="vision", gpus=8)
     assert a["phase"] == "Admitted"
     assert "queue" not in a
     assert a["admittedAt"] == "2026-11-27T03:00:30Z"
@@ -90,13 +97,14 @@ def test_queued_then_admitted() -> None:
     assert status_patch(q2, a) == {
         "phase": "Admitted",
         "queue": None,
+        "admission": admission(8),
         "admittedAt": "2026-11-27T03:00:30Z",
         "conditions": a["conditions"],
     }
 
 
 def test_running_succeeded() -> None:
-    a = admitted(None, generation=1, now=T0, team="t", gpus=2)
+    a = admitted(None, generation=1, now=T0, admission=admission(2), team="t", gpus=2)
     assert from_job(a, job(ready=1, active=2), workers=2, generation=1, now=T1) == a
     r = from_job(a, job(ready=2, active=2), workers=2, generation=1, now=T1)
     assert r["phase"] == "Running"
@@ -118,7 +126,7 @@ def test_running_succeeded() -> None:
 
 
 def test_worker_counts_are_refreshed_without_a_phase_change() -> None:
-    a = admitted(None, generation=1, now=T0, team="t", gpus=4)
+    a = admitted(None, generation=1, now=T0, admission=admission(4), team="t", gpus=4)
     starting = job(ready=1, active=4)
     # Without refresh (the write is not due yet), counts wait for the next transition.
     assert from_job(a, starting, workers=4, generation=1, now=T1) == a
@@ -141,7 +149,8 @@ def test_worker_counts_are_refreshed_without_a_phase_change() -> None:
     assert status_patch(
         {"spend": {"state": "Warning", "threshold": 0.8}}, {"spend": {"state": "Exceeded"}}
     ) == {"spend": {"state": "Exceeded", "threshold": None}}
-    # A queued status whose Job runs is repaired to Admitted, with the counts.
+    # A queued status whose Job runs is not repaired to Admitted: the admission is the
+    # status's to give (a Job running without it is suspended again by the loop).
     q = queued(
         None,
         generation=1,
@@ -152,9 +161,7 @@ def test_worker_counts_are_refreshed_without_a_phase_change() -> None:
         team="t",
         gpus=4,
     )
-    qa = from_job(q, starting, workers=4, generation=1, now=T1, refresh_workers=True)
-    assert qa["phase"] == "Admitted"
-    assert qa["workers"]["active"] == 4
+    assert from_job(q, starting, workers=4, generation=1, now=T1, refresh_workers=True) == q
     # Terminal and suspended statuses are left alone.
     s = suspended(r, generation=1, now=T1)
     assert from_job(s, early, workers=4, generation=1, now=T1, refresh_workers=True) == s
@@ -174,7 +181,7 @@ def test_failed_with_the_workers_exit_code() -> None:
         failed=1,
     )
     f = from_job(
-        admitted(None, generation=1, now=T0, team="t", gpus=1),
+        admitted(None, generation=1, now=T0, admission=admission(1), team="t", gpus=1),
         failed,
         workers=2,
         generation=1,
@@ -187,26 +194,8 @@ def test_failed_with_the_workers_exit_code() -> None:
     assert "code 3" in finished["message"]
 
 
-def test_running_without_admitted_status_is_repaired() -> None:
-    """An operator that unsuspended the Job and stopped before writing Admitted."""
-    q = queued(
-        None,
-        generation=1,
-        now=T0,
-        reason="QuotaExhausted",
-        message="m",
-        position=1,
-        team="t",
-        gpus=1,
-    )
-    r = from_job(q, job(ready=1, active=1), workers=1, generation=1, now=T1)
-    assert r["phase"] == "Running"
-    assert cond(r, "Admitted")["status"] == "True"
-    assert "queue" not in r
-
-
 def test_preempted_keeps_its_phase_and_reason_while_queued() -> None:
-    a = admitted(None, generation=1, now=T0, team="t", gpus=8)
+    a = admitted(None, generation=1, now=T0, admission=admission(8), team="t", gpus=8)
     p = preempted(a, generation=1, now=T1, reason="Preempted", message="preempted by ns/urgent")
     assert p["phase"] == "Preempted"
     assert "admittedAt" not in p
@@ -226,7 +215,7 @@ def test_preempted_keeps_its_phase_and_reason_while_queued() -> None:
 
 
 def test_suspended_and_no_op_patch() -> None:
-    a = admitted(None, generation=1, now=T0, team="t", gpus=1)
+    a = admitted(None, generation=1, now=T0, admission=admission(1), team="t", gpus=1)
     s = suspended(a, generation=2, now=T1)
     assert s["phase"] == "Suspended"
     assert s["observedGeneration"] == 2
@@ -235,7 +224,7 @@ def test_suspended_and_no_op_patch() -> None:
     assert status_patch(s, dict(s)) is None
 
 
-def test_unsuspended_job_of_a_queued_status_means_admitted() -> None:
+def test_a_job_running_without_admission_is_never_called_admitted() -> None:
     q = queued(
         None,
         generation=1,
@@ -246,12 +235,34 @@ def test_unsuspended_job_of_a_queued_status_means_admitted() -> None:
         team="t",
         gpus=4,
     )
-    a = from_job(q, job(ready=0, active=0), workers=2, generation=1, now=T1)
-    assert a["phase"] == "Admitted"
-    assert "queue" not in a
-    assert a["team"] == "t"
-    suspended_job = job(suspend=True)
-    assert from_job(q, suspended_job, workers=2, generation=1, now=T1) == q
+    # Someone unsuspended the Job: the status does not follow it (the loop suspends it).
+    for running in (job(ready=0, active=2), job(ready=2, active=2)):
+        assert from_job(q, running, workers=2, generation=1, now=T1) == q
+    assert from_job(q, job(suspend=True), workers=2, generation=1, now=T1) == q
+    # An admission of another Job (an earlier one of this TrainingJob) is not its.
+    a = admitted(q, generation=1, now=T0, admission=admission(4, uid="old"), team="t", gpus=4)
+    assert from_job(a, job(ready=2, active=2), workers=2, generation=1, now=T1) == a
+    flagged = ran_without_admission(q, generation=1, now=T1)
+    assert cond(flagged, "UnadmittedRun")["reason"] == "JobUnsuspendedWithoutAdmission"
+    again = admitted(flagged, generation=1, now=T1, admission=admission(4), team="t", gpus=4)
+    assert not [c for c in again["conditions"] if c["type"] == "UnadmittedRun"]
+
+
+def test_admission_is_revoked_by_preemption_suspension_and_restart() -> None:
+    a = admitted(None, generation=1, now=T0, admission=admission(2), team="t", gpus=2)
+    assert holds_admission(a, "u") and not holds_admission(a, "other")
+    p = preempted(a, generation=1, now=T1, reason="Preempted", message="m")
+    s = suspended(a, generation=1, now=T1)
+    failure = restart_for(a, failed_job(EXIT_3), retries=1)
+    assert failure is not None
+    r = restarting(a, generation=1, now=T1, failure=failure, retries=1, job_uid="u")
+    for revoked in (p, s, r):
+        assert "admission" not in revoked
+        assert not holds_admission(revoked, "u")
+    # A status an earlier Cadre wrote (no admission record) keeps its gang running.
+    legacy = {k: v for k, v in a.items() if k != "admission"}
+    assert holds_admission(legacy, "u")
+    assert not holds_admission({**legacy, "phase": "Queued"}, "u")
 
 
 def failed_job(message: str, reason: str = "PodFailurePolicy", uid: str = "u") -> Any:
@@ -268,7 +279,7 @@ DISRUPTED = "Pod ns/j-1-fghij has condition DisruptionTarget matching FailJob ru
 
 
 def test_failed_worker_restarts_the_gang_until_retries_are_used() -> None:
-    a = admitted(None, generation=1, now=T0, team="t", gpus=2)
+    a = admitted(None, generation=1, now=T0, admission=admission(2), team="t", gpus=2)
     failure = restart_for(a, failed_job(EXIT_3), retries=1)
     assert failure is not None
     assert (failure.reason, failure.charged) == ("WorkerFailed", True)
@@ -293,7 +304,7 @@ def test_failed_worker_restarts_the_gang_until_retries_are_used() -> None:
 
 
 def test_disruption_restarts_without_charging_and_deadline_never_restarts() -> None:
-    a = admitted(None, generation=1, now=T0, team="t", gpus=2)
+    a = admitted(None, generation=1, now=T0, admission=admission(2), team="t", gpus=2)
     failure = restart_for(a, failed_job(DISRUPTED), retries=0)
     assert failure is not None
     assert (failure.reason, failure.charged) == ("WorkerDisrupted", False)
@@ -308,7 +319,7 @@ def test_disruption_restarts_without_charging_and_deadline_never_restarts() -> N
 
 def test_transition_events() -> None:
     tj = {"metadata": {"name": "j", "namespace": "ns", "uid": "u1"}}
-    a = admitted(None, generation=1, now=T0, team="t", gpus=2)
+    a = admitted(None, generation=1, now=T0, admission=admission(2), team="t", gpus=2)
     event = transition_event(tj, None, a, T0)
     assert event is not None
     assert (event["reason"], event["type"], event["metadata"]["namespace"]) == (

@@ -5,13 +5,19 @@ for a change, debounces (`admission.debounceMs`), keeps at least `admission.minI
 between passes, builds the snapshot, calls the pure core (`cadre.core.scheduling`) and
 applies its decisions, in this order:
 
-1. victims: suspend each victim's Job (the Job the pass saw: a UID test), status
-   Preempted with the core's message. If any suspension fails (and the Job is not gone),
+0. enforcement: a Job running without its TrainingJob's admission (someone set
+   `suspend: false` on it) is suspended again, with an Event, the condition UnadmittedRun
+   and `cadre_unadmitted_jobs_suspended_total`; an admitted job whose Job is still
+   suspended (an unsuspension that failed) is unsuspended;
+1. victims: status Preempted first (the admission is revoked), then suspend the victim's
+   Job (the Job the pass saw: a UID test). If either fails (and the Job is not gone),
    this pass admits nothing: the room it counted on is not confirmed free, and the next
-   pass decides again from what is observed;
-2. admissions: unsuspend the Job the pass decided on (its UID and spec hash tested by the
-   patch: a Job rebuilt in between is not admitted), then status Admitted. The store
-   counts it admitted from then on, even before the watch shows it;
+   pass decides again from what is observed (a Job left running without admission is
+   suspended by step 0);
+2. admissions: status Admitted with the `admission` record first (a resourceVersion
+   precondition), then unsuspend the Job the pass decided on (its UID and spec hash
+   tested by the patch: a Job rebuilt in between is not admitted). The admission is in
+   the status, which users cannot write, not in the Job, which they can;
 3. waiting jobs: handed to the queue-status writer (`queue_status.py`), which writes their
    reasons and positions paced, so a pass never waits for them.
 
@@ -39,7 +45,12 @@ from cadre.core.cluster.snapshot import SnapshotBuild, build_snapshot
 from cadre.core.cluster.store import Store
 from cadre.core.objects import generation_of
 from cadre.core.scheduling import PassResult, schedule
-from cadre.core.training.lifecycle import admitted, preempted
+from cadre.core.training.lifecycle import (
+    admitted,
+    preempted,
+    ran_without_admission,
+    unadmitted_run_event,
+)
 
 log = structlog.get_logger("cadre.admission")
 
@@ -51,6 +62,11 @@ PASS_SECONDS = Histogram(
 )
 DECISIONS = Counter("cadre_admission_decisions_total", "Admission decisions applied.", ["decision"])
 PENDING = Gauge("cadre_admission_pending_workloads", "Workloads waiting after the last pass.")
+UNADMITTED = Counter(
+    "cadre_unadmitted_jobs_suspended_total",
+    "Cadre Jobs found running without an admission (unsuspended by someone else) and "
+    "suspended again.",
+)
 HELD_BACK = Counter(
     "cadre_admission_passes_held_back_total",
     "Passes whose admissions were not applied because a victim's suspension failed.",
@@ -130,6 +146,8 @@ class AdmissionLoop(BackgroundTask):
         if len(self.snapshot_cache) > 8 * max(len(self.store.trainingjobs), 256):
             self.snapshot_cache.clear()
 
+        await self._each(self._suspend_unadmitted(key) for key in build.unadmitted)
+        await self._each(self._start(key) for key in build.to_start)
         suspended = await self._each(
             self._preempt(build, v.key, str(v.reason), v.message) for v in result.victims
         )
@@ -186,63 +204,124 @@ class AdmissionLoop(BackgroundTask):
     async def _admit(self, build: SnapshotBuild, key: str) -> bool:
         info = build.info.get(key)
         now = utcnow()
+        admitted_uid: list[str] = []
 
         def fn(status: dict[str, Any] | None, tj: dict[str, Any]) -> dict[str, Any] | None:
-            if (status or {}).get("phase") in ("Admitted", "Running"):
+            ref = self._job_ref(build, key)
+            if ref is None or info is None or info.flavor is None:
                 return None
+            admitted_uid.append(ref.uid)
+            admission = {
+                "jobUID": ref.uid,
+                "team": info.team,
+                "flavor": info.flavor,
+                "priority": info.priority,
+                "gpus": info.gpus,
+            }
             return admitted(
                 status,
                 generation=generation_of(tj),
                 now=now,
-                team=info.team if info else None,
-                gpus=info.gpus if info else None,
+                admission={k: v for k, v in admission.items() if v is not None},
+                team=info.team,
+                gpus=info.gpus,
             )
 
-        # Unsuspend and status in one step under the job's lock: the reconciler, woken by
-        # the unsuspension, then finds the status Admitted and writes nothing.
+        # The admission first, then the Job: a Job never runs on an admission that was not
+        # written. Both under the job's lock, so no other writer of this replica comes
+        # in between (the reconciler, woken by the unsuspension, finds it Admitted).
         async with self.status.lock(key):
             ref = self._job_ref(build, key)
             if ref is None or self.store.admitted(key):
                 self.notify()  # the Job changed since the pass: decide again
                 return True
-            if await set_job_suspend(self.client, self.store, key, ref, suspend=False) == "gone":
+            await self.status.update(key, fn, locked=True)
+            if not admitted_uid or not self.store.has_admission(key):
                 self.notify()
                 return True
             self.store.admitted_at[key] = time.time()
             DECISIONS.labels("admit").inc()
             self.queue.admitted(key)
             log.info("admitted", trainingjob=key, job_uid=ref.uid)
-            await self.status.update(key, fn, locked=True)
+            await self._unsuspend(key, ref)
+        return True
+
+    async def _unsuspend(self, key: str, ref: JobRef) -> None:
+        """Unsuspend the admitted Job `ref`. A Job replaced meanwhile is not touched: its
+        admission names the old UID, so it holds nothing and the next pass decides."""
+        if await set_job_suspend(self.client, self.store, key, ref, suspend=False) == "gone":
+            self.notify()
+
+    async def _start(self, key: str) -> bool:
+        """The status admits the Job but it is still suspended (the unsuspension after the
+        admission failed, or the operator stopped in between): unsuspend it."""
+        async with self.status.lock(key):
+            job = self.store.jobs.get(key)
+            if job is None or not job.suspended or job.finished:
+                return True
+            if not self.store.has_admission(key):
+                return True
+            log.info("starting an admitted job", trainingjob=key, job_uid=job.uid)
+            await self._unsuspend(key, JobRef(job.namespace, job.name, job.uid, job.spec_hash))
+        return True
+
+    async def _suspend_unadmitted(self, key: str) -> bool:
+        """The Job runs without an admission: suspend it again. Unless this replica is
+        stopping it itself (a preemption or spec.suspend whose Job write is on its way),
+        someone unsuspended it: say so (Event, condition, metric)."""
+        async with self.status.lock(key):
+            job = self.store.jobs.get(key)
+            if job is None or not self.store.runs_unadmitted(key):
+                return True
+            ours = self.store.stopping_by_cadre(key)
+            ref = JobRef(job.namespace, job.name, job.uid)
+            await set_job_suspend(self.client, self.store, key, ref, suspend=True)
+            self.store.admitted_at.pop(key, None)
+            if ours:
+                return True
+            UNADMITTED.inc()
+            log.warning("suspended a job that ran without admission", trainingjob=key)
+            now = utcnow()
+            tj = self.store.trainingjobs.get(key)
+            if tj is not None:
+                self.status.post(unadmitted_run_event(tj, now))
+            await self.status.update(
+                key,
+                lambda status, obj: ran_without_admission(
+                    status, generation=generation_of(obj), now=now
+                ),
+                locked=True,
+            )
+        self.notify()
         return True
 
     async def _preempt(self, build: SnapshotBuild, key: str, reason: str, message: str) -> bool:
-        """Suspend a victim; True once its Job is suspended (or gone)."""
+        """Revoke a victim's admission, then suspend its Job; True once both are done (or
+        the Job is gone)."""
         now = utcnow()
         async with self.status.lock(key):
             info = build.info.get(key)
             job = self.store.jobs.get(key)
-            if job is not None and (info is None or job.uid == info.job_uid):
+            ours = job is not None and (info is None or job.uid == info.job_uid)
+            if ours and job is not None:
+                self.store.mark_stopping(key, job.uid)
+            await self.status.update(
+                key,
+                lambda status, tj: preempted(
+                    status,
+                    generation=generation_of(tj),
+                    now=now,
+                    reason=reason,
+                    message=message,
+                ),
+                locked=True,
+            )
+            self.store.admitted_at.pop(key, None)
+            DECISIONS.labels("preempt").inc()
+            if ours and job is not None:
                 ref = JobRef(job.namespace, job.name, job.uid)
                 await set_job_suspend(self.client, self.store, key, ref, suspend=True)
             self.store.unexpect(key)
-            self.store.admitted_at.pop(key, None)
-            DECISIONS.labels("preempt").inc()
-            try:
-                await self.status.update(
-                    key,
-                    lambda status, tj: preempted(
-                        status,
-                        generation=generation_of(tj),
-                        now=now,
-                        reason=reason,
-                        message=message,
-                    ),
-                    locked=True,
-                )
-            except (ApiError, NotLeaderError) as err:
-                # The Job is suspended, which is what frees the quota; the status follows
-                # (the reconciler writes it from the Job).
-                log.warning("writing a preempted status failed", trainingjob=key, error=str(err))
         return True
 
     def forget(self, key: str) -> None:

@@ -32,11 +32,12 @@ from typing import Any, Final, Literal
 import structlog
 from prometheus_client import Counter, Gauge
 
-from cadre.controller.client import ApiClient
+from cadre.controller.client import ApiClient, ApiError
 from cadre.controller.tasks import BackgroundTask
 from cadre.core.accounting import PodCharge, pod_charge
 from cadre.core.api.config import OperatorConfig
-from cadre.core.api.names import LABEL_FLAVOR, LABEL_TEAM, LABEL_TRAININGJOB
+from cadre.core.api.names import LABEL_TRAININGJOB
+from cadre.core.cluster.billing import payer_of
 from cadre.core.cluster.store import Kind, Store, job_key
 from cadre.core.objects import key_of, parse_api_time
 
@@ -48,6 +49,11 @@ RESYNC_DROPPED = Counter(
     "Objects a relist found gone while the cache still had them (missed DELETED events).",
     ["kind"],
 )
+UNSELECTED = Counter(
+    "cadre_pods_unlabelled_total",
+    "Pods of Cadre Jobs that lost their cadre.dev/trainingjob label (still charged: read by "
+    "name until they are gone).",
+)
 CACHE_OBJECTS = Gauge(
     "cadre_cache_objects", "Entries in each table of the operator's cache.", ["table"]
 )
@@ -58,6 +64,7 @@ NODES: Final = "/api/v1/nodes"
 NAMESPACES: Final = "/api/v1/namespaces"
 JOBS: Final = "/apis/batch/v1/jobs"
 PODS: Final = "/api/v1/pods"
+PODS_IN: Final = "/api/v1/namespaces/{namespace}/pods"
 
 LISTING_SETTLE_SECONDS: Final = 2.0
 """Relist a kind this long after the last event of a listing of Kopf's (its relist)."""
@@ -176,19 +183,40 @@ class Cache(BackgroundTask):
         not its)."""
         self._listing("pod", event_type)
         metadata = obj.get("metadata") or {}
-        if not metadata.get("uid"):
+        uid = str(metadata.get("uid") or "")
+        if not uid:
             return
+        labels = metadata.get("labels") or {}
+        known = self.store.unselected_pods.get(uid)
+        if deleted and LABEL_TRAININGJOB not in labels and uid in self.store.pods:
+            # The watch selects on the label: an object without it left the selection
+            # (someone removed the label), it was not deleted. It is read by name from now
+            # on (poll_unselected), so it stays charged and its finalizer is released.
+            if known is None:
+                self.store.unselected_pods[uid] = (
+                    str(metadata.get("namespace")),
+                    str(metadata.get("name")),
+                    self._pod_key(self.store.pods[uid]),
+                )
+                UNSELECTED.inc()
+                log.warning("a pod lost its cadre.dev/trainingjob label", pod=metadata.get("name"))
+                self._wake.set()
+            deleted = False
+        elif LABEL_TRAININGJOB in labels and known is not None and not deleted:
+            del self.store.unselected_pods[uid]  # labelled again: the watch has it
+        team, flavor = payer_of(obj, self.store, self.config)
         charge = pod_charge(
             obj,
             self._gpu_resources,
-            team_label=LABEL_TEAM,
-            flavor_label=LABEL_FLAVOR,
+            team=team,
+            flavor=flavor,
             gone_at=_utcnow() if deleted else None,
         )
         self.store.upsert_pod(charge)
         self._pod_changed(charge)
-        name = (metadata.get("labels") or {}).get(LABEL_TRAININGJOB)
-        key = f"{metadata.get('namespace')}/{name}"
+        unselected = self.store.unselected_pods.get(uid)
+        name = labels.get(LABEL_TRAININGJOB)
+        key = unselected[2] if unselected else f"{metadata.get('namespace')}/{name}"
         tj = self.store.trainingjobs.get(key)
         if tj is None:
             return
@@ -196,7 +224,34 @@ class Cache(BackgroundTask):
         tj_created = parse_api_time(tj["metadata"].get("creationTimestamp"))
         if created is not None and tj_created is not None and created < tj_created:
             return
-        self.store.upsert_pod_usage(key, str(metadata["uid"]), charge.usages, final=deleted)
+        self.store.upsert_pod_usage(key, uid, charge.usages, final=deleted)
+
+    def _pod_key(self, pod: PodCharge) -> str:
+        """The TrainingJob key a pod's usage was kept under (its label, before it went)."""
+        for key, pods in self.store.pod_usage.items():
+            if pod.uid in pods:
+                return key
+        return f"{pod.namespace}/"
+
+    async def poll_unselected(self) -> None:
+        """Read each pod that lost its label by name: still there, it is applied like a
+        watch event; gone, it is closed now and settled (see apply_pod)."""
+        for uid, (namespace, name, _) in list(self.store.unselected_pods.items()):
+            obj = await self.client.get(f"{PODS_IN.format(namespace=namespace)}/{name}")
+            if obj is not None and (obj.get("metadata") or {}).get("uid") == uid:
+                self.apply_pod(obj, event_type=None)
+                continue
+            pod = self.store.pods.get(uid)
+            if pod is not None:
+                self.apply_pod_gone(pod)
+            else:
+                self.store.unselected_pods.pop(uid, None)
+
+    def apply_pod_gone(self, pod: PodCharge) -> None:
+        """A pod found gone by a read (not by a watch event): closed now, to be settled."""
+        gone = replace(pod.closed_at(_utcnow()) if pod.running() else pod, gone=True)
+        self.store.upsert_pod(gone)
+        self._pod_changed(gone)
 
     # -- relists -------------------------------------------------------------------------
     async def _merge(self, kind: Kind, path: str, selector: str | None) -> bool:
@@ -220,14 +275,21 @@ class Cache(BackgroundTask):
             for listed in page:
                 self.apply_pod(listed)
                 uids.append(str((listed.get("metadata") or {}).get("uid")))
-        now = _utcnow()
         for pod in self.store.pods_missing_from(uids, listed_at):
+            if pod.uid in self.store.unselected_pods:
+                continue  # read by name (poll_unselected)
+            path = f"{PODS_IN.format(namespace=pod.namespace)}/{pod.name}"
+            found = await self.client.get(path)
+            if found is not None and (found.get("metadata") or {}).get("uid") == pod.uid:
+                # Not listed, yet there: its label was removed while the watch was cut.
+                unlabelled = {**found, "metadata": {**found["metadata"], "labels": {}}}
+                self.apply_pod(unlabelled, deleted=True, event_type=None)
+                continue
             RESYNC_DROPPED.labels("pod").inc()
             # Deleted while the watch was cut, without Cadre's finalizer (it would still
             # be there otherwise): settled with what was last seen of it.
-            gone = replace(pod.closed_at(now) if pod.running() else pod, gone=True)
-            self.store.upsert_pod(gone)
-            self._pod_changed(gone)
+            self.apply_pod_gone(pod)
+        await self.poll_unselected()
 
     async def fill(self) -> None:
         """List the whole cluster into the store (at start, before anything decides)."""
@@ -285,6 +347,8 @@ class Cache(BackgroundTask):
     async def run(self) -> None:
         interval = float(self.config.controller.resync_seconds)
         next_full = time.monotonic() + interval
+        poll_interval = float(self.config.accounting.refresh_seconds)
+        next_poll = 0.0
         last_tick = time.monotonic()
         while True:
             now = time.monotonic()
@@ -303,6 +367,12 @@ class Cache(BackgroundTask):
                 log.warning("the process stalled; resyncing", seconds=round(now - last_tick, 1))
                 self._trigger.set()
             last_tick = now
+            if self.store.unselected_pods and now >= next_poll:
+                next_poll = now + poll_interval
+                try:
+                    await self.poll_unselected()
+                except ApiError as err:
+                    log.warning("reading pods that lost their label failed", error=str(err))
             full = self._trigger.is_set() or now >= next_full
             if not full and not (self._relisted and now >= self._relisted_due):
                 continue  # woken by a listing that is still going on

@@ -7,8 +7,9 @@ asks, whatever happened before and in whatever order the events came:
 - no Job: create the headless Service (more than one worker) and the suspended Indexed
   Job (deterministic names; a 409 means it is there already: read back; a child left by
   an earlier TrainingJob of the same name is deleted, by UID, first);
-- a waiting Job built from an earlier spec (or team): deleted by UID and rebuilt, so the
-  admission pass only ever admits a Job of the current spec;
+- a waiting Job built from an earlier spec (or team), or changed by someone else (its
+  placement and resources as observed, not its annotation): deleted by UID and rebuilt,
+  so the admission pass only ever admits a Job the current spec builds;
 - `spec.suspend: true`: suspend an admitted Job (its pods go, its quota is released),
   phase Suspended; back to false: Queued, and the loop decides;
 - a failed gang with retries left: the restart is recorded with the failed Job's UID
@@ -46,7 +47,7 @@ from cadre.controller.status_writer import JobRef, StatusWriter, set_job_suspend
 from cadre.core.api.config import OperatorConfig
 from cadre.core.api.names import LABEL_TRAININGJOB
 from cadre.core.budget.teams import budget_scope, resolve_team
-from cadre.core.cluster.snapshot import expected_job_hash
+from cadre.core.cluster.snapshot import expected_job_shape
 from cadre.core.cluster.store import Store
 from cadre.core.objects import generation_of, owner_uids, parse_api_time
 from cadre.core.training import BuildError, build_training_job_children
@@ -124,7 +125,7 @@ class TrainingJobReconciler:
         phase = (tj.get("status") or {}).get("phase")
         if job.finished and phase not in TERMINAL and self.store.pods_open(key):
             await self._refresh_pods(key)
-        again = await self._status_from_job(key, team)
+        again = await self._status_from_job(key)
         expire = await self._expire(key)
         delays = [d for d in (again, expire) if d is not None]
         return min(delays) if delays else None
@@ -226,14 +227,18 @@ class TrainingJobReconciler:
         not be admitted. It is deleted (by UID); True when it was."""
         if job.finished or self.store.admitted(key):
             return False
-        wanted = expected_job_hash(tj, team, self.config, self.job_hashes)
-        if wanted is None or wanted == job.spec_hash:
+        wanted = expected_job_shape(tj, team, self.config, self.job_hashes)
+        if wanted is None or wanted == job.shape:
             return False  # (None: it builds no Job; the status says why)
         async with self.status.lock(key):
             current = self.store.jobs.get(key)
             if current is None or current.uid != job.uid or self.store.admitted(key):
                 return False
-            log.info("spec changed while queued: replacing the job", trainingjob=key)
+            log.info(
+                "the job is not what the spec builds (the spec or the Job changed while "
+                "queued): replacing it",
+                trainingjob=key,
+            )
             await self.client.delete(job_path(job.namespace, job.name), uid=job.uid)
             self.store.retire_job(key, job.uid)
         return True
@@ -247,19 +252,23 @@ class TrainingJobReconciler:
         if phase in TERMINAL:
             return
         if (tj.get("spec") or {}).get("suspend"):
-            if self.store.admitted(key) or not job.suspended:
-                ref = JobRef(job.namespace, job.name, job.uid)
-                async with self.status.lock(key):
+            # The admission is revoked first, then the Job is suspended: a Job never runs
+            # on an admission that is gone for long (the loop suspends one that does).
+            async with self.status.lock(key):
+                if phase != "Suspended":
+                    self.store.mark_stopping(key, job.uid)
+                    await self.status.update(
+                        key,
+                        lambda status, obj: suspended(
+                            status, generation=generation_of(obj), now=utcnow()
+                        ),
+                        locked=True,
+                    )
+                if self.store.admitted(key) or not job.suspended:
+                    ref = JobRef(job.namespace, job.name, job.uid)
                     await set_job_suspend(self.client, self.store, key, ref, suspend=True)
                     self.store.admitted_at.pop(key, None)
-                self._notify()
-            if phase != "Suspended":
-                await self.status.update(
-                    key,
-                    lambda status, obj: suspended(
-                        status, generation=generation_of(obj), now=utcnow()
-                    ),
-                )
+                    self._notify()
         elif phase == "Suspended":
             await self.status.update(
                 key,
@@ -320,7 +329,7 @@ class TrainingJobReconciler:
         for pod in pods:
             self.cache.apply_pod(pod)
 
-    async def _status_from_job(self, key: str, team: str | None) -> float | None:
+    async def _status_from_job(self, key: str) -> float | None:
         """Write the status the Job implies. Phase transitions are written at once, with the
         worker counts; a change of the counts alone at most every positionRefreshSeconds
         after the job's last status write (the returned delay brings the key back then),
@@ -355,16 +364,8 @@ class TrainingJobReconciler:
             due = since >= interval
             spec = current.get("spec") or {}
             workers = int(spec.get("workers") or 1)
-            gpus = workers * int((spec.get("resources") or {}).get("gpus") or 0)
             job_status = partial(
-                from_job,
-                status,
-                record,
-                workers=workers,
-                generation=generation,
-                now=now,
-                team=team,
-                gpus=gpus,
+                from_job, status, record, workers=workers, generation=generation, now=now
             )
             wanted = job_status(refresh_workers=due)
             if not due:

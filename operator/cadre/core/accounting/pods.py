@@ -133,22 +133,22 @@ def pod_charge(
     pod: Mapping[str, Any],
     gpu_resources: Collection[str],
     *,
-    team_label: str,
-    flavor_label: str,
+    team: str | None,
+    flavor: str | None,
     gone_at: datetime | None = None,
 ) -> PodCharge:
-    """The PodCharge of a pod dict; `gone_at`: when a DELETED event was seen (intervals
-    still open are closed then)."""
+    """The PodCharge of a pod dict, charged to `team` at `flavor`'s prices (decided by
+    the caller from records the pod's owner cannot edit, never from its labels);
+    `gone_at`: when a DELETED event was seen (intervals still open are closed then)."""
     metadata = pod.get("metadata") or {}
-    labels = metadata.get("labels") or {}
     # The API server sets deletionTimestamp to the end of the grace period.
     deletion = parse_api_time(metadata.get("deletionTimestamp"))
     return PodCharge(
         uid=str(metadata.get("uid", "")),
         name=str(metadata.get("name", "")),
         namespace=str(metadata.get("namespace", "")),
-        team=labels.get(team_label),
-        flavor=labels.get(flavor_label),
+        team=team,
+        flavor=flavor,
         usages=container_usages(pod, gpu_resources, gone_at),
         finalizers=tuple(str(f) for f in metadata.get("finalizers") or ()),
         deleting=deletion is not None,

@@ -170,6 +170,11 @@ class ResourceBudgetSpec(CadreModel):
         description="BestEffortFIFO lets smaller jobs pass a job that does not fit yet; "
         "StrictFIFO keeps the team's queue in order even if that leaves GPUs idle.",
     )
+    max_priority: DnsLabel | None = Field(
+        default=None,
+        description="The highest named priority (of the operator config) the team's jobs may "
+        "use; a job asking for more stays Queued (reason PriorityNotAllowed). Unset: any.",
+    )
 
 
 class FlavorUsage(CadreModel):

@@ -179,6 +179,24 @@ class WorkerCounts(CadreModel):
     failed: int = Field(default=0, ge=0, description="Worker pods that failed in this attempt.")
 
 
+class Admission(CadreModel):
+    """What Cadre admitted: the one record that lets a Job run and decides what it is
+    charged. Written by the operator only (users cannot write status), before it
+    unsuspends the Job; a Job running without it is suspended again."""
+
+    job_uid: str = Field(
+        alias="jobUID", max_length=64, description="The UID of the Job admitted (that one only)."
+    )
+    team: str | None = Field(
+        default=None, max_length=253, description="The ResourceBudget whose quota it holds."
+    )
+    flavor: str = Field(max_length=63, description="The GPU flavour it holds quota of.")
+    priority: str | None = Field(
+        default=None, max_length=63, description="The named priority it was admitted at."
+    )
+    gpus: int = Field(ge=0, description="GPUs the whole gang holds.")
+
+
 class TrainingJobStatus(CadreModel):
     """Where the job stands and why. Written by Cadre only."""
 
@@ -202,6 +220,11 @@ class TrainingJobStatus(CadreModel):
         max_length=64,
         description="The UID of the failed Job the last restart was for: a restart is counted "
         "once per failed Job, however often the operator retries it.",
+    )
+    admission: Admission | None = Field(
+        default=None,
+        description="Set while the gang is admitted (and kept once it finished): the Job, "
+        "team, flavour and priority Cadre admitted.",
     )
     admitted_at: datetime | None = Field(default=None, description="When the gang was admitted.")
     start_time: datetime | None = Field(

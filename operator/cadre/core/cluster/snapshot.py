@@ -4,8 +4,9 @@ Which TrainingJobs are workloads:
 - a job whose children are not created yet (no Job in the store) is not (yet);
 - a finished Job, or a TrainingJob being deleted, holds nothing;
 - `spec.suspend: true` holds nothing, unless its Job still runs (it is being suspended);
-- admitted = its Job is unsuspended and not finished (the durable truth after a restart),
-  or the store expects it to be (unsuspended by this replica, not yet seen by the watch);
+- admitted = its status holds the admission of its Job (the durable truth, which users
+  cannot write), or its Job runs (a Job unsuspended by someone else holds what it uses
+  until the loop suspends it again: it is in `unadmitted`);
 - a waiting job whose Job was built from an earlier spec (changed while it waited) is
   not admitted until the Job is rebuilt (problem `Reshaping`): the pass decides on the
   Job it names (its UID and spec hash), and that Job must be the spec's.
@@ -46,6 +47,7 @@ from cadre.core.scheduling import (
     capacity_from_nodes,
 )
 from cadre.core.training import BuildError, GangRequest, build_job, gang_request
+from cadre.core.training.job import placement_digest
 from cadre.core.units.quantity import to_bytes, to_millicores
 
 __all__ = [
@@ -53,7 +55,7 @@ __all__ = [
     "SnapshotBuild",
     "WorkloadInfo",
     "build_snapshot",
-    "expected_job_hash",
+    "expected_job_shape",
     "node_of",
     "team_of_budget",
 ]
@@ -78,6 +80,8 @@ class WorkloadInfo:
     job_uid: str = ""
     """The Job the pass decided on: an admission unsuspends only this one."""
     spec_hash: str | None = None
+    flavor: str | None = None
+    priority: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +94,11 @@ class SnapshotBuild:
     """Not admitted jobs of namespaces without a budget, to admit without quota (Run)."""
     conflicts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """namespace -> other budgets that also claim it (the first by name wins)."""
+    unadmitted: tuple[str, ...] = ()
+    """Jobs running without their TrainingJob's admission: to suspend at once."""
+    to_start: tuple[str, ...] = ()
+    """Admitted jobs whose Job is still suspended (the unsuspension after the admission's
+    write failed or was cut short): to unsuspend."""
 
 
 def _cpu(value: str | int | None) -> int | None:
@@ -188,15 +197,41 @@ def _parse(tj: Mapping[str, Any], config: OperatorConfig) -> _Parsed:
     return request, spec.priority
 
 
-def expected_job_hash(
+def _priority_denied(
+    priority: str | None, limit: str | None, team: str, config: OperatorConfig
+) -> Problem | None:
+    """A Problem when the job's priority is above the highest its team's budget allows
+    (`spec.maxPriority`): it waits, with what to do, rather than jump the line."""
+    if limit is None:
+        return None
+    wanted = config.priority_value(priority)
+    allowed = config.priority_value(limit)
+    name = priority or config.default_priority
+    if allowed is None:
+        return Problem(
+            "PriorityNotAllowed",
+            f"team {team}'s ResourceBudget sets maxPriority {limit!r}, which is not a priority "
+            "of the operator config: ask your platform team to fix it",
+        )
+    if wanted is not None and wanted > allowed:
+        return Problem(
+            "PriorityNotAllowed",
+            f"priority {name!r} is above the highest team {team} may use ({limit!r}, "
+            "spec.maxPriority of its ResourceBudget): lower spec.priority",
+        )
+    return None
+
+
+def expected_job_shape(
     tj: Mapping[str, Any],
     team: str | None,
     config: OperatorConfig,
     cache: MutableMapping[Any, Any] | None = None,
 ) -> str | None:
-    """The spec hash of the Job the TrainingJob's spec builds now for `team` (None: it
-    builds none). `cache` keeps it per (key, uid, generation, team): building a Job is
-    the costly part of telling whether a waiting job's Job is still the spec's."""
+    """The shape (`JobRecord.shape`: spec hash and placement digest) of the Job the
+    TrainingJob's spec builds now for `team` (None: it builds none). `cache` keeps it
+    per (key, uid, generation, team): building a Job is the costly part of telling
+    whether a waiting job's Job is still the spec's."""
     metadata = tj.get("metadata") or {}
     cache_key = (key_of(tj), str(metadata.get("uid", "")), generation_of(tj), team)
     if cache is not None and cache_key in cache:
@@ -210,12 +245,13 @@ def expected_job_hash(
             team=team,
             config=config,
         )
-        spec_hash: str | None = str(job["metadata"]["annotations"][ANNOTATION_SPEC_HASH])
+        annotation = str(job["metadata"]["annotations"][ANNOTATION_SPEC_HASH])
+        shape: str | None = f"{annotation}:{placement_digest(job['spec'])}"
     except BuildError:
-        spec_hash = None
+        shape = None
     if cache is not None:
-        cache[cache_key] = spec_hash
-    return spec_hash
+        cache[cache_key] = shape
+    return shape
 
 
 def build_snapshot(
@@ -238,6 +274,11 @@ def build_snapshot(
         spend = store.spend.get(budget_team.name) or spend_from_status(budget)
         teams.append(budget_team if spend is None else replace(budget_team, spend=spend))
     scopes: list[BudgetScope] = [budget_scope(b) for b in store.budgets.values()]
+    max_priority = {
+        name: str(limit)
+        for name, budget in store.budgets.items()
+        if (limit := (budget.get("spec") or {}).get("maxPriority"))
+    }
     team_of_ns: dict[str, str | None] = {}
     conflicts: dict[str, tuple[str, ...]] = {}
 
@@ -245,15 +286,23 @@ def build_snapshot(
     info: dict[str, WorkloadInfo] = {}
     problems: dict[str, Problem] = {}
     unbudgeted: list[str] = []
+    unadmitted: list[str] = []
+    to_start: list[str] = []
     for key, tj in store.trainingjobs.items():
         job = store.jobs.get(key)
         metadata = tj.get("metadata") or {}
-        if job is None or job.finished or metadata.get("deletionTimestamp"):
+        if job is None or job.finished:
+            continue
+        if store.runs_unadmitted(key):
+            unadmitted.append(key)  # it holds what it uses until it is suspended
+        if metadata.get("deletionTimestamp"):
             continue
         running = store.admitted(key)
         suspend = bool((tj.get("spec") or {}).get("suspend", False))
         if suspend and not running:
             continue
+        if running and not suspend and job.suspended and store.has_admission(key):
+            to_start.append(key)
         namespace = str(metadata.get("namespace", ""))
         if namespace not in team_of_ns:
             resolution = resolve_team(namespace, store.namespaces.get(namespace), scopes)
@@ -271,11 +320,21 @@ def build_snapshot(
             problems[key] = parsed
             continue
         request, priority = parsed
-        info[key] = WorkloadInfo(team, request.gpus, generation, running, job.uid, job.spec_hash)
-        if not running and expected_job_hash(tj, team, config, cache) != job.spec_hash:
+        info[key] = WorkloadInfo(
+            team,
+            request.gpus,
+            generation,
+            running,
+            job.uid,
+            job.spec_hash,
+            request.flavor,
+            priority,
+        )
+        if not running and expected_job_shape(tj, team, config, cache) != job.shape:
             problems[key] = Problem(
                 "Reshaping",
-                "the spec changed while the job waited: its Job is being rebuilt from the new spec",
+                "its Job is not what the spec builds (the spec changed while the job waited, "
+                "or someone changed the Job): it is being rebuilt from the spec",
             )
             continue
         if namespace in conflicts and not running:
@@ -287,6 +346,14 @@ def build_snapshot(
                 f"namespace {namespace} is claimed by several ResourceBudgets ({claimants}): "
                 "ask your platform team to keep it in one",
             )
+            continue
+        denied = (
+            None
+            if running or team is None
+            else _priority_denied(priority, max_priority.get(team), team, config)
+        )
+        if denied is not None:
+            problems[key] = denied
             continue
         if team is None:
             if config.unbudgeted_namespaces == "Run":
@@ -329,4 +396,6 @@ def build_snapshot(
         problems=problems,
         unbudgeted=tuple(sorted(unbudgeted)),
         conflicts=conflicts,
+        unadmitted=tuple(unadmitted),
+        to_start=tuple(to_start),
     )

@@ -39,6 +39,7 @@ from cadre.core.api.names import LABEL_TRAININGJOB
 from cadre.core.objects import key_of, owner_uids
 from cadre.core.scheduling import Spend
 from cadre.core.training.job import JobRecord, job_record
+from cadre.core.training.lifecycle import holds_admission
 
 __all__ = ["Expectation", "Kind", "NodeRecord", "Store", "job_key", "node_record"]
 
@@ -114,6 +115,9 @@ class Store:
     """The Job of TrainingJob key (same namespace and name)."""
     expectations: dict[str, Expectation] = field(default_factory=dict)
     """TrainingJob key -> its Job admitted but not yet seen running (see the module)."""
+    stopping: dict[str, str] = field(default_factory=dict)
+    """TrainingJob key -> UID of its Job whose admission this replica revoked, until it
+    is seen suspended (see stopping_by_cadre)."""
     admitted_at: dict[str, float] = field(default_factory=dict)
     """When this process admitted a workload (epoch seconds), for preemption order."""
     retired_jobs: dict[str, float] = field(default_factory=dict)
@@ -130,6 +134,10 @@ class Store:
     pods: dict[str, PodCharge] = field(default_factory=dict)
     """Pod uid -> what budget accounting needs of it, for every pod of a Cadre Job (also
     of TrainingJobs already deleted), until its charge is settled and it is gone."""
+    unselected_pods: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    """Pod uid -> (namespace, name, TrainingJob key) of pods that lost the label the pod
+    watch selects on (someone removed it) but still exist: read by name until they are
+    gone, so they stay charged and their finalizer is still released."""
     spend: dict[str, Spend] = field(default_factory=dict)
     """Team -> its spend state for the admission core (from the budget writer)."""
     seen_at: dict[tuple[Kind, str], float] = field(default_factory=dict)
@@ -161,6 +169,7 @@ class Store:
     def drop_pod(self, uid: str) -> None:
         self.pods.pop(uid, None)
         self.pod_seen_at.pop(uid, None)
+        self.unselected_pods.pop(uid, None)
 
     def pods_missing_from(self, listed: Iterable[str], listed_at: float) -> list[PodCharge]:
         """Pods the store holds that a list sent at `listed_at` no longer has (deleted
@@ -315,6 +324,9 @@ class Store:
             expected.uid != record.uid or record.running or record.finished
         ):
             del self.expectations[key]  # seen (or replaced): the watch has caught up
+        stopping = self.stopping.get(key)
+        if stopping is not None and (stopping != record.uid or not record.running):
+            del self.stopping[key]  # stopped (or replaced)
         return (
             old is None
             or old.uid != record.uid
@@ -338,6 +350,8 @@ class Store:
         expected = self.expectations.get(key)
         if expected is not None and (uid is None or expected.uid == uid):
             del self.expectations[key]
+        if uid is None or self.stopping.get(key) == uid:
+            self.stopping.pop(key, None)
         old = self.jobs.get(key)
         if old is None or (uid is not None and old.uid != uid):
             return False
@@ -357,14 +371,47 @@ class Store:
     def unexpect(self, key: str) -> None:
         """This replica suspended the Job of `key`: no admission to expect any more."""
         self.expectations.pop(key, None)
+        self.stopping.pop(key, None)
+
+    def mark_stopping(self, key: str, uid: str) -> None:
+        """This replica is revoking the admission of the Job `uid` (see stopping_by_cadre)."""
+        self.stopping[key] = uid
 
     def admitted(self, key: str) -> bool:
-        """The Job of `key` holds its quota: running as observed, or expected to."""
+        """The Job of `key` holds its quota: its TrainingJob's status admits it (and it
+        has not finished), or it runs as observed or expected (a Job running without an
+        admission holds what it uses until it is suspended: never over-admit)."""
+        job = self.jobs.get(key)
+        if job is not None and not job.finished and self.has_admission(key):
+            return True
         expected = self.expectations.get(key)
         if expected is not None and self.clock() < expected.until:
             return True
-        job = self.jobs.get(key)
         return job is not None and job.running
+
+    def has_admission(self, key: str) -> bool:
+        """The TrainingJob's status admits its current Job (`holds_admission`)."""
+        job = self.jobs.get(key)
+        tj = self.trainingjobs.get(key)
+        if job is None or tj is None:
+            return False
+        return holds_admission(tj.get("status"), job.uid)
+
+    def runs_unadmitted(self, key: str) -> bool:
+        """The Job of `key` runs (or is expected to) without its TrainingJob's admission:
+        someone unsuspended it, or this replica's own suspension of it is on its way."""
+        job = self.jobs.get(key)
+        if job is None or job.finished or key not in self.trainingjobs:
+            return False
+        expected = self.expectations.get(key)
+        expected_running = expected is not None and self.clock() < expected.until
+        return (job.running or expected_running) and not self.has_admission(key)
+
+    def stopping_by_cadre(self, key: str) -> bool:
+        """This replica revoked the admission of `key` and is suspending its Job (a
+        preemption or spec.suspend): a Job still running then is no user's doing."""
+        job = self.jobs.get(key)
+        return job is not None and self.stopping.get(key) == job.uid
 
     # -- Relists -----------------------------------------------------------------------
     def merge_listing(
@@ -475,12 +522,14 @@ class Store:
             "trainingjobs": len(self.trainingjobs),
             "jobs": len(self.jobs),
             "expectations": len(self.expectations),
+            "stopping": len(self.stopping),
             "admitted_at": len(self.admitted_at),
             "retired_jobs": len(self.retired_jobs),
             "deleted_trainingjobs": len(self.deleted_trainingjobs),
             "pod_usage": len(self.pod_usage),
             "closed_pods": len(self.closed_pods),
             "pods": len(self.pods),
+            "unselected_pods": len(self.unselected_pods),
             "spend": len(self.spend),
             "seen_at": len(self.seen_at),
             "superseded": len(self.superseded),

@@ -3,13 +3,16 @@ from the Job's wire dict. Pure."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from cadre.core.api.names import ANNOTATION_SPEC_HASH
+from cadre.core.units.quantity import QuantityError, parse_quantity
 
-__all__ = ["JobRecord", "job_record"]
+__all__ = ["JobRecord", "job_record", "placement_digest"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,9 +34,16 @@ class JobRecord:
     resource_version: str
     spec_hash: str | None = None
     """The builders' digest of what the Job was built from (annotation cadre.dev/spec-hash)."""
+    placement: str = ""
+    """`placement_digest` of the Job as it is (not as its annotation says it was built)."""
     owner_uid: str | None = None
     """The UID of the TrainingJob that controls it (its controller owner reference)."""
     deleting: bool = False
+
+    @property
+    def shape(self) -> str:
+        """What the Job runs and where: its spec hash and its placement as observed."""
+        return f"{self.spec_hash}:{self.placement}"
 
     @property
     def finished(self) -> bool:
@@ -43,6 +53,51 @@ class JobRecord:
     def running(self) -> bool:
         """Admitted and holding its quota: unsuspended and not finished."""
         return not self.suspended and not self.finished
+
+
+def _quantities(amounts: Any) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in (amounts if isinstance(amounts, Mapping) else {}).items():
+        try:
+            out[str(name)] = str(parse_quantity(value).normalize())
+        except (QuantityError, TypeError):
+            out[str(name)] = repr(value)
+    return out
+
+
+def _containers(containers: Any) -> list[Any]:
+    return [
+        [
+            c.get("name"),
+            c.get("image"),
+            _quantities((c.get("resources") or {}).get("requests")),
+            _quantities((c.get("resources") or {}).get("limits")),
+        ]
+        for c in containers or ()
+        if isinstance(c, Mapping)
+    ]
+
+
+def placement_digest(job_spec: Mapping[str, Any]) -> str:
+    """A digest of what decides where a Job's pods run and what they hold: parallelism,
+    completions, node selector, node name, affinity, tolerations, and each container's
+    image and resources (quantities compared by value, since the API server rewrites
+    them). Kubernetes lets the template of a suspended Job that never ran be changed
+    (1.27+), so a Job is compared by this digest, not by the annotation it was built
+    with: one changed by someone else is rebuilt before it is admitted."""
+    template = (job_spec.get("template") or {}).get("spec") or {}
+    shape = [
+        job_spec.get("parallelism"),
+        job_spec.get("completions"),
+        template.get("nodeSelector") or {},
+        template.get("nodeName"),
+        template.get("affinity") or {},
+        template.get("tolerations") or [],
+        _containers(template.get("containers")),
+        _containers(template.get("initContainers")),
+    ]
+    text = json.dumps(shape, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def job_record(job: Mapping[str, Any]) -> JobRecord:
@@ -74,6 +129,7 @@ def job_record(job: Mapping[str, Any]) -> JobRecord:
         completion_time=status.get("completionTime"),
         resource_version=str(metadata.get("resourceVersion") or ""),
         spec_hash=(metadata.get("annotations") or {}).get(ANNOTATION_SPEC_HASH),
+        placement=placement_digest(spec),
         owner_uid=next(
             (
                 str(o.get("uid"))

@@ -13,6 +13,11 @@ Conditions are the truth, `phase` is their one-word summary for `kubectl get`:
 | Suspended | False (Suspended) | False (Suspended) | |
 | Queued, restarting | False (Restarting) | False (WorkerFailed...) | |
 
+Admission lives in the status, never in the Job: `admission` names the Job Cadre admitted
+(its UID) with the team, flavour, priority and GPUs it holds; it is written before the
+Job is unsuspended and removed before it is suspended, and a Job running without it is
+suspended again (condition UnadmittedRun). Users cannot write status.
+
 Every condition carries the generation it was computed from; `observedGeneration` at the
 top says which spec the whole status describes. A failed gang with retries left is
 restarted whole (`restarting`: a new Job, queued again, `restarts` counted unless the
@@ -37,23 +42,29 @@ __all__ = [
     "ADMITTED",
     "FINISHED",
     "RUNNING",
+    "UNADMITTED_RUN",
     "GangFailure",
     "admitted",
     "from_job",
     "gang_failure",
+    "holds_admission",
     "preempted",
     "queued",
+    "ran_without_admission",
     "restart_for",
     "restarting",
     "status_patch",
     "suspended",
     "transition_event",
+    "unadmitted_run_event",
     "with_usage",
 ]
 
 ADMITTED: Final = "Admitted"
 RUNNING: Final = "Running"
 FINISHED: Final = "Finished"
+UNADMITTED_RUN: Final = "UnadmittedRun"
+"""A condition: its Job was found running without Cadre's admission and suspended."""
 TERMINAL: Final = ("Succeeded", "Failed")
 
 Status = dict[str, Any]
@@ -90,6 +101,8 @@ def queued(
     out = _base(status, generation)
     if out.get("phase") != "Preempted":
         out["phase"] = "Queued"
+    out.pop("admission", None)  # (the caller never queues a job that is admitted)
+    out.pop("admittedAt", None)
     queue = dict(out.get("queue") or {})
     queue["reason"] = message
     if position is not None:
@@ -111,14 +124,22 @@ def admitted(
     *,
     generation: int,
     now: datetime,
+    admission: Mapping[str, Any],
     team: str | None,
     gpus: int | None,
     message: str = "the whole gang was admitted and its Job unsuspended",
 ) -> Status:
+    """Admitted: `admission` (the Job's UID, team, flavour, priority and GPUs) is the
+    record that lets that Job run (see `holds_admission`)."""
     out = _base(status, generation)
     out["phase"] = "Admitted"
     out.pop("queue", None)
+    out["admission"] = dict(admission)
     out["admittedAt"] = timestamp(now)
+    conditions = out.get("conditions") or []
+    if find_condition(out, UNADMITTED_RUN) is not None:
+        conditions = [c for c in conditions if c.get("type") != UNADMITTED_RUN]
+    out["conditions"] = conditions
     if team is not None:
         out["team"] = team
     if gpus is not None:
@@ -143,6 +164,7 @@ def preempted(
 ) -> Status:
     out = _base(status, generation)
     out["phase"] = "Preempted"
+    out.pop("admission", None)
     out.pop("admittedAt", None)
     conditions = with_condition(
         out.get("conditions"), ADMITTED, "False", reason, message, generation, now
@@ -157,6 +179,7 @@ def suspended(status: Mapping[str, Any] | None, *, generation: int, now: datetim
     out = _base(status, generation)
     out["phase"] = "Suspended"
     out.pop("queue", None)
+    out.pop("admission", None)
     out.pop("admittedAt", None)
     message = "spec.suspend is true: the workers are stopped and the quota is released"
     conditions = with_condition(
@@ -168,6 +191,65 @@ def suspended(status: Mapping[str, Any] | None, *, generation: int, now: datetim
         )
     out["conditions"] = conditions
     return out
+
+
+def holds_admission(status: Mapping[str, Any] | None, job_uid: str) -> bool:
+    """True when the status admits the Job `job_uid`: its `admission` names that Job. A
+    status an earlier Cadre wrote (phase Admitted or Running with admittedAt, before the
+    admission record existed) counts too, so an upgrade does not stop running gangs;
+    users cannot write status, so neither can be forged."""
+    status = status or {}
+    admission = status.get("admission")
+    if isinstance(admission, Mapping):
+        return bool(job_uid) and admission.get("jobUID") == job_uid
+    return status.get("phase") in ("Admitted", "Running") and bool(status.get("admittedAt"))
+
+
+def ran_without_admission(
+    status: Mapping[str, Any] | None, *, generation: int, now: datetime
+) -> Status:
+    """Its Job was found running without an admission (someone unsuspended it): Cadre
+    suspended it again. The condition stays until the job is admitted."""
+    out = _base(status, generation)
+    message = (
+        "its Job ran without an admission (spec.suspend was set to false on the Job, not "
+        "by Cadre): Cadre suspended it again; the job waits in the queue like any other"
+    )
+    out["conditions"] = with_condition(
+        out.get("conditions"),
+        UNADMITTED_RUN,
+        "True",
+        "JobUnsuspendedWithoutAdmission",
+        message,
+        generation,
+        now,
+    )
+    return out
+
+
+def unadmitted_run_event(tj: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    """The Warning Event on a TrainingJob whose Job ran without an admission."""
+    metadata = tj.get("metadata") or {}
+    return event_about(
+        _reference(tj),
+        namespace=str(metadata.get("namespace")),
+        reason="UnadmittedRunSuspended",
+        message="its Job was unsuspended without Cadre's admission (not by Cadre): "
+        "suspended again; the job waits in the queue like any other",
+        type_="Warning",
+        now=now,
+    )
+
+
+def _reference(tj: Mapping[str, Any]) -> dict[str, Any]:
+    metadata = tj.get("metadata") or {}
+    return {
+        "apiVersion": "cadre.dev/v1alpha1",
+        "kind": "TrainingJob",
+        "name": metadata.get("name"),
+        "namespace": metadata.get("namespace"),
+        "uid": metadata.get("uid"),
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +314,7 @@ def restarting(
     out["restarts"] = restarts
     out["restartedJobUID"] = job_uid
     out["phase"] = "Queued"
+    out.pop("admission", None)  # it was the failed Job's
     out.pop("admittedAt", None)
     out.pop("queue", None)
     if failure.charged:
@@ -255,14 +338,12 @@ def from_job(
     generation: int,
     now: datetime,
     refresh_workers: bool = False,
-    team: str | None = None,
-    gpus: int | None = None,
 ) -> Status:
     """The status the Job's state implies: Running once every worker runs (ready, or
     active when the Job reports no ready count), Succeeded or Failed when it finishes.
     Worker counts go with every transition; `refresh_workers` also brings them up to
-    date without one (the caller bounds how often: see the reconciler). `team` and `gpus`
-    go into a status that says Admitted only now (the admission's own write failed)."""
+    date without one (the caller bounds how often: see the reconciler). Only a Job the
+    status admits (`holds_admission`) is ever reported running."""
     out = _base(status, generation)
     phase = out.get("phase")
     if phase in TERMINAL:
@@ -295,16 +376,11 @@ def from_job(
             conditions, FINISHED, "True", reason, message, generation, now
         )
         return out
-    if not job.running:
+    if not job.running or not holds_admission(status, job.uid):
+        # A Job that runs without Cadre's admission is never called Admitted: the
+        # admission loop suspends it again (`ran_without_admission`).
         return dict(status or {})
     all_running = (job.ready if job.ready is not None else job.active) >= workers
-    if not all_running and phase in (None, "Queued", "Preempted"):
-        # The Job runs but the status does not say so yet: the loop's own write races
-        # this one, or an operator stopped between unsuspending and writing status.
-        out = admitted(status, generation=generation, now=now, team=team, gpus=gpus)
-        if refresh_workers:
-            out["workers"] = _workers(job)
-        return out
     if all_running and phase != "Running":
         out["phase"] = "Running"
         out["workers"] = _workers(job)
@@ -319,19 +395,6 @@ def from_job(
             generation,
             now,
         )
-        admitted_condition = find_condition(out, ADMITTED)
-        if admitted_condition is None or admitted_condition.get("status") != "True":
-            # Admitted by an operator that stopped before writing it (see the loop).
-            out["conditions"] = with_condition(
-                out["conditions"],
-                ADMITTED,
-                "True",
-                "Admitted",
-                "the whole gang was admitted and its Job unsuspended",
-                generation,
-                now,
-            )
-            out.setdefault("admittedAt", timestamp(now))
         return out
     if refresh_workers and phase in ("Admitted", "Running"):
         counts = _workers(job)
@@ -429,13 +492,7 @@ def transition_event(
         return None
     metadata = tj.get("metadata") or {}
     return event_about(
-        {
-            "apiVersion": "cadre.dev/v1alpha1",
-            "kind": "TrainingJob",
-            "name": metadata.get("name"),
-            "namespace": metadata.get("namespace"),
-            "uid": metadata.get("uid"),
-        },
+        _reference(tj),
         namespace=str(metadata.get("namespace")),
         reason="Restarting" if restarting else str(new_phase),
         message=str(condition.get("message") or new_phase),
