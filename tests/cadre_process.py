@@ -26,6 +26,8 @@ from localcluster import LocalCluster, procs
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_CONFIG = REPO / "examples" / "operator-config.yaml"
 RBAC = REPO / "manifests" / "rbac.yaml"
+ROLES = REPO / "manifests" / "roles.yaml"
+POLICIES = REPO / "manifests" / "admission-policies.yaml"
 DEFAULT_IDENTITY = "cadre-operator-0"
 """As a pod's name: a process started again after a kill takes its lease back at once,
 as a container restarted in its pod does. Replicas of one test get names of their own."""
@@ -33,9 +35,11 @@ as a container restarted in its pod does. Replicas of one test get names of thei
 
 def operator_kubeconfig(cluster: LocalCluster, path: Path) -> Path:
     """A kubeconfig for the ServiceAccount of manifests/rbac.yaml (namespace cadre-system),
-    so the operator runs with exactly the permissions the ClusterRole grants."""
+    so the operator runs with exactly the permissions the ClusterRole grants, and under
+    the admission policies of the install (manifests/admission-policies.yaml)."""
     cluster.kubectl("create", "namespace", "cadre-system", check=False)
-    cluster.kubectl("apply", "-f", str(RBAC))
+    for manifest in (RBAC, ROLES, POLICIES):
+        cluster.kubectl("apply", "-f", str(manifest))
     token = cluster.api.call(
         "POST",
         "/api/v1/namespaces/cadre-system/serviceaccounts/cadre-operator/token",

@@ -243,8 +243,13 @@ class BudgetWriter(BackgroundTask):
     async def settle(self) -> None:
         now = self._clock()
         going = self._going(now)
-        if not going:
-            return
+        if going:
+            await self.settle_pods(going, now)
+
+    async def settle_pods(self, going: Iterable[PodCharge], now: datetime) -> list[PodCharge]:
+        """Record the charges of `going` in their teams' ledgers, then release their
+        finalizers; returns the pods whose charge is recorded (or that no budget pays
+        for). A team whose ledger write fails keeps its pods held."""
         by_team: dict[str | None, list[PodCharge]] = {}
         for pod in going:
             team = pod.team if pod.team in self.store.budgets else None
@@ -265,6 +270,7 @@ class BudgetWriter(BackgroundTask):
                     log.info("pods settled", team=team, pods=settled)
             release += pods  # in the ledger now (or already): their finalizer can go
         await asyncio.gather(*(self._release(p) for p in release))
+        return release
 
     def _forget_pod(self, uid: str) -> None:
         """The pod is gone and its charge recorded: nothing is kept of it."""

@@ -116,6 +116,9 @@ class Cache(BackgroundTask):
         self._relisted: set[Kind | Literal["pod"]] = set()
         """Kinds Kopf listed (again) since the last resync of them."""
         self._relisted_due = 0.0
+        self._poll_soon = False
+        self._counted_unselected: set[str] = set()
+        """Pods counted in cadre_pods_unlabelled_total (once each)."""
         self.filled = False
         self.last_resync: float | None = None
 
@@ -188,22 +191,23 @@ class Cache(BackgroundTask):
             return
         labels = metadata.get("labels") or {}
         known = self.store.unselected_pods.get(uid)
-        if deleted and LABEL_TRAININGJOB not in labels and uid in self.store.pods:
-            # The watch selects on the label: an object without it left the selection
-            # (someone removed the label), it was not deleted. It is read by name from now
-            # on (poll_unselected), so it stays charged and its finalizer is released.
+        if deleted and not metadata.get("deletionTimestamp") and uid in self.store.pods:
+            # The watch selects on the label, and says DELETED (with the object as it was)
+            # when an object leaves the selection: someone removed the label. A pod with
+            # Cadre's finalizer is always deleted gracefully (deletionTimestamp first), so
+            # this one is read by name to tell (poll_unselected): still there, it stays
+            # charged and its finalizer is released when it goes.
             if known is None:
                 self.store.unselected_pods[uid] = (
                     str(metadata.get("namespace")),
                     str(metadata.get("name")),
                     self._pod_key(self.store.pods[uid]),
                 )
-                UNSELECTED.inc()
-                log.warning("a pod lost its cadre.dev/trainingjob label", pod=metadata.get("name"))
+                self._poll_soon = True
                 self._wake.set()
-            deleted = False
-        elif LABEL_TRAININGJOB in labels and known is not None and not deleted:
-            del self.store.unselected_pods[uid]  # labelled again: the watch has it
+            return
+        if known is not None and event_type is not None and LABEL_TRAININGJOB in labels:
+            del self.store.unselected_pods[uid]  # a watch event: the watch has it again
         team, flavor = payer_of(obj, self.store, self.config)
         charge = pod_charge(
             obj,
@@ -234,18 +238,28 @@ class Cache(BackgroundTask):
         return f"{pod.namespace}/"
 
     async def poll_unselected(self) -> None:
-        """Read each pod that lost its label by name: still there, it is applied like a
-        watch event; gone, it is closed now and settled (see apply_pod)."""
+        """Read each pod that left the watch's selection by name: still there without
+        its label, it is applied like a watch event (counted once as unlabelled); gone,
+        it is closed now and settled (see apply_pod)."""
+        self._poll_soon = False
         for uid, (namespace, name, _) in list(self.store.unselected_pods.items()):
             obj = await self.client.get(f"{PODS_IN.format(namespace=namespace)}/{name}")
             if obj is not None and (obj.get("metadata") or {}).get("uid") == uid:
+                labels = (obj.get("metadata") or {}).get("labels") or {}
+                if LABEL_TRAININGJOB in labels:
+                    del self.store.unselected_pods[uid]  # labelled (again): the watch has it
+                    self._counted_unselected.discard(uid)
+                elif uid not in self._counted_unselected:
+                    self._counted_unselected.add(uid)
+                    UNSELECTED.inc()
+                    log.warning("a pod lost its cadre.dev/trainingjob label", pod=name)
                 self.apply_pod(obj, event_type=None)
                 continue
+            self._counted_unselected.discard(uid)
             pod = self.store.pods.get(uid)
+            self.store.unselected_pods.pop(uid, None)
             if pod is not None:
                 self.apply_pod_gone(pod)
-            else:
-                self.store.unselected_pods.pop(uid, None)
 
     def apply_pod_gone(self, pod: PodCharge) -> None:
         """A pod found gone by a read (not by a watch event): closed now, to be settled."""
@@ -282,8 +296,7 @@ class Cache(BackgroundTask):
             found = await self.client.get(path)
             if found is not None and (found.get("metadata") or {}).get("uid") == pod.uid:
                 # Not listed, yet there: its label was removed while the watch was cut.
-                unlabelled = {**found, "metadata": {**found["metadata"], "labels": {}}}
-                self.apply_pod(unlabelled, deleted=True, event_type=None)
+                self.store.unselected_pods[pod.uid] = (pod.namespace, pod.name, self._pod_key(pod))
                 continue
             RESYNC_DROPPED.labels("pod").inc()
             # Deleted while the watch was cut, without Cadre's finalizer (it would still
@@ -367,7 +380,7 @@ class Cache(BackgroundTask):
                 log.warning("the process stalled; resyncing", seconds=round(now - last_tick, 1))
                 self._trigger.set()
             last_tick = now
-            if self.store.unselected_pods and now >= next_poll:
+            if self.store.unselected_pods and (self._poll_soon or now >= next_poll):
                 next_poll = now + poll_interval
                 try:
                     await self.poll_unselected()

@@ -736,3 +736,35 @@ def test_the_worked_example_of_docs_architecture_md() -> None:
             "waiting for 2 a100 GPUs: team vision uses 8/8 nominal, cohort research has 0 idle",
         ),
     ]
+
+
+def test_a_reclaim_takes_only_what_another_team_borrows_never_its_whole_gang() -> None:
+    """Found by test_team_within_nominal_gets_its_nominal_back. Two serving gangs each
+    with one extra replica on borrowed quota: the "fewest victims" shortcut used to evict
+    nlp's whole gang (8 GPUs within its nominal) for robotics' reclaim of 3, and then nlp
+    reclaimed its nominal back from robotics, round after round; the pass ended with nlp
+    waiting at 0/8 of its nominal."""
+    teams = [
+        team("nlp", 8, fair_share_weight=0.0),
+        team("infra", 0, fair_share_weight=0.5),
+        team("robotics", 9, fair_share_weight=0.0),
+    ]
+
+    def serving(key: str, owner: str, gpus: int, pods: int, prio: int) -> Workload:
+        return replace(
+            job(key, owner, gpus, pods=pods, prio=prio),
+            kind=WorkloadKind.MODEL_DEPLOYMENT,
+            extra_replicas=1,
+        )
+
+    r = run(
+        [a100(17)],
+        teams,
+        [
+            serving("r/serve", "robotics", 3, 3, 0),
+            job("i/train", "infra", 1, prio=0),
+            serving("n/serve", "nlp", 2, 4, 1),
+        ],
+    )
+    assert admitted(r) == ["n/serve", "r/serve"]
+    assert "i/train" in r.pending_by_key()

@@ -7,7 +7,8 @@ as in Kueue's `reclaimWithinCohort: Any`). Candidates come reclaim first, then l
 priority, extra replicas before whole gangs, most recently admitted first; a cross-team
 candidate is skipped once its team no longer borrows. The first prefix of candidates that
 makes room is made minimal (every victim not needed is given back) and, if it still has
-several workloads, replaced by a single one that suffices alone.
+several workloads, replaced by a single one that suffices alone (from another team: only
+within what that team borrows).
 """
 
 from __future__ import annotations
@@ -158,12 +159,17 @@ def _single_victim(
 ) -> VictimUnit | None:
     """The first of the first SINGLE_VICTIM_SCAN candidates that makes room alone, if any.
     One from another team does not lower the team's own usage, so it can only do when the
-    request keeps the team within its limit anyway."""
+    request keeps the team within its limit anyway; and it may only take what that team
+    borrows. Otherwise "fewest victims" would trade a few borrowed units for a gang
+    within its nominal, and that team would reclaim it back: two teams evicting each
+    other round after round."""
     within_own_limit = all(short <= 0 for short in own_room_needed)
     for victim, whole, from_other_team in islice(candidates, SINGLE_VICTIM_SCAN):
         victim_quota = victim.quota
         assert victim_quota is not None
         amount = _unit_amount(victim, whole, {})
+        if from_other_team and not victim_quota.borrowed().covers(amount):
+            continue
         if (
             covers(amount, room_needed)
             and (within_own_limit if from_other_team else covers(amount, own_room_needed))
