@@ -235,7 +235,13 @@ def _install(cluster: LocalCluster, crds_dir: Path | None, examples: bool) -> No
         names = cluster.install_crds(files)
         print(f"installed {len(names)} CRDs from {crds_dir}")
     if examples:
+        # The install's roles and admission policies first (after the CRDs: one policy
+        # takes ResourceBudgets as parameters), as a platform would have them.
+        cluster.kubectl("create", "namespace", "cadre-system", check=False)
         for manifest in (
+            REPO_ROOT / "manifests" / "rbac.yaml",
+            REPO_ROOT / "manifests" / "roles.yaml",
+            REPO_ROOT / "manifests" / "admission-policies.yaml",
             REPO_ROOT / "examples" / "budgets.yaml",
             REPO_ROOT / "e2e" / "cluster" / "demo-volumes.yaml",
             REPO_ROOT / "examples" / "checkpoint-volume.yaml",

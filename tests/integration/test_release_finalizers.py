@@ -22,7 +22,7 @@ import yaml
 
 from cadre_process import EXAMPLE_CONFIG, OperatorProcess, operator_kubeconfig
 from localcluster import LocalCluster
-from trainingjobs import BUDGETS
+from trainingjobs import BUDGETS, TJS, get, trainingjob
 from waiting import eventually
 
 GPU_SECOND = Decimal(1)  # an a100 GPU-hour at 3600
@@ -259,3 +259,33 @@ def test_the_cronjob_of_the_bound_is_accepted_by_the_api_server(
     manifest = Path(__file__).resolve().parents[2] / "manifests" / "finalizer-release.yaml"
     result = apiserver.kubectl("apply", "--dry-run=server", "-f", str(manifest))
     assert "cadre-finalizer-release" in result.stdout
+
+
+def test_a_job_whose_label_is_removed_is_replaced_and_holds_its_quota_meanwhile(
+    apiserver: LocalCluster, *, namespace: str, team: str, t4_node: str, tmp_path: Path
+) -> None:
+    """The Job watch selects on cadre.dev/trainingjob too: a Job that leaves it (its label
+    removed, with the admission policies absent) is not taken as gone. Read by name, it
+    is Cadre's child tampered with: deleted by UID, and a new one made from the spec."""
+    kubeconfig = operator_kubeconfig(apiserver, tmp_path / "kubeconfig")
+    jobs = f"/apis/batch/v1/namespaces/{namespace}/jobs"
+    op = OperatorProcess(kubeconfig, tmp_path / "op").start()
+    try:
+        eventually("leading", op.leading)
+        apiserver.api.create(TJS.format(ns=namespace), trainingjob("relabel", workers=1))
+        first = eventually("its Job", lambda: get(apiserver, f"{jobs}/relabel"))
+        apiserver.api.patch(
+            f"{jobs}/relabel", {"metadata": {"labels": {"cadre.dev/trainingjob": None}}}
+        )
+        eventually("noticed", lambda: op.metric("cadre_jobs_unlabelled_total") == 1)
+        eventually(
+            "a new Job, labelled",
+            lambda: (
+                (j := get(apiserver, f"{jobs}/relabel"))
+                and j["metadata"]["uid"] != first["metadata"]["uid"]
+                and j["metadata"]["labels"].get("cadre.dev/trainingjob") == "relabel"
+                and j
+            ),
+        )
+    finally:
+        op.stop()

@@ -135,8 +135,8 @@ def test_admitted_when_capacity_appears_then_suspend_and_resume(
             and o
         ),
     )
-    job = apiserver.api.get(job_path)
-    assert job["spec"]["suspend"] is False
+    # The admission is written first, then the Job is unsuspended.
+    eventually("Job unsuspended", lambda: apiserver.api.get(job_path)["spec"]["suspend"] is False)
     status = tj["status"]
     assert status["admittedAt"]
     assert "queue" not in status
@@ -167,7 +167,7 @@ def test_admitted_when_capacity_appears_then_suspend_and_resume(
         "admitted again",
         lambda: (o := get(apiserver, tj_path)) and o["status"].get("phase") == "Admitted",
     )
-    assert apiserver.api.get(job_path)["spec"]["suspend"] is False
+    eventually("Job unsuspended", lambda: apiserver.api.get(job_path)["spec"]["suspend"] is False)
 
 
 def test_gang_larger_than_quota_stays_queued(

@@ -443,3 +443,21 @@ def test_a_team_cannot_use_a_priority_above_its_budgets_max(world: World) -> Non
     (condition,) = [c for c in urgent["conditions"] if c["type"] == "Admitted"]
     assert condition["reason"] == "PriorityNotAllowed"
     assert "'high' is above the highest team vision may use ('normal'" in condition["message"]
+
+
+def test_an_admitted_job_whose_spec_no_longer_parses_is_stopped_first(world: World) -> None:
+    """Its spec was stored under an older, looser CRD (or edited so since): what it holds
+    cannot be counted any more, so it is stopped before anything is admitted."""
+    key = world.add("old", gpus=8, running=True)
+    world.add("next", gpus=4)
+    world.store.trainingjobs[key]["spec"]["workers"] = "many"
+    world.store.trainingjobs[key]["metadata"]["generation"] = 2
+    writes = world.run_pass()
+    paths = [p for p, _ in writes]
+    assert paths.index(job_path(NS, "old")) < paths.index(job_path(NS, "next"))
+    assert world.kube.objects[job_path(NS, "old")]["spec"]["suspend"] is True
+    old = world.status("old")
+    (condition,) = [c for c in old["conditions"] if c["type"] == "Admitted"]
+    assert condition["reason"] == "InvalidSpec"
+    assert "workers" in condition["message"]
+    assert "admission" not in old

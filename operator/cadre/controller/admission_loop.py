@@ -148,8 +148,12 @@ class AdmissionLoop(BackgroundTask):
 
         await self._each(self._suspend_unadmitted(key) for key in build.unadmitted)
         await self._each(self._start(key) for key in build.to_start)
+        stops = [(v.key, str(v.reason), v.message) for v in result.victims] + [
+            (key, build.problems[key].reason, build.problems[key].message)
+            for key in build.invalid_running
+        ]
         suspended = await self._each(
-            self._preempt(build, v.key, str(v.reason), v.message) for v in result.victims
+            self._preempt(build, key, reason, message) for key, reason, message in stops
         )
         if all(suspended):
             await self._each(self._admit(build, a.key) for a in result.admitted if a.gang)
@@ -158,7 +162,7 @@ class AdmissionLoop(BackgroundTask):
             HELD_BACK.inc()
             log.warning(
                 "a victim's suspension failed: this pass admits nothing",
-                victims=len(result.victims),
+                victims=len(stops),
                 failed=suspended.count(False),
             )
             self._dirty.set()

@@ -48,6 +48,7 @@ from cadre.core.budget.status import (
     BudgetInputs,
     budget_figures,
     budget_status,
+    invalid_budget_status,
     team_inputs,
 )
 from cadre.core.budget.teams import budget_scope, resolve_team
@@ -55,6 +56,7 @@ from cadre.core.cluster.snapshot import SnapshotBuild
 from cadre.core.cluster.store import Store
 from cadre.core.objects.events import event_about
 from cadre.core.scheduling import PassResult
+from cadre.core.training.children import invalid_spec_message
 from cadre.core.training.lifecycle import status_patch
 
 log = structlog.get_logger("cadre.budgets")
@@ -415,6 +417,8 @@ class BudgetWriter(BackgroundTask):
             budget = self.store.budgets.get(name)
             computed = self._figures(name, now, pods, settle or ())
             if computed is None or budget is None:
+                if budget is not None:
+                    await self._report_invalid(name, budget, now)
                 return 0 if not settle else None
             figures, settled = computed
             self._spend_state(name, figures)
@@ -457,6 +461,28 @@ class BudgetWriter(BackgroundTask):
             return settled
         log.warning("a budget's status still conflicts; trying again later", budget=name)
         return None
+
+    async def _report_invalid(self, name: str, budget: dict[str, Any], now: datetime) -> None:
+        """A budget whose spec the models refuse gets the condition InvalidSpec (once: an
+        unchanged status is not written again). A failed write is logged; the next round
+        tries again."""
+        try:
+            ResourceBudgetSpec.model_validate(budget.get("spec") or {})
+            return
+        except ValidationError as err:
+            message = invalid_spec_message(err)
+        patch = status_patch(budget.get("status"), invalid_budget_status(budget, message, now))
+        if patch is None:
+            return
+        base = str((budget.get("metadata") or {}).get("resourceVersion") or "")
+        try:
+            updated = await self.client.patch_status(
+                budget_path(name), patch, resource_version=base or None
+            )
+        except (ApiError, NotLeaderError) as err:
+            log.info("reporting an invalid budget failed", budget=name, error=str(err))
+            return
+        self.store.upsert_budget(updated, written_from=base)
 
     def _spend_state(self, name: str, figures: BudgetFigures) -> None:
         """Hand the admission core the team's spend state (a change wakes the loop)."""

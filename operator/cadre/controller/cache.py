@@ -32,7 +32,7 @@ from typing import Any, Final, Literal
 import structlog
 from prometheus_client import Counter, Gauge
 
-from cadre.controller.client import ApiClient, ApiError
+from cadre.controller.client import ApiClient, ApiError, NotLeaderError, job_path
 from cadre.controller.tasks import BackgroundTask
 from cadre.core.accounting import PodCharge, pod_charge
 from cadre.core.api.config import OperatorConfig
@@ -48,6 +48,11 @@ RESYNC_DROPPED = Counter(
     "cadre_resync_dropped_total",
     "Objects a relist found gone while the cache still had them (missed DELETED events).",
     ["kind"],
+)
+UNSELECTED_JOBS = Counter(
+    "cadre_jobs_unlabelled_total",
+    "Cadre Jobs that lost their cadre.dev/trainingjob label (deleted and made anew; they "
+    "hold their quota until gone).",
 )
 UNSELECTED = Counter(
     "cadre_pods_unlabelled_total",
@@ -118,7 +123,10 @@ class Cache(BackgroundTask):
         self._relisted_due = 0.0
         self._poll_soon = False
         self._counted_unselected: set[str] = set()
-        """Pods counted in cadre_pods_unlabelled_total (once each)."""
+        """Pods and Jobs counted in cadre_*_unlabelled_total (once each)."""
+        self._jobs_to_check: dict[str, str] = {}
+        """TrainingJob key -> UID of its Job that left the Job watch's selection, to read
+        by name until it is gone (see apply_job)."""
         self.filled = False
         self.last_resync: float | None = None
 
@@ -150,8 +158,18 @@ class Cache(BackgroundTask):
         self._listing("job", event_type)
         key = job_key(obj)
         if event_type == "DELETED":
-            uid = (obj.get("metadata") or {}).get("uid")
-            changed = self.store.delete_job(key, uid=str(uid) if uid else None)
+            uid = str((obj.get("metadata") or {}).get("uid") or "")
+            record = self.store.jobs.get(key)
+            if record is not None and record.uid == uid and not record.finished:
+                # A Job that holds quota, DELETED by a watch that selects on its label: it
+                # may only have left the selection (someone removed the label) and still
+                # run. It keeps its quota until a read by name says it is gone
+                # (poll_unselected): never over-admit.
+                self._jobs_to_check[key] = uid
+                self._poll_soon = True
+                self._wake.set()
+                return
+            changed = self.store.delete_job(key, uid=uid or None)
         else:
             changed = self.store.upsert_job(obj)
         self._reconcile(key)
@@ -238,10 +256,15 @@ class Cache(BackgroundTask):
         return f"{pod.namespace}/"
 
     async def poll_unselected(self) -> None:
-        """Read each pod that left the watch's selection by name: still there without
-        its label, it is applied like a watch event (counted once as unlabelled); gone,
-        it is closed now and settled (see apply_pod)."""
+        """Read each pod and Job that left the watch's selection by name. A pod still
+        there without its label is applied like a watch event (counted once as
+        unlabelled); gone, it is closed now and settled (see apply_pod). A Job still there
+        without its label is Cadre's child tampered with: it holds its quota until it is
+        gone, and the leader deletes it (by UID); the reconciler makes a new one, which
+        waits for admission like any other."""
         self._poll_soon = False
+        for key, uid in list(self._jobs_to_check.items()):
+            await self._check_job(key, uid)
         for uid, (namespace, name, _) in list(self.store.unselected_pods.items()):
             obj = await self.client.get(f"{PODS_IN.format(namespace=namespace)}/{name}")
             if obj is not None and (obj.get("metadata") or {}).get("uid") == uid:
@@ -261,6 +284,33 @@ class Cache(BackgroundTask):
             if pod is not None:
                 self.apply_pod_gone(pod)
 
+    async def _check_job(self, key: str, uid: str) -> None:
+        namespace, name = key.split("/", 1)
+        obj = await self.client.get(job_path(namespace, name))
+        metadata = (obj or {}).get("metadata") or {}
+        if obj is None or metadata.get("uid") != uid:
+            del self._jobs_to_check[key]
+            self._counted_unselected.discard(uid)
+            if self.store.delete_job(key, uid=uid):
+                self._changed()
+            self._reconcile(key)
+            return
+        if LABEL_TRAININGJOB in (metadata.get("labels") or {}):
+            del self._jobs_to_check[key]  # back in the selection: the watch has it
+            self._counted_unselected.discard(uid)
+            if self.store.upsert_job(obj):
+                self._changed()
+            return
+        if uid not in self._counted_unselected:
+            self._counted_unselected.add(uid)
+            UNSELECTED_JOBS.inc()
+            log.warning("a Job lost its cadre.dev/trainingjob label: deleting it", job=key)
+        if not metadata.get("deletionTimestamp"):
+            # Only the leader writes: a standby keeps counting it until it is gone.
+            with contextlib.suppress(NotLeaderError):
+                await self.client.delete(job_path(namespace, name), uid=uid)
+                self._poll_soon = True  # read it again at the next tick: gone, it is dropped
+
     def apply_pod_gone(self, pod: PodCharge) -> None:
         """A pod found gone by a read (not by a watch event): closed now, to be settled."""
         gone = replace(pod.closed_at(_utcnow()) if pod.running() else pod, gone=True)
@@ -275,12 +325,27 @@ class Cache(BackgroundTask):
         changed = False
         async for page in self.client.pages(path, label_selector=selector):
             changed |= self.store.merge_listed(kind, page, listed_at, listed)
+        if kind == "job":
+            listed |= self._jobs_still_there(listed, listed_at)
         changed |= self.store.drop_unlisted(kind, listed, listed_at)
         dropped = len(before - self.store.keys(kind))
         if dropped:
             RESYNC_DROPPED.labels(kind).inc(dropped)
             log.info("relist dropped objects gone meanwhile", kind=kind, count=dropped)
         return changed
+
+    def _jobs_still_there(self, listed: set[str], listed_at: float) -> set[str]:
+        """Jobs a relist by label no longer has but that hold quota: to read by name
+        before they are dropped (they may only have lost their label; see apply_job)."""
+        kept: set[str] = set()
+        for key in self.store.keys("job") - listed:
+            record = self.store.jobs[key]
+            if record.finished or self.store.seen_at.get(("job", key), 0.0) >= listed_at:
+                continue
+            self._jobs_to_check[key] = record.uid
+            self._poll_soon = True
+            kept.add(key)
+        return kept
 
     async def _merge_pods(self) -> None:
         listed_at = self.store.clock()
@@ -380,7 +445,8 @@ class Cache(BackgroundTask):
                 log.warning("the process stalled; resyncing", seconds=round(now - last_tick, 1))
                 self._trigger.set()
             last_tick = now
-            if self.store.unselected_pods and (self._poll_soon or now >= next_poll):
+            unselected = self.store.unselected_pods or self._jobs_to_check
+            if unselected and (self._poll_soon or now >= next_poll):
                 next_poll = now + poll_interval
                 try:
                     await self.poll_unselected()

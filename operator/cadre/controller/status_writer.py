@@ -195,7 +195,10 @@ async def set_job_suspend(
     try:
         updated = await client.json_patch(job_path(job.namespace, job.name), operations)
     except ApiError as err:
-        if err.status in (404, 422):
+        if err.status == 404:
+            store.delete_job(key, uid=job.uid)  # observed gone: no record to act on again
+            return "gone"
+        if err.status == 422:
             return "gone"
         raise
     store.upsert_job(updated)

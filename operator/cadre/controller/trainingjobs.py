@@ -6,7 +6,9 @@ asks, whatever happened before and in whatever order the events came:
 
 - no Job: create the headless Service (more than one worker) and the suspended Indexed
   Job (deterministic names; a 409 means it is there already: read back; a child left by
-  an earlier TrainingJob of the same name is deleted, by UID, first);
+  an earlier TrainingJob of the same name is deleted, by UID, first). A spec the models
+  refuse, or whose children the API server refuses (400/422), is reported as
+  InvalidSpec with what to fix, and not retried until the spec changes;
 - a waiting Job built from an earlier spec (or team), or changed by someone else (its
   placement and resources as observed, not its annotation): deleted by UID and rebuilt,
   so the admission pass only ever admits a Job the current spec builds;
@@ -174,27 +176,25 @@ class TrainingJobReconciler:
                 tj, name=name, namespace=namespace, uid=uid, team=team, config=self.config
             )
         except BuildError as err:
-            reason, message = err.reason, str(err)
-            await self.status.update(
-                key,
-                lambda status, obj: queued(
-                    status,
-                    generation=generation_of(obj),
-                    now=utcnow(),
-                    reason=reason,
-                    message=message,
-                    position=None,
-                    team=team,
-                    gpus=None,
-                ),
-            )
+            await self._cannot_build(key, team, err.reason, str(err))
             return None
-        if children.service is not None:
-            service, _ = await self.client.create(children.service)
-            if uid not in owner_uids(service):
-                await self._remove_stale(key, service, service_path(namespace, name))
-                return _CHILD_RETRY_SECONDS
-        job, created = await self.client.create(children.job)
+        try:
+            if children.service is not None:
+                service, _ = await self.client.create(children.service)
+                if uid not in owner_uids(service):
+                    await self._remove_stale(key, service, service_path(namespace, name))
+                    return _CHILD_RETRY_SECONDS
+            job, created = await self.client.create(children.job)
+        except ApiError as err:
+            if err.status not in (400, 422):
+                raise
+            # The CRD let the spec through, the API server refuses what it builds (a
+            # label value, an env reference, a deadline too large...): say so with the
+            # server's words. Not retried: nothing changes until the spec does (a new
+            # generation brings the key back).
+            message = f"the API server refused its {err.path.rsplit('/', 1)[-1][:-1]}: "
+            await self._cannot_build(key, team, "InvalidSpec", message + err.message)
+            return None
         job_metadata = job.get("metadata") or {}
         if job_metadata.get("deletionTimestamp") or job_metadata.get("uid") in (
             self.store.retired_jobs
@@ -208,6 +208,24 @@ class TrainingJobReconciler:
         log.info("children created" if created else "children found", trainingjob=key, team=team)
         self._notify()
         return None
+
+    async def _cannot_build(self, key: str, team: str | None, reason: str, message: str) -> None:
+        """No children can be made from the spec: the status says why (Queued, with the
+        reason), and nothing is retried until the spec changes."""
+        log.info("no children can be built", trainingjob=key, reason=reason)
+        await self.status.update(
+            key,
+            lambda status, obj: queued(
+                status,
+                generation=generation_of(obj),
+                now=utcnow(),
+                reason=reason,
+                message=message[:1000],
+                position=None,
+                team=team,
+                gpus=None,
+            ),
+        )
 
     async def _remove_stale(self, key: str, obj: dict[str, Any], path: str) -> None:
         """A child of a deleted TrainingJob of the same name, which the garbage collector

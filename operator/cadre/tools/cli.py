@@ -7,9 +7,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from cadre.controller.runtime.args import add_run_arguments
+from cadre.controller.runtime.args import add_release_arguments, add_run_arguments
 from cadre.tools.crdgen import render_crds
 from cadre.tools.validation import validate_stream
+from cadre.tools.validation.reading import SourceError, read_source
 
 
 def _crds(args: argparse.Namespace) -> int:
@@ -25,29 +26,32 @@ def _validate(args: argparse.Namespace) -> int:
     failed = 0
     checked = 0
     for file_name in args.files:
-        path = Path(file_name)
+        shown = "standard input" if file_name == "-" else file_name
         try:
-            text = sys.stdin.read() if file_name == "-" else path.read_text(encoding="utf-8")
-        except OSError as err:
-            print(f"{file_name}: cannot read: {err.strerror}", file=sys.stderr)
+            text = read_source(file_name)
+        except SourceError as err:
+            print(f"{shown}: {err}", file=sys.stderr)
             failed += 1
             continue
         for result in validate_stream(text):
-            label = f"{file_name}[{result.index}]"
+            label = f"{shown}[{result.index}]"
             if result.skipped:
                 if args.verbose:
                     print(f"{label}: skipped ({result.skipped})")
                 continue
             checked += 1
-            what = " ".join(p for p in (result.kind, result.name) if p) or "document"
+            what = " ".join(p for p in (result.kind, result.name) if p)
             if result.ok:
                 if args.verbose:
-                    print(f"{label}: {what}: ok")
+                    print(f"{label}: {what or 'document'}: ok")
                 continue
             failed += 1
             for error in result.errors:
-                where = error.path or "(document)"
-                print(f"{label}: {what}: {where}: {error.message}", file=sys.stderr)
+                # file[index]: Kind name: path: message, without the parts it has not.
+                print(
+                    ": ".join(p for p in (label, what, error.path, error.message) if p),
+                    file=sys.stderr,
+                )
     summary = f"{checked} Cadre document(s) checked, {failed} with errors"
     print(summary, file=sys.stderr if failed else sys.stdout)
     return 1 if failed else 0
@@ -58,6 +62,12 @@ def _run(args: argparse.Namespace) -> int:
     from cadre.controller.runtime.main import run  # noqa: PLC0415
 
     return run(args)
+
+
+def _release(args: argparse.Namespace) -> int:
+    from cadre.controller.runtime.release import run_release  # noqa: PLC0415
+
+    return run_release(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,6 +98,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_run_arguments(run)
     run.set_defaults(handler=_run)
+
+    release = commands.add_parser(
+        "release-finalizers",
+        help="charge and release pods held by Cadre's accounting finalizer (uninstall, or "
+        "while no operator runs)",
+        description="Charge pods held by Cadre's accounting finalizer to their teams, then "
+        "remove the finalizer. Takes the operator's leader Lease first: while an operator "
+        "leads, nothing is done (it releases pods itself). Exit 3: some pods stay held.",
+    )
+    add_release_arguments(release)
+    release.set_defaults(handler=_release)
     return parser
 
 

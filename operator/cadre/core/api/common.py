@@ -15,7 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchem
 from pydantic.alias_generators import to_camel
 
 from cadre.core.units.duration import DURATION_PATTERN, DurationError, parse_duration
-from cadre.core.units.quantity import QUANTITY_PATTERN, QuantityError, parse_quantity
+from cadre.core.units.quantity import (
+    MAX_QUANTITY_LENGTH,
+    QUANTITY_PATTERN,
+    QuantityError,
+    parse_quantity,
+)
 
 GROUP: Final = "cadre.dev"
 VERSION: Final = "v1alpha1"
@@ -73,6 +78,7 @@ Quantity = Annotated[
             "anyOf": [{"type": "integer"}, {"type": "string"}],
             "x-kubernetes-int-or-string": True,
             "pattern": QUANTITY_PATTERN,
+            "maxLength": MAX_QUANTITY_LENGTH,
             "minimum": 0,
         }
     ),

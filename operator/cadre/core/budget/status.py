@@ -60,6 +60,7 @@ __all__ = [
 NAMESPACE_CONFLICT: Final = "NamespaceConflict"
 BUDGET_WARNING: Final = "BudgetWarning"
 BUDGET_EXCEEDED: Final = "BudgetExceeded"
+INVALID_SPEC: Final = "InvalidSpec"
 _STATE_RANK: Final = {"Ok": 0, "Warning": 1, "Exceeded": 2}
 
 
@@ -316,6 +317,19 @@ def _crossing_event(
     return "Normal", "BudgetOk", f"budget within its limits again {spent}"
 
 
+def invalid_budget_status(budget: Mapping[str, Any], message: str, now: datetime) -> dict[str, Any]:
+    """The status of a budget whose spec the models refuse (stored under an older, looser
+    CRD): the rest of its status as it was, and the condition InvalidSpec saying what to
+    fix. Such a budget gives its team no quota (the pass skips it)."""
+    metadata = budget.get("metadata") or {}
+    generation = int(metadata.get("generation") or 0)
+    out = dict(budget.get("status") or {})
+    out["conditions"] = with_condition(
+        out.get("conditions"), INVALID_SPEC, "True", "InvalidSpec", message, generation, now
+    )
+    return out
+
+
 def budget_status(
     budget: Mapping[str, Any],
     inputs: BudgetInputs,
@@ -367,6 +381,10 @@ def budget_status(
             events.append(event)
 
     conditions = old.get("conditions")
+    if any(c.get("type") == INVALID_SPEC for c in conditions or ()):
+        conditions = with_condition(
+            conditions, INVALID_SPEC, "False", "SpecValid", "the spec is valid", generation, now
+        )
     conflicts = inputs.conflicts or {}
     if conflicts:
         message = "; ".join(

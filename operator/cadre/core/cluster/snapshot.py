@@ -47,6 +47,7 @@ from cadre.core.scheduling import (
     capacity_from_nodes,
 )
 from cadre.core.training import BuildError, GangRequest, build_job, gang_request
+from cadre.core.training.children import invalid_spec_message
 from cadre.core.training.job import placement_digest
 from cadre.core.units.quantity import to_bytes, to_millicores
 
@@ -99,6 +100,9 @@ class SnapshotBuild:
     to_start: tuple[str, ...] = ()
     """Admitted jobs whose Job is still suspended (the unsuspension after the admission's
     write failed or was cut short): to unsuspend."""
+    invalid_running: tuple[str, ...] = ()
+    """Admitted jobs whose spec no longer parses (what they hold cannot be counted): to
+    stop, like victims, before anything is admitted (their reason is in `problems`)."""
 
 
 def _cpu(value: str | int | None) -> int | None:
@@ -175,7 +179,7 @@ def _parse(tj: Mapping[str, Any], config: OperatorConfig) -> _Parsed:
     try:
         spec = TrainingJobSpec.model_validate(tj.get("spec") or {})
     except ValidationError as err:
-        return Problem("InvalidSpec", f"the spec is not valid: {err.errors()[0]['msg']}")
+        return Problem("InvalidSpec", invalid_spec_message(err))
     request = gang_request(spec)
     known = ", ".join(f.name for f in config.flavors)
     if request.flavor is None:
@@ -288,6 +292,7 @@ def build_snapshot(
     unbudgeted: list[str] = []
     unadmitted: list[str] = []
     to_start: list[str] = []
+    invalid_running: list[str] = []
     for key, tj in store.trainingjobs.items():
         job = store.jobs.get(key)
         metadata = tj.get("metadata") or {}
@@ -318,6 +323,11 @@ def build_snapshot(
         if isinstance(parsed, Problem):
             info[key] = WorkloadInfo(team, 0, generation, running, job.uid, job.spec_hash)
             problems[key] = parsed
+            if running:
+                # Admitted, and its spec no longer parses (stored under an older, looser
+                # CRD, then edited): what it holds cannot be counted, so it is stopped
+                # before anything else is admitted.
+                invalid_running.append(key)
             continue
         request, priority = parsed
         info[key] = WorkloadInfo(
@@ -398,4 +408,5 @@ def build_snapshot(
         conflicts=conflicts,
         unadmitted=tuple(unadmitted),
         to_start=tuple(to_start),
+        invalid_running=tuple(invalid_running),
     )

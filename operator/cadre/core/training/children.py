@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from pydantic import ValidationError
+
 from cadre.core.api.config import Flavor, OperatorConfig
 from cadre.core.api.names import (
     ACCOUNTING_FINALIZER,
@@ -25,7 +27,7 @@ from cadre.core.training.common import (
     owner_reference,
     spec_hash,
 )
-from cadre.core.training.errors import FlavourRequiredError, UnknownFlavourError
+from cadre.core.training.errors import BuildError, FlavourRequiredError, UnknownFlavourError
 from cadre.core.training.failure import WORKER_CONTAINER, pod_failure_policy
 from cadre.core.training.pytorch import (
     RENDEZVOUS_ENV,
@@ -65,9 +67,20 @@ def as_spec(job: TrainingJob | TrainingJobSpec | Mapping[str, Any]) -> TrainingJ
         return job
     if isinstance(job, TrainingJob):
         return job.spec
-    if "spec" in job:  # a spec has no field named spec, so this is a whole object
-        return TrainingJobSpec.model_validate(job["spec"])
-    return TrainingJobSpec.model_validate(job)
+    raw = job.get("spec", job)  # a spec has no field named spec: a whole object has one
+    try:
+        return TrainingJobSpec.model_validate(raw)
+    except ValidationError as err:
+        # A stored spec the models refuse (kept from an older, looser CRD): reported as
+        # InvalidSpec, never a reconcile retried forever.
+        raise BuildError(invalid_spec_message(err)) from err
+
+
+def invalid_spec_message(err: ValidationError) -> str:
+    """One line saying what to fix: the first error's field and message."""
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc") or ())
+    return f"the spec is not valid: {where + ': ' if where else ''}{first['msg']}"
 
 
 def resolve_flavour(spec: TrainingJobSpec, config: OperatorConfig) -> Flavor | None:

@@ -41,6 +41,14 @@ _DECIMAL_SUFFIXES: Final = {
 
 GIB: Final = Decimal(2) ** 30
 
+MAX_QUANTITY_LENGTH: Final = 64
+"""Longer strings are refused (the CRD's maxLength too): no real request needs more."""
+MAX_QUANTITY: Final = Decimal(2) ** 63 - 1
+"""The largest amount in base units (an int64, as Kubernetes keeps a quantity's value):
+about 9.2e18 cores or 8 EiB. Larger ones are refused, so that no sum or price of them
+can overflow the Decimal arithmetic of scheduling and accounting."""
+_MAX_EXPONENT: Final = 30
+
 
 class QuantityError(ValueError):
     """A string that is not a non-negative Kubernetes quantity."""
@@ -76,8 +84,12 @@ def parse_quantity(value: str | int) -> Decimal:
     if isinstance(value, int):
         if value < 0:
             raise QuantityError(_explain(str(value)))
-        return Decimal(value)
+        return _bounded(Decimal(value), str(value))
     text = value.strip()
+    if len(text) > MAX_QUANTITY_LENGTH:
+        raise QuantityError(
+            f"a quantity of {len(text)} characters is too long (at most {MAX_QUANTITY_LENGTH})"
+        )
     if not _QUANTITY_RE.match(text):
         raise QuantityError(_explain(text))
     number, suffix = _split_suffix(text)
@@ -86,10 +98,26 @@ def parse_quantity(value: str | int) -> Decimal:
     except InvalidOperation as err:  # pragma: no cover - the regex already guards this
         raise QuantityError(_explain(text)) from err
     if suffix in _BINARY_SUFFIXES:
-        return amount * _BINARY_SUFFIXES[suffix]
+        return _bounded(amount * _BINARY_SUFFIXES[suffix], text)
     if suffix in _DECIMAL_SUFFIXES:  # checked before the exponent: "1E" is one exa
-        return amount * _DECIMAL_SUFFIXES[suffix]
-    return amount * (Decimal(10) ** int(suffix[1:]))
+        return _bounded(amount * _DECIMAL_SUFFIXES[suffix], text)
+    exponent = int(suffix[1:])
+    if exponent > _MAX_EXPONENT:  # checked before computing: 1e999999 overflows Decimal
+        raise QuantityError(_too_large(text))
+    # Far below a nano-unit either way (Kubernetes rounds it up to 1n): clamped, so that
+    # 1e-999999999 neither underflows Decimal nor loses "more than zero".
+    floor = -(_MAX_EXPONENT + MAX_QUANTITY_LENGTH)
+    return _bounded(amount.scaleb(max(exponent, floor)), text)
+
+
+def _too_large(text: str) -> str:
+    return f"{text!r} is too large for a quantity (at most {MAX_QUANTITY:.3e} base units)"
+
+
+def _bounded(amount: Decimal, text: str) -> Decimal:
+    if amount > MAX_QUANTITY:
+        raise QuantityError(_too_large(text))
+    return amount
 
 
 def _split_suffix(text: str) -> tuple[str, str]:

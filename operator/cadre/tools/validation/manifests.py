@@ -14,11 +14,16 @@ from cadre.core.api import API_VERSION, GROUP, KINDS
 from cadre.core.api.config import CONFIG_API_VERSION, CONFIG_KIND, OperatorConfig
 from cadre.tools.crdgen import openapi_schema, to_structural
 from cadre.tools.validation.cel import check_rules
+from cadre.tools.validation.reading import load_documents, yaml_problem
 from cadre.tools.validation.schema import FieldError, Schema, apply_defaults, check, join
 
 _DNS_SUBDOMAIN: Final = re.compile(
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 )
+
+
+_EMPTY: Final = "empty document"
+_NO_DOCUMENTS: Final = "no YAML documents in it (it is empty, or only comments and '---')"
 
 
 @dataclass(slots=True)
@@ -52,7 +57,7 @@ def validate_document(document: Any, index: int = 0) -> DocumentResult:
     """Check one parsed document. Non-Cadre kinds are skipped, not failed."""
     result = DocumentResult(index=index)
     if document is None:
-        result.skipped = "empty document"
+        result.skipped = _EMPTY
         return result
     if not isinstance(document, dict):
         result.errors.append(
@@ -124,6 +129,14 @@ def _model_errors(document: dict[str, Any], kind: str, found: list[FieldError]) 
     """What the operator's own models reject that the schema layers did not already say."""
     try:
         _model_for(kind).model_validate(document)
+    except ArithmeticError as err:  # a number the operator's arithmetic cannot hold
+        return [
+            FieldError(
+                "",
+                f"a number in it is too large for the operator ({type(err).__name__}); "
+                "look at the quantities (cpu, memory)",
+            )
+        ]
     except ValidationError as err:
         extra = []
         for problem in err.errors():
@@ -158,9 +171,32 @@ def _plain(problem: Any) -> str:
 
 
 def validate_stream(text: str) -> list[DocumentResult]:
-    """Check every document of a YAML stream; a YAML syntax error is one error."""
+    """Check every document of a YAML stream. A YAML error (syntax, a duplicate key,
+    excessive aliasing, too deep) is one error, for the document where it is, after the
+    verdicts on the documents before it; a stream without any document is an error too
+    (as `kubectl apply` says: no objects)."""
+    results: list[DocumentResult] = []
     try:
-        documents = list(yaml.safe_load_all(text))
+        for index, document in enumerate(load_documents(text)):
+            results.append(_validate_safely(document, index))
     except yaml.YAMLError as err:
-        return [DocumentResult(index=0, errors=[FieldError("", f"not valid YAML: {err}")])]
-    return [validate_document(doc, index) for index, doc in enumerate(documents)]
+        results.append(
+            DocumentResult(index=len(results), errors=[FieldError("", yaml_problem(err))])
+        )
+    if not results or all(r.skipped == _EMPTY for r in results):
+        return [DocumentResult(index=0, errors=[FieldError("", _NO_DOCUMENTS)])]
+    return results
+
+
+def _validate_safely(document: Any, index: int) -> DocumentResult:
+    """validate_document, with a last line of defence: whatever it cannot handle becomes
+    an error on the document, never a traceback."""
+    try:
+        return validate_document(document, index)
+    except RecursionError:
+        return DocumentResult(index=index, errors=[FieldError("", "nested too deep to check")])
+    except (ArithmeticError, ValueError, TypeError) as err:
+        return DocumentResult(
+            index=index,
+            errors=[FieldError("", f"could not be checked ({type(err).__name__}: {err})")],
+        )
