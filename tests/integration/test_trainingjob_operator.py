@@ -249,3 +249,35 @@ def test_recreated_trainingjob_replaces_the_children_of_the_deleted_one(
             ((get(apiserver, f"{tjs}/phoenix") or {}).get("status") or {}).get("phase") == "Queued"
         ),
     )
+
+
+def test_a_team_cannot_jump_the_line_past_its_budgets_max_priority(
+    operator: OperatorProcess, apiserver: LocalCluster, namespace: str, team: str, t4_node: str
+) -> None:
+    """A job naming the highest priority of the operator config waits, with what to do,
+    when its team's budget caps it (spec.maxPriority, writable by platform admins only)."""
+    merge_patch(
+        apiserver,
+        f"/apis/cadre.dev/v1alpha1/resourcebudgets/{team}",
+        {"spec": {"maxPriority": "normal"}},
+    )
+    urgent = trainingjob("urgent", workers=1)
+    urgent["spec"]["priority"] = "high"
+    apiserver.api.create(TJS.format(ns=namespace), urgent)
+    path = f"{TJS.format(ns=namespace)}/urgent"
+    waiting = eventually(
+        "urgent waits",
+        lambda: (
+            (o := get(apiserver, path))
+            and (condition(o, "Admitted") or {}).get("reason") == "PriorityNotAllowed"
+            and o
+        ),
+    )
+    assert waiting["status"]["phase"] == "Queued"
+    assert "lower spec.priority" in waiting["status"]["queue"]["reason"]
+    # Within the cap, it is admitted.
+    merge_patch(apiserver, path, {"spec": {"priority": "normal"}})
+    eventually(
+        "admitted at normal",
+        lambda: ((get(apiserver, path) or {}).get("status") or {}).get("phase") == "Admitted",
+    )
