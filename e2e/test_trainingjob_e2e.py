@@ -294,7 +294,8 @@ def test_high_priority_preempts_low_which_resumes_and_succeeds(
     admitted = condition(preempted, "Admitted")
     assert (admitted["status"], admitted["reason"]) == ("False", "Preempted")
     assert high in admitted["message"], admitted
-    assert job_of(cluster, low)["spec"]["suspend"] is True
+    # The admission is revoked first (the status), then the Job is suspended.
+    eventually("low's Job suspended", lambda: job_of(cluster, low)["spec"]["suspend"] is True)
     eventually("high Succeeded", phase_is(cluster, high, "Succeeded"), timeout=60)
     status = eventually("low Succeeded", phase_is(cluster, low, "Succeeded"), timeout=60)
     assert status["workers"]["succeeded"] == 2
@@ -314,7 +315,7 @@ def test_suspend_releases_the_gang_and_resume_runs_it_again(
     status = eventually("Suspended", phase_is(cluster, name, "Suspended"))
     assert condition(status, "Admitted")["reason"] == "Suspended"
     assert status["observedGeneration"] == 2
-    assert job_of(cluster, name)["spec"]["suspend"] is True
+    eventually("Job suspended", lambda: job_of(cluster, name)["spec"]["suspend"] is True)
     eventually("pods gone", lambda: pods_of(cluster, name) == [] or None, timeout=30)
 
     patch = {"spec": {"suspend": False}}
