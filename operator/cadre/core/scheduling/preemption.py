@@ -168,7 +168,7 @@ def _single_victim(
         victim_quota = victim.quota
         assert victim_quota is not None
         amount = _unit_amount(victim, whole, {})
-        if from_other_team and not victim_quota.borrowed().covers(amount):
+        if from_other_team and not _within_borrowed(victim_quota, amount):
             continue
         if (
             covers(amount, room_needed)
@@ -177,6 +177,19 @@ def _single_victim(
         ):
             return VictimUnit(victim, whole, from_other_team, amount)
     return None
+
+
+def _within_borrowed(quota: TeamQuota, amount: Amount) -> bool:
+    """Is `amount` at most what the team uses above its nominal quota, in every resource?
+    (`TeamQuota.borrowed().covers(amount)`, without building a Vector: this runs for each
+    candidate of the single-victim scan.)"""
+    usage, nominal = quota.usage, quota.nominal
+    gpus, cpu, memory = amount
+    return (
+        gpus <= max(0, usage.gpus - nominal.gpus)
+        and cpu <= max(0, usage.cpu - nominal.cpu)
+        and memory <= max(0, usage.memory - nominal.memory)
+    )
 
 
 def take_victims(
