@@ -298,6 +298,13 @@ def test_operator_killed_mid_job_and_work_deleted_while_it_is_down_cost_to_the_c
     # until the restarted operator has charged them.
     cluster.api.create(tjs(namespace), trainingjob("doomed", 1, 4, "300s"))
     eventually("doomed Running", phase(cluster, namespace, "doomed", "Running"))
+    # Charged live for more than a second first: container times are whole seconds, so
+    # a pod killed within the second it started would rightly cost nothing.
+    eventually(
+        "doomed charged while it runs",
+        lambda: spent() > expected.quantize(Decimal("0.01")) + 8 * GPU_SECOND,
+        timeout=30,
+    )
     operator.kill()
     cluster.api.call("DELETE", f"{tjs(namespace)}/doomed")
     # The garbage collector deletes the Job, then its pods: they stay, Terminating, held by

@@ -461,3 +461,30 @@ def test_an_admitted_job_whose_spec_no_longer_parses_is_stopped_first(world: Wor
     assert condition["reason"] == "InvalidSpec"
     assert "workers" in condition["message"]
     assert "admission" not in old
+
+
+def test_a_job_whose_last_pods_are_still_stopping_waits_for_them(world: World) -> None:
+    """Suspended moments ago (a preemption, an unsuspension undone): its killed pods are not
+    counted yet. Unsuspended now, the Job controller could count their SIGKILL (exit 137)
+    as a worker failure of the new run; it waits until they are gone."""
+    key = world.add("again", gpus=2)
+    path = job_path(NS, "again")
+
+    def job_status(**status: Any) -> None:
+        job = world.kube.objects[path]
+        job["status"] = status
+        world.kube.put(path, job)
+        world.store.upsert_job(world.kube.objects[path])
+
+    job_status(active=1)
+    assert world.run_pass()[0][0] == trainingjob_path(NS, "again") + "/status"
+    assert world.kube.objects[path]["spec"]["suspend"] is True
+    (condition,) = [c for c in world.status("again")["conditions"] if c["type"] == "Admitted"]
+    assert condition["reason"] == "Stopping"
+    job_status(active=0, uncountedTerminatedPods={"failed": ["pod-uid"]})
+    world.run_pass()
+    assert world.kube.objects[path]["spec"]["suspend"] is True
+    job_status(active=0, failed=0)
+    world.run_pass()
+    assert world.store.admitted(key)
+    assert world.kube.objects[path]["spec"]["suspend"] is False

@@ -7,6 +7,9 @@ Which TrainingJobs are workloads:
 - admitted = its status holds the admission of its Job (the durable truth, which users
   cannot write), or its Job runs (a Job unsuspended by someone else holds what it uses
   until the loop suspends it again: it is in `unadmitted`);
+- a waiting job whose Job still has pods of its last run stopping is not admitted until
+  they are gone and counted (problem `Stopping`): unsuspended sooner, the Job controller
+  could count their SIGKILL as a failure of the new run;
 - a waiting job whose Job was built from an earlier spec (changed while it waited) is
   not admitted until the Job is rebuilt (problem `Reshaping`): the pass decides on the
   Job it names (its UID and spec hash), and that Job must be the spec's.
@@ -306,7 +309,8 @@ def build_snapshot(
         suspend = bool((tj.get("spec") or {}).get("suspend", False))
         if suspend and not running:
             continue
-        if running and not suspend and job.suspended and store.has_admission(key):
+        admitted_not_started = running and not suspend and job.suspended
+        if admitted_not_started and not job.stopping and store.has_admission(key):
             to_start.append(key)
         namespace = str(metadata.get("namespace", ""))
         if namespace not in team_of_ns:
@@ -340,6 +344,13 @@ def build_snapshot(
             request.flavor,
             priority,
         )
+        if not running and job.stopping:
+            problems[key] = Problem(
+                "Stopping",
+                "the pods of its last run are still stopping: it is considered again once "
+                "they are gone",
+            )
+            continue
         if not running and expected_job_shape(tj, team, config, cache) != job.shape:
             problems[key] = Problem(
                 "Reshaping",

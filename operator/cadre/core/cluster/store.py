@@ -331,6 +331,7 @@ class Store:
             old is None
             or old.uid != record.uid
             or old.finished != record.finished
+            or old.stopping != record.stopping
             or was_admitted != self.admitted(key)
         )
 

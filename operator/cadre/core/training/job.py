@@ -34,6 +34,10 @@ class JobRecord:
     resource_version: str
     spec_hash: str | None = None
     """The builders' digest of what the Job was built from (annotation cadre.dev/spec-hash)."""
+    stopping: bool = False
+    """Suspended, and its pods of an earlier run are not all gone and counted yet (active,
+    terminating, or failures the Job controller has not counted): unsuspended now, the
+    Job controller could count those pods' SIGKILL as a worker failure of the new run."""
     placement: str = ""
     """`placement_digest` of the Job as it is (not as its annotation says it was built)."""
     owner_uid: str | None = None
@@ -130,6 +134,12 @@ def job_record(job: Mapping[str, Any]) -> JobRecord:
         resource_version=str(metadata.get("resourceVersion") or ""),
         spec_hash=(metadata.get("annotations") or {}).get(ANNOTATION_SPEC_HASH),
         placement=placement_digest(spec),
+        stopping=bool(spec.get("suspend", False))
+        and bool(
+            int(status.get("active") or 0)
+            or int(status.get("terminating") or 0)
+            or any((status.get("uncountedTerminatedPods") or {}).values())
+        ),
         owner_uid=next(
             (
                 str(o.get("uid"))
