@@ -206,7 +206,10 @@ def test_a_queued_job_unsuspended_by_an_editor_is_suspended_again(
     first_job = cluster.api.get(job_path(namespace, "first"))
     assert first["admission"]["jobUID"] == first_job["metadata"]["uid"]
     assert first["admission"]["flavor"] == "a100"
-    # Its turn comes the ordinary way.
+    # Its turn comes the ordinary way, once the pods of the run it was not granted are
+    # gone (a Job resumed within seconds of its suspension can have its stopped pods'
+    # SIGKILL counted as a failure of the new run: docs/reliability.md, Stopping).
+    eventually("second's stopped pods gone", lambda: pods_of(cluster, namespace, "second") == [])
     cluster.api.call("DELETE", f"{tjs(namespace)}/first")
     try:
         admitted = eventually(

@@ -246,7 +246,10 @@ class Cache(BackgroundTask):
         tj_created = parse_api_time(tj["metadata"].get("creationTimestamp"))
         if created is not None and tj_created is not None and created < tj_created:
             return
+        was_open = self.store.pods_open(key)
         self.store.upsert_pod_usage(key, uid, charge.usages, final=deleted)
+        if was_open and not self.store.pods_open(key):
+            self._changed()  # a job Stopping (its last pods ran) may be admitted now
 
     def _pod_key(self, pod: PodCharge) -> str:
         """The TrainingJob key a pod's usage was kept under (its label, before it went)."""

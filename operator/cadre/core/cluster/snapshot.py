@@ -310,7 +310,8 @@ def build_snapshot(
         if suspend and not running:
             continue
         admitted_not_started = running and not suspend and job.suspended
-        if admitted_not_started and not job.stopping and store.has_admission(key):
+        settled = not job.stopping and not store.pods_open(key)
+        if admitted_not_started and settled and store.has_admission(key):
             to_start.append(key)
         namespace = str(metadata.get("namespace", ""))
         if namespace not in team_of_ns:
@@ -344,7 +345,7 @@ def build_snapshot(
             request.flavor,
             priority,
         )
-        if not running and job.stopping:
+        if not running and (job.stopping or store.pods_open(key)):
             problems[key] = Problem(
                 "Stopping",
                 "the pods of its last run are still stopping: it is considered again once "
