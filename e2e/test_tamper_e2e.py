@@ -316,6 +316,14 @@ def test_a_pod_that_loses_its_label_is_still_charged_and_released(
     eventually("strand Running", phase(cluster, namespace, "strand", "Running"), timeout=60)
     (pod,) = pods_of(cluster, namespace, "strand")
     name, uid = pod["metadata"]["name"], pod["metadata"]["uid"]
+
+    def spent() -> Decimal:
+        status = cluster.api.get(f"{RBS}/{budget}").get("status") or {}
+        return Decimal((status.get("spend") or {}).get("spent") or "0")
+
+    # Charged live for more than a second first: container times are whole seconds, so a
+    # pod stopped within the second it started would rightly cost nothing.
+    eventually("charged while it runs", lambda: spent() > 2, timeout=30)
     assert "cadre.dev/accounting" in pod["metadata"]["finalizers"]
     before = operator.metric("cadre_pods_unlabelled_total") or 0
     # Strand a pod: out of the operator's pod watch, holding its finalizer.
@@ -335,5 +343,4 @@ def test_a_pod_that_loses_its_label_is_still_charged_and_released(
 
     settled = eventually("its charge in the ledger", lambda: uid in ledger().get("settledPods", []))
     assert settled
-    spent = Decimal(cluster.api.get(f"{RBS}/{budget}")["status"]["spend"]["spent"])
-    assert spent > 0
+    assert Decimal(ledger()["settled"]["cost"]) > 0
