@@ -34,7 +34,7 @@ from prometheus_client import Counter, Gauge
 
 from cadre.controller.client import ApiClient, ApiError, NotLeaderError, job_path
 from cadre.controller.tasks import BackgroundTask
-from cadre.core.accounting import PodCharge, pod_charge
+from cadre.core.accounting import PodCharge, PodUsage, pod_charge
 from cadre.core.api.config import OperatorConfig
 from cadre.core.api.names import LABEL_TRAININGJOB
 from cadre.core.cluster.billing import payer_of
@@ -84,6 +84,11 @@ _LISTS: Final[tuple[tuple[Kind, str, str | None], ...]] = (
     ("trainingjob", TRAININGJOBS, None),
     ("job", JOBS, LABEL_TRAININGJOB),
 )
+
+
+def _open(usages: tuple[PodUsage, ...]) -> bool:
+    """A container of the pod is still counted as running."""
+    return any(u.interval.end is None for u in usages)
 
 
 def _utcnow() -> datetime:
@@ -246,9 +251,11 @@ class Cache(BackgroundTask):
         tj_created = parse_api_time(tj["metadata"].get("creationTimestamp"))
         if created is not None and tj_created is not None and created < tj_created:
             return
-        was_open = self.store.pods_open(key)
+        before = (self.store.pod_usage.get(key) or {}).get(uid, ())
         self.store.upsert_pod_usage(key, uid, charge.usages, final=deleted)
-        if was_open and not self.store.pods_open(key):
+        after = (self.store.pod_usage.get(key) or {}).get(uid, ())
+        stopped = _open(before) and not _open(after)
+        if stopped and not self.store.pods_open(key):
             self._changed()  # a job Stopping (its last pods ran) may be admitted now
 
     def _pod_key(self, pod: PodCharge) -> str:

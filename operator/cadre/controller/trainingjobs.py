@@ -48,7 +48,6 @@ from cadre.controller.client import (
 from cadre.controller.status_writer import JobRef, StatusWriter, set_job_suspend, utcnow
 from cadre.core.api.config import OperatorConfig
 from cadre.core.api.names import LABEL_TRAININGJOB
-from cadre.core.budget.teams import budget_scope, resolve_team
 from cadre.core.cluster.snapshot import expected_job_shape
 from cadre.core.cluster.store import Store
 from cadre.core.objects import generation_of, owner_uids, parse_api_time
@@ -135,8 +134,7 @@ class TrainingJobReconciler:
     # -- children ------------------------------------------------------------------------
     def _known_team(self, namespace: str) -> str | None:
         """The namespace's team as the cache knows it (no API call)."""
-        scopes = [budget_scope(b) for b in self.store.budgets.values()]
-        return resolve_team(namespace, self.store.namespaces.get(namespace), scopes).team
+        return self.store.team_of(namespace)
 
     async def _team_of(self, namespace: str) -> str | None:
         """The namespace's team; reads the namespace and the budgets when the cache does

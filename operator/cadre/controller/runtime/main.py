@@ -42,23 +42,34 @@ def load_config(path: str | None) -> OperatorConfig:
         raise SystemExit(f"cadre run: {path} is not a valid OperatorConfig:\n{err}") from err
 
 
-def run(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    configure_logging(args.log_format)
-    identity = args.identity or default_identity()
-    faults = FaultInjector() if args.enable_fault_injection else None
+def connect(
+    config: OperatorConfig,
+    kubeconfig: str | None,
+    client_name: str,
+    faults: FaultInjector | None = None,
+) -> ApiClient:
+    """The API client with the config's `api` settings; `client_name` goes into its user
+    agent (what the audit log shows)."""
     api = config.api
-    client = ApiClient.connect(
-        args.kubeconfig,
+    return ApiClient.connect(
+        kubeconfig,
         ClientSettings(
             timeout_seconds=api.timeout_seconds,
             retries=api.retries,
             backoff_max_seconds=api.backoff_max_seconds,
             max_connections=api.max_connections,
         ),
-        user_agent=f"{USER_AGENT} ({identity})",
+        user_agent=f"{USER_AGENT} ({client_name})",
         faults=faults,
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    configure_logging(args.log_format)
+    identity = args.identity or default_identity()
+    faults = FaultInjector() if args.enable_fault_injection else None
+    client = connect(config, args.kubeconfig, identity, faults)
     metrics_port = config.metrics_port if args.metrics_port is None else args.metrics_port
     health_port = config.health_port if args.health_port is None else args.health_port
     server, _ = start_http_server(metrics_port, addr=args.bind_address)

@@ -25,7 +25,7 @@ import structlog
 
 from cadre.controller.budget_writer import BudgetWriter
 from cadre.controller.cache import PODS, Cache
-from cadre.controller.client import USER_AGENT, ApiClient, ClientSettings, service_account_namespace
+from cadre.controller.client import ApiClient, service_account_namespace
 from cadre.controller.leader import LeaderElector, default_identity
 from cadre.controller.runtime.context import DEFAULT_LEASE_NAMESPACE
 from cadre.controller.runtime.logs import configure_logging
@@ -151,21 +151,11 @@ def _chosen(store: Store, now: datetime, args: argparse.Namespace) -> list[PodCh
 
 def run_release(args: argparse.Namespace) -> int:
     """The command's entry point (a synchronous wrapper)."""
-    from cadre.controller.runtime.main import load_config  # noqa: PLC0415
+    from cadre.controller.runtime.main import connect, load_config  # noqa: PLC0415
 
     config = load_config(args.config)
     configure_logging(args.log_format)
-    api = config.api
-    client = ApiClient.connect(
-        args.kubeconfig,
-        ClientSettings(
-            timeout_seconds=api.timeout_seconds,
-            retries=api.retries,
-            backoff_max_seconds=api.backoff_max_seconds,
-            max_connections=api.max_connections,
-        ),
-        user_agent=f"{USER_AGENT} (release-finalizers)",
-    )
+    client = connect(config, args.kubeconfig, "release-finalizers")
 
     async def main() -> int:
         try:

@@ -15,7 +15,6 @@ from typing import Any
 
 from cadre.core.api.config import OperatorConfig
 from cadre.core.api.names import LABEL_TRAININGJOB
-from cadre.core.budget.teams import budget_scope, resolve_team
 from cadre.core.cluster.store import Store
 
 __all__ = ["Payer", "payer_of"]
@@ -50,8 +49,7 @@ def payer_of(pod: Mapping[str, Any], store: Store, config: OperatorConfig) -> Pa
     """The team and flavour a pod of a Cadre workload is charged to."""
     metadata = pod.get("metadata") or {}
     namespace = str(metadata.get("namespace", ""))
-    scopes = [budget_scope(b) for b in store.budgets.values()]
-    team = resolve_team(namespace, store.namespaces.get(namespace), scopes).team
+    team = store.team_of(namespace)
     node_name = (pod.get("spec") or {}).get("nodeName")
     flavour = _flavour_of_node(store, config, str(node_name)) if node_name else None
     if flavour is None:

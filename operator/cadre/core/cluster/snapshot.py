@@ -51,7 +51,7 @@ from cadre.core.scheduling import (
 )
 from cadre.core.training import BuildError, GangRequest, build_job, gang_request
 from cadre.core.training.children import invalid_spec_message
-from cadre.core.training.job import placement_digest
+from cadre.core.training.job import JobRecord, placement_digest
 from cadre.core.units.quantity import to_bytes, to_millicores
 
 __all__ = [
@@ -204,6 +204,12 @@ def _parse(tj: Mapping[str, Any], config: OperatorConfig) -> _Parsed:
     return request, spec.priority
 
 
+def _stopping(store: Store, key: str, job: JobRecord) -> bool:
+    """The pods of the job's last run are not all gone and counted yet (its Job says so,
+    or a pod of it is still counted running): it is not (re)started before they are."""
+    return job.stopping or store.pods_open(key)
+
+
 def _priority_denied(
     priority: str | None, limit: str | None, team: str, config: OperatorConfig
 ) -> Problem | None:
@@ -309,9 +315,13 @@ def build_snapshot(
         suspend = bool((tj.get("spec") or {}).get("suspend", False))
         if suspend and not running:
             continue
-        admitted_not_started = running and not suspend and job.suspended
-        settled = not job.stopping and not store.pods_open(key)
-        if admitted_not_started and settled and store.has_admission(key):
+        if (
+            running
+            and not suspend
+            and job.suspended
+            and not _stopping(store, key, job)
+            and store.has_admission(key)
+        ):
             to_start.append(key)
         namespace = str(metadata.get("namespace", ""))
         if namespace not in team_of_ns:
@@ -345,7 +355,7 @@ def build_snapshot(
             request.flavor,
             priority,
         )
-        if not running and (job.stopping or store.pods_open(key)):
+        if not running and _stopping(store, key, job):
             problems[key] = Problem(
                 "Stopping",
                 "the pods of its last run are still stopping: it is considered again once "

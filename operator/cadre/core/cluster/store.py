@@ -36,6 +36,7 @@ from typing import Any, Final, Literal
 
 from cadre.core.accounting import PodCharge, PodUsage
 from cadre.core.api.names import LABEL_TRAININGJOB
+from cadre.core.budget.teams import budget_scope, resolve_team
 from cadre.core.objects import key_of, owner_uids
 from cadre.core.scheduling import Spend
 from cadre.core.training.job import JobRecord, job_record
@@ -221,6 +222,12 @@ class Store:
         self.spend.pop(name, None)
         self._forget("budget", name)
         return self.budgets.pop(name, None) is not None
+
+    def team_of(self, namespace: str) -> str | None:
+        """The team (ResourceBudget) of a namespace, as the store knows the budgets and
+        the namespace's labels."""
+        scopes = [budget_scope(b) for b in self.budgets.values()]
+        return resolve_team(namespace, self.namespaces.get(namespace), scopes).team
 
     # -- Nodes -----------------------------------------------------------------------
     def upsert_node(self, node: Mapping[str, Any]) -> bool:
