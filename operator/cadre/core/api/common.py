@@ -254,3 +254,16 @@ class WorkerResources(CadreModel):
         default=None,
         description="Memory per worker, for example 64Gi (Gi = 2^30 bytes; write Gi, not GB).",
     )
+
+
+class QueueStatus(CadreModel):
+    """Where queued work stands."""
+
+    position: int | None = Field(
+        default=None,
+        ge=1,
+        description="Place in the team's queue (1 = next). Refreshed about once a minute.",
+    )
+    reason: str | None = Field(
+        default=None, max_length=1024, description="Why the job is waiting, in one sentence."
+    )

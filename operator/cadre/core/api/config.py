@@ -177,6 +177,48 @@ class ControllerSettings(CadreModel):
     )
 
 
+class GatewayRef(CadreModel):
+    """A Gateway API Gateway that serving traffic enters through."""
+
+    name: DnsLabel = Field(description="The Gateway's name.")
+    namespace: DnsLabel = Field(description="The Gateway's namespace.")
+
+
+class ServingSettings(CadreModel):
+    """How ModelDeployments are served."""
+
+    storage_initializer_image: str = Field(
+        default="kserve/storage-initializer:v0.15.2",
+        min_length=1,
+        max_length=1024,
+        description="Image of the init container that downloads s3://, gs://, hf://, oci:// "
+        "and http(s):// models into the pod before the server starts. It is called with the "
+        "model URI and the target folder, as KServe's storage-initializer is.",
+    )
+    credentials_secret: DnsLabel | None = Field(
+        default=None,
+        description="Default Secret (in the ModelDeployment's namespace) whose keys become "
+        "the downloader's environment; a ModelDeployment's model.credentialsSecret wins.",
+    )
+    model_mount_path: str = Field(
+        default="/mnt/models",
+        pattern=r"^/[^\s]*$",
+        max_length=256,
+        description="Where the model's files are in the server container (MODEL_PATH).",
+    )
+    gateway: GatewayRef | None = Field(
+        default=None,
+        description="When set and the Gateway API's HTTPRoute kind is served, each "
+        "ModelDeployment with a canary also gets an HTTPRoute on this Gateway with the exact "
+        "traffic weights.",
+    )
+    training_preempts_serving: bool = Field(
+        default=False,
+        description="false: a TrainingJob never preempts a ModelDeployment's replicas.min "
+        "(serving keeps its floor); true: it may, by priority, like any other work.",
+    )
+
+
 class OperatorConfig(CadreModel):
     """Cadre's configuration: flavours, prices, priorities and operator knobs."""
 
@@ -201,6 +243,7 @@ class OperatorConfig(CadreModel):
     api: ApiSettings = Field(default_factory=ApiSettings)
     leader_election: LeaderElectionSettings = Field(default_factory=LeaderElectionSettings)
     controller: ControllerSettings = Field(default_factory=ControllerSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
     metrics_port: int = Field(default=9090, ge=1, le=65535)
     health_port: int = Field(default=8080, ge=1, le=65535)
 

@@ -9,7 +9,10 @@ from typing import Final
 # Cadre's own labels. They are on every child and every pod, and always win over a user's.
 LABEL_TEAM: Final = "cadre.dev/team"
 LABEL_TRAININGJOB: Final = "cadre.dev/trainingjob"
+LABEL_MODELDEPLOYMENT: Final = "cadre.dev/modeldeployment"
 LABEL_FLAVOR: Final = "cadre.dev/flavor"
+# Which version of a ModelDeployment a serving pod runs: stable or canary.
+LABEL_TRACK: Final = "cadre.dev/track"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 MANAGED_BY: Final = "cadre"
 

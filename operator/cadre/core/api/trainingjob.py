@@ -17,6 +17,7 @@ from cadre.core.api.common import (
     EnvVar,
     Money,
     PodMetadata,
+    QueueStatus,
     WorkerResources,
 )
 
@@ -154,19 +155,6 @@ class TrainingJobSpec(CadreModel):
                 }
             ]
         }
-    )
-
-
-class QueueStatus(CadreModel):
-    """Where a queued job stands."""
-
-    position: int | None = Field(
-        default=None,
-        ge=1,
-        description="Place in the team's queue (1 = next). Refreshed about once a minute.",
-    )
-    reason: str | None = Field(
-        default=None, max_length=1024, description="Why the job is waiting, in one sentence."
     )
 
 

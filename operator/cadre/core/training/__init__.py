@@ -46,12 +46,6 @@ from cadre.core.training.children import (
     needs_service,
     service_name,
 )
-from cadre.core.training.errors import (
-    BuildError,
-    FlavourRequiredError,
-    InvalidTeamError,
-    UnknownFlavourError,
-)
 from cadre.core.training.failure import (
     WORKER_CONTAINER,
     JobFailure,
@@ -60,6 +54,12 @@ from cadre.core.training.failure import (
 )
 from cadre.core.training.gang import GangRequest, gang_request
 from cadre.core.training.pytorch import master_addr, procs_per_worker, torchrun_command
+from cadre.core.workloads.errors import (
+    BuildError,
+    FlavourRequiredError,
+    InvalidTeamError,
+    UnknownFlavourError,
+)
 
 __all__ = [
     "ACCOUNTING_FINALIZER",

@@ -21,13 +21,6 @@ from cadre.core.api.names import (
     LABEL_TRAININGJOB,
 )
 from cadre.core.api.trainingjob import TrainingJob, TrainingJobSpec
-from cadre.core.training.common import (
-    cadre_labels,
-    merge_user_metadata,
-    owner_reference,
-    spec_hash,
-)
-from cadre.core.training.errors import BuildError, FlavourRequiredError, UnknownFlavourError
 from cadre.core.training.failure import WORKER_CONTAINER, pod_failure_policy
 from cadre.core.training.pytorch import (
     RENDEZVOUS_ENV,
@@ -36,6 +29,15 @@ from cadre.core.training.pytorch import (
     torchrun_command,
 )
 from cadre.core.units.duration import parse_duration
+from cadre.core.workloads.common import (
+    cadre_labels,
+    merge_user_metadata,
+    owner_reference,
+    spec_hash,
+)
+from cadre.core.workloads.errors import BuildError
+from cadre.core.workloads.resources import container_resources, place_on_flavour
+from cadre.core.workloads.resources import resolve_flavour as resolve_resources_flavour
 
 KIND: Final = "TrainingJob"
 RENDEZVOUS_PORT_NAME: Final = "rendezvous"
@@ -85,16 +87,7 @@ def invalid_spec_message(err: ValidationError) -> str:
 
 def resolve_flavour(spec: TrainingJobSpec, config: OperatorConfig) -> Flavor | None:
     """The config's flavour for the spec; None for a job without flavour and without GPUs."""
-    known = [f.name for f in config.flavors]
-    name = spec.resources.flavor
-    if name is None:
-        if spec.resources.gpus > 0:
-            raise FlavourRequiredError(spec.resources.gpus, known)
-        return None
-    flavour = config.flavor(name)
-    if flavour is None:
-        raise UnknownFlavourError(name, known)
-    return flavour
+    return resolve_resources_flavour(spec.resources, config)
 
 
 def active_deadline_seconds(spec: TrainingJobSpec) -> int | None:
@@ -107,27 +100,6 @@ def active_deadline_seconds(spec: TrainingJobSpec) -> int | None:
     if spec.max_runtime is None:
         return None
     return max(1, math.ceil(parse_duration(spec.max_runtime)))
-
-
-def _resources(spec: TrainingJobSpec, flavour: Flavor | None) -> dict[str, Any]:
-    # GPUs: extended resources must have requests == limits. Memory: limit = request, so a
-    # worker is OOM-killed at what it asked for instead of taking a neighbour's memory.
-    # CPU: a request only; a CPU limit throttles data loaders for no gain.
-    requests: dict[str, str] = {}
-    limits: dict[str, str] = {}
-    res = spec.resources
-    if res.cpu is not None:
-        requests["cpu"] = str(res.cpu)
-    if res.memory is not None:
-        requests["memory"] = limits["memory"] = str(res.memory)
-    if res.gpus > 0 and flavour is not None:
-        requests[flavour.gpu_resource] = limits[flavour.gpu_resource] = str(res.gpus)
-    out: dict[str, Any] = {}
-    if limits:
-        out["limits"] = dict(sorted(limits.items()))
-    if requests:
-        out["requests"] = dict(sorted(requests.items()))
-    return out
 
 
 def _env(spec: TrainingJobSpec, name: str, service: str) -> list[dict[str, Any]]:
@@ -164,7 +136,7 @@ def _container(spec: TrainingJobSpec, name: str, flavour: Flavor | None) -> dict
                 "protocol": "TCP",
             }
         ]
-    resources = _resources(spec, flavour)
+    resources = container_resources(spec.resources, flavour)
     if resources:
         container["resources"] = resources
     # The tail of the log becomes the termination message of a failed worker, so status
@@ -214,10 +186,7 @@ def _pod_template(
         pod["subdomain"] = service_name(name)
     if spec.service_account_name is not None:
         pod["serviceAccountName"] = spec.service_account_name
-    if flavour is not None:
-        pod["nodeSelector"] = dict(sorted(flavour.node_labels.items()))
-        if flavour.tolerations:
-            pod["tolerations"] = [t.to_wire() for t in flavour.tolerations]
+    place_on_flavour(pod, flavour)
     pod["containers"] = [_container(spec, name, flavour)]
     pod["volumes"] = _volumes(spec)
     # No securityContext: training images often run as root, and Cadre does not guess.

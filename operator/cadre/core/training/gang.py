@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from cadre.core.api.trainingjob import TrainingJobSpec
-from cadre.core.units.quantity import to_bytes, to_millicores
+from cadre.core.workloads.resources import pod_request
 
 
 class GangRequest(NamedTuple):
@@ -44,11 +44,11 @@ def gang_request(spec: TrainingJobSpec) -> GangRequest:
 
     It matches what `build_job` puts in the pod's requests (absent cpu or memory is 0).
     """
-    resources = spec.resources
+    pod = pod_request(spec.resources)
     return GangRequest(
-        flavor=resources.flavor,
+        flavor=pod.flavor,
         pods=spec.workers,
-        gpus_per_pod=resources.gpus,
-        cpu_milli_per_pod=0 if resources.cpu is None else to_millicores(resources.cpu),
-        memory_bytes_per_pod=0 if resources.memory is None else to_bytes(resources.memory),
+        gpus_per_pod=pod.gpus,
+        cpu_milli_per_pod=pod.cpu_milli,
+        memory_bytes_per_pod=pod.memory_bytes,
     )

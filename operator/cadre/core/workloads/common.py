@@ -1,4 +1,5 @@
-"""Names, labels and owner references shared by every child Cadre builds."""
+"""Names, labels and owner references shared by every child Cadre builds, whatever the
+workload's kind."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from cadre.core.api.names import (
     LABEL_TRAININGJOB,
     MANAGED_BY,
 )
-from cadre.core.training.errors import InvalidTeamError
+from cadre.core.workloads.errors import InvalidTeamError
 
 # User pod labels and annotations with these prefixes, or these exact keys, are dropped:
 # they belong to Cadre or to the Job controller, which rejects or overwrites them.
@@ -26,10 +27,16 @@ RESERVED_KEYS: Final = frozenset({"job-name", "controller-uid", LABEL_MANAGED_BY
 _LABEL_VALUE_RE: Final = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 
 
-def cadre_labels(name: str, team: str | None, flavor: str | None = None) -> dict[str, str]:
-    """Cadre's labels for the children of workload `name`; no team label without a team,
-    no flavour label without a flavour."""
-    labels = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_TRAININGJOB: name}
+def cadre_labels(
+    name: str,
+    team: str | None,
+    flavor: str | None = None,
+    *,
+    workload_label: str = LABEL_TRAININGJOB,
+) -> dict[str, str]:
+    """Cadre's labels for the children of workload `name` (`workload_label` names its
+    kind); no team label without a team, no flavour label without a flavour."""
+    labels = {LABEL_MANAGED_BY: MANAGED_BY, workload_label: name}
     if flavor is not None:
         labels[LABEL_FLAVOR] = flavor
     if team is not None:

@@ -1,4 +1,4 @@
-"""Why a TrainingJob's children cannot be built, in words a status condition can show."""
+"""Why a workload's children cannot be built, in words a status condition can show."""
 
 from __future__ import annotations
 

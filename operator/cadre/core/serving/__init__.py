@@ -1,0 +1,1 @@
+"""A ModelDeployment's children and lifecycle: pure, like `cadre.core.training`."""
