@@ -287,6 +287,7 @@ def workloads(
                 admitted_extra=draw(st.integers(0, extra)) if admitted else 0,
                 admitted_at=float(draw(st.integers(0, 6))) if admitted else None,
                 preemptible=True if all_preemptible else draw(st.integers(0, 4)) > 0,
+                training_may_preempt=all_preemptible or not serving or draw(st.booleans()),
             )
         )
     return tuple(out)

@@ -768,3 +768,67 @@ def test_a_reclaim_takes_only_what_another_team_borrows_never_its_whole_gang() -
     )
     assert admitted(r) == ["n/serve", "r/serve"]
     assert "i/train" in r.pending_by_key()
+
+
+def _serving(key: str, team_name: str, *, pods: int, extra: int = 0, **kw: object) -> Workload:
+    return Workload(
+        key,
+        team_name,
+        "a100",
+        Resources(1, 0, 0),
+        pods=pods,
+        kind=WorkloadKind.MODEL_DEPLOYMENT,
+        extra_replicas=extra,
+        admitted=True,
+        admitted_extra=extra,
+        admitted_at=0.0,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_training_does_not_preempt_a_protected_serving_floor_but_takes_its_extras() -> None:
+    serving = _serving("risk-prod/fraud", "risk", pods=2, extra=2, training_may_preempt=False)
+    snap = Snapshot(
+        (a100(4),),
+        (team("risk", 8, cohort=None),),
+        (serving, job("risk-prod/train", "risk", 2, prio=1000)),
+    )
+    r = schedule(snap)
+    (v,) = r.victims
+    assert (v.key, v.replicas, v.extra_replicas_left) == ("risk-prod/fraud", 2, 0)
+    assert admitted(r) == ["risk-prod/train"]
+    # with no extras left, the floor stays and the training job waits
+    big = replace(snap, workloads=(serving, job("risk-prod/train", "risk", 4, prio=1000)))
+    r = schedule(big)
+    assert r.victims == () and pending(r, "risk-prod/train")[0] == Reason.CAPACITY_EXHAUSTED
+
+
+def test_training_may_preempt_serving_when_the_config_allows() -> None:
+    serving = _serving("risk-prod/fraud", "risk", pods=2)
+    r = run(
+        [a100(2)],
+        [team("risk", 8, cohort=None)],
+        [serving, job("risk-prod/train", "risk", 2, prio=1000)],
+    )
+    (v,) = r.victims
+    assert (v.key, v.replicas) == ("risk-prod/fraud", 0)
+
+
+def test_budget_suspend_scales_serving_to_its_floor() -> None:
+    suspend = replace(OVER_BUDGET, policy=SpendPolicy.SUSPEND)
+    r = run(
+        [a100(8)],
+        [team("risk", 8, cohort=None, spend=suspend)],
+        [
+            _serving("risk-prod/fraud", "risk", pods=2, extra=3),
+            job("risk-prod/t", "risk", 1, admitted=True),
+        ],
+    )
+    victims = {v.key: v for v in r.victims}
+    fraud = victims["risk-prod/fraud"]
+    assert (fraud.reason, fraud.replicas, fraud.extra_replicas_left) == (
+        Reason.BUDGET_EXCEEDED,
+        3,
+        0,
+    )
+    assert victims["risk-prod/t"].replicas == 0

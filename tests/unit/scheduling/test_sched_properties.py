@@ -30,6 +30,7 @@ from cadre.core.scheduling import (
     Reason,
     Resources,
     Snapshot,
+    WorkloadKind,
     schedule,
 )
 
@@ -200,3 +201,29 @@ def test_no_fitting_workload_waits_under_best_effort_fifo(snap: Snapshot) -> Non
             Reason.EXCEEDS_QUOTA,
             Reason.EXCEEDS_CAPACITY,
         ), p
+
+
+@PROPERTY
+@given(snapshots())
+def test_training_never_takes_a_protected_serving_floor(snap: Snapshot) -> None:
+    """A ModelDeployment with `training_may_preempt=False` loses its min replicas only to
+    a budget stop or to other serving, never to make room for a TrainingJob."""
+    result = schedule(snap)
+    before = {w.key: w for w in snap.workloads}
+    for v in result.victims:
+        w = before[v.key]
+        if v.replicas == 0 and v.preemptor is not None and not w.training_may_preempt:
+            assert before[v.preemptor].kind == WorkloadKind.MODEL_DEPLOYMENT, v
+
+
+@PROPERTY
+@given(snapshots())
+def test_a_budget_stop_keeps_serving_floors(snap: Snapshot) -> None:
+    """Exceeded + Suspend stops training whole, and only the extra replicas of serving."""
+    result = schedule(snap)
+    before = {w.key: w for w in snap.workloads}
+    for v in result.victims:
+        if v.reason == Reason.BUDGET_EXCEEDED and before[v.key].kind == (
+            WorkloadKind.MODEL_DEPLOYMENT
+        ):
+            assert v.replicas > 0 and v.extra_replicas_left == 0, v

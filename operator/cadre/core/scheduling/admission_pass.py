@@ -40,7 +40,7 @@ from cadre.core.scheduling.state import (
     WorkloadState,
     timestamp,
 )
-from cadre.core.scheduling.types import PassResult, Reason, Snapshot, SpendPolicy
+from cadre.core.scheduling.types import PassResult, Reason, Snapshot, SpendPolicy, WorkloadKind
 
 __all__ = ["MAX_SHAPES", "PREEMPT_ROUNDS", "AdmissionPass", "schedule"]
 
@@ -134,7 +134,12 @@ class AdmissionPass(PassState):
                 spend = team.spec.spend
                 if spend.policy == SpendPolicy.SUSPEND:
                     message = "suspended: " + budget_message(spend)
-                    self.evict(work, Reason.BUDGET_EXCEEDED, message, None)
+                    if work.spec.kind != WorkloadKind.MODEL_DEPLOYMENT:
+                        self.evict(work, Reason.BUDGET_EXCEEDED, message, None)
+                    elif work.extras_admitted:  # serving keeps its floor (replicas.min)
+                        self.evict_extras(
+                            work, work.extras_admitted, message, None, Reason.BUDGET_EXCEEDED
+                        )
         for team in self.teams.values():
             team.update_share()
         self.released = False

@@ -27,7 +27,7 @@ from cadre.core.scheduling.state import (
     TeamState,
     WorkloadState,
 )
-from cadre.core.scheduling.types import Reason
+from cadre.core.scheduling.types import Reason, WorkloadKind
 
 __all__ = ["SINGLE_VICTIM_SCAN", "VictimUnit", "choose_victims", "take_victims"]
 
@@ -272,11 +272,14 @@ def _units(
     extras entry gives its extra replicas one by one (those not taken yet); a gang entry the
     workload."""
     works = state.works
+    for_training = work.spec.kind == WorkloadKind.TRAINING_JOB
     for (_, part, _, _, index), from_other_team in _candidates(
         state, work, quota, reclaim=reclaim, own=own
     ):
         victim = works[index]
         if part == GANG_ENTRY:
+            if for_training and not victim.spec.training_may_preempt:
+                continue  # serving keeps its floor against training (the config says so)
             yield victim, True, from_other_team
         else:
             for _ in range(victim.extras_admitted - taken.get(victim.index, 0)):

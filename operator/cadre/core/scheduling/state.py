@@ -749,7 +749,14 @@ class PassState:
         quota.admitted = kept
         quota.stale_entries = 0
 
-    def evict_extras(self, work: WorkloadState, count: int, message: str, preemptor: str) -> None:
+    def evict_extras(
+        self,
+        work: WorkloadState,
+        count: int,
+        message: str,
+        preemptor: str | None,
+        reason: Reason = Reason.PREEMPTED,
+    ) -> None:
         """Stop `count` extra replicas of a ModelDeployment: this pass's first, then older
         ones (those make it a scale-down victim)."""
         quota = work.quota
@@ -762,6 +769,6 @@ class PassState:
             work.extras_stopped += count - from_this_pass
             if work.eviction is None:
                 self.victim_log.append(work.index)
-                work.eviction = (Reason.PREEMPTED, message, preemptor)
+                work.eviction = (reason, message, preemptor)
         work.requeue = True  # its replicas go round again (they may reclaim, within nominal)
         self.released = True

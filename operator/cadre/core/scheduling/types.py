@@ -217,6 +217,9 @@ class Workload:
     admitted_at: float | datetime | None = None
     """When the gang was admitted; the most recently admitted are preempted first."""
     preemptible: bool = True
+    training_may_preempt: bool = True
+    """ModelDeployment only: False keeps its min replicas from being preempted to make
+    room for a TrainingJob (its extra replicas still may be): serving keeps its floor."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +263,8 @@ class Victim:
     preemptor: str | None = None
     replicas: int = 0
     """0: the whole workload stops. > 0: only this many extra replicas of a ModelDeployment
-    stop (a scale-down); it keeps its min replicas and `extra_replicas_left` extras."""
+    stop (a scale-down); it keeps its min replicas and `extra_replicas_left` extras (also
+    for BUDGET_EXCEEDED: a ModelDeployment keeps its floor under `Suspend`)."""
     extra_replicas_left: int = 0
 
 
