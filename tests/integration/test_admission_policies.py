@@ -586,7 +586,7 @@ def test_alice_cannot_create_jobs_or_services_labelled_like_cadre(
     }
     reply = alice.create(jobs_path(ns), copy)
     assert reply.denied_by(CHILDREN), reply
-    assert "Create a TrainingJob instead" in reply.message
+    assert "Create a TrainingJob or a ModelDeployment instead" in reply.message
 
     # A Job of her own whose pod template carries Cadre's labels: its pods would be
     # charged to whichever team it names.
@@ -767,7 +767,7 @@ def test_alice_cannot_create_pods_labelled_like_cadre(
     ns = namespaces.new()
     reply = alice.create(pods_path(ns), pod_from_template(cadre_job))
     assert reply.denied_by(PODS), reply
-    assert "create a TrainingJob instead" in reply.message
+    assert "create a TrainingJob or ModelDeployment instead" in reply.message
     # Not even CPU-only, with just a team label: it would be charged to that team.
     path, pod = workload("Pod", ns, unique("mine"), None)
     pod["metadata"]["labels"] = {"cadre.dev/team": "someone-else"}

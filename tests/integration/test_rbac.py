@@ -66,7 +66,20 @@ OPERATOR: Table = {
     # create, and get (client.create reads back on a 409), delete: trainingjobs.py; patch:
     # status_writer.py set_job_suspend; list: cache.py; watch: handlers (Kopf).
     ("batch", "jobs"): _verbs("get", "list", "watch", "create", "patch", "delete"),
-    ("", "services"): _verbs("get", "create", "delete"),  # trainingjobs.py
+    # create, get (409 read back), delete: trainingjobs.py; patch: modeldeployments.py
+    # _update_service (a new port).
+    ("", "services"): _verbs("get", "create", "patch", "delete"),
+    # list: cache.py; watch: handlers/modeldeployment.py; get: status_writer.py after a
+    # 409. No spec writes.
+    ("cadre.dev", "modeldeployments"): _verbs("get", "list", "watch"),
+    ("cadre.dev", "modeldeployments/status"): _verbs("patch"),  # status_writer.py
+    # modeldeployments.py creates, patches (template, replicas, bounds) and deletes (a
+    # canary no longer wanted, the autoscaler without admission); cache.py lists; the
+    # handlers watch; get: client.create reads back on a 409.
+    ("apps", "deployments"): _verbs("get", "list", "watch", "create", "patch", "delete"),
+    ("autoscaling", "horizontalpodautoscalers"): _verbs(
+        "get", "list", "watch", "create", "patch", "delete"
+    ),
     # list: cache.py, trainingjobs.py _refresh_pods; watch: handlers (Kopf); patch and
     # get: budget_writer.py _release (the accounting finalizer). No create, no exec.
     ("", "pods"): _verbs("get", "list", "watch", "patch"),

@@ -84,7 +84,10 @@ def held_pod(
         {
             "metadata": {
                 "name": name,
-                "labels": {"cadre.dev/trainingjob": "gone-job"},
+                "labels": {
+                    "cadre.dev/trainingjob": "gone-job",
+                    "app.kubernetes.io/managed-by": "cadre",
+                },
                 "finalizers": ["cadre.dev/accounting"],
             },
             "spec": {
@@ -224,9 +227,10 @@ def test_a_pod_whose_label_is_removed_is_still_released_by_the_operator(
     config: Path,
     tmp_path: Path,
 ) -> None:
-    """The operator's pod watch selects on cadre.dev/trainingjob: a pod whose label is
-    removed leaves it (a DELETED event, though the pod is there). It is read by name from
-    then on, so when it is deleted its charge is recorded and its finalizer released."""
+    """The operator's pod watch selects on app.kubernetes.io/managed-by=cadre: a pod whose
+    labels are removed leaves it (a DELETED event, though the pod is there). It is read by
+    name from then on, so when it is deleted its charge is recorded and its finalizer
+    released."""
     kubeconfig = operator_kubeconfig(apiserver, tmp_path / "kubeconfig")
     finished = {
         "terminated": {
@@ -241,7 +245,14 @@ def test_a_pod_whose_label_is_removed_is_still_released_by_the_operator(
     try:
         eventually("leading", op.leading)
         eventually("the pod in the cache", lambda: op.readiness()["cache"].get("pods"))
-        apiserver.api.patch(path, {"metadata": {"labels": {"cadre.dev/trainingjob": None}}})
+        apiserver.api.patch(
+            path,
+            {
+                "metadata": {
+                    "labels": {"cadre.dev/trainingjob": None, "app.kubernetes.io/managed-by": None}
+                }
+            },
+        )
         eventually("noticed", lambda: op.metric("cadre_pods_unlabelled_total") == 1)
         apiserver.api.call("DELETE", path, {"gracePeriodSeconds": 0})
         eventually("released and gone", lambda: not apiserver.api.exists(path))

@@ -21,6 +21,13 @@ applies its decisions, in this order:
 3. waiting jobs: handed to the queue-status writer (`queue_status.py`), which writes their
    reasons and positions paced, so a pass never waits for them.
 
+ModelDeployments ("md:namespace/name" keys) go the same way, through their status: an
+admission (the gang of replicas.min, or more extra replicas) is written before the
+serving reconciler scales up to it; a victim's admission is lowered (extra replicas) or
+revoked (the gang) before it scales down; what is admitted beyond what it wants and runs
+(the autoscaler wants fewer, a rolling update is done, spec.stopped) is released. Until
+its pods are gone, what runs stays counted (`core/cluster/serving.py`).
+
 A failed effect is logged and the loop runs again soon: every decision is recomputed from
 what is observed, never replayed from the pass that failed.
 """
@@ -41,10 +48,12 @@ from cadre.controller.queue_status import QueueEntry, QueueStatusWriter
 from cadre.controller.status_writer import JobRef, StatusWriter, set_job_suspend, utcnow
 from cadre.controller.tasks import BackgroundTask
 from cadre.core.api.config import OperatorConfig
+from cadre.core.cluster.serving import ServingView
 from cadre.core.cluster.snapshot import SnapshotBuild, build_snapshot
-from cadre.core.cluster.store import Store
+from cadre.core.cluster.store import Store, is_serving
 from cadre.core.objects import generation_of
-from cadre.core.scheduling import PassResult, schedule
+from cadre.core.scheduling import Admission, PassResult, Victim, schedule
+from cadre.core.serving.lifecycle import admission_of, serving_admitted, serving_revoked
 from cadre.core.training.lifecycle import (
     admitted,
     preempted,
@@ -99,6 +108,10 @@ class AdmissionLoop(BackgroundTask):
         self.last_result: PassResult | None = None
         self.observers: list[Callable[[SnapshotBuild, PassResult], None]] = []
         """Called after each pass with its input and result (the budget writer)."""
+        self.reconcile_serving: Callable[[str], None] = lambda key: None
+        """Hands a ModelDeployment to its reconciler after its admission changed."""
+        self.serving_waiting: dict[str, str] = {}
+        """ModelDeployment key -> why its extra replicas wait (the pass's message)."""
 
     # -- control ---------------------------------------------------------------------
     def notify(self) -> None:
@@ -148,16 +161,36 @@ class AdmissionLoop(BackgroundTask):
 
         await self._each(self._suspend_unadmitted(key) for key in build.unadmitted)
         await self._each(self._start(key) for key in build.to_start)
-        stops = [(v.key, str(v.reason), v.message) for v in result.victims] + [
+        await self._each(self._release_serving(view) for view in build.serving.values())
+        stops = [
+            (v.key, str(v.reason), v.message) for v in result.victims if not is_serving(v.key)
+        ] + [
             (key, build.problems[key].reason, build.problems[key].message)
             for key in build.invalid_running
         ]
         suspended = await self._each(
             self._preempt(build, key, reason, message) for key, reason, message in stops
         )
+        suspended += await self._each(
+            self._preempt_serving(build, v) for v in result.victims if is_serving(v.key)
+        )
         if all(suspended):
-            await self._each(self._admit(build, a.key) for a in result.admitted if a.gang)
-            await self._each(self._admit(build, key) for key in build.unbudgeted)
+            await self._each(
+                self._admit(build, a.key)
+                for a in result.admitted
+                if a.gang and not is_serving(a.key)
+            )
+            await self._each(
+                self._admit_serving(build, a) for a in result.admitted if is_serving(a.key)
+            )
+            await self._each(
+                self._admit(build, key) for key in build.unbudgeted if not is_serving(key)
+            )
+            await self._each(
+                self._admit_serving_unbudgeted(build, key)
+                for key in build.unbudgeted
+                if is_serving(key)
+            )
         else:
             HELD_BACK.inc()
             log.warning(
@@ -167,8 +200,15 @@ class AdmissionLoop(BackgroundTask):
             )
             self._dirty.set()
         wanted: dict[str, QueueEntry] = {}
+        waiting: dict[str, str] = {}
         for p in result.pending:
             wanted[p.key] = QueueEntry(str(p.reason), p.message, p.position, build.info.get(p.key))
+            view = build.serving.get(p.key)
+            if view is not None and view.admission is not None:
+                waiting[p.key] = p.message
+        for key in set(waiting) ^ set(self.serving_waiting):
+            self.reconcile_serving(key)  # QuotaLimited turns on or off
+        self.serving_waiting = waiting
         for key, problem in build.problems.items():
             wanted[key] = QueueEntry(problem.reason, problem.message, None, build.info.get(key))
         self.queue.publish(wanted)
@@ -327,6 +367,166 @@ class AdmissionLoop(BackgroundTask):
                 await set_job_suspend(self.client, self.store, key, ref, suspend=True)
             self.store.unexpect(key)
         return True
+
+    # -- ModelDeployments ------------------------------------------------------------
+    async def _write_serving(
+        self,
+        key: str,
+        fn: Callable[[dict[str, Any] | None, dict[str, Any]], dict[str, Any] | None],
+    ) -> bool:
+        async with self.status.lock(key):
+            await self.status.update(key, fn, locked=True)
+        self.reconcile_serving(key)
+        return True
+
+    def _serving_admission(
+        self, view: ServingView, build: SnapshotBuild, replicas: int, extra: int
+    ) -> dict[str, Any]:
+        info = build.info.get(view.workload_key)
+        record = {
+            "uid": view.uid,
+            "team": view.team,
+            "flavor": info.flavor if info is not None else None,
+            "priority": info.priority if info is not None else None,
+            "replicas": replicas,
+            "extraReplicas": extra,
+            "gpusPerReplica": info.gpus if info is not None else 0,
+        }
+        return {k: v for k, v in record.items() if v is not None}
+
+    async def _admit_serving(self, build: SnapshotBuild, admission: Admission) -> bool:
+        """Admit the gang of replicas.min (with its first extras), or more extras: the
+        status first; the reconciler scales up to it."""
+        view = build.serving.get(admission.key)
+        if view is None:
+            return True
+        now = utcnow()
+
+        def fn(status: dict[str, Any] | None, md: dict[str, Any]) -> dict[str, Any] | None:
+            uid = str((md.get("metadata") or {}).get("uid", ""))
+            current = admission_of(status, uid)
+            if uid != view.uid or (current is None) != admission.gang:
+                return None  # changed since the pass: the next one decides
+            gang = view.gang if current is None else int(current.get("replicas") or 0)
+            record = self._serving_admission(view, build, gang, admission.total_extra_replicas)
+            return serving_admitted(
+                status, generation=generation_of(md), now=now, admission=record, team=view.team
+            )
+
+        if admission.gang:
+            self.store.admitted_at[admission.key] = time.time()
+            DECISIONS.labels("admit").inc()
+        self.queue.admitted(admission.key)
+        log.info(
+            "serving admitted",
+            modeldeployment=view.key,
+            gang=admission.gang,
+            extra_replicas=admission.total_extra_replicas,
+        )
+        return await self._write_serving(admission.key, fn)
+
+    async def _admit_serving_unbudgeted(self, build: SnapshotBuild, key: str) -> bool:
+        """No budget covers its namespace and the config runs such work: everything it
+        wants is admitted, without quota."""
+        view = build.serving.get(key)
+        if view is None or view.spec is None:
+            return True
+        now = utcnow()
+
+        def fn(status: dict[str, Any] | None, md: dict[str, Any]) -> dict[str, Any] | None:
+            if str((md.get("metadata") or {}).get("uid", "")) != view.uid:
+                return None
+            gang = view.gang
+            record = self._serving_admission(view, build, gang, max(0, view.wanted - gang))
+            return serving_admitted(
+                status, generation=generation_of(md), now=now, admission=record, team=None
+            )
+
+        return await self._write_serving(key, fn)
+
+    async def _preempt_serving(self, build: SnapshotBuild, victim: Victim) -> bool:
+        """Lower (extra replicas) or revoke (the gang) a ModelDeployment's admission; the
+        reconciler scales down to it."""
+        view = build.serving.get(victim.key)
+        if view is None:
+            return True
+        now = utcnow()
+
+        def fn(status: dict[str, Any] | None, md: dict[str, Any]) -> dict[str, Any] | None:
+            uid = str((md.get("metadata") or {}).get("uid", ""))
+            current = admission_of(status, uid)
+            if current is None:
+                return None
+            generation = generation_of(md)
+            if victim.replicas == 0:
+                return serving_revoked(
+                    status,
+                    generation=generation,
+                    now=now,
+                    reason=str(victim.reason),
+                    message=victim.message,
+                )
+            record = {**current, "extraReplicas": victim.extra_replicas_left}
+            return serving_admitted(
+                status, generation=generation, now=now, admission=record, team=view.team
+            )
+
+        DECISIONS.labels("preempt").inc()
+        log.info(
+            "serving preempted",
+            modeldeployment=view.key,
+            replicas=victim.replicas or "all",
+            reason=str(victim.reason),
+        )
+        return await self._write_serving(victim.key, fn)
+
+    async def _release_serving(self, view: ServingView) -> bool:
+        """Give back what is admitted beyond what the ModelDeployment wants and runs: all
+        of it when it is stopped or cannot be served, extra replicas when the autoscaler
+        wants fewer or a rolling update is done."""
+        if view.admission is None:
+            return True
+        now = utcnow()
+        stopped = view.spec is not None and view.spec.stopped
+        if view.problem is not None or stopped:
+            reason, message = view.problem or (
+                "Stopped",
+                "spec.stopped is true: no replica runs and the quota is released",
+            )
+            if view.running > 0 and view.problem is None:
+                pass  # revoked now; what still runs stays counted until it is gone
+            return await self._write_serving(
+                view.workload_key,
+                lambda status, md: (
+                    serving_revoked(
+                        status,
+                        generation=generation_of(md),
+                        now=now,
+                        reason=reason,
+                        message=message,
+                    )
+                    if admission_of(status, view.uid) is not None
+                    else None
+                ),
+            )
+        keep = max(view.wanted, view.running)
+        if view.admitted <= keep:
+            return True
+
+        def fn(status: dict[str, Any] | None, md: dict[str, Any]) -> dict[str, Any] | None:
+            current = admission_of(status, view.uid)
+            if current is None:
+                return None
+            gang = min(int(current.get("replicas") or 0), keep)
+            record = {**current, "replicas": gang, "extraReplicas": max(0, keep - gang)}
+            if record == current:
+                return None
+            return serving_admitted(
+                status, generation=generation_of(md), now=now, admission=record, team=view.team
+            )
+
+        log.info("serving released", modeldeployment=view.key, admitted=view.admitted, keep=keep)
+        return await self._write_serving(view.workload_key, fn)
 
     def forget(self, key: str) -> None:
         self.queue.forget(key)

@@ -36,10 +36,17 @@ from cadre.controller.client import ApiClient, ApiError, NotLeaderError, job_pat
 from cadre.controller.tasks import BackgroundTask
 from cadre.core.accounting import PodCharge, PodUsage, pod_charge
 from cadre.core.api.config import OperatorConfig
-from cadre.core.api.names import LABEL_TRAININGJOB
+from cadre.core.api.names import (
+    LABEL_MANAGED_BY,
+    LABEL_MODELDEPLOYMENT,
+    LABEL_TRAININGJOB,
+    MANAGED_BY,
+    MANAGED_SELECTOR,
+)
 from cadre.core.cluster.billing import payer_of
-from cadre.core.cluster.store import Kind, Store, job_key
+from cadre.core.cluster.store import Kind, Store, job_key, serving_key
 from cadre.core.objects import key_of, parse_api_time
+from cadre.core.serving.observed import serving_pod
 
 log = structlog.get_logger("cadre.cache")
 
@@ -56,8 +63,9 @@ UNSELECTED_JOBS = Counter(
 )
 UNSELECTED = Counter(
     "cadre_pods_unlabelled_total",
-    "Pods of Cadre Jobs that lost their cadre.dev/trainingjob label (still charged: read by "
-    "name until they are gone).",
+    "Pods of Cadre workloads that lost their labels (cadre.dev/trainingjob or "
+    "cadre.dev/modeldeployment, or app.kubernetes.io/managed-by, which the pod watch "
+    "selects on): still charged, read by name until they are gone.",
 )
 CACHE_OBJECTS = Gauge(
     "cadre_cache_objects", "Entries in each table of the operator's cache.", ["table"]
@@ -68,6 +76,9 @@ TRAININGJOBS: Final = "/apis/cadre.dev/v1alpha1/trainingjobs"
 NODES: Final = "/api/v1/nodes"
 NAMESPACES: Final = "/api/v1/namespaces"
 JOBS: Final = "/apis/batch/v1/jobs"
+MODELDEPLOYMENTS: Final = "/apis/cadre.dev/v1alpha1/modeldeployments"
+DEPLOYMENTS: Final = "/apis/apps/v1/deployments"
+AUTOSCALERS: Final = "/apis/autoscaling/v2/horizontalpodautoscalers"
 PODS: Final = "/api/v1/pods"
 PODS_IN: Final = "/api/v1/namespaces/{namespace}/pods"
 
@@ -83,7 +94,16 @@ _LISTS: Final[tuple[tuple[Kind, str, str | None], ...]] = (
     ("namespace", NAMESPACES, None),
     ("trainingjob", TRAININGJOBS, None),
     ("job", JOBS, LABEL_TRAININGJOB),
+    ("modeldeployment", MODELDEPLOYMENTS, None),
+    ("deployment", DEPLOYMENTS, LABEL_MODELDEPLOYMENT),
+    ("autoscaler", AUTOSCALERS, LABEL_MODELDEPLOYMENT),
 )
+SERVING_KINDS: Final = frozenset({"modeldeployment", "deployment", "autoscaler"})
+
+
+def _selected(labels: Mapping[str, Any]) -> bool:
+    """The pod watch's selection (MANAGED_SELECTOR): a pod of a Cadre workload."""
+    return labels.get(LABEL_MANAGED_BY) == MANAGED_BY
 
 
 def _open(usages: tuple[PodUsage, ...]) -> bool:
@@ -181,6 +201,36 @@ class Cache(BackgroundTask):
         if changed:
             self._changed()
 
+    def apply_serving(
+        self,
+        kind: Literal["modeldeployment", "deployment", "autoscaler"],
+        event_type: str | None,
+        obj: Mapping[str, Any],
+    ) -> None:
+        """A ModelDeployment, or a Deployment or autoscaler of one, into the store; its
+        ModelDeployment goes to the serving reconciler."""
+        self._listing(kind, event_type)
+        metadata = obj.get("metadata") or {}
+        key = key_of(obj)
+        if kind == "modeldeployment":
+            owner = key
+        else:
+            name = (metadata.get("labels") or {}).get(LABEL_MODELDEPLOYMENT)
+            owner = f"{metadata.get('namespace')}/{name}" if name else key
+        if event_type == "DELETED":
+            uid = metadata.get("uid")
+            if kind == "modeldeployment":
+                changed = self.store.delete_modeldeployment(key, uid=str(uid) if uid else None)
+                if changed:
+                    self._forget(serving_key(key))
+            else:
+                changed = self.store.delete(kind, key)
+        else:
+            changed = self.store.upsert(kind, obj)
+        self._reconcile(serving_key(owner))
+        if changed:
+            self._changed()
+
     def apply(
         self, kind: Literal["budget", "node", "namespace"], event_type: str | None, obj: Any
     ) -> bool:
@@ -229,7 +279,7 @@ class Cache(BackgroundTask):
                 self._poll_soon = True
                 self._wake.set()
             return
-        if known is not None and event_type is not None and LABEL_TRAININGJOB in labels:
+        if known is not None and event_type is not None and _selected(labels):
             del self.store.unselected_pods[uid]  # a watch event: the watch has it again
         team, flavor = payer_of(obj, self.store, self.config)
         charge = pod_charge(
@@ -242,8 +292,26 @@ class Cache(BackgroundTask):
         self.store.upsert_pod(charge)
         self._pod_changed(charge)
         unselected = self.store.unselected_pods.get(uid)
+        namespace = str(metadata.get("namespace"))
         name = labels.get(LABEL_TRAININGJOB)
-        key = unselected[2] if unselected else f"{metadata.get('namespace')}/{name}"
+        served = labels.get(LABEL_MODELDEPLOYMENT)
+        if unselected is not None:
+            key = unselected[2]
+        elif served is not None:
+            key = serving_key(f"{namespace}/{served}")
+        elif name is not None:
+            key = f"{namespace}/{name}"
+        else:
+            # Selected, yet without its workload's label (someone removed it): charged
+            # as before, under the workload it was last seen with.
+            key = self._pod_key(charge)
+            if uid not in self._counted_unselected:
+                self._counted_unselected.add(uid)
+                UNSELECTED.inc()
+                log.warning("a pod lost its workload label", pod=metadata.get("name"))
+        if key.startswith("md:"):
+            self._apply_serving_pod(key, obj, charge, deleted=deleted)
+            return
         tj = self.store.trainingjobs.get(key)
         if tj is None:
             return
@@ -257,6 +325,21 @@ class Cache(BackgroundTask):
         stopped = _open(before) and not _open(after)
         if stopped and not self.store.pods_open(key):
             self._changed()  # a job Stopping (its last pods ran) may be admitted now
+
+    def _apply_serving_pod(
+        self, key: str, obj: Mapping[str, Any], charge: PodCharge, *, deleted: bool
+    ) -> None:
+        """A pod of a ModelDeployment: its usage (for the ModelDeployment's cost) and what
+        it says of the model; whether it exists decides what the ModelDeployment holds."""
+        stored = key[len("md:") :]
+        self.store.upsert_pod_usage(key, charge.uid, charge.usages, final=deleted)
+        if deleted:
+            changed = self.store.drop_serving_pod(charge.uid) is not None
+        else:
+            changed = self.store.upsert_serving_pod(stored, serving_pod(obj))
+        self._reconcile(key)
+        if changed:
+            self._changed()
 
     def _pod_key(self, pod: PodCharge) -> str:
         """The TrainingJob key a pod's usage was kept under (its label, before it went)."""
@@ -279,13 +362,13 @@ class Cache(BackgroundTask):
             obj = await self.client.get(f"{PODS_IN.format(namespace=namespace)}/{name}")
             if obj is not None and (obj.get("metadata") or {}).get("uid") == uid:
                 labels = (obj.get("metadata") or {}).get("labels") or {}
-                if LABEL_TRAININGJOB in labels:
+                if _selected(labels):
                     del self.store.unselected_pods[uid]  # labelled (again): the watch has it
                     self._counted_unselected.discard(uid)
                 elif uid not in self._counted_unselected:
                     self._counted_unselected.add(uid)
                     UNSELECTED.inc()
-                    log.warning("a pod lost its cadre.dev/trainingjob label", pod=name)
+                    log.warning("a pod lost its app.kubernetes.io/managed-by label", pod=name)
                 self.apply_pod(obj, event_type=None)
                 continue
             self._counted_unselected.discard(uid)
@@ -326,6 +409,10 @@ class Cache(BackgroundTask):
         gone = replace(pod.closed_at(_utcnow()) if pod.running() else pod, gone=True)
         self.store.upsert_pod(gone)
         self._pod_changed(gone)
+        served = self.store.drop_serving_pod(pod.uid)
+        if served is not None:
+            self._reconcile(serving_key(served))
+            self._changed()
 
     # -- relists -------------------------------------------------------------------------
     async def _merge(self, kind: Kind, path: str, selector: str | None) -> bool:
@@ -360,7 +447,7 @@ class Cache(BackgroundTask):
     async def _merge_pods(self) -> None:
         listed_at = self.store.clock()
         uids: list[str] = []
-        async for page in self.client.pages(PODS, label_selector=LABEL_TRAININGJOB):
+        async for page in self.client.pages(PODS, label_selector=MANAGED_SELECTOR):
             for listed in page:
                 self.apply_pod(listed)
                 uids.append(str((listed.get("metadata") or {}).get("uid")))
@@ -392,11 +479,14 @@ class Cache(BackgroundTask):
         started = time.monotonic()
         changed = False
         before = set(self.store.trainingjobs)
+        served_before = set(self.store.modeldeployments)
         for kind, path, selector in _LISTS:
             if kinds is None or kind in kinds:
                 changed |= await self._merge(kind, path, selector)
         for key in before - set(self.store.trainingjobs):
             self._forget(key)
+        for key in served_before - set(self.store.modeldeployments):
+            self._forget(serving_key(key))
         # Pods last (their TrainingJobs are known): what ran while the operator was away is
         # read from the containers' timestamps, before any budget is written.
         if kinds is None or "pod" in kinds:
@@ -410,6 +500,9 @@ class Cache(BackgroundTask):
             # (a relist of nodes or namespaces alone changes admission, the loop's work).
             for key in list(self.store.trainingjobs) + list(self.store.deleted_trainingjobs):
                 self._reconcile(key)
+        if kinds is None or (SERVING_KINDS | {"pod"}) & set(kinds):
+            for key in list(self.store.modeldeployments):
+                self._reconcile(serving_key(key))
         if changed or initial:
             self._changed()
         if not initial:
@@ -423,7 +516,7 @@ class Cache(BackgroundTask):
         """A new leader's consistent read of what decides admission (see the module)."""
         started = time.monotonic()
         for kind, path, selector in _LISTS:
-            if kind in ("job", "node", "budget"):
+            if kind in ("job", "node", "budget", "modeldeployment"):
                 await self._merge(kind, path, selector)
         log.info("takeover sync done", seconds=round(time.monotonic() - started, 2))
 

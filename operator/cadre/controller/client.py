@@ -296,6 +296,10 @@ _PLURALS: Final = {
     "Lease": "leases",
     "ConfigMap": "configmaps",
     "Pod": "pods",
+    "ModelDeployment": "modeldeployments",
+    "Deployment": "deployments",
+    "HorizontalPodAutoscaler": "horizontalpodautoscalers",
+    "HTTPRoute": "httproutes",
 }
 
 
@@ -309,6 +313,22 @@ def collection_path(obj: Mapping[str, Any]) -> str:
 
 def trainingjob_path(namespace: str, name: str) -> str:
     return f"/apis/cadre.dev/v1alpha1/namespaces/{namespace}/trainingjobs/{name}"
+
+
+def modeldeployment_path(namespace: str, name: str) -> str:
+    return f"/apis/cadre.dev/v1alpha1/namespaces/{namespace}/modeldeployments/{name}"
+
+
+def deployment_path(namespace: str, name: str) -> str:
+    return f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
+
+
+def autoscaler_path(namespace: str, name: str) -> str:
+    return f"/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers/{name}"
+
+
+def http_route_path(namespace: str, name: str) -> str:
+    return f"/apis/gateway.networking.k8s.io/v1/namespaces/{namespace}/httproutes/{name}"
 
 
 def job_path(namespace: str, name: str) -> str:

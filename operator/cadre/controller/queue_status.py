@@ -26,8 +26,9 @@ from cadre.controller.status_writer import StatusWriter, utcnow
 from cadre.controller.tasks import BackgroundTask
 from cadre.core.api.config import OperatorConfig
 from cadre.core.cluster.snapshot import WorkloadInfo
-from cadre.core.cluster.store import Store
+from cadre.core.cluster.store import Store, is_serving, stored_key
 from cadre.core.objects import generation_of
+from cadre.core.serving.lifecycle import admission_of, serving_queued
 from cadre.core.training.lifecycle import queued
 
 log = structlog.get_logger("cadre.queue")
@@ -110,7 +111,7 @@ class QueueStatusWriter(BackgroundTask):
         urgent: list[str] = []
         due: list[str] = []
         for key, entry in self._wanted.items():
-            tj = self.store.trainingjobs.get(key)
+            tj = self._object(key)
             if tj is None:
                 continue
             kind = self._write_kind(key, entry, tj.get("status") or {}, tj, now)
@@ -148,7 +149,7 @@ class QueueStatusWriter(BackgroundTask):
         """ "urgent" (the status does not say why it waits, or says another reason),
         "due" (the live figures or the position moved, last written long enough ago),
         or None (nothing to write)."""
-        if self.store.admitted(key):
+        if self._holds(key, tj):
             return None  # admitted since that pass: never written back to Queued
         queue = current.get("queue") or {}
         # Not written by this process (a restart, a new leader): what the status says.
@@ -185,6 +186,16 @@ class QueueStatusWriter(BackgroundTask):
                 return None
             self._written[key] = (entry.reason, now)
             info = entry.info
+            if is_serving(key):
+                return serving_queued(
+                    status,
+                    generation=generation_of(tj),
+                    now=wall,
+                    reason=entry.reason,
+                    message=entry.message,
+                    position=entry.position,
+                    team=info.team if info else None,
+                )
             return queued(
                 status,
                 generation=generation_of(tj),
@@ -197,6 +208,20 @@ class QueueStatusWriter(BackgroundTask):
             )
 
         return await self.status.update(key, fn) is not None
+
+    def _object(self, key: str) -> dict[str, Any] | None:
+        if is_serving(key):
+            return self.store.modeldeployments.get(stored_key(key))
+        return self.store.trainingjobs.get(key)
+
+    def _holds(self, key: str, obj: dict[str, Any]) -> bool:
+        """Admitted (or, for a ModelDeployment, stopped): never written Queued. A
+        ModelDeployment that waits only for more replicas says so in QuotaLimited."""
+        if not is_serving(key):
+            return self.store.admitted(key)
+        uid = str((obj.get("metadata") or {}).get("uid", ""))
+        stopped = bool((obj.get("spec") or {}).get("stopped"))
+        return stopped or admission_of(obj.get("status"), uid) is not None
 
 
 def _waiting_reason(status: dict[str, Any]) -> str | None:

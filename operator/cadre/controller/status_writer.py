@@ -1,4 +1,5 @@
-"""Conflict-safe writes of TrainingJob status, and the Job effects that go with them.
+"""Conflict-safe writes of TrainingJob and ModelDeployment status, and the Job effects
+that go with them. A key "md:namespace/name" is a ModelDeployment's.
 
 `StatusWriter.update(key, fn)`: `fn` computes the wanted status from the newest known
 object; the difference is written as a merge patch that carries the resourceVersion it was
@@ -28,12 +29,14 @@ from cadre.controller.client import (
     ApiError,
     NotLeaderError,
     job_path,
+    modeldeployment_path,
     trainingjob_path,
 )
-from cadre.core.accounting import Rates
+from cadre.core.accounting import Period, Rates, period_bounds
 from cadre.core.api.config import OperatorConfig
 from cadre.core.api.names import ANNOTATION_SPEC_HASH
-from cadre.core.cluster.store import Store
+from cadre.core.cluster.store import Store, is_serving, stored_key
+from cadre.core.serving.lifecycle import serving_transition_events, with_period_usage
 from cadre.core.training.lifecycle import status_patch, transition_event, with_usage
 
 log = structlog.get_logger("cadre.status")
@@ -90,23 +93,35 @@ class StatusWriter:
             return await self._update(key, fn)
 
     async def _update(self, key: str, fn: StatusFn) -> dict[str, Any] | None:
-        namespace, name = key.split("/", 1)
-        path = trainingjob_path(namespace, name)
+        serving = is_serving(key)
+        stored = stored_key(key)
+        namespace, name = stored.split("/", 1)
+        if serving:
+            path = modeldeployment_path(namespace, name)
+            table = self.store.modeldeployments
+        else:
+            path = trainingjob_path(namespace, name)
+            table = self.store.trainingjobs
+
+        def upsert(obj: dict[str, Any], **how: Any) -> None:
+            if serving:
+                self.store.upsert_modeldeployment(obj, **how)
+            else:
+                self.store.upsert_trainingjob(obj, **how)
+
         for _ in range(CONFLICT_RETRIES):
-            tj = self.store.trainingjobs.get(key)
-            if tj is None:
+            obj = table.get(stored)
+            if obj is None:
                 return None
-            current = tj.get("status")
-            wanted = fn(current, tj)
+            current = obj.get("status")
+            wanted = fn(current, obj)
             if wanted is None:
                 return None
-            wanted = with_usage(
-                current, wanted, self.store.usages_of(key), rates_of(self.config, tj), utcnow()
-            )
+            wanted = self._with_usage(key, obj, current, wanted)
             patch = status_patch(current, wanted)
             if patch is None:
                 return None
-            base = str(tj["metadata"].get("resourceVersion") or "")
+            base = str(obj["metadata"].get("resourceVersion") or "")
             try:
                 updated = await self.client.patch_status(path, patch, resource_version=base or None)
             except ApiError as err:
@@ -118,26 +133,49 @@ class StatusWriter:
                 fresh = await self.client.get(path)
                 if fresh is None:
                     return None
-                self.store.upsert_trainingjob(fresh, read=True)
+                upsert(fresh, read=True)
                 continue
             self.writes += 1
             self.last_write[key] = time.monotonic()
-            self.store.upsert_trainingjob(updated, written_from=base)
-            self._announce(tj, current, updated.get("status"))
+            upsert(updated, written_from=base)
+            self._announce(key, obj, current, updated.get("status"))
             return updated
         raise ApiError("PATCH", path, 409, f"still conflicting after {CONFLICT_RETRIES} reads")
 
+    def _with_usage(
+        self,
+        key: str,
+        obj: dict[str, Any],
+        current: dict[str, Any] | None,
+        wanted: dict[str, Any],
+    ) -> dict[str, Any]:
+        """GPU-hours and cost: a TrainingJob's in all (refreshed on phase changes), a
+        ModelDeployment's in the current period of its team's budget."""
+        now = utcnow()
+        usages = self.store.usages_of(key)
+        if not is_serving(key):
+            return with_usage(current, wanted, usages, rates_of(self.config, obj), now)
+        team = wanted.get("team") or self.store.team_of(stored_key(key).split("/", 1)[0])
+        budget = self.store.budgets.get(str(team)) if team else None
+        period: Period = ((budget or {}).get("spec") or {}).get("period") or "Monthly"
+        bounds = period_bounds(period, now, self.config.timezone)
+        return with_period_usage(wanted, usages, rates_of(self.config, obj), bounds, now)
+
     def _announce(
         self,
-        tj: dict[str, Any],
+        key: str,
+        obj: dict[str, Any],
         before: dict[str, Any] | None,
         after: dict[str, Any] | None,
     ) -> None:
-        """Post a Kubernetes Event for a phase transition (in the background)."""
-        event = transition_event(tj, before, after, utcnow())
-        if event is None:
+        """Post the Kubernetes Events of a transition (in the background)."""
+        if is_serving(key):
+            for each in serving_transition_events(obj, before, after, utcnow()):
+                self.post(each)
             return
-        self.post(event)
+        event = transition_event(obj, before, after, utcnow())
+        if event is not None:
+            self.post(event)
 
     def post(self, event: dict[str, Any]) -> None:
         task = asyncio.create_task(post_event(self.client, event))
@@ -159,9 +197,9 @@ async def post_event(client: ApiClient, event: dict[str, Any]) -> None:
         log.info("event not posted", error=str(err), reason=event.get("reason"))
 
 
-def rates_of(config: OperatorConfig, tj: dict[str, Any]) -> Rates:
-    """The hourly prices of the TrainingJob's flavour (zero for an unknown flavour)."""
-    flavor = ((tj.get("spec") or {}).get("resources") or {}).get("flavor")
+def rates_of(config: OperatorConfig, obj: dict[str, Any]) -> Rates:
+    """The hourly prices of the workload's flavour (zero for an unknown flavour)."""
+    flavor = ((obj.get("spec") or {}).get("resources") or {}).get("flavor")
     for candidate in config.flavors:
         if candidate.name == flavor:
             return Rates(*candidate.prices.as_decimals())

@@ -29,9 +29,10 @@ async def job_event(event: kopf.RawEvent, memo: Runtime, **_: Any) -> None:
 
 @kopf.on.event("", "v1", "pods")
 async def pod_event(event: kopf.RawEvent, memo: Runtime, **_: Any) -> None:
-    """Pods feed accounting only: nothing is written for them here (the figures ride on
-    the status writes of phase transitions; the budget writer settles deleted pods).
-    The watch selects pods by label on the server (settings.py); no filter here, so the
+    """Pods of every Cadre workload (training and serving) feed accounting, and serving
+    pods also say how their model loads: nothing is written for them here (the figures
+    ride on status writes; the budget writer settles deleted pods). The watch selects
+    pods by label on the server (settings.py); no filter here, so the
     DELETED event of a pod whose label was removed (it left the selection, it still
     exists) reaches the cache, which keeps it charged (`Cache.apply_pod`)."""
     memo.cache.apply_pod(

@@ -23,13 +23,14 @@ from cadre.controller.budget_writer import BudgetWriter
 from cadre.controller.cache import Cache
 from cadre.controller.client import ApiClient, service_account_namespace
 from cadre.controller.leader import LeaderElector, default_identity
+from cadre.controller.modeldeployments import ModelDeploymentReconciler
 from cadre.controller.queue_status import QueueStatusWriter
 from cadre.controller.runtime.health import HealthServer
 from cadre.controller.status_writer import StatusWriter
 from cadre.controller.trainingjobs import TrainingJobReconciler, log_reconcile_error
 from cadre.controller.workqueue import WorkQueue
 from cadre.core.api.config import OperatorConfig
-from cadre.core.cluster.store import Store
+from cadre.core.cluster.store import Store, is_serving, serving_key
 
 log = structlog.get_logger("cadre.runtime")
 
@@ -48,6 +49,7 @@ class Runtime:
     loop: AdmissionLoop
     budgets: BudgetWriter
     reconciler: TrainingJobReconciler
+    serving: ModelDeploymentReconciler
     elector: LeaderElector | None
     stop_flag: threading.Event = field(default_factory=threading.Event)
     """Set to make Kopf stop (the Lease was lost): the process then exits with 1."""
@@ -63,7 +65,7 @@ class Runtime:
         cls, config: OperatorConfig, client: ApiClient, *, identity: str | None = None
     ) -> Runtime:
         store = Store(clock=time.monotonic)
-        queue = WorkQueue("trainingjobs")
+        queue = WorkQueue("workloads")
         status = StatusWriter(client, store, config)
         queue_status = QueueStatusWriter(store, config, status)
         loop = AdmissionLoop(client, store, config, status, queue_status)
@@ -71,7 +73,7 @@ class Runtime:
         loop.observers.append(budgets.after_pass)
 
         def forget(key: str) -> None:
-            """A TrainingJob is gone: its writers' and its work queue's state go too."""
+            """A workload is gone: its writers' and its work queue's state go too."""
             loop.forget(key)
             queue.drop(key)
 
@@ -93,6 +95,16 @@ class Runtime:
             notify=loop.notify,
             job_hashes=loop.snapshot_cache,
         )
+        serving = ModelDeploymentReconciler(
+            client,
+            store,
+            config,
+            status=status,
+            notify=loop.notify,
+            waiting=lambda key: loop.serving_waiting.get(key),  # noqa: PLW0108 (replaced each pass)
+            hashes=loop.snapshot_cache,
+        )
+        loop.reconcile_serving = queue.add
         runtime = cls(
             config=config,
             client=client,
@@ -104,6 +116,7 @@ class Runtime:
             loop=loop,
             budgets=budgets,
             reconciler=reconciler,
+            serving=serving,
             elector=None,
         )
         election = config.leader_election
@@ -141,6 +154,8 @@ class Runtime:
             await self.cache.sync_for_takeover()
         for key in self.store.trainingjobs:
             self.queue.add(key)
+        for key in self.store.modeldeployments:
+            self.queue.add(serving_key(key))
         self.loop.start()
         self.queue_status.start()
         self.budgets.start()
@@ -148,13 +163,19 @@ class Runtime:
             asyncio.create_task(
                 self.queue.run_workers(
                     self.config.controller.workers,
-                    self.reconciler.reconcile,
+                    self.reconcile,
                     log_reconcile_error,
                 ),
                 name="cadre reconcilers",
             )
         )
         log.info("leading: admission, budgets and reconcilers started")
+
+    async def reconcile(self, key: str) -> float | None:
+        """One workload: a ModelDeployment ("md:" keys) or a TrainingJob."""
+        if is_serving(key):
+            return await self.serving.reconcile(key)
+        return await self.reconciler.reconcile(key)
 
     def step_down(self) -> None:
         """The Lease is lost (the write gate is already shut): stop and exit."""

@@ -13,7 +13,7 @@ import kopf
 
 from cadre.controller.client import USER_AGENT, credentials_of
 from cadre.controller.runtime.context import Runtime
-from cadre.core.api.names import LABEL_TRAININGJOB
+from cadre.core.api.names import LABEL_MODELDEPLOYMENT, LABEL_TRAININGJOB, MANAGED_SELECTOR
 
 FINALIZER = "cadre.dev/finalizer"
 ANNOTATION_PREFIX = "cadre.dev"
@@ -58,8 +58,14 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.initial_streaming = False
     # Only Cadre's Jobs are watched (server-side), not every Job of the cluster.
     settings.watching.label_selectors["batch", "jobs"] = LABEL_TRAININGJOB
-    # Likewise their pods (accounting: GPU-hours from running intervals), not every pod.
-    settings.watching.label_selectors["v1", "pods"] = LABEL_TRAININGJOB
+    # Likewise the serving children: Deployments and autoscalers of ModelDeployments.
+    settings.watching.label_selectors["apps", "deployments"] = LABEL_MODELDEPLOYMENT
+    settings.watching.label_selectors["autoscaling", "horizontalpodautoscalers"] = (
+        LABEL_MODELDEPLOYMENT
+    )
+    # And the pods of every Cadre workload (accounting: GPU-hours from running intervals;
+    # serving: the model's load state), not every pod.
+    settings.watching.label_selectors["v1", "pods"] = MANAGED_SELECTOR
 
     # Per-object workers: bounded so that 10,000 objects listed at start cannot spawn
     # 10,000 coroutines at once; idle ones go after 5 s.

@@ -15,6 +15,8 @@ LABEL_FLAVOR: Final = "cadre.dev/flavor"
 LABEL_TRACK: Final = "cadre.dev/track"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 MANAGED_BY: Final = "cadre"
+# Every pod of a Cadre workload (training or serving) carries it: the pod watch selects on it.
+MANAGED_SELECTOR: Final = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 
 # On every pod Cadre's Jobs create (from the pod template): the pod object, with its
 # containers' start and finish times, stays until Cadre has recorded its cost in the

@@ -4,8 +4,9 @@ Never from the pod's labels, which anyone who may edit pods in the namespace can
 - the team is the ResourceBudget that covers the pod's namespace (a pod cannot move
   between namespaces; budgets are the platform team's);
 - the flavour is the one of the node the pod runs on (nodes are the platform's: where it
-  ran is what it used), else the one its TrainingJob's admission holds (the status, which
-  only Cadre writes), else the one its spec asks for (a pod never scheduled runs nothing).
+  ran is what it used), else the one its TrainingJob's or ModelDeployment's admission
+  holds (the status, which only Cadre writes), else the one its spec asks for (a pod never
+  scheduled runs nothing).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cadre.core.api.config import OperatorConfig
-from cadre.core.api.names import LABEL_TRAININGJOB
+from cadre.core.api.names import LABEL_MODELDEPLOYMENT, LABEL_TRAININGJOB
 from cadre.core.cluster.store import Store
 
 __all__ = ["Payer", "payer_of"]
@@ -35,13 +36,13 @@ def _flavour_of_node(store: Store, config: OperatorConfig, node_name: str) -> st
     return None
 
 
-def _flavour_of_trainingjob(tj: Mapping[str, Any] | None) -> str | None:
-    if tj is None:
+def _flavour_of_workload(obj: Mapping[str, Any] | None) -> str | None:
+    if obj is None:
         return None
-    admission = (tj.get("status") or {}).get("admission")
+    admission = (obj.get("status") or {}).get("admission")
     if isinstance(admission, Mapping) and admission.get("flavor"):
         return str(admission["flavor"])
-    flavour = ((tj.get("spec") or {}).get("resources") or {}).get("flavor")
+    flavour = ((obj.get("spec") or {}).get("resources") or {}).get("flavor")
     return str(flavour) if flavour else None
 
 
@@ -53,6 +54,11 @@ def payer_of(pod: Mapping[str, Any], store: Store, config: OperatorConfig) -> Pa
     node_name = (pod.get("spec") or {}).get("nodeName")
     flavour = _flavour_of_node(store, config, str(node_name)) if node_name else None
     if flavour is None:
-        name = (metadata.get("labels") or {}).get(LABEL_TRAININGJOB)
-        flavour = _flavour_of_trainingjob(store.trainingjobs.get(f"{namespace}/{name}"))
+        labels = metadata.get("labels") or {}
+        served = labels.get(LABEL_MODELDEPLOYMENT)
+        if served:
+            owner = store.modeldeployments.get(f"{namespace}/{served}")
+        else:
+            owner = store.trainingjobs.get(f"{namespace}/{labels.get(LABEL_TRAININGJOB)}")
+        flavour = _flavour_of_workload(owner)
     return team, flavour

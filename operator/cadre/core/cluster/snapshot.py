@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from pydantic import ValidationError
 
@@ -35,6 +35,7 @@ from cadre.core.api.resourcebudget import ResourceAmounts, ResourceBudgetSpec
 from cadre.core.api.trainingjob import TrainingJobSpec
 from cadre.core.budget.status import spend_from_status
 from cadre.core.budget.teams import BudgetScope, budget_scope, resolve_team
+from cadre.core.cluster.serving import ServingView, serving_view
 from cadre.core.cluster.store import NodeRecord, Store
 from cadre.core.objects import generation_of, key_of, parse_api_time
 from cadre.core.scheduling import (
@@ -47,12 +48,14 @@ from cadre.core.scheduling import (
     Snapshot,
     Team,
     Workload,
+    WorkloadKind,
     capacity_from_nodes,
 )
 from cadre.core.training import BuildError, GangRequest, build_job, gang_request
 from cadre.core.training.children import invalid_spec_message
 from cadre.core.training.job import JobRecord, placement_digest
 from cadre.core.units.quantity import to_bytes, to_millicores
+from cadre.core.workloads.resources import PodRequest, pod_request
 
 __all__ = [
     "Problem",
@@ -106,6 +109,8 @@ class SnapshotBuild:
     invalid_running: tuple[str, ...] = ()
     """Admitted jobs whose spec no longer parses (what they hold cannot be counted): to
     stop, like victims, before anything is admitted (their reason is in `problems`)."""
+    serving: Mapping[str, ServingView] = field(default_factory=dict)
+    """Every ModelDeployment, by workload key ("md:namespace/name")."""
 
 
 def _cpu(value: str | int | None) -> int | None:
@@ -233,6 +238,167 @@ def _priority_denied(
             "spec.maxPriority of its ResourceBudget): lower spec.priority",
         )
     return None
+
+
+def _placement_problem(
+    namespace: str,
+    *,
+    team: str | None,
+    conflicts: Mapping[str, tuple[str, ...]],
+    running: bool,
+    priority: str | None,
+    max_priority: Mapping[str, str],
+    config: OperatorConfig,
+) -> Problem | Literal["unbudgeted"] | None:
+    """Why a workload of `namespace` cannot be placed in a team's queue (None: it can;
+    "unbudgeted": no budget covers it and the config says such work runs without one)."""
+    if namespace in conflicts and not running:
+        # Never a silent pick: new work waits until one budget alone claims the
+        # namespace (admitted work stays, charged to the first by name).
+        claimants = ", ".join(sorted((team or "", *conflicts[namespace])))
+        return Problem(
+            "NamespaceConflict",
+            f"namespace {namespace} is claimed by several ResourceBudgets ({claimants}): "
+            "ask your platform team to keep it in one",
+        )
+    if not running and team is not None:
+        denied = _priority_denied(priority, max_priority.get(team), team, config)
+        if denied is not None:
+            return denied
+    if team is None:
+        if config.unbudgeted_namespaces == "Run":
+            return "unbudgeted"
+        return Problem(
+            "NoBudget",
+            f"no ResourceBudget covers namespace {namespace}: ask your platform team "
+            "to add it to a team's budget",
+        )
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _ServingOutcome:
+    info: WorkloadInfo
+    workload: Workload | None = None
+    problem: Problem | None = None
+    unbudgeted: bool = False
+
+
+def _serving_workload(
+    view: ServingView,
+    md: Mapping[str, Any],
+    store: Store,
+    config: OperatorConfig,
+    *,
+    conflicts: Mapping[str, tuple[str, ...]],
+    max_priority: Mapping[str, str],
+) -> _ServingOutcome:
+    """A ModelDeployment as the pass's workload: its gang (replicas.min, or the gang it
+    was admitted with if smaller) and the extra replicas it wants; admitted while it holds
+    anything (an admission, or pods that still exist)."""
+    metadata = md.get("metadata") or {}
+    spec = view.spec
+    admission = view.admission or {}
+    flavor = (spec.resources.flavor if spec is not None else None) or admission.get("flavor")
+    priority = spec.priority if spec is not None else admission.get("priority")
+    held = view.held
+    running = held > 0
+    per_replica = (
+        pod_request(spec.resources)
+        if spec is not None
+        else PodRequest(flavor, int(admission.get("gpusPerReplica") or 0), 0, 0)
+    )
+    info = WorkloadInfo(
+        view.team, per_replica.gpus, view.generation, running, view.uid, None, flavor, priority
+    )
+    created = parse_api_time(metadata.get("creationTimestamp")) or 0.0
+    admitted_at = (
+        parse_api_time((md.get("status") or {}).get("admittedAt"))
+        or store.admitted_at.get(view.workload_key)
+        or created
+    )
+
+    def holding(problem: Problem | None = None) -> _ServingOutcome:
+        # What runs is counted until it is gone, whatever else is wrong; it is not
+        # preempted (it is being stopped, or cannot be placed again).
+        if not running or flavor is None or view.team is None:
+            return _ServingOutcome(info, problem=problem)
+        workload = Workload(
+            key=view.workload_key,
+            team=view.team,
+            flavour=str(flavor),
+            per_pod=Resources(per_replica.gpus, per_replica.cpu_milli, per_replica.memory_bytes),
+            pods=held,
+            kind=WorkloadKind.MODEL_DEPLOYMENT,
+            priority=config.priority_value(priority) or 0,
+            created=created,
+            admitted=True,
+            admitted_at=admitted_at,
+            preemptible=False,
+        )
+        return _ServingOutcome(info, workload=workload, problem=problem)
+
+    if view.problem is not None:
+        return holding(Problem(*view.problem))
+    assert spec is not None
+    if metadata.get("deletionTimestamp") or spec.stopped:
+        return holding()  # nothing to admit; what still runs is counted
+    if view.admission is None and running:
+        # Revoked (preempted) while its pods still stop, or pods someone else started:
+        # counted until they are gone, then it queues again.
+        return holding(
+            Problem(
+                "Stopping",
+                "its replicas are still stopping: it queues again once they are gone",
+            )
+        )
+    known = ", ".join(f.name for f in config.flavors)
+    if flavor is None:
+        return holding(
+            Problem(
+                "FlavourRequired",
+                "a model deployment is charged to its team's quota of one flavour: set "
+                f"spec.resources.flavor (one of {known})",
+            )
+        )
+    if config.priority_value(priority) is None:
+        names = ", ".join(sorted(config.priorities))
+        return holding(
+            Problem(
+                "UnknownPriority",
+                f"priority {priority!r} is not one of the priorities ({names})",
+            )
+        )
+    verdict = _placement_problem(
+        view.namespace,
+        team=view.team,
+        conflicts=conflicts,
+        running=running,
+        priority=priority,
+        max_priority=max_priority,
+        config=config,
+    )
+    if verdict == "unbudgeted":
+        return _ServingOutcome(info, unbudgeted=view.admitted < view.wanted)
+    if verdict is not None or view.team is None:
+        return holding(verdict)
+    gang = min(view.gang, held) if running else view.gang
+    workload = Workload(
+        key=view.workload_key,
+        team=view.team,
+        flavour=flavor,
+        per_pod=Resources(per_replica.gpus, per_replica.cpu_milli, per_replica.memory_bytes),
+        pods=gang,
+        kind=WorkloadKind.MODEL_DEPLOYMENT,
+        priority=config.priority_value(priority) or 0,
+        created=created,
+        extra_replicas=max(view.wanted, held) - gang,
+        admitted=running,
+        admitted_extra=held - gang if running else 0,
+        admitted_at=admitted_at if running else None,
+        training_may_preempt=config.serving.training_preempts_serving,
+    )
+    return _ServingOutcome(info, workload=workload)
 
 
 def expected_job_shape(
@@ -369,34 +535,23 @@ def build_snapshot(
                 "or someone changed the Job): it is being rebuilt from the spec",
             )
             continue
-        if namespace in conflicts and not running:
-            # Never a silent pick: new work waits until one budget alone claims the
-            # namespace (admitted work stays, charged to the first by name).
-            claimants = ", ".join(sorted((team or "", *conflicts[namespace])))
-            problems[key] = Problem(
-                "NamespaceConflict",
-                f"namespace {namespace} is claimed by several ResourceBudgets ({claimants}): "
-                "ask your platform team to keep it in one",
-            )
-            continue
-        denied = (
-            None
-            if running or team is None
-            else _priority_denied(priority, max_priority.get(team), team, config)
+        verdict = _placement_problem(
+            namespace,
+            team=team,
+            conflicts=conflicts,
+            running=running,
+            priority=priority,
+            max_priority=max_priority,
+            config=config,
         )
-        if denied is not None:
-            problems[key] = denied
+        if verdict == "unbudgeted":
+            if not running:
+                unbudgeted.append(key)
+            continue
+        if verdict is not None:
+            problems[key] = verdict
             continue
         if team is None:
-            if config.unbudgeted_namespaces == "Run":
-                if not running:
-                    unbudgeted.append(key)
-            else:
-                problems[key] = Problem(
-                    "NoBudget",
-                    f"no ResourceBudget covers namespace {namespace}: ask your platform team "
-                    "to add it to a team's budget",
-                )
             continue
         created = parse_api_time(metadata.get("creationTimestamp")) or 0.0
         admitted_at: datetime | float | None = None
@@ -422,6 +577,28 @@ def build_snapshot(
                 admitted_at=admitted_at,
             )
         )
+    serving: dict[str, ServingView] = {}
+    for key, md in store.modeldeployments.items():
+        namespace = key.split("/", 1)[0]
+        if namespace not in team_of_ns:
+            resolution = resolve_team(namespace, store.namespaces.get(namespace), scopes)
+            team_of_ns[namespace] = resolution.team
+            if resolution.conflicts:
+                conflicts[namespace] = resolution.conflicts
+        view = serving_view(store, key, config, team_of_ns[namespace], cache)
+        if view is None:
+            continue
+        serving[view.workload_key] = view
+        outcome = _serving_workload(
+            view, md, store, config, conflicts=conflicts, max_priority=max_priority
+        )
+        info[view.workload_key] = outcome.info
+        if outcome.problem is not None:
+            problems[view.workload_key] = outcome.problem
+        if outcome.workload is not None:
+            workloads.append(outcome.workload)
+        if outcome.unbudgeted:
+            unbudgeted.append(view.workload_key)
     return SnapshotBuild(
         snapshot=Snapshot(flavours=flavours, teams=tuple(teams), workloads=tuple(workloads)),
         info=info,
@@ -431,4 +608,5 @@ def build_snapshot(
         unadmitted=tuple(unadmitted),
         to_start=tuple(to_start),
         invalid_running=tuple(invalid_running),
+        serving=serving,
     )

@@ -39,12 +39,57 @@ from cadre.core.api.names import LABEL_TRAININGJOB
 from cadre.core.budget.teams import budget_scope, resolve_team
 from cadre.core.objects import key_of, owner_uids
 from cadre.core.scheduling import Spend
+from cadre.core.serving.observed import (
+    AutoscalerRecord,
+    DeploymentRecord,
+    ServingPod,
+    autoscaler_record,
+    deployment_record,
+)
 from cadre.core.training.job import JobRecord, job_record
 from cadre.core.training.lifecycle import holds_admission
 
-__all__ = ["Expectation", "Kind", "NodeRecord", "Store", "job_key", "node_record"]
+__all__ = [
+    "Expectation",
+    "Kind",
+    "NodeRecord",
+    "Store",
+    "is_serving",
+    "job_key",
+    "node_record",
+    "serving_key",
+    "stored_key",
+]
 
-Kind = Literal["budget", "node", "namespace", "trainingjob", "job"]
+Kind = Literal[
+    "budget",
+    "node",
+    "namespace",
+    "trainingjob",
+    "job",
+    "modeldeployment",
+    "deployment",
+    "autoscaler",
+]
+
+SERVING_PREFIX: Final = "md:"
+"""Workload keys of ModelDeployments ("md:namespace/name") are told from TrainingJobs'
+("namespace/name") by this prefix (a namespace name has no colon)."""
+
+
+def serving_key(key: str) -> str:
+    """The workload key of the ModelDeployment stored under "namespace/name"."""
+    return SERVING_PREFIX + key
+
+
+def is_serving(key: str) -> bool:
+    return key.startswith(SERVING_PREFIX)
+
+
+def stored_key(key: str) -> str:
+    """The store's key ("namespace/name") of a workload key of either kind."""
+    return key[len(SERVING_PREFIX) :] if key.startswith(SERVING_PREFIX) else key
+
 
 EXPECTATION_SECONDS: Final = 300.0
 """How long an admission not yet seen by the watch counts without it (Kubernetes'
@@ -140,6 +185,12 @@ class Store:
     watch selects on (someone removed it) but still exist: read by name until they are
     gone, so they stay charged and their finalizer is still released."""
     spend: dict[str, Spend] = field(default_factory=dict)
+    modeldeployments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    deployments: dict[str, DeploymentRecord] = field(default_factory=dict)
+    """Deployments of ModelDeployments, by "namespace/name" of the Deployment."""
+    autoscalers: dict[str, AutoscalerRecord] = field(default_factory=dict)
+    serving_pods: dict[str, dict[str, ServingPod]] = field(default_factory=dict)
+    """ModelDeployment key -> pod uid -> what the pod says of its model; pods that exist."""
     """Team -> its spend state for the admission core (from the budget writer)."""
     seen_at: dict[tuple[Kind, str], float] = field(default_factory=dict)
     """When each record was last updated (for relists)."""
@@ -421,6 +472,100 @@ class Store:
         job = self.jobs.get(key)
         return job is not None and self.stopping.get(key) == job.uid
 
+    # -- ModelDeployments and their children ---------------------------------------------
+    def upsert_modeldeployment(
+        self, md: Mapping[str, Any], *, written_from: str | None = None, read: bool = False
+    ) -> bool:
+        """Store the object; True when its spec, generation, uid or deletion changed.
+        `written_from`, `read`: see upsert_budget."""
+        key = key_of(md)
+        if written_from is None and not read and self._stale("modeldeployment", key, md):
+            return False
+        old = self.modeldeployments.get(key)
+        self.modeldeployments[key] = _slim(md)
+        self._touch("modeldeployment", key)
+        if written_from is not None:
+            self.superseded[("modeldeployment", key)] = written_from
+        if old is None:
+            return True
+        om, nm = old.get("metadata") or {}, md.get("metadata") or {}
+        return (
+            om.get("uid") != nm.get("uid")
+            or om.get("generation") != nm.get("generation")
+            or om.get("deletionTimestamp") != nm.get("deletionTimestamp")
+            or old.get("spec") != md.get("spec")
+        )
+
+    def delete_modeldeployment(self, key: str, uid: str | None = None) -> bool:
+        """Gone: its admission goes with it; pods that still run are still counted
+        (`serving_running`) until they are gone."""
+        current = self.modeldeployments.get(key)
+        if (
+            uid is not None
+            and current is not None
+            and (current.get("metadata") or {}).get("uid") != uid
+        ):
+            return False
+        self._forget("modeldeployment", key)
+        self.admitted_at.pop(serving_key(key), None)
+        return self.modeldeployments.pop(key, None) is not None
+
+    def upsert_deployment(self, obj: Mapping[str, Any]) -> bool:
+        """True when what it runs changed (replicas, pods, readiness, template)."""
+        key = key_of(obj)
+        record = deployment_record(obj)
+        old = self.deployments.get(key)
+        self.deployments[key] = record
+        self._touch("deployment", key)
+        return old != record
+
+    def delete_deployment(self, key: str) -> bool:
+        self._forget("deployment", key)
+        return self.deployments.pop(key, None) is not None
+
+    def upsert_autoscaler(self, obj: Mapping[str, Any]) -> bool:
+        key = key_of(obj)
+        record = autoscaler_record(obj)
+        old = self.autoscalers.get(key)
+        self.autoscalers[key] = record
+        self._touch("autoscaler", key)
+        return old != record
+
+    def delete_autoscaler(self, key: str) -> bool:
+        self._forget("autoscaler", key)
+        return self.autoscalers.pop(key, None) is not None
+
+    def upsert_serving_pod(self, key: str, pod: ServingPod) -> bool:
+        """A pod of ModelDeployment `key`; True when whether it runs or is ready changed."""
+        pods = self.serving_pods.setdefault(key, {})
+        old = pods.get(pod.uid)
+        pods[pod.uid] = pod
+        return old is None or old.ready != pod.ready or old.gone != pod.gone
+
+    def drop_serving_pod(self, uid: str) -> str | None:
+        """The pod is gone; returns the key of its ModelDeployment (None if unknown)."""
+        for key, pods in self.serving_pods.items():
+            if pods.pop(uid, None) is not None:
+                if not pods:
+                    del self.serving_pods[key]
+                return key
+        return None
+
+    def serving_running(self, key: str) -> int:
+        """Pods of ModelDeployment `key` that exist (terminating ones included: they hold
+        their GPUs until they are gone)."""
+        return len(self.serving_pods.get(key) or {})
+
+    def deployment_of(self, namespace: str, name: str, owner_uid: str) -> DeploymentRecord | None:
+        """The Deployment `name` if the ModelDeployment `owner_uid` controls it."""
+        record = self.deployments.get(f"{namespace}/{name}")
+        return record if record is not None and record.owner_uid == owner_uid else None
+
+    def autoscaler_of(self, namespace: str, name: str, owner_uid: str) -> AutoscalerRecord | None:
+        """The HorizontalPodAutoscaler `name` if the ModelDeployment `owner_uid` controls it."""
+        record = self.autoscalers.get(f"{namespace}/{name}")
+        return record if record is not None and record.owner_uid == owner_uid else None
+
     # -- Relists -----------------------------------------------------------------------
     def merge_listing(
         self, kind: Kind, items: Iterable[Mapping[str, Any]], listed_at: float
@@ -478,7 +623,7 @@ class Store:
         return changed
 
     def _key(self, kind: Kind, obj: Mapping[str, Any]) -> str:
-        if kind == "trainingjob":
+        if kind in ("trainingjob", "modeldeployment", "deployment", "autoscaler"):
             return key_of(obj)
         if kind == "job":
             return job_key(obj)
@@ -494,6 +639,12 @@ class Store:
             return set(self.namespaces)
         if kind == "trainingjob":
             return set(self.trainingjobs)
+        if kind == "modeldeployment":
+            return set(self.modeldeployments)
+        if kind == "deployment":
+            return set(self.deployments)
+        if kind == "autoscaler":
+            return set(self.autoscalers)
         return set(self.jobs)
 
     def upsert(self, kind: Kind, obj: Mapping[str, Any]) -> bool:
@@ -506,6 +657,12 @@ class Store:
             return self.upsert_namespace(obj)
         if kind == "trainingjob":
             return self.upsert_trainingjob(obj)
+        if kind == "modeldeployment":
+            return self.upsert_modeldeployment(obj)
+        if kind == "deployment":
+            return self.upsert_deployment(obj)
+        if kind == "autoscaler":
+            return self.upsert_autoscaler(obj)
         return self.upsert_job(obj)
 
     def delete(self, kind: Kind, key: str) -> bool:
@@ -518,6 +675,12 @@ class Store:
             return self.delete_namespace(key)
         if kind == "trainingjob":
             return self.delete_trainingjob(key)
+        if kind == "modeldeployment":
+            return self.delete_modeldeployment(key)
+        if kind == "deployment":
+            return self.delete_deployment(key)
+        if kind == "autoscaler":
+            return self.delete_autoscaler(key)
         return self.delete_job(key)
 
     # -- Bounded memory ------------------------------------------------------------------
@@ -539,6 +702,10 @@ class Store:
             "pods": len(self.pods),
             "unselected_pods": len(self.unselected_pods),
             "spend": len(self.spend),
+            "modeldeployments": len(self.modeldeployments),
+            "deployments": len(self.deployments),
+            "autoscalers": len(self.autoscalers),
+            "serving_pods": len(self.serving_pods),
             "seen_at": len(self.seen_at),
             "superseded": len(self.superseded),
         }
