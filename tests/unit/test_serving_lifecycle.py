@@ -116,7 +116,7 @@ def test_a_failed_download_is_failed_to_load_with_the_downloaders_reason() -> No
             {
                 "name": "storage-initializer",
                 "state": {"waiting": {"reason": "CrashLoopBackOff"}},
-                "lastTerminationState": {
+                "lastState": {
                     "terminated": {
                         "exitCode": 1,
                         "reason": "Error",

@@ -166,7 +166,7 @@ class ServingPod:
 
 def _container_failure(status: Mapping[str, Any], what: str) -> str | None:
     state = status.get("state") or {}
-    last = status.get("lastTerminationState") or {}
+    last = status.get("lastState") or {}
     terminated = state.get("terminated") or {}
     waiting = state.get("waiting") or {}
     if terminated and _int(terminated.get("exitCode")) != 0:
