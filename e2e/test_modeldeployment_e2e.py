@@ -340,7 +340,7 @@ def test_stopped_and_deleted_give_the_quota_back(
     eventually(
         "waits admitted",
         lambda: tj_phase(cluster, namespace, "waits") in ("Running", "Succeeded"),
-        timeout=60,
+        timeout=30,
     )
     assert cluster.api.exists(f"/api/v1/namespaces/{namespace}/services/idle")
     # Deleting: the quota it would take back is free too.

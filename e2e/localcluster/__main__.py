@@ -210,6 +210,8 @@ def _up(args: argparse.Namespace) -> int:
     if args.with_operator:
         print("      kubectl apply -f examples/trainingjob-single-gpu.yaml")
         print("      kubectl get tj -A -w")
+        print("      kubectl apply -f examples/modeldeployment-canary.yaml")
+        print("      kubectl get md -A")
     rel = cluster.state_dir
     with contextlib.suppress(ValueError):
         rel = cluster.state_dir.relative_to(REPO_ROOT)

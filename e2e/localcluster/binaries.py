@@ -10,9 +10,11 @@ build-binaries.sh honours the same variables, so it only builds what is not foun
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,3 +121,32 @@ def ensure(
     if still:
         raise MissingBinariesError(f"{BUILD_SCRIPT} ran but {', '.join(still)} still missing")
     return found
+
+
+def gateway_api_crds(timeout: float = 300) -> Path:
+    """The folder of the Gateway API's standard CRDs (HTTPRoute and the rest), from its Go
+    module at GATEWAY_API_VERSION: `go mod download` fetches it into Go's module cache
+    from the module proxy, once. Raises MissingBinariesError when it cannot be had."""
+    version = versions()["GATEWAY_API_VERSION"]
+    with tempfile.TemporaryDirectory() as scratch:
+        try:
+            proc = subprocess.run(
+                ["go", "mod", "download", "-json", f"sigs.k8s.io/gateway-api@v{version}"],
+                cwd=scratch,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+                env={**os.environ, "GOFLAGS": "-mod=mod"},
+            )
+        except (OSError, subprocess.TimeoutExpired) as err:
+            raise MissingBinariesError(f"go mod download of the Gateway API failed: {err}") from err
+    try:
+        folder = Path(json.loads(proc.stdout)["Dir"]) / "config" / "crd" / "standard"
+    except (ValueError, KeyError) as err:
+        raise MissingBinariesError(
+            f"go mod download of the Gateway API failed: {proc.stderr.strip()[-500:]}"
+        ) from err
+    if not (folder / "gateway.networking.k8s.io_httproutes.yaml").is_file():
+        raise MissingBinariesError(f"no HTTPRoute CRD in {folder}")
+    return folder

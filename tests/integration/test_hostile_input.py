@@ -3,11 +3,10 @@ documents sent to a real kube-apiserver (the CRDs of crds/) while the operator r
 
 Every document is either rejected with a message (a 4xx whose Status has a message; a
 5xx, a timeout or a 4xx without a message fails the test) or accepted, and then every
-accepted TrainingJob and ResourceBudget is reported by the operator: a TrainingJob gets a
+accepted document is reported by the operator: a TrainingJob or a ModelDeployment gets a
 phase and a condition (Queued with a reason such as InvalidSpec, UnknownFlavour or
-ExceedsQuota, or Admitted), a ResourceBudget gets a status with conditions. A
-ModelDeployment is only checked for the API server's verdict: the operator has no
-controller for that kind yet, so nothing writes its status. After each batch a healthy job
+ExceedsQuota, Admitted, Failed with what to fix, Stopped), a ResourceBudget gets a status
+with conditions. After each batch a healthy job
 must be admitted, the operator process is alive and answers /healthz, and it has not
 logged a failed admission pass or budget round.
 
@@ -640,6 +639,15 @@ def reported_trainingjob(obj: dict[str, Any]) -> tuple[str, str] | None:
     return str(phase), str(admitted.get("reason"))
 
 
+def reported_modeldeployment(obj: dict[str, Any]) -> tuple[str, str] | None:
+    status = obj.get("status") or {}
+    phase = status.get("phase")
+    admitted = condition(obj, "Admitted") or condition(obj, "Ready")
+    if not phase or admitted is None:
+        return None
+    return str(phase), str(admitted.get("reason"))
+
+
 def reported_budget(obj: dict[str, Any]) -> bool:
     return bool((obj.get("status") or {}).get("conditions"))
 
@@ -701,7 +709,7 @@ def test_hostile_documents_are_rejected_or_reported(
     sender = Sender(apiserver)
     verdicts: list[Verdict] = []
     budgets_made: list[str] = []
-    reasons: Counter[tuple[str, str]] = Counter()
+    reasons: Counter[tuple[str, str, str]] = Counter()
     timings: Counter[str] = Counter()
     logged_before = len(operator.log_records())
     try:
@@ -741,7 +749,7 @@ def test_hostile_documents_are_rejected_or_reported(
         f"{generated:.0f}s; {len(sent)} sent, {sum(rejected.values())} rejected with a "
         f"message, {sum(accepted.values())} accepted and reported (TrainingJob "
         f"{accepted['TrainingJob']}, ResourceBudget {accepted['ResourceBudget']}, "
-        f"ModelDeployment {accepted['ModelDeployment']}: not reported, no controller); "
+        f"ModelDeployment {accepted['ModelDeployment']}); "
         f"sending {timings['send']:.0f}s, "
         f"waiting for status {timings['reported']:.0f}s, healthy jobs {timings['healthy']:.0f}s, "
         f"{time.monotonic() - started:.0f}s in all"
@@ -752,7 +760,9 @@ def test_hostile_documents_are_rejected_or_reported(
         default=(0, "", ""),
     )
     _summary(f"hostile input: the largest accepted document: {biggest[0]} bytes ({biggest[1]})")
-    _summary(f"hostile input: TrainingJob (phase, reason) {dict(reasons.most_common())}")
+    for kind in ("TrainingJob", "ModelDeployment"):
+        counts = {(p, r): n for (k, p, r), n in reasons.items() if k == kind}
+        _summary(f"hostile input: {kind} (phase, reason) {counts}")
     record_property("hostile_sent", len(sent))
     record_property("hostile_rejected", sum(rejected.values()))
     record_property("hostile_accepted", sum(accepted.values()))
@@ -760,6 +770,7 @@ def test_hostile_documents_are_rejected_or_reported(
     assert len(sent) >= 2000
     assert accepted["TrainingJob"] >= 100, accepted
     assert accepted["ResourceBudget"] >= 50, accepted
+    assert accepted["ModelDeployment"] >= 20, accepted
     assert sum(rejected.values()) >= 500, rejected
 
 
@@ -795,22 +806,29 @@ def _wait_reported(
     apiserver: LocalCluster,
     namespace: str,
     results: list[Verdict],
-    reasons: Counter[tuple[str, str]],
+    reasons: Counter[tuple[str, str, str]],
 ) -> None:
     jobs = {v.name for v in results if v.accepted and v.kind == "TrainingJob"}
+    models = {v.name for v in results if v.accepted and v.kind == "ModelDeployment"}
     budgets = {v.name for v in results if v.accepted and v.kind == "ResourceBudget"}
     missing: dict[str, set[str | None]] = {}
 
     def all_reported() -> bool:
         items = apiserver.api.get(TJS.format(ns=namespace))["items"]
         seen = {o["metadata"]["name"]: reported_trainingjob(o) for o in items}
+        served = {
+            o["metadata"]["name"]: reported_modeldeployment(o)
+            for o in apiserver.api.get(MDS.format(ns=namespace))["items"]
+        }
         listed = apiserver.api.get(BUDGETS)["items"]
         done = {o["metadata"]["name"] for o in listed if reported_budget(o)}
         missing["TrainingJob"] = {n for n in jobs if not seen.get(str(n))}
+        missing["ModelDeployment"] = {n for n in models if not served.get(str(n))}
         missing["ResourceBudget"] = budgets - done
         if any(missing.values()):
             return False
-        reasons.update(seen[str(n)] for n in jobs)  # type: ignore[misc]
+        reasons.update(("TrainingJob", *seen[str(n)]) for n in jobs)  # type: ignore[misc]
+        reasons.update(("ModelDeployment", *served[str(n)]) for n in models)  # type: ignore[misc]
         return True
 
     try:
@@ -823,6 +841,9 @@ def _wait_reported(
             logged = [r for r in op.log_records() if key in json.dumps(r)][-3:]
             lines.append(f"{key}: spec {json.dumps(obj.get('spec'))[:500]}")
             lines += [f"    log: {json.dumps(r)[:700]}" for r in logged]
+        for name in sorted(str(n) for n in missing["ModelDeployment"])[:5]:
+            obj = get(apiserver, f"{MDS.format(ns=namespace)}/{name}") or {}
+            lines.append(f"modeldeployment {name}: {json.dumps(obj)[:700]}")
         for name in sorted(str(n) for n in missing["ResourceBudget"])[:5]:
             obj = get(apiserver, f"{BUDGETS}/{name}") or {}
             lines.append(f"budget {name}: spec {json.dumps(obj.get('spec'))[:500]}")

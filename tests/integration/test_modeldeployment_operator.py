@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from modeldeployments import MDS, modeldeployment
 
 from cadre_process import OperatorProcess, operator_kubeconfig, running_operator
 from localcluster import LocalCluster
@@ -19,7 +20,6 @@ from waiting import eventually
 
 pytestmark = pytest.mark.integration
 
-MDS = "/apis/cadre.dev/v1alpha1/namespaces/{ns}/modeldeployments"
 DEPLOYMENTS = "/apis/apps/v1/namespaces/{ns}/deployments"
 HPAS = "/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers"
 
@@ -41,22 +41,6 @@ def operator(
     with running_operator(kubeconfig, workdir) as op:
         yield op
         assert op.alive(), op.log_tail()
-
-
-def modeldeployment(name: str, **spec: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "model": {"uri": "s3://models/fraud/v7", "format": "onnx"},
-        "runtime": {"image": "ghcr.io/acme/serve:2.1", "port": 8080},
-        "replicas": {"min": 2, "max": 2},
-        "resources": {"flavor": "t4", "gpus": 1, "cpu": "1", "memory": "2Gi"},
-    }
-    body.update(spec)
-    return {
-        "apiVersion": "cadre.dev/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": name},
-        "spec": body,
-    }
 
 
 def md_status(apiserver: LocalCluster, namespace: str, name: str) -> dict[str, Any]:

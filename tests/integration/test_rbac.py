@@ -80,6 +80,8 @@ OPERATOR: Table = {
     ("autoscaling", "horizontalpodautoscalers"): _verbs(
         "get", "list", "watch", "create", "patch", "delete"
     ),
+    # modeldeployments.py _ensure_route: created, read back on a 409, weights patched.
+    ("gateway.networking.k8s.io", "httproutes"): _verbs("get", "create", "patch"),
     # list: cache.py, trainingjobs.py _refresh_pods; watch: handlers (Kopf); patch and
     # get: budget_writer.py _release (the accounting finalizer). No create, no exec.
     ("", "pods"): _verbs("get", "list", "watch", "patch"),

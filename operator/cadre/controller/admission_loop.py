@@ -373,10 +373,14 @@ class AdmissionLoop(BackgroundTask):
         self,
         key: str,
         fn: Callable[[dict[str, Any] | None, dict[str, Any]], dict[str, Any] | None],
+        *,
+        released: bool = False,
     ) -> bool:
         async with self.status.lock(key):
-            await self.status.update(key, fn, locked=True)
+            written = await self.status.update(key, fn, locked=True)
         self.reconcile_serving(key)
+        if released and written is not None:
+            self.notify()  # what it gave back may admit others: decide again
         return True
 
     def _serving_admission(
@@ -493,8 +497,6 @@ class AdmissionLoop(BackgroundTask):
                 "Stopped",
                 "spec.stopped is true: no replica runs and the quota is released",
             )
-            if view.running > 0 and view.problem is None:
-                pass  # revoked now; what still runs stays counted until it is gone
             return await self._write_serving(
                 view.workload_key,
                 lambda status, md: (
@@ -508,6 +510,7 @@ class AdmissionLoop(BackgroundTask):
                     if admission_of(status, view.uid) is not None
                     else None
                 ),
+                released=True,
             )
         keep = max(view.wanted, view.running)
         if view.admitted <= keep:
@@ -526,7 +529,7 @@ class AdmissionLoop(BackgroundTask):
             )
 
         log.info("serving released", modeldeployment=view.key, admitted=view.admitted, keep=keep)
-        return await self._write_serving(view.workload_key, fn)
+        return await self._write_serving(view.workload_key, fn, released=True)
 
     def forget(self, key: str) -> None:
         self.queue.forget(key)

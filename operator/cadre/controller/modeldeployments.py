@@ -22,6 +22,7 @@ key with backoff.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, Final
 
@@ -32,6 +33,7 @@ from cadre.controller.client import (
     ApiError,
     autoscaler_path,
     deployment_path,
+    http_route_path,
     service_path,
 )
 from cadre.controller.status_writer import StatusWriter, utcnow
@@ -40,7 +42,11 @@ from cadre.core.api.names import ANNOTATION_SPEC_HASH
 from cadre.core.cluster.serving import ServingView, serving_view
 from cadre.core.cluster.store import Store, stored_key
 from cadre.core.objects import event_about, generation_of, owner_uids
-from cadre.core.serving.children import build_serving_children
+from cadre.core.serving.children import (
+    build_http_route,
+    build_serving_children,
+    build_track_services,
+)
 from cadre.core.serving.lifecycle import ServingFacts, serving_failed, serving_status
 from cadre.core.serving.observed import DeploymentRecord
 from cadre.core.workloads.errors import BuildError
@@ -48,6 +54,9 @@ from cadre.core.workloads.errors import BuildError
 log = structlog.get_logger("cadre.modeldeployment")
 
 _CHILD_RETRY_SECONDS: Final = 1.0
+GATEWAY_API: Final = "/apis/gateway.networking.k8s.io/v1"
+_DISCOVERY_SECONDS: Final = 300.0
+"""How long the answer to "does the API server serve HTTPRoutes?" is kept."""
 _ANNOTATION_PATH: Final = "/metadata/annotations/" + ANNOTATION_SPEC_HASH.replace("/", "~1")
 # The parts of a Deployment's spec Cadre builds (replicas and selector aside: the plan
 # sets the one, the other is immutable).
@@ -79,6 +88,8 @@ class ModelDeploymentReconciler:
         self._waiting = waiting
         """Why a ModelDeployment's extra replicas wait, from the last admission pass."""
         self.hashes: MutableMapping[Any, Any] = {} if hashes is None else hashes
+        self._routes: tuple[bool, float] | None = None
+        """(HTTPRoutes served, monotonic time asked)."""
 
     async def reconcile(self, key: str) -> float | None:
         stored = stored_key(key)
@@ -171,6 +182,64 @@ class ModelDeploymentReconciler:
             )
             self.store.delete_deployment(f"{view.namespace}/{observed.canary.name}")
         await self._ensure_autoscaler(md, view, children.hpa if bounds is not None else None)
+        return await self._ensure_route(md, view)
+
+    async def _routes_served(self) -> bool:
+        """The Gateway API's HTTPRoute kind is served (its CRDs are installed)."""
+        now = time.monotonic()
+        if self._routes is None or now - self._routes[1] > _DISCOVERY_SECONDS:
+            found = await self.client.get(GATEWAY_API)
+            served = any(
+                r.get("name") == "httproutes" for r in (found or {}).get("resources") or ()
+            )
+            self._routes = (served, now)
+        return self._routes[0]
+
+    async def _ensure_route(self, md: dict[str, Any], view: ServingView) -> float | None:
+        """With a Gateway in the config and HTTPRoutes served: a Service per track and an
+        HTTPRoute that splits by the exact weights (the canary's trafficPercent)."""
+        gateway = self.config.serving.gateway
+        if gateway is None or view.spec is None or not await self._routes_served():
+            return None
+        for wanted in build_track_services(
+            md, name=view.name, namespace=view.namespace, uid=view.uid, team=view.team
+        ):
+            service, _ = await self.client.create(wanted)
+            metadata = wanted["metadata"]
+            path = service_path(metadata["namespace"], metadata["name"])
+            if view.uid not in owner_uids(service):
+                return await self._foreign(md, service, path)
+            await self._update_service(service, wanted)
+        canary = view.spec.canary.traffic_percent if view.spec.canary is not None else 0
+        wanted = build_http_route(
+            md,
+            name=view.name,
+            namespace=view.namespace,
+            uid=view.uid,
+            team=view.team,
+            gateway=gateway,
+            stable_weight=100 - canary,
+            canary_weight=canary,
+        )
+        route, created = await self.client.create(wanted)
+        path = http_route_path(view.namespace, view.name)
+        if view.uid not in owner_uids(route):
+            return await self._foreign(md, route, path)
+        want_hash = wanted["metadata"]["annotations"][ANNOTATION_SPEC_HASH]
+        metadata = route.get("metadata") or {}
+        if created or (metadata.get("annotations") or {}).get(ANNOTATION_SPEC_HASH) == want_hash:
+            return None
+        await self.client.json_patch(
+            path,
+            [
+                {"op": "test", "path": "/metadata/uid", "value": metadata.get("uid")},
+                {"op": "replace", "path": "/spec", "value": wanted["spec"]},
+                _hash_operation(want_hash),
+            ],
+        )
+        self._event(
+            md, "RouteWeights", f"HTTPRoute {view.name}: stable {100 - canary}, canary {canary}"
+        )
         return None
 
     async def _foreign(

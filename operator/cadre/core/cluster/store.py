@@ -476,8 +476,8 @@ class Store:
     def upsert_modeldeployment(
         self, md: Mapping[str, Any], *, written_from: str | None = None, read: bool = False
     ) -> bool:
-        """Store the object; True when its spec, generation, uid or deletion changed.
-        `written_from`, `read`: see upsert_budget."""
+        """Store the object; True when its spec, generation, uid, deletion or admission
+        changed. `written_from`, `read`: see upsert_budget."""
         key = key_of(md)
         if written_from is None and not read and self._stale("modeldeployment", key, md):
             return False
@@ -494,6 +494,10 @@ class Store:
             or om.get("generation") != nm.get("generation")
             or om.get("deletionTimestamp") != nm.get("deletionTimestamp")
             or old.get("spec") != md.get("spec")
+            # Its admission is its status (no Job carries it): a change of it, seen late
+            # or after an older event, changes what it holds.
+            or (old.get("status") or {}).get("admission")
+            != (md.get("status") or {}).get("admission")
         )
 
     def delete_modeldeployment(self, key: str, uid: str | None = None) -> bool:
