@@ -29,9 +29,11 @@ from typing import Any
 
 import pytest
 import yaml
+from modeldeployments import MDS, modeldeployment
 
 from cadre.core.api.config import parse_config
 from cadre.core.budget.teams import selector_matches
+from cadre.core.serving.children import build_serving_children
 from cadre.core.training import build_training_job_children
 from cadre_process import EXAMPLE_CONFIG, RBAC
 from localcluster import LocalCluster, binaries, procs
@@ -743,6 +745,140 @@ def test_kubernetes_controllers_still_do_their_part_on_cadre_jobs(
     )
     assert reply.status == 200, reply
     assert not reply.body["metadata"].get("ownerReferences")
+
+
+# ---- a') a ModelDeployment's children ------------------------------------------------------
+DEPLOYMENT_CONTROLLER = "system:serviceaccount:kube-system:deployment-controller"
+REPLICASET_CONTROLLER = "system:serviceaccount:kube-system:replicaset-controller"
+
+
+@dataclass
+class CadreServing:
+    namespace: str
+    name: str
+    deployment: dict[str, Any]
+    hpa: dict[str, Any]
+
+    @property
+    def path(self) -> str:
+        return f"/apis/apps/v1/namespaces/{self.namespace}/deployments/{self.name}"
+
+
+@pytest.fixture
+def cadre_serving(apiserver: LocalCluster, budgeted: str) -> CadreServing:
+    """A ModelDeployment (made by the admin) and its Deployment and autoscaler as the
+    operator makes them (both creations must pass)."""
+    name = unique("md")
+    md = apiserver.api.create(
+        MDS.format(ns=budgeted),
+        modeldeployment(name, replicas={"min": 2, "max": 4}, autoscaling={"metric": "cpu"}),
+    )
+    children = build_serving_children(
+        md,
+        name=name,
+        namespace=budgeted,
+        uid=md["metadata"]["uid"],
+        team="vision",
+        config=CONFIG,
+        stable_replicas=2,
+        canary_replicas=0,
+        hpa_min=2,
+        hpa_max=2,
+    )
+    operator = As(apiserver, OPERATOR)
+    made = operator.create(f"/apis/apps/v1/namespaces/{budgeted}/deployments", children.stable)
+    assert made.status == 201, made
+    assert children.hpa is not None
+    hpa = operator.create(
+        f"/apis/autoscaling/v2/namespaces/{budgeted}/horizontalpodautoscalers", children.hpa
+    )
+    assert hpa.status == 201, hpa
+    return CadreServing(budgeted, name, made.body, hpa.body)
+
+
+def test_alice_cannot_scale_or_change_a_cadre_deployment(
+    apiserver: LocalCluster, cadre_serving: CadreServing
+) -> None:
+    alice = As(apiserver, ALICE)
+    for patch in (
+        {"spec": {"replicas": 10}},
+        {"spec": {"template": {"spec": {"nodeSelector": {"cadre.dev/flavor": "a100"}}}}},
+        {"metadata": {"labels": {"cadre.dev/team": "other"}}},
+    ):
+        reply = alice.patch(cadre_serving.path, patch)
+        assert reply.denied_by(CHILDREN), reply
+        assert f"(of ModelDeployment {cadre_serving.name})" in reply.message
+        assert "Change the ModelDeployment instead" in reply.message
+    hpa = (
+        f"/apis/autoscaling/v2/namespaces/{cadre_serving.namespace}/"
+        f"horizontalpodautoscalers/{cadre_serving.name}"
+    )
+    reply = alice.patch(hpa, {"spec": {"maxReplicas": 50}})
+    assert reply.denied_by(CHILDREN), reply
+
+
+def test_alice_cannot_make_replicasets_or_pods_of_a_model_deployment(
+    apiserver: LocalCluster, cadre_serving: CadreServing
+) -> None:
+    template = cadre_serving.deployment["spec"]["template"]
+    replicaset = {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {"name": unique("rs"), "labels": template["metadata"]["labels"]},
+        "spec": {
+            "replicas": 5,
+            "selector": cadre_serving.deployment["spec"]["selector"],
+            "template": template,
+        },
+    }
+    path = f"/apis/apps/v1/namespaces/{cadre_serving.namespace}/replicasets"
+    reply = As(apiserver, ALICE).create(path, replicaset, dry_run=True)
+    assert reply.denied_by(CHILDREN) or reply.denied_by(GPUS), reply  # whichever answers first
+    # The Deployment controller makes them: allowed.
+    reply = As(apiserver, DEPLOYMENT_CONTROLLER).create(path, replicaset, dry_run=True)
+    assert reply.status == 201, reply
+    # A pod of a ReplicaSet comes from the ReplicaSet controller, never from alice.
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": unique("pod"),
+            "labels": template["metadata"]["labels"],
+            "finalizers": template["metadata"]["finalizers"],
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "ReplicaSet",
+                    "name": "whatever",
+                    "uid": str(uuid.uuid4()),
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": template["spec"],
+    }
+    reply = As(apiserver, ALICE).create(pods_path(cadre_serving.namespace), pod, dry_run=True)
+    assert reply.denied_by(PODS) or reply.denied_by(GPUS), reply
+    reply = As(apiserver, REPLICASET_CONTROLLER).create(
+        pods_path(cadre_serving.namespace), pod, dry_run=True
+    )
+    assert reply.status == 201, reply
+
+
+def test_the_deployment_controller_may_record_its_revision(
+    apiserver: LocalCluster, cadre_serving: CadreServing
+) -> None:
+    """It updates the Deployment (its RBAC role has update, not patch) to record the
+    revision in an annotation; it may not change the spec."""
+    controller = As(apiserver, DEPLOYMENT_CONTROLLER)
+    current = apiserver.api.get(cadre_serving.path)
+    current["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = "1"
+    reply = controller.request("PUT", cadre_serving.path, current)
+    assert reply.status == 200, reply
+    changed = reply.body
+    changed["spec"]["replicas"] = 9
+    reply = controller.request("PUT", cadre_serving.path, changed)
+    assert reply.denied_by(CHILDREN), reply
 
 
 # ---- b) Cadre's pods --------------------------------------------------------------------------
