@@ -39,7 +39,7 @@ def model_deployment() -> dict[str, Any]:
             "runtime": {"image": "ghcr.io/acme/serve:2.1", "port": 8080},
             "replicas": {"min": 2, "max": 4},
             "autoscaling": {"metric": "cpu", "target": 70},
-            "resources": {"flavor": "t4", "gpus": 1},
+            "resources": {"flavor": "t4", "gpus": 1, "cpu": "2", "memory": "8Gi"},
             "canary": {"model": {"uri": "s3://models/fraud/v8"}, "trafficPercent": 10},
         },
     }
@@ -205,6 +205,41 @@ CASES: tuple[Case, ...] = (
         "tj-ttl-number", "tj", (("spec.ttlAfterFinished", 24),), "spec.ttlAfterFinished", "string"
     ),
     # ModelDeployment
+    Case(
+        "md-canary-one-replica",
+        "md",
+        (("spec.replicas.min", 1),),
+        "spec.replicas.min",
+        "a canary needs replicas.min of at least 2",
+    ),
+    Case(
+        "md-max-without-autoscaling",
+        "md",
+        (("spec.autoscaling", DELETE),),
+        "spec.replicas.max",
+        "replicas.max above replicas.min needs autoscaling",
+    ),
+    Case(
+        "md-autoscaling-without-request",
+        "md",
+        (("spec.resources.cpu", DELETE),),
+        "spec.autoscaling",
+        "autoscaling targets a percent of what each replica requests",
+    ),
+    Case(
+        "md-pvc-without-claim",
+        "md",
+        (("spec.model.uri", "pvc:///models/v7"),),
+        "spec.model.uri",
+        "a pvc:// model is pvc://<claim>/<path>",
+    ),
+    Case(
+        "md-pvc-with-credentials",
+        "md",
+        (("spec.model.uri", "pvc://models/v7"), ("spec.model.credentialsSecret", "s3-creds")),
+        "spec.model.credentialsSecret",
+        "a pvc:// model is mounted, not downloaded",
+    ),
     Case(
         "md-min-above-max",
         "md",

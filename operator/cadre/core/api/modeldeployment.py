@@ -159,6 +159,13 @@ class ModelDeploymentSpec(CadreModel):
                     "fieldPath": ".replicas.min",
                 },
                 {
+                    "rule": "!has(self.autoscaling) || (self.autoscaling.metric == 'memory' ? "
+                    "has(self.resources.memory) : has(self.resources.cpu))",
+                    "message": "autoscaling targets a percent of what each replica requests: "
+                    "set spec.resources.cpu (or .memory for the memory metric)",
+                    "fieldPath": ".autoscaling",
+                },
+                {
                     "rule": "has(self.autoscaling) || self.replicas.min == self.replicas.max",
                     "message": "replicas.max above replicas.min needs autoscaling: without it "
                     "replicas.min replicas run; set autoscaling or make max equal to min",
