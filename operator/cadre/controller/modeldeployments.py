@@ -46,6 +46,7 @@ from cadre.core.serving.children import (
     build_http_route,
     build_serving_children,
     build_track_services,
+    service_url,
 )
 from cadre.core.serving.lifecycle import ServingFacts, serving_failed, serving_status
 from cadre.core.serving.observed import DeploymentRecord
@@ -410,8 +411,25 @@ class ModelDeploymentReconciler:
     # -- status ------------------------------------------------------------------------
     async def _write_status(self, key: str, view: ServingView) -> None:
         assert view.spec is not None and view.plan is not None
+        now = utcnow()
         if view.admission is None and not view.spec.stopped and not view.running:
-            return  # waiting for its gang: the queue-status writer says why
+            # Waiting for its gang: the queue-status writer says why. A new one says
+            # Pending, with its address, until then.
+            url = service_url(view.name, view.namespace, view.spec.runtime.port)
+            await self.status.update(
+                key,
+                lambda status, md: (
+                    None
+                    if (status or {}).get("phase")
+                    else {
+                        **(status or {}),
+                        "phase": "Pending",
+                        "url": url,
+                        "observedGeneration": generation_of(md),
+                    }
+                ),
+            )
+            return
         facts = ServingFacts(
             name=view.name,
             namespace=view.namespace,
@@ -422,7 +440,6 @@ class ModelDeploymentReconciler:
             wanted=view.serving_wanted,
             waiting=self._waiting(key),
         )
-        now = utcnow()
         await self.status.update(
             key,
             lambda status, md: serving_status(
