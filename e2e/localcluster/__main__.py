@@ -233,7 +233,7 @@ def _running(state_dir: Path | None) -> LocalCluster | None:
 
 def _install(cluster: LocalCluster, crds_dir: Path | None, examples: bool) -> None:
     if crds_dir is not None:
-        files = sorted(crds_dir.glob("*.yaml"))
+        files = sorted(crds_dir.glob("*_*.yaml"))  # the CRDs, not kustomization.yaml
         names = cluster.install_crds(files)
         print(f"installed {len(names)} CRDs from {crds_dir}")
     if examples:

@@ -25,7 +25,7 @@ def in_ci() -> bool:
 
 
 def crd_files() -> list[Path]:
-    return sorted(CRDS_DIR.glob("*.yaml")) if CRDS_DIR.is_dir() else []
+    return sorted(CRDS_DIR.glob("cadre.dev_*.yaml")) if CRDS_DIR.is_dir() else []
 
 
 def start_cluster(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from cadre.controller.client import job_path, trainingjob_path
 from cadre.controller.queue_status import QueueStatusWriter
 from cadre.controller.status_writer import StatusWriter
 from cadre.controller.trainingjobs import TrainingJobReconciler
+from cadre.core.accounting import PodCharge
 from cadre.core.api.config import OperatorConfig, parse_config
 from cadre.core.cluster.store import Store
 from cadre.core.training import build_job
@@ -485,6 +487,34 @@ def test_a_job_whose_last_pods_are_still_stopping_waits_for_them(world: World) -
     world.run_pass()
     assert world.kube.objects[path]["spec"]["suspend"] is True
     job_status(active=0, failed=0)
+    world.run_pass()
+    assert world.store.admitted(key)
+    assert world.kube.objects[path]["spec"]["suspend"] is False
+
+
+def test_a_job_whose_stopped_pods_still_exist_waits_until_they_are_gone(world: World) -> None:
+    """Stopped and counted, but still there (held by Cadre's accounting finalizer, Failed
+    with exit 137): the Job controller reads every pod it owns against the podFailurePolicy,
+    so a Job resumed now would fail at once on that exit code. It waits until the pod goes."""
+    key = world.add("again", gpus=2)
+    path = job_path(NS, "again")
+    stopped = PodCharge(
+        uid="old-pod",
+        name="again-0-abcde",
+        namespace=NS,
+        team="vision",
+        flavor="t4",
+        usages=(),
+        finalizers=("cadre.dev/accounting",),
+        deleting=True,
+    )
+    world.store.upsert_pod(stopped)
+    world.store.upsert_pod_usage(key, "old-pod", ())
+    world.run_pass()
+    assert world.kube.objects[path]["spec"]["suspend"] is True
+    (condition,) = [c for c in world.status("again")["conditions"] if c["type"] == "Admitted"]
+    assert condition["reason"] == "Stopping"
+    world.store.upsert_pod(replace(stopped, gone=True))  # its DELETED event
     world.run_pass()
     assert world.store.admitted(key)
     assert world.kube.objects[path]["spec"]["suspend"] is False

@@ -323,8 +323,8 @@ class Cache(BackgroundTask):
         self.store.upsert_pod_usage(key, uid, charge.usages, final=deleted)
         after = (self.store.pod_usage.get(key) or {}).get(uid, ())
         stopped = _open(before) and not _open(after)
-        if stopped and not self.store.pods_open(key):
-            self._changed()  # a job Stopping (its last pods ran) may be admitted now
+        if (stopped or deleted) and not self.store.pods_present(key):
+            self._changed()  # a job Stopping (its last pods went) may be admitted now
 
     def _apply_serving_pod(
         self, key: str, obj: Mapping[str, Any], charge: PodCharge, *, deleted: bool

@@ -7,9 +7,10 @@ Which TrainingJobs are workloads:
 - admitted = its status holds the admission of its Job (the durable truth, which users
   cannot write), or its Job runs (a Job unsuspended by someone else holds what it uses
   until the loop suspends it again: it is in `unadmitted`);
-- a waiting job whose Job still has pods of its last run stopping is not admitted until
-  they are gone and counted (problem `Stopping`): unsuspended sooner, the Job controller
-  could count their SIGKILL as a failure of the new run;
+- a waiting job whose Job still has pods of its last run (stopping, or stopped and held
+  by Cadre's accounting finalizer) is not admitted until they are gone (problem
+  `Stopping`): unsuspended sooner, the Job controller fails the new run at once on the
+  old pods' SIGKILL exit code (it reads every pod it owns against its podFailurePolicy);
 - a waiting job whose Job was built from an earlier spec (changed while it waited) is
   not admitted until the Job is rebuilt (problem `Reshaping`): the pass decides on the
   Job it names (its UID and spec hash), and that Job must be the spec's.
@@ -210,9 +211,10 @@ def _parse(tj: Mapping[str, Any], config: OperatorConfig) -> _Parsed:
 
 
 def _stopping(store: Store, key: str, job: JobRecord) -> bool:
-    """The pods of the job's last run are not all gone and counted yet (its Job says so,
-    or a pod of it is still counted running): it is not (re)started before they are."""
-    return job.stopping or store.pods_open(key)
+    """The pods of the job's last run are not all gone yet (its Job says so, a pod of it
+    is still counted running, or one still exists, stopped and held by a finalizer): it
+    is not (re)started before they are (see `Store.pods_present`)."""
+    return job.stopping or store.pods_open(key) or store.pods_present(key)
 
 
 def _priority_denied(

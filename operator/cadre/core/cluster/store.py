@@ -252,6 +252,18 @@ class Store:
         """True if a container of the job is still counted as running."""
         return any(u.interval.end is None for u in self.usages_of(key))
 
+    def pods_present(self, key: str) -> bool:
+        """True while a pod of the job still exists (stopped or not, held by a finalizer):
+        the Job controller fails a resumed Job at once if any pod it owns is Failed with
+        an exit code its podFailurePolicy matches (`getFailJobMessage` reads every pod,
+        not only those it still tracks), so a suspended gang's stopped pods must be gone
+        before the Job runs again."""
+        pods = self.pods
+        return any(
+            (charge := pods.get(uid)) is not None and not charge.gone
+            for uid in self.pod_usage.get(key) or ()
+        )
+
     # -- ResourceBudgets -------------------------------------------------------------
     def upsert_budget(
         self, budget: Mapping[str, Any], *, written_from: str | None = None, read: bool = False
