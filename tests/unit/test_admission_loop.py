@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client import REGISTRY
 
 from cadre.controller.admission_loop import AdmissionLoop
 from cadre.controller.cache import Cache
@@ -518,3 +519,15 @@ def test_a_job_whose_stopped_pods_still_exist_waits_until_they_are_gone(world: W
     world.run_pass()
     assert world.store.admitted(key)
     assert world.kube.objects[path]["spec"]["suspend"] is False
+
+
+def test_an_admission_is_timed_and_allocation_is_exported(world: World) -> None:
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before = sample("cadre_time_to_admission_seconds_count", team="vision")
+    world.add("timed", gpus=2)
+    world.run_pass()
+    assert sample("cadre_time_to_admission_seconds_count", team="vision") == before + 1
+    assert sample("cadre_flavor_capacity_gpus", flavor="t4") == 8
+    assert sample("cadre_flavor_allocated_gpus", flavor="t4") >= 2

@@ -38,6 +38,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -50,8 +51,8 @@ from cadre.controller.tasks import BackgroundTask
 from cadre.core.api.config import OperatorConfig
 from cadre.core.cluster.serving import ServingView
 from cadre.core.cluster.snapshot import SnapshotBuild, build_snapshot
-from cadre.core.cluster.store import Store, is_serving
-from cadre.core.objects import generation_of
+from cadre.core.cluster.store import Store, is_serving, stored_key
+from cadre.core.objects import generation_of, parse_api_time
 from cadre.core.scheduling import Admission, PassResult, Victim, schedule
 from cadre.core.serving.lifecycle import admission_of, serving_admitted, serving_revoked
 from cadre.core.training.lifecycle import (
@@ -75,6 +76,23 @@ UNADMITTED = Counter(
     "cadre_unadmitted_jobs_suspended_total",
     "Cadre Jobs found running without an admission (unsuspended by someone else) and "
     "suspended again.",
+)
+CAPACITY_GPUS = Gauge(
+    "cadre_flavor_capacity_gpus",
+    "GPUs of the flavour on schedulable nodes (what the admission pass counts).",
+    ["flavor"],
+)
+ALLOCATED_GPUS = Gauge(
+    "cadre_flavor_allocated_gpus",
+    "GPUs of the flavour admitted to teams after the last pass (allocated / capacity).",
+    ["flavor"],
+)
+TIME_TO_ADMISSION = Histogram(
+    "cadre_time_to_admission_seconds",
+    "From a workload's creation to the admission of its gang (TrainingJob or "
+    "ModelDeployment), per team.",
+    ["team"],
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400),
 )
 HELD_BACK = Counter(
     "cadre_admission_passes_held_back_total",
@@ -153,6 +171,13 @@ class AdmissionLoop(BackgroundTask):
         PASS_SECONDS.observe(time.perf_counter() - started)
         PASSES.inc()
         PENDING.set(len(result.pending) + len(build.problems))
+        allocated: dict[str, int] = {}
+        for team in result.teams:
+            for usage in team.flavours:
+                allocated[usage.flavour] = allocated.get(usage.flavour, 0) + usage.usage.gpus
+        for flavour in build.snapshot.flavours:
+            CAPACITY_GPUS.labels(flavour.name).set(flavour.capacity.gpus)
+            ALLOCATED_GPUS.labels(flavour.name).set(allocated.get(flavour.name, 0))
         self.last_result = result
         for observer in self.observers:
             observer(build, result)
@@ -285,6 +310,7 @@ class AdmissionLoop(BackgroundTask):
                 return True
             self.store.admitted_at[key] = time.time()
             DECISIONS.labels("admit").inc()
+            self._observe_admission(key, info.team if info is not None else None)
             self.queue.admitted(key)
             log.info("admitted", trainingjob=key, job_uid=ref.uid)
             await self._unsuspend(key, ref)
@@ -368,6 +394,20 @@ class AdmissionLoop(BackgroundTask):
             self.store.unexpect(key)
         return True
 
+    def _observe_admission(self, key: str, team: str | None) -> None:
+        """Time from the workload's creation to its admission, per team."""
+        if team is None:
+            return
+        stored = stored_key(key)
+        obj = (
+            self.store.modeldeployments.get(stored)
+            if is_serving(key)
+            else self.store.trainingjobs.get(stored)
+        )
+        created = parse_api_time(((obj or {}).get("metadata") or {}).get("creationTimestamp"))
+        if isinstance(created, datetime):
+            TIME_TO_ADMISSION.labels(team).observe(max(0.0, (utcnow() - created).total_seconds()))
+
     # -- ModelDeployments ------------------------------------------------------------
     async def _write_serving(
         self,
@@ -420,6 +460,7 @@ class AdmissionLoop(BackgroundTask):
         if admission.gang:
             self.store.admitted_at[admission.key] = time.time()
             DECISIONS.labels("admit").inc()
+            self._observe_admission(admission.key, view.team)
         self.queue.admitted(admission.key)
         log.info(
             "serving admitted",
