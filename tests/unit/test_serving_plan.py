@@ -106,7 +106,9 @@ class World:
 
     def step(self) -> None:
         gang = self.spec.replicas.min
-        wish = wanted_replicas(self.spec, self.admitted, gang, self.observed())
+        wish = wanted_replicas(
+            self.spec, self.admitted, plan_replicas(self.spec, self.admitted, gang, self.observed())
+        )
         # the admission: what is wished, within the quota; a shrink only once the pods
         # above it are gone (what runs stays held)
         running = len(self.stable.pods) + (len(self.canary.pods) if self.canary else 0)

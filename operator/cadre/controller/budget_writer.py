@@ -56,8 +56,8 @@ from cadre.core.cluster.snapshot import SnapshotBuild
 from cadre.core.cluster.store import Store
 from cadre.core.objects.events import event_about
 from cadre.core.scheduling import PassResult
-from cadre.core.training.children import invalid_spec_message
 from cadre.core.training.lifecycle import status_patch
+from cadre.core.workloads.errors import invalid_spec_message
 
 log = structlog.get_logger("cadre.budgets")
 

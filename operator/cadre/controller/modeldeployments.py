@@ -41,14 +41,19 @@ from cadre.core.api.config import OperatorConfig
 from cadre.core.api.names import ANNOTATION_SPEC_HASH
 from cadre.core.cluster.serving import ServingView, serving_view
 from cadre.core.cluster.store import Store, stored_key
-from cadre.core.objects import event_about, generation_of, owner_uids
+from cadre.core.objects import generation_of, owner_uids
 from cadre.core.serving.children import (
     build_http_route,
     build_serving_children,
     build_track_services,
     service_url,
 )
-from cadre.core.serving.lifecycle import ServingFacts, serving_failed, serving_status
+from cadre.core.serving.lifecycle import (
+    ServingFacts,
+    serving_event,
+    serving_failed,
+    serving_status,
+)
 from cadre.core.serving.observed import DeploymentRecord
 from cadre.core.workloads.errors import BuildError
 
@@ -390,22 +395,7 @@ class ModelDeploymentReconciler:
 
     def _event(self, md: Mapping[str, Any], reason: str, message: str) -> None:
         metadata = md.get("metadata") or {}
-        self.status.post(
-            event_about(
-                {
-                    "apiVersion": "cadre.dev/v1alpha1",
-                    "kind": "ModelDeployment",
-                    "name": metadata.get("name"),
-                    "namespace": metadata.get("namespace"),
-                    "uid": metadata.get("uid"),
-                },
-                namespace=str(metadata.get("namespace")),
-                reason=reason,
-                message=message,
-                type_="Normal",
-                now=utcnow(),
-            )
-        )
+        self.status.post(serving_event(md, reason=reason, message=message, now=utcnow()))
         log.info(message, modeldeployment=f"{metadata.get('namespace')}/{metadata.get('name')}")
 
     # -- status ------------------------------------------------------------------------

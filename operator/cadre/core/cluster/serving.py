@@ -28,10 +28,9 @@ from cadre.core.serving.plan import (
     Observed,
     ReplicaPlan,
     plan_replicas,
-    serving_wish,
     wanted_replicas,
 )
-from cadre.core.workloads.errors import BuildError
+from cadre.core.workloads.errors import BuildError, invalid_spec_message
 
 __all__ = ["ServingView", "built_hashes", "serving_view"]
 
@@ -77,12 +76,7 @@ def _parse(md: Mapping[str, Any]) -> ModelDeploymentSpec | tuple[str, str]:
     try:
         return ModelDeploymentSpec.model_validate(md.get("spec") or {})
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc") or ())
-        return (
-            "InvalidSpec",
-            f"the spec is not valid: {where + ': ' if where else ''}{first['msg']}",
-        )
+        return "InvalidSpec", invalid_spec_message(err)
 
 
 def built_hashes(
@@ -168,8 +162,8 @@ def serving_view(
     plan = wanted = serving = None
     if spec is not None and problem is None:
         plan = plan_replicas(spec, admitted, gang, observed)
-        wanted = wanted_replicas(spec, admitted, gang, observed)
-        serving = serving_wish(spec, admitted, observed)
+        wanted = wanted_replicas(spec, admitted, plan)
+        serving = plan.wish
     return ServingView(
         key=key,
         workload_key=serving_key(key),

@@ -53,9 +53,9 @@ from cadre.core.scheduling import (
     capacity_from_nodes,
 )
 from cadre.core.training import BuildError, GangRequest, build_job, gang_request
-from cadre.core.training.children import invalid_spec_message
 from cadre.core.training.job import JobRecord, placement_digest
 from cadre.core.units.quantity import to_bytes, to_millicores
+from cadre.core.workloads.errors import invalid_spec_message
 from cadre.core.workloads.resources import PodRequest, pod_request
 
 __all__ = [

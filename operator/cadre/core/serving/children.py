@@ -31,7 +31,7 @@ from cadre.core.workloads.common import (
     owner_reference,
     spec_hash,
 )
-from cadre.core.workloads.errors import BuildError
+from cadre.core.workloads.errors import BuildError, invalid_spec_message
 from cadre.core.workloads.resources import (
     PodRequest,
     container_resources,
@@ -127,11 +127,7 @@ def as_serving_spec(
     except ValidationError as err:
         # A stored spec the models refuse (kept from an older, looser CRD): reported as
         # InvalidSpec, never a reconcile retried forever.
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc") or ())
-        raise BuildError(
-            f"the spec is not valid: {where + ': ' if where else ''}{first['msg']}"
-        ) from err
+        raise BuildError(invalid_spec_message(err)) from err
 
 
 def replica_request(

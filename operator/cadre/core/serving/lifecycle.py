@@ -47,6 +47,7 @@ __all__ = [
     "ServingFacts",
     "admission_of",
     "serving_admitted",
+    "serving_event",
     "serving_failed",
     "serving_queued",
     "serving_revoked",
@@ -325,6 +326,20 @@ def serving_status(
 _WARNING_PHASES: Final = frozenset({"Degraded", "Failed", "QuotaLimited"})
 
 
+def serving_event(
+    md: Mapping[str, Any], *, reason: str, message: str, now: datetime, type_: str = "Normal"
+) -> dict[str, Any]:
+    """The core/v1 Event about ModelDeployment `md`, in its namespace."""
+    return event_about(
+        _reference(md),
+        namespace=str((md.get("metadata") or {}).get("namespace")),
+        reason=reason,
+        message=message,
+        type_=type_,
+        now=now,
+    )
+
+
 def _reference(md: Mapping[str, Any]) -> dict[str, Any]:
     metadata = md.get("metadata") or {}
     return {
@@ -345,7 +360,6 @@ def serving_transition_events(
     """Events for a phase change, and one when QuotaLimited turns True (posted once: the
     condition's transition, not every write)."""
     events: list[dict[str, Any]] = []
-    namespace = str((md.get("metadata") or {}).get("namespace"))
     old_phase = (before or {}).get("phase")
     new_phase = (after or {}).get("phase")
     old_limited = (find_condition(before or {}, QUOTA_LIMITED) or {}).get("status")
@@ -356,9 +370,8 @@ def serving_transition_events(
         if new_phase != "QuotaLimited":
             about = find_condition(after or {}, READY) or find_condition(after or {}, ADMITTED)
         events.append(
-            event_about(
-                _reference(md),
-                namespace=namespace,
+            serving_event(
+                md,
                 reason=str(new_phase),
                 message=str((about or {}).get("message") or new_phase),
                 type_="Warning" if new_phase in _WARNING_PHASES else "Normal",
@@ -369,9 +382,8 @@ def serving_transition_events(
             newly_limited = False  # said by the phase's Event
     if newly_limited:
         events.append(
-            event_about(
-                _reference(md),
-                namespace=namespace,
+            serving_event(
+                md,
                 reason="QuotaLimited",
                 message=str(limited.get("message") or "QuotaLimited"),
                 type_="Warning",

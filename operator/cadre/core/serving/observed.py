@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from cadre.core.api.names import ANNOTATION_SPEC_HASH, LABEL_MODELDEPLOYMENT, LABEL_TRACK
+from cadre.core.objects import find_condition
 
 __all__ = [
     "AutoscalerRecord",
@@ -83,11 +84,9 @@ def deployment_record(obj: Mapping[str, Any]) -> DeploymentRecord:
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
     labels = metadata.get("labels") or {}
-    stuck = any(
-        c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded"
-        for c in status.get("conditions") or ()
-        if isinstance(c, Mapping)
-    )
+    stuck = (find_condition(status, "Progressing") or {}).get(
+        "reason"
+    ) == "ProgressDeadlineExceeded"
     replicas = spec.get("replicas")
     return DeploymentRecord(
         namespace=str(metadata.get("namespace", "")),
@@ -128,13 +127,8 @@ def autoscaler_record(obj: Mapping[str, Any]) -> AutoscalerRecord:
     metadata = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
-    limited = any(
-        c.get("type") == "ScalingLimited"
-        and c.get("status") == "True"
-        and c.get("reason") == "TooManyReplicas"
-        for c in status.get("conditions") or ()
-        if isinstance(c, Mapping)
-    )
+    scaling = find_condition(status, "ScalingLimited") or {}
+    limited = scaling.get("status") == "True" and scaling.get("reason") == "TooManyReplicas"
     return AutoscalerRecord(
         namespace=str(metadata.get("namespace", "")),
         name=str(metadata.get("name", "")),
@@ -196,11 +190,7 @@ def serving_pod(obj: Mapping[str, Any]) -> ServingPod:
     metadata = obj.get("metadata") or {}
     status = obj.get("status") or {}
     labels = metadata.get("labels") or {}
-    ready = any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in status.get("conditions") or ()
-        if isinstance(c, Mapping)
-    )
+    ready = (find_condition(status, "Ready") or {}).get("status") == "True"
     failure: str | None = None
     loading = False
     for each in status.get("initContainerStatuses") or ():

@@ -47,6 +47,8 @@ class Observed:
 class ReplicaPlan:
     """What to set now. `stable` / `canary`: the Deployments' spec.replicas."""
 
+    wish: int
+    """Replicas that should serve (`serving_wish`), whatever is admitted."""
     serving: int
     """Replicas that serve once every step is done (admitted, minus the surge)."""
     surge: int
@@ -116,6 +118,7 @@ def plan_replicas(
     wish = serving_wish(spec, admitted, observed)
     if admitted <= 0 or wish <= 0:
         return ReplicaPlan(
+            wish=wish,
             serving=0,
             surge=0,
             stable=0,
@@ -186,6 +189,7 @@ def plan_replicas(
         floor = stable_to if busy else max(1, min(stable_to, gang - canary_to))
         autoscaler = (max(1, floor), max(1, floor, stable_to))
     return ReplicaPlan(
+        wish=wish,
         serving=serving,
         surge=surge,
         stable=stable_to,
@@ -199,13 +203,13 @@ def plan_replicas(
     )
 
 
-def wanted_replicas(spec: ModelDeploymentSpec, admitted: int, gang: int, observed: Observed) -> int:
+def wanted_replicas(spec: ModelDeploymentSpec, admitted: int, plan: ReplicaPlan) -> int:
     """Replicas the ModelDeployment wants admitted in all: what should serve
-    (`serving_wish`), plus one while a rolling update or a shift is pending (the surge).
-    0 when stopped; replicas.min while not admitted."""
+    (`ReplicaPlan.wish`), plus one while a rolling update or a shift is pending (the
+    surge). 0 when stopped; replicas.min while not admitted. `plan` is the plan for
+    `admitted` (`plan_replicas`)."""
     if spec.stopped:
         return 0
     if admitted <= 0:
         return spec.replicas.min
-    plan = plan_replicas(spec, admitted, gang, observed)
-    return serving_wish(spec, admitted, observed) + (1 if plan.busy else 0)
+    return plan.wish + (1 if plan.busy else 0)

@@ -35,7 +35,7 @@ from cadre.core.workloads.common import (
     owner_reference,
     spec_hash,
 )
-from cadre.core.workloads.errors import BuildError
+from cadre.core.workloads.errors import BuildError, invalid_spec_message
 from cadre.core.workloads.resources import container_resources, place_on_flavour
 from cadre.core.workloads.resources import resolve_flavour as resolve_resources_flavour
 
@@ -76,13 +76,6 @@ def as_spec(job: TrainingJob | TrainingJobSpec | Mapping[str, Any]) -> TrainingJ
         # A stored spec the models refuse (kept from an older, looser CRD): reported as
         # InvalidSpec, never a reconcile retried forever.
         raise BuildError(invalid_spec_message(err)) from err
-
-
-def invalid_spec_message(err: ValidationError) -> str:
-    """One line saying what to fix: the first error's field and message."""
-    first = err.errors()[0]
-    where = ".".join(str(p) for p in first.get("loc") or ())
-    return f"the spec is not valid: {where + ': ' if where else ''}{first['msg']}"
 
 
 def resolve_flavour(spec: TrainingJobSpec, config: OperatorConfig) -> Flavor | None:

@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from pydantic import ValidationError
+
+
+def invalid_spec_message(err: ValidationError) -> str:
+    """One line saying what to fix: the first error's field and message."""
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc") or ())
+    return f"the spec is not valid: {where + ': ' if where else ''}{first['msg']}"
+
 
 class BuildError(ValueError):
     """The children of a workload cannot be built from its spec and the operator config.
