@@ -149,6 +149,28 @@ def test_the_write_gate_stops_writes_before_they_are_sent() -> None:
     run(scenario())
 
 
+def test_the_gate_is_asked_again_as_the_body_goes_on_the_wire() -> None:
+    """A replica that may write when it decides but not when its request is sent (it was
+    frozen in between) sends nothing: not even the request line and headers."""
+
+    async def scenario() -> None:
+        async with server([200]) as (url, seen):
+            client = client_for(url)
+            answers = iter([True, False, True, False])
+            client.write_gate = lambda: next(answers)
+            with pytest.raises(NotLeaderError):
+                await client.create(
+                    {"apiVersion": "v1", "kind": "Event", "metadata": {"namespace": "ns"}}
+                )
+            with pytest.raises(NotLeaderError):  # a DELETE too (its DeleteOptions body)
+                await client.delete("/apis/batch/v1/namespaces/ns/jobs/j")
+            await client.get("/apis/batch/v1/namespaces/ns/jobs/j")  # the client still works
+            await client.close()
+            assert seen == ["GET /apis/batch/v1/namespaces/ns/jobs/j"]
+
+    run(scenario())
+
+
 def test_injected_faults_are_consumed_per_attempt() -> None:
     async def scenario() -> None:
         faults = FaultInjector()

@@ -14,8 +14,12 @@ kubeconfig. Every call:
 
 Writes (POST, PUT, PATCH, DELETE) pass the write gate first: a replica that does not hold
 the leader's Lease, or whose renewal deadline has passed, raises `NotLeaderError` instead of
-writing. The gate is checked before each attempt and again once the connection is taken
-from the pool, right before the request goes on the wire (see `leader.py`: fencing).
+writing. The gate is checked before each attempt and again at the last moment: by the
+request body itself (`FencedBody`), in the same synchronous step that hands the request's
+first bytes to the socket. Checked any earlier (when the connection is taken from the pool,
+say), a process frozen between the check and the send would send a stale write once it
+thaws (seen in CI: an Event created by a paused leader after its successor's first write).
+See `leader.py` and docs/architecture.md: fencing.
 
 A write is retried only where that is safe: conditional writes (a resourceVersion, a UID
 precondition, a JSON patch `test`) fail cleanly the second time, a create meets its own
@@ -136,6 +140,42 @@ class NotLeaderError(Exception):
         super().__init__(f"{method} {path}: not sent, this replica is not the leader")
         self.method = method
         self.path = path
+
+
+class FencedBody(aiohttp.BytesPayload):
+    """A write's body that asks the write gate when aiohttp writes it. aiohttp holds a
+    request's headers back and sends them with the first body chunk, so nothing of the
+    request reaches the socket before this check, and nothing can run between the check
+    and the send (`StreamWriter.write` hands the bytes to the transport without yielding)."""
+
+    def __init__(
+        self,
+        value: bytes,
+        content_type: str,
+        may_write: Callable[[], bool],
+        refusal: NotLeaderError,
+    ) -> None:
+        super().__init__(value, content_type=content_type)
+        self._may_write = may_write
+        self._refusal = refusal
+
+    async def write(self, writer: Any) -> None:
+        await self.write_with_length(writer, None)
+
+    async def write_with_length(self, writer: Any, content_length: int | None) -> None:
+        if not self._may_write():
+            raise self._refusal
+        await super().write_with_length(writer, content_length)
+
+
+def _refused_by_gate(exc: BaseException) -> NotLeaderError | None:
+    """The gate's refusal, when aiohttp wrapped it (a body that would not write)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, NotLeaderError):
+            return cause
+        cause = cause.__cause__
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,9 +450,6 @@ class ApiClient:
     def _get_session(self) -> aiohttp.ClientSession:
         # Created lazily, inside the running event loop that uses it.
         if self._session is None or self._session.closed:
-            fence = aiohttp.TraceConfig()
-            fence.on_connection_create_end.append(self._fence_check)
-            fence.on_connection_reuseconn.append(self._fence_check)
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(
                     ssl=self._ssl, limit=self.settings.max_connections, limit_per_host=0
@@ -422,7 +459,6 @@ class ApiClient:
                     connect=self.settings.connect_timeout_seconds,
                 ),
                 headers={"User-Agent": self.user_agent, "Accept": "application/json"},
-                trace_configs=[fence],
                 trust_env=False,
             )
         return self._session
@@ -433,13 +469,6 @@ class ApiClient:
             self._session = None
 
     # -- the write gate -----------------------------------------------------------------
-    async def _fence_check(
-        self, _session: aiohttp.ClientSession, context: Any, _params: Any
-    ) -> None:
-        ctx = context.trace_request_ctx
-        if isinstance(ctx, dict) and ctx.get("fenced") and not self._may_write():
-            raise NotLeaderError(ctx["method"], ctx["path"])
-
     def _may_write(self) -> bool:
         return self.write_gate is None or self.write_gate()
 
@@ -540,24 +569,27 @@ class ApiClient:
         authorization = _authorization(self.configuration)
         if authorization:
             headers["Authorization"] = authorization
-        data = None
+        raw_body: bytes | None = None
         if body is not None:
             headers["Content-Type"] = content_type
-            data = json.dumps(body, separators=(",", ":"))
+            raw_body = json.dumps(body, separators=(",", ":")).encode()
+        data: bytes | FencedBody | None = raw_body
+        if write and fenced:
+            # Every fenced write has a body (a DELETE its DeleteOptions): the body is the fence.
+            data = FencedBody(
+                raw_body or b"{}", content_type, self._may_write, NotLeaderError(method, path)
+            )
         try:
             async with self._get_session().request(
-                method,
-                self._server + path,
-                data=data,
-                headers=headers,
-                trace_request_ctx={"fenced": write and fenced, "method": method, "path": path},
+                method, self._server + path, data=data, headers=headers
             ) as response:
                 raw = await response.read()
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
-        except NotLeaderError:
-            raise
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            refusal = _refused_by_gate(exc)
+            if refusal is not None:
+                raise refusal from None
             API_REQUESTS.labels(
                 method, resource, "timeout" if isinstance(exc, TimeoutError) else "network"
             ).inc()
