@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from . import binaries, procs
+from . import prometheus as prom
 from .cluster import REPO_ROOT, ClusterError, LocalCluster, default_state_dir
 
 
@@ -38,7 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument(
         "--with-operator",
         action="store_true",
-        help="also run the Cadre operator (`cadre run`) against the cluster, owned by it",
+        help="also run the Cadre operator (`cadre run`) against the cluster, owned by it, "
+        "and a Prometheus scraping it with the alert rules loaded (if /usr/bin/prometheus "
+        "exists; --no-prometheus: not)",
+    )
+    up.add_argument(
+        "--no-prometheus",
+        action="store_true",
+        help="with --with-operator: do not start Prometheus",
     )
     up.add_argument(
         "--operator-config",
@@ -118,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 OPERATOR = "cadre-operator"
+OPERATOR_METRICS = "cadre-operator-metrics"
 
 
 def _start_operator(cluster: LocalCluster, config: Path, timeout: float = 60) -> None:
@@ -129,6 +138,8 @@ def _start_operator(cluster: LocalCluster, config: Path, timeout: float = 60) ->
     # The namespace of the leader's Lease (an install creates it; here there is none).
     cluster.kubectl("create", "namespace", "cadre-system", check=False)
     metrics_port, health_port = procs.free_ports(2)
+    # Recorded (state.json, with the process) so Prometheus can be pointed at it later.
+    cluster.ports[OPERATOR_METRICS] = metrics_port
     cluster.spawn(
         OPERATOR,
         [
@@ -169,6 +180,39 @@ def _start_operator(cluster: LocalCluster, config: Path, timeout: float = 60) ->
     raise ClusterError(f"{OPERATOR} not healthy after {timeout:.0f}s")
 
 
+def _start_prometheus(cluster: LocalCluster, timeout: float = 60) -> None:
+    """Prometheus as a process of the cluster, scraping the operator's metrics port every
+    second with the alert rules loaded; `down` stops it with the rest."""
+    metrics_port = cluster.ports.get(OPERATOR_METRICS)
+    if metrics_port is None:
+        print(f"{prom.NAME}: not started (no {OPERATOR} metrics port recorded)")
+        return
+    if not prom.available():
+        print(f"{prom.NAME}: not started ({prom.binary()} missing: apt-get install prometheus)")
+        return
+    if cluster.alive().get(prom.NAME):
+        print(f"{prom.NAME} already running: {prom.Client(cluster.ports[prom.NAME]).url}")
+        return
+    cluster.records = [r for r in cluster.records if r.name != prom.NAME]  # a dead one
+    folder = cluster.state_dir / prom.NAME
+    rules = prom.default_rules()
+    config = prom.write_config(folder, [f"127.0.0.1:{metrics_port}"], rules)
+    (port,) = procs.free_ports(1)
+    cluster.ports[prom.NAME] = port
+    cluster.spawn(prom.NAME, prom.argv(config, folder / "data", port))
+    log = cluster.logs_dir / f"{prom.NAME}.log"
+    try:
+        prom.wait_ready(port, lambda: cluster.alive()[prom.NAME], log, timeout)
+    except prom.PrometheusError as exc:
+        raise ClusterError(str(exc)) from exc
+    loaded = ", ".join(str(r.relative_to(REPO_ROOT)) for r in rules) or "none yet"
+    print(
+        f"{prom.NAME} running (pid {cluster.pids()[prom.NAME]}): "
+        f"{prom.Client(port).url} scraping {OPERATOR} every {prom.SCRAPE_INTERVAL} "
+        f"(job {prom.JOB}); rules: {loaded}"
+    )
+
+
 def _up(args: argparse.Namespace) -> int:
     crds_dir = args.crds or (REPO_ROOT / "crds" if args.with_examples else None)
     running = _running(args.state_dir)
@@ -177,6 +221,8 @@ def _up(args: argparse.Namespace) -> int:
         _install(running, crds_dir, args.with_examples)
         if args.with_operator:
             _start_operator(running, args.operator_config)
+            if not args.no_prometheus:
+                _start_prometheus(running)
         print(f"export KUBECONFIG={running.kubeconfig}")
         return 0
     kwargs = {}
@@ -191,6 +237,8 @@ def _up(args: argparse.Namespace) -> int:
         _install(cluster, crds_dir, args.with_examples)
         if args.with_operator:
             _start_operator(cluster, args.operator_config)
+            if not args.no_prometheus:
+                _start_prometheus(cluster)
     except BaseException:
         cluster.down()
         raise
@@ -212,6 +260,9 @@ def _up(args: argparse.Namespace) -> int:
         print("      kubectl get tj -A -w")
         print("      kubectl apply -f examples/modeldeployment-canary.yaml")
         print("      kubectl get md -A")
+        if prom.NAME in cluster.ports and cluster.alive().get(prom.NAME):
+            url = prom.Client(cluster.ports[prom.NAME]).url
+            print(f"prometheus: {url} (alerts: {url}/alerts; dashboards: docs/monitoring.md)")
     rel = cluster.state_dir
     with contextlib.suppress(ValueError):
         rel = cluster.state_dir.relative_to(REPO_ROOT)

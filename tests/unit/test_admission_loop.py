@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -531,3 +532,25 @@ def test_an_admission_is_timed_and_allocation_is_exported(world: World) -> None:
     assert sample("cadre_time_to_admission_seconds_count", team="vision") == before + 1
     assert sample("cadre_flavor_capacity_gpus", flavor="t4") == 8
     assert sample("cadre_flavor_allocated_gpus", flavor="t4") >= 2
+
+
+def test_the_oldest_queued_workloads_age_is_exported_per_team(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def oldest(team: str) -> float | None:
+        return REGISTRY.get_sample_value("cadre_team_oldest_queued_seconds", {"team": team})
+
+    now = datetime(2026, 11, 27, 4, 0, 0, tzinfo=UTC)
+    monkeypatch.setattr("cadre.controller.admission_loop.utcnow", lambda: now)
+    world.add("running", gpus=8, running=True)  # all 8 t4 GPUs
+    world.run_pass()
+    assert oldest("vision") == 0  # nothing waits: a level, not an absent series
+
+    world.add("first", gpus=4)  # created 03:00:01, an hour before `now`
+    world.add("second", gpus=2)  # created 03:00:02
+    world.run_pass()
+    assert oldest("vision") == 3599
+
+    world.store.delete_trainingjob(f"{NS}/first")  # the oldest goes: the next in line counts
+    world.run_pass()
+    assert oldest("vision") == 3598

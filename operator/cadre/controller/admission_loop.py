@@ -53,7 +53,7 @@ from cadre.core.cluster.serving import ServingView
 from cadre.core.cluster.snapshot import SnapshotBuild, build_snapshot
 from cadre.core.cluster.store import Store, is_serving, stored_key
 from cadre.core.objects import generation_of, parse_api_time
-from cadre.core.scheduling import Admission, PassResult, Victim, schedule
+from cadre.core.scheduling import Admission, PassResult, Snapshot, Victim, schedule
 from cadre.core.serving.lifecycle import admission_of, serving_admitted, serving_revoked
 from cadre.core.training.lifecycle import (
     admitted,
@@ -98,8 +98,34 @@ HELD_BACK = Counter(
     "cadre_admission_passes_held_back_total",
     "Passes whose admissions were not applied because a victim's suspension failed.",
 )
+OLDEST_QUEUED = Gauge(
+    "cadre_team_oldest_queued_seconds",
+    "Age of the team's oldest workload whose gang waits for admission, at the last pass "
+    "(0 when none waits).",
+    ["team"],
+)
 
 _CONCURRENCY = 16
+
+
+def oldest_queued_seconds(
+    snapshot: Snapshot, result: PassResult, now: datetime
+) -> dict[str, float]:
+    """Team -> age of its oldest workload still waiting for its gang's admission, 0 when
+    none waits. Read from the pass, not the histogram of admissions: a workload that is
+    never admitted never shows up there. Extra replicas of an admitted ModelDeployment do
+    not count (their wait has no start time); neither do workloads held before the core
+    (invalid spec, namespace conflict), which have their own conditions."""
+    ages = {team.name: 0.0 for team in snapshot.teams}
+    waiting = {p.key for p in result.pending}
+    for workload in snapshot.workloads:
+        if workload.admitted or workload.key not in waiting:
+            continue
+        if not isinstance(workload.created, datetime):
+            continue  # no creationTimestamp: an age would be made up
+        age = max(0.0, (now - workload.created).total_seconds())
+        ages[workload.team] = max(ages.get(workload.team, 0.0), age)
+    return ages
 
 
 class AdmissionLoop(BackgroundTask):
@@ -130,6 +156,8 @@ class AdmissionLoop(BackgroundTask):
         """Hands a ModelDeployment to its reconciler after its admission changed."""
         self.serving_waiting: dict[str, str] = {}
         """ModelDeployment key -> why its extra replicas wait (the pass's message)."""
+        self._queued_teams: set[str] = set()
+        """Teams with a `cadre_team_oldest_queued_seconds` series."""
 
     # -- control ---------------------------------------------------------------------
     def notify(self) -> None:
@@ -171,6 +199,7 @@ class AdmissionLoop(BackgroundTask):
         PASS_SECONDS.observe(time.perf_counter() - started)
         PASSES.inc()
         PENDING.set(len(result.pending) + len(build.problems))
+        self._export_oldest_queued(oldest_queued_seconds(build.snapshot, result, utcnow()))
         allocated: dict[str, int] = {}
         for team in result.teams:
             for usage in team.flavours:
@@ -246,6 +275,15 @@ class AdmissionLoop(BackgroundTask):
                 seconds=round(time.perf_counter() - started, 4),
             )
         return result
+
+    def _export_oldest_queued(self, ages: dict[str, float]) -> None:
+        # Level-based: every budgeted team gets a value each pass, gone teams lose theirs.
+        for team in self._queued_teams - set(ages):
+            with contextlib.suppress(KeyError):
+                OLDEST_QUEUED.remove(team)
+        for team, age in ages.items():
+            OLDEST_QUEUED.labels(team).set(age)
+        self._queued_teams = set(ages)
 
     async def _each(self, effects: Iterable[Awaitable[bool]]) -> list[bool]:
         """Run the effects, at most _CONCURRENCY at once; True for each that is done."""
