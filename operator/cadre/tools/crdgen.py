@@ -143,6 +143,10 @@ def _metadata_schema(info: KindInfo) -> Schema:
     return {"type": "object", "properties": {"name": name}}
 
 
+# Argo CD applies a lower wave first and waits for it to be healthy.
+ARGOCD_CRD_SYNC_WAVE: Final = "-2"
+
+
 def crd_for(info: KindInfo) -> Schema:
     """The whole CustomResourceDefinition of one kind."""
     return {
@@ -151,6 +155,9 @@ def crd_for(info: KindInfo) -> Schema:
         "metadata": {
             "name": f"{info.plural}.{GROUP}",
             "labels": {"app.kubernetes.io/name": "cadre", "app.kubernetes.io/part-of": "cadre"},
+            # Argo CD: the CRDs first, then ResourceBudgets (wave -1), then the workloads
+            # (wave 0, the default). See docs/argocd.md.
+            "annotations": {"argocd.argoproj.io/sync-wave": ARGOCD_CRD_SYNC_WAVE},
         },
         "spec": {
             "group": GROUP,
