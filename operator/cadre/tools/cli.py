@@ -1,4 +1,5 @@
-"""The `cadre` command: generate CRDs, validate manifests, run the operator."""
+"""The `cadre` command: generate CRDs, validate manifests, show teams' status, run the
+operator."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from cadre.controller.runtime.args import add_release_arguments, add_run_arguments
 from cadre.tools.crdgen import render_crds
+from cadre.tools.status.arguments import add_status_arguments
 from cadre.tools.validation import validate_stream
 from cadre.tools.validation.reading import SourceError, read_source
 
@@ -64,6 +66,13 @@ def _run(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _status(args: argparse.Namespace) -> int:
+    # Imported here: `cadre validate` and `cadre crds` must not need rich or a cluster.
+    from cadre.tools.status.command import run_status  # noqa: PLC0415
+
+    return run_status(args)
+
+
 def _release(args: argparse.Namespace) -> int:
     from cadre.controller.runtime.release import run_release  # noqa: PLC0415
 
@@ -98,6 +107,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_run_arguments(run)
     run.set_defaults(handler=_run)
+
+    status = commands.add_parser(
+        "status",
+        help="teams, quota by flavour, borrowed GPUs, spend, queues",
+        description="One view of every team: GPU quota and use by flavour, GPUs borrowed "
+        "from the cohort, spend against the limit with its forecast, the queue and its "
+        "oldest waiting job with the reason. Reads with your kubeconfig, only what you may "
+        "read, and says what it could not. Exit status: 0 all read, 3 shown but something "
+        "could not be read, 1 nothing could be read (or no such --team), 2 bad arguments. "
+        "See docs/cli.md.",
+    )
+    add_status_arguments(status)
+    status.set_defaults(handler=_status)
 
     release = commands.add_parser(
         "release-finalizers",
