@@ -10,6 +10,7 @@ build-binaries.sh honours the same variables, so it only builds what is not foun
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -25,6 +26,7 @@ VERSIONS_FILE = CLUSTER_DIR / "versions.env"
 APISERVER_BINARIES = ("etcd", "kube-apiserver")
 CLUSTER_BINARIES = (*APISERVER_BINARIES, "kube-controller-manager", "kube-scheduler", "kwok")
 ALL_BINARIES = (*CLUSTER_BINARIES, "kubectl")
+HELM_K8S_MINOR = "37"  # helm v3.22.0 builds on k8s.io/client-go v0.37
 
 
 class MissingBinariesError(RuntimeError):
@@ -150,3 +152,58 @@ def gateway_api_crds(timeout: float = 300) -> Path:
     if not (folder / "gateway.networking.k8s.io_httproutes.yaml").is_file():
         raise MissingBinariesError(f"no HTTPRoute CRD in {folder}")
     return folder
+
+
+def helm(timeout: float = 900) -> Path:
+    """The `helm` binary at HELM_VERSION, built once from its Go module (helm.sh/helm/v3,
+    from the module proxy) into ${CADRE_CACHE_DIR:-~/.cache/cadre}/helm-v<HELM>/helm; a
+    `helm` of that version on $CADRE_HELM is used as it is. Raises MissingBinariesError
+    when it cannot be had."""
+    version = versions()["HELM_VERSION"]
+    given = os.environ.get("CADRE_HELM")
+    if given:
+        return Path(given)
+    folder = cache_bin_dir().parent.parent / f"helm-v{version}"
+    binary = folder / "helm"
+    if binary.is_file():
+        return binary
+    folder.mkdir(parents=True, exist_ok=True)
+    # One build at a time (two test sessions starting together share the result).
+    with (folder / ".build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if binary.is_file():
+            return binary
+        print(f"building helm v{version} from its Go module (once)", file=sys.stderr)
+        try:
+            proc = subprocess.run(
+                [
+                    "go",
+                    "install",
+                    "-trimpath",
+                    "-ldflags",
+                    # As Helm's Makefile stamps a release: its version, and the
+                    # Kubernetes version of its client modules (1.37 for v3.22), the
+                    # default of `helm template` and lint's deprecation checks.
+                    f"-s -w -X helm.sh/helm/v3/internal/version.version=v{version}"
+                    f" -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor={HELM_K8S_MINOR}"
+                    f" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor={HELM_K8S_MINOR}",
+                    f"helm.sh/helm/v3/cmd/helm@v{version}",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+                env={
+                    **os.environ,
+                    "GOBIN": str(folder / "build"),
+                    "CGO_ENABLED": "0",
+                    "GOFLAGS": "-buildvcs=false",
+                },
+            )
+        except (OSError, subprocess.TimeoutExpired) as err:
+            raise MissingBinariesError(f"building helm failed: {err}") from err
+        built = folder / "build" / "helm"
+        if proc.returncode != 0 or not built.is_file():
+            raise MissingBinariesError(f"building helm failed: {proc.stderr.strip()[-800:]}")
+        built.rename(binary)  # atomic: a reader sees the whole binary or none
+    return binary

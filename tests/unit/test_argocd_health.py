@@ -8,9 +8,6 @@ The harness is built once per version of its sources into ~/.cache/cadre/tools. 
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import shutil
 import subprocess
 import sys
@@ -20,13 +17,13 @@ from typing import Any, get_args
 import pytest
 import yaml
 
+from argocd_lua import harness_binary, run_health
 from cadre.core.api.modeldeployment import ModelDeployment, ModelDeploymentPhase
 from cadre.core.api.resourcebudget import ResourceBudget
 from cadre.core.api.trainingjob import TrainingJob, TrainingJobPhase
 from cadre.tools import argocd
 
 REPO = Path(__file__).resolve().parents[2]
-HARNESS = REPO / "e2e" / "tools" / "luahealth"
 FIXTURES = REPO / "tests" / "argocd" / "fixtures"
 SCRIPTS = {
     "trainingjob": REPO / argocd.SOURCES / "cadre.dev_TrainingJob.lua",
@@ -42,56 +39,9 @@ ARGO_HEALTH = {"Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Un
 FIXTURE_FILES = sorted(FIXTURES.glob("*/*.yaml"))
 
 
-def harness_binary() -> Path:
-    """The harness built from its current sources (cached by their digest)."""
-    go = shutil.which("go")
-    if go is None:
-        if os.environ.get("CI"):
-            pytest.fail("go is not installed: the Argo CD health checks cannot be tested")
-        pytest.skip("go is not installed")
-    digest = hashlib.sha256()
-    for name in ("go.mod", "go.sum", "main.go"):
-        digest.update(name.encode() + b"\0" + (HARNESS / name).read_bytes())
-    cache = Path.home() / ".cache" / "cadre" / "tools"
-    binary = cache / f"luahealth-{digest.hexdigest()[:16]}"
-    if binary.is_file():
-        return binary
-    cache.mkdir(parents=True, exist_ok=True)
-    partial = binary.with_name(f"{binary.name}.{os.getpid()}.partial")
-    # GOTOOLCHAIN=local: never download another Go; -mod=readonly: go.sum is the truth.
-    env = {**os.environ, "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=readonly -buildvcs=false"}
-    built = subprocess.run(
-        [go, "build", "-o", str(partial), "."],
-        cwd=HARNESS,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if built.returncode != 0:
-        pytest.fail(f"go build of the Lua health harness failed:\n{built.stderr}")
-    partial.replace(binary)  # atomic: a parallel run never sees half a binary
-    return binary
-
-
 @pytest.fixture(scope="module")
 def luahealth() -> Path:
     return harness_binary()
-
-
-def run_health(binary: Path, script: Path, obj: dict[str, Any]) -> dict[str, Any]:
-    done = subprocess.run(
-        [str(binary), str(script)],
-        input=json.dumps(obj),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    result: dict[str, Any] = json.loads(done.stdout)
-    return result
 
 
 def load_fixture(path: Path) -> dict[str, Any]:
