@@ -107,7 +107,7 @@ def values_file(tmp_path: Path) -> Path:
     config["accounting"] = {"refreshSeconds": 1}
     path = tmp_path / "values.yaml"
     path.write_text(
-        yaml.safe_dump({"config": config, "uninstall": {"podAnnotations": KWOK_RUNS_UNTIL_TOLD}})
+        yaml.safe_dump({"config": config, "hooks": {"podAnnotations": KWOK_RUNS_UNTIL_TOLD}})
     )
     return path
 
@@ -239,15 +239,23 @@ def release(
 @pytest.fixture(scope="module")
 def team(release: Release, cluster: LocalCluster) -> str:
     """A team namespace whose people are bound as a platform binds them: alice to the
-    built-in edit role there, victor to view; paula to cadre-platform-admin."""
+    built-in edit role there, victor to view, adam to admin; paula to cadre-platform-admin
+    (the ClusterRole, and the Role of the operator's namespace)."""
     name = f"helm-{uuid.uuid4().hex[:6]}"
     cluster.create_namespace(name)
     rolebindings = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{name}/rolebindings"
-    for user, role in (("alice", "edit"), ("victor", "view")):
+    for user, role in (("alice", "edit"), ("victor", "view"), ("adam", "admin")):
         cluster.api.create(rolebindings, binding("RoleBinding", user, role))
     cluster.api.create(
         "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
         binding("ClusterRoleBinding", "paula", "cadre-platform-admin", f"paula-{name}"),
+    )
+    config_binding = binding("RoleBinding", "paula", "cadre-platform-admin")
+    config_binding["roleRef"]["kind"] = "Role"
+    cluster.api.create(
+        f"/apis/rbac.authorization.k8s.io/v1/namespaces/{SYSTEM}/rolebindings",
+        config_binding,
+        exist_ok=True,
     )
     return name
 
@@ -260,6 +268,65 @@ def binding(kind: str, user: str, role: str, name: str | None = None) -> dict[st
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
         "subjects": [{"kind": "User", "name": user}],
     }
+
+
+def play_hook(cluster: LocalCluster, component: str, workdir: Path) -> str:
+    """The kubelet's part for a hook Job's pod: once it runs (KWOK), run its container's
+    command as a process with its ServiceAccount's credentials and the files its volumes
+    would mount, then report the pod Succeeded. Returns the command's output."""
+    selector = f"app.kubernetes.io/component={component}"
+    pod = eventually(
+        f"the {component} hook's pod runs",
+        lambda: next(
+            (
+                p
+                for p in cluster.api.get(
+                    f"/api/v1/namespaces/{SYSTEM}/pods?labelSelector={selector}"
+                )["items"]
+                if p.get("status", {}).get("phase") == "Running"
+            ),
+            None,
+        ),
+        timeout=120,
+    )
+    spec = pod["spec"]
+    volumes = {v["name"]: v["configMap"]["name"] for v in spec["volumes"] if "configMap" in v}
+    mounts = {
+        m["mountPath"]: volumes[m["name"]]
+        for m in spec["containers"][0].get("volumeMounts", [])
+        if m["name"] in volumes
+    }
+    args = []
+    for given in spec["containers"][0]["args"]:
+        arg = given
+        # A path under a mounted ConfigMap: the same files, in a folder of the test's.
+        for mount, configmap in mounts.items():
+            if arg.partition("=")[2].startswith(mount):
+                folder = workdir / f"{component}-{configmap}"
+                folder.mkdir(exist_ok=True)
+                data = cluster.api.get(f"/api/v1/namespaces/{SYSTEM}/configmaps/{configmap}")
+                for name, text in data["data"].items():
+                    (folder / name).write_text(text)
+                arg = arg.replace(mount, str(folder))
+        args.append(arg)
+    credentials = service_account_kubeconfig(
+        cluster, spec["serviceAccountName"], workdir / f"{component}-sa"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "cadre.tools.cli", *args, "--kubeconfig", str(credentials)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, f"{args}: {done.stdout}{done.stderr}"
+    report_succeeded(cluster, pod)
+    return done.stdout
+
+
+ARGO_CM_PATH = "/api/v1/namespaces/argocd/configmaps/argocd-cm"
+ARGO_CM_DATA = {"url": "https://argocd.example", "timeout.reconciliation": "180s"}
+HEALTH_PREFIX = "resource.customizations.health.cadre.dev_"
 
 
 def test_the_install_brings_the_operator_up_with_the_charts_crds(
@@ -282,7 +349,7 @@ def test_the_people_of_a_team_work_under_the_charts_roles(
     """The chart's cadre-edit and cadre-view reach team members through the built-in edit
     and view roles (kube-controller-manager aggregates them); budgets are the platform
     admin's; nobody but the operator writes a status."""
-    alice, victor, paula = (Person(cluster, u) for u in ("alice", "victor", "paula"))
+    alice, victor, adam, paula = (Person(cluster, u) for u in ("alice", "victor", "adam", "paula"))
     try:
         eventually(
             "edit aggregates cadre-edit",
@@ -296,8 +363,18 @@ def test_the_people_of_a_team_work_under_the_charts_roles(
             "metadata": {"name": team},
             "spec": {"namespaces": [team], "quota": [{"flavor": "t4", "gpus": 2}]},
         }
-        allowed(alice.call("POST", RBS, budget), 403)  # a team sets no quota of its own
-        allowed(victor.call("POST", RBS, budget), 403)
+        eventually("admin aggregates cadre-edit", lambda: adam.can("create", "trainingjobs", team))
+        for person in (alice, victor, adam):  # a team sets no quota of its own
+            allowed(person.call("POST", RBS, budget), 403)
+        # nor may its admin hand itself the platform admin's role (RBAC's escalation check)
+        allowed(
+            adam.call(
+                "POST",
+                f"/apis/rbac.authorization.k8s.io/v1/namespaces/{team}/rolebindings",
+                binding("RoleBinding", "adam", "cadre-platform-admin", "adam-escalates"),
+            ),
+            403,
+        )
         allowed(paula.call("POST", RBS, budget), 201)
         job = trainingjob("by-alice", "helm", "t4", runtime="1h")
         tjs = f"{GROUP}/namespaces/{team}/trainingjobs"
@@ -315,8 +392,22 @@ def test_the_people_of_a_team_work_under_the_charts_roles(
                 403,
             )
         allowed(alice.call("DELETE", f"{tjs}/by-alice"), 200)
+        # The operator config is the platform admin's, and nothing else in its namespace.
+        configmaps = f"/api/v1/namespaces/{SYSTEM}/configmaps"
+        patch = {"metadata": {"annotations": {"cadre.dev/reviewed-by": "paula"}}}
+        merge = "application/merge-patch+json"
+        allowed(paula.call("PATCH", f"{configmaps}/cadre-config", patch, merge), 200)
+        allowed(alice.call("PATCH", f"{configmaps}/cadre-config", patch, merge), 403)
+        assert not paula.can("get", "secrets", SYSTEM, group="")
+        assert not paula.can("create", "configmaps", SYSTEM, group="")
+        restart = {  # what `kubectl rollout restart` sends (a dry run here)
+            "spec": {"template": {"metadata": {"annotations": {"cadre.dev/restarted": "1"}}}}
+        }
+        deployment = f"/apis/apps/v1/namespaces/{SYSTEM}/deployments/cadre-operator"
+        allowed(paula.call("PATCH", f"{deployment}?dryRun=All", restart, merge), 200)
+        assert not paula.can("get", "configmaps", team, group="")
     finally:
-        for person in (alice, victor, paula):
+        for person in (alice, victor, adam, paula):
             person.close()
 
 
@@ -425,6 +516,67 @@ def luahealth() -> Path:
     return harness_binary()
 
 
+def test_helm_upgrade_puts_the_health_checks_into_argo_cds_configmap(
+    helm: Path, release: Release, cluster: LocalCluster
+) -> None:
+    """argocd.healthChecks.enabled: a hook server-side applies Cadre's keys into argocd-cm
+    (Argo CD's own, made here as its install makes it), leaving its other keys alone."""
+    cluster.create_namespace("argocd")
+    cluster.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "argocd-cm", "namespace": "argocd"},
+                "data": ARGO_CM_DATA,
+            }
+        ),
+    )
+    upgrade: dict[str, subprocess.CompletedProcess[str]] = {}
+    waiter = threading.Thread(
+        target=lambda: upgrade.setdefault(
+            "result",
+            run_helm(
+                helm,
+                cluster,
+                "upgrade",
+                "cadre",
+                str(CHART),
+                "-n",
+                SYSTEM,
+                "--reuse-values",
+                "--set",
+                "argocd.healthChecks.enabled=true",
+                check=False,
+            ),
+        )
+    )
+    waiter.start()
+    installed = play_hook(cluster, "argocd-health", release.workdir)
+    waiter.join(timeout=300)
+    assert not waiter.is_alive(), "helm upgrade still waits for its hook"
+    assert upgrade["result"].returncode == 0, upgrade["result"].stderr
+    assert "3 Cadre health check(s)" in installed, installed
+    configmap = cluster.api.get(ARGO_CM_PATH)
+    for name, text in ARGO_CM_DATA.items():
+        assert configmap["data"][name] == text
+    for path in sorted(HEALTH_SCRIPTS.glob("*.lua")):
+        assert configmap["data"][HEALTH_PREFIX + path.stem.split("_", 1)[1]] == path.read_text()
+    owners = {
+        e["manager"]
+        for e in configmap["metadata"]["managedFields"]
+        if any(k.startswith("f:" + HEALTH_PREFIX) for k in e["fieldsV1"].get("f:data", {}))
+    }
+    assert owners == {"cadre-argocd-health"}
+    # The hook's objects went with its success.
+    assert not cluster.api.exists(
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/argocd/roles/cadre-argocd-health"
+    )
+
+
 def test_helm_uninstall_releases_every_accounting_finalizer(
     helm: Path, release: Release, cluster: LocalCluster, team: str
 ) -> None:
@@ -458,6 +610,13 @@ def test_helm_uninstall_releases_every_accounting_finalizer(
         )
     )
     waiter.start()
+    if cluster.api.exists(ARGO_CM_PATH):  # argocd.healthChecks was enabled by the upgrade
+        # pre-delete, before anything of the release goes: Cadre's keys leave argocd-cm.
+        removed = play_hook(cluster, "argocd-health", release.workdir)
+        assert "health checks removed" in removed, removed
+        left = cluster.api.get(ARGO_CM_PATH)["data"]
+        assert not any(k.startswith(HEALTH_PREFIX) for k in left), left
+        assert left == ARGO_CM_DATA
     eventually(
         "the release's Deployment is gone",
         lambda: (
@@ -467,49 +626,8 @@ def test_helm_uninstall_releases_every_accounting_finalizer(
     )
     release.operator.stop()  # the kubelet stops the container of a deleted pod (SIGTERM)
 
-    hook_pod = eventually(
-        "the uninstall hook's pod runs",
-        lambda: next(
-            (
-                p
-                for p in cluster.api.call(
-                    "GET",
-                    f"/api/v1/namespaces/{SYSTEM}/pods"
-                    "?labelSelector=app.kubernetes.io/component=uninstall",
-                )["items"]
-                if p.get("status", {}).get("phase") == "Running"
-            ),
-            None,
-        ),
-        timeout=120,
-    )
-    container = hook_pod["spec"]["containers"][0]
-    assert container["args"][:2] == ["release-finalizers", "--all"]
-    args = [a for a in container["args"] if not a.startswith("--config=")]
-    config = mounted_config(cluster, "cadre-uninstall-config", release.workdir / "uninstall.yaml")
-    credentials = service_account_kubeconfig(
-        cluster, hook_pod["spec"]["serviceAccountName"], release.workdir / "hook-sa"
-    )
-    released = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cadre.tools.cli",
-            *args,
-            "--config",
-            str(config),
-            "--kubeconfig",
-            str(credentials),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert released.returncode == 0, released.stdout + released.stderr
-    assert "charged to their teams and released" in released.stdout, released.stdout
-    report_succeeded(cluster, hook_pod)
-
+    released = play_hook(cluster, "uninstall", release.workdir)
+    assert "charged to their teams and released" in released, released
     waiter.join(timeout=300)
     assert not waiter.is_alive(), "helm uninstall still waits for its hook"
     result = uninstall["result"]

@@ -154,19 +154,63 @@ def gateway_api_crds(timeout: float = 300) -> Path:
     return folder
 
 
-def helm(timeout: float = 900) -> Path:
-    """The `helm` binary at HELM_VERSION, built once from its Go module (helm.sh/helm/v3,
-    from the module proxy) into ${CADRE_CACHE_DIR:-~/.cache/cadre}/helm-v<HELM>/helm; a
-    `helm` of that version on $CADRE_HELM is used as it is. Raises MissingBinariesError
-    when it cannot be had."""
-    version = versions()["HELM_VERSION"]
-    given = os.environ.get("CADRE_HELM")
+def helm(major: int = 3, timeout: float = 900) -> Path:
+    """The `helm` binary at HELM_VERSION (major 3) or HELM4_VERSION (major 4), built once
+    from its Go module (helm.sh/helm/v3 or /v4, from the module proxy) into
+    ${CADRE_CACHE_DIR:-~/.cache/cadre}/helm-v<version>/helm; $CADRE_HELM (or
+    $CADRE_HELM4) names one of your own instead. Raises MissingBinariesError when it cannot
+    be had."""
+    version = versions()["HELM_VERSION" if major == 3 else "HELM4_VERSION"]
+    given = os.environ.get("CADRE_HELM" if major == 3 else "CADRE_HELM4")
     if given:
         return Path(given)
+    module = f"helm.sh/helm/v{major}"
+    # As Helm's Makefile stamps a release: its version, and for Helm 3 the Kubernetes
+    # version of its client modules (1.37 for v3.22: the default of `helm template` and
+    # lint's deprecation checks; Helm 4 reads it from its build information).
+    ldflags = f"-s -w -X {module}/internal/version.version=v{version}"
+    if major == 3:
+        ldflags += f" -X {module}/pkg/lint/rules.k8sVersionMinor={HELM_K8S_MINOR}"
+        ldflags += f" -X {module}/pkg/chartutil.k8sVersionMinor={HELM_K8S_MINOR}"
     folder = cache_bin_dir().parent.parent / f"helm-v{version}"
     binary = folder / "helm"
     if binary.is_file():
         return binary
+    folder.mkdir(parents=True, exist_ok=True)
+    # One build at a time (two test sessions starting together share the result).
+    with (folder / ".build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if binary.is_file():
+            return binary
+        print(f"building helm v{version} from its Go module (once)", file=sys.stderr)
+        try:
+            proc = subprocess.run(
+                [
+                    "go",
+                    "install",
+                    "-trimpath",
+                    "-ldflags",
+                    ldflags,
+                    f"{module}/cmd/helm@v{version}",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+                env={
+                    **os.environ,
+                    "GOBIN": str(folder / "build"),
+                    "CGO_ENABLED": "0",
+                    "GOFLAGS": "-buildvcs=false",
+                },
+            )
+        except (OSError, subprocess.TimeoutExpired) as err:
+            raise MissingBinariesError(f"building helm failed: {err}") from err
+        built = folder / "build" / "helm"
+        if proc.returncode != 0 or not built.is_file():
+            raise MissingBinariesError(f"building helm failed: {proc.stderr.strip()[-800:]}")
+        built.rename(binary)  # atomic: a reader sees the whole binary or none
+    return binary
     folder.mkdir(parents=True, exist_ok=True)
     # One build at a time (two test sessions starting together share the result).
     with (folder / ".build.lock").open("w") as lock:

@@ -1,7 +1,7 @@
-"""The Helm chart (charts/cadre) with the real `helm` (built from its Go module): it lints,
-renders, refuses bad values with a message, and describes the same install as the plain
-manifests/ (`kubectl kustomize`). The server-side dry run and the real install and
-uninstall run on a cluster of their own: e2e/test_helm_install_e2e.py.
+"""The Helm chart (charts/cadre) with the real `helm`, 3 and 4 (built from their Go
+modules): it lints, renders, refuses bad values with a message, and describes the same
+install as the plain manifests/ (`kubectl kustomize`). The server-side dry run and the
+real install and uninstall run on a cluster of their own: e2e/test_helm_install_e2e.py.
 
 Here, not in the unit layer: helm and kubectl are binaries built from Go modules, as the
 cluster's are; nothing here needs the API server.
@@ -46,12 +46,13 @@ HELM_ANNOTATIONS = frozenset({"cadre.dev/config-checksum"})
 Key = tuple[str, str, str]  # kind, namespace, name
 
 
-@pytest.fixture(scope="module")
-def helm() -> Iterator[Path]:
+@pytest.fixture(scope="module", params=[3, 4], ids=["helm3", "helm4"])
+def helm(request: pytest.FixtureRequest) -> Iterator[Path]:
+    """Helm 3 (what most clusters are installed with) and Helm 4, both from Go modules."""
     try:
-        yield binaries.helm()
+        yield binaries.helm(request.param)
     except binaries.MissingBinariesError as err:
-        pytest.fail(f"no helm: {err}")
+        pytest.fail(f"no helm {request.param}: {err}")
 
 
 def run_helm(helm: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -68,7 +68,8 @@ def values_schema() -> Schema:
     defs = config.pop("$defs", {})
     config.pop("title", None)
     config["description"] = (
-        "The operator config (OperatorConfig, docs/configuration.md), mounted from the "
+        "The operator config (OperatorConfig: every field documented in the pydantic model "
+        "operator/cadre/core/api/config.py; `cadre validate` checks a file), mounted from the "
         "cadre-config ConfigMap: flavours, prices, priorities, timezone, budgets' behaviour."
     )
     return {
@@ -151,8 +152,23 @@ def values_schema() -> Schema:
                         "description": "a post-delete hook charges and releases every pod "
                         "that still holds Cadre's accounting finalizer",
                     },
-                    "podAnnotations": _STRING_MAP,
                 },
+            },
+            "argocd": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "healthChecks": _toggle(
+                        "Cadre's Argo CD health checks in Argo CD's argocd-cm (hooks)."
+                    ),
+                    "namespace": {"type": "string", "minLength": 1},
+                    "configMap": {"type": "string", "minLength": 1},
+                },
+            },
+            "hooks": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {"podAnnotations": _STRING_MAP},
             },
             "config": config,
         },

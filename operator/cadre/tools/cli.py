@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cadre.controller.runtime.args import add_release_arguments, add_run_arguments
+from cadre.tools.argocd_install import add_argocd_health_arguments
 from cadre.tools.crdgen import render_crds
 from cadre.tools.status.arguments import add_status_arguments
 from cadre.tools.validation import validate_stream
@@ -73,6 +74,12 @@ def _status(args: argparse.Namespace) -> int:
     return run_status(args)
 
 
+def _argocd_health(args: argparse.Namespace) -> int:
+    from cadre.tools.argocd_install import run_argocd_health  # noqa: PLC0415
+
+    return run_argocd_health(args)
+
+
 def _release(args: argparse.Namespace) -> int:
     from cadre.controller.runtime.release import run_release  # noqa: PLC0415
 
@@ -120,6 +127,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_status_arguments(status)
     status.set_defaults(handler=_status)
+
+    argocd_health = commands.add_parser(
+        "argocd-health",
+        help="install or remove Cadre's health checks in Argo CD's argocd-cm",
+        description="Server-side apply Cadre's Argo CD health checks (Lua) into the "
+        "argocd-cm ConfigMap under the field manager cadre-argocd-health, or remove "
+        "exactly those keys; nothing else in the ConfigMap changes. See docs/argocd.md.",
+    )
+    add_argocd_health_arguments(argocd_health)
+    argocd_health.set_defaults(handler=_argocd_health)
 
     release = commands.add_parser(
         "release-finalizers",
