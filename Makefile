@@ -5,13 +5,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lint format crds test test-unit test-integration test-e2e binaries up down validate-examples
+.PHONY: help venv lint format crds generate test test-unit test-integration test-e2e binaries up down validate-examples
 
 help:
 	@echo "make test        lint, type checks and every test layer (what CI runs)"
 	@echo "make up          build/reuse Kubernetes, start the local cluster, install CRDs and examples"
 	@echo "make down        stop the local cluster"
 	@echo "make crds        regenerate crds/ from the API models"
+	@echo "make generate    regenerate every generated file (CRDs, chart copies and schema, alerts, dashboards, Argo CD)"
 	@echo "make lint        ruff, mypy and the layering contract"
 
 $(STAMP): pyproject.toml
@@ -34,6 +35,13 @@ format: $(STAMP)
 
 crds: $(STAMP)
 	$(VENV)/bin/cadre crds --output crds
+
+# Every committed generated file, from its source (each has a drift test).
+generate: crds
+	$(PY) -m cadre.tools.chart
+	$(PY) -m cadre.tools.argocd
+	$(PY) -m cadre.tools.monitoring.alerts
+	$(PY) -m cadre.tools.monitoring.dashboards
 
 validate-examples: $(STAMP)
 	$(VENV)/bin/cadre validate examples/*.yaml
