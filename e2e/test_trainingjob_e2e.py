@@ -234,6 +234,77 @@ def test_gang_bigger_than_the_team_quota_stays_queued_with_the_reason(
     assert pods_of(cluster, name) == []
 
 
+def test_an_admitted_gang_whose_worker_cannot_be_placed_says_which_and_why(
+    operator: OperatorProcess, cluster: LocalCluster, jobs: list[str]
+) -> None:
+    """Admission counts a flavour's capacity in sum, and a pod Cadre does not manage is
+    invisible to it (node-level fit is issue #14): a 2 x 4 t4 gang is admitted while a
+    foreign pod holds 2 GPUs of one t4 node. The worker that cannot be placed waits, and
+    the TrainingJob says which and why: its Running condition with kube-scheduler's own
+    message, and one Warning Event. Once the foreign pod goes, the gang runs."""
+    foreign = cluster.create_namespace(unique("foreign"))  # no budget covers it
+    pods = f"/api/v1/namespaces/{foreign}/pods"
+    cluster.api.create(
+        pods,
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "squatter"},
+            "spec": {
+                "nodeSelector": {"cadre.dev/flavor": "t4"},
+                "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}],
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": "registry.example/other:1",
+                        "resources": {"limits": {"nvidia.com/gpu": "2"}},
+                    }
+                ],
+            },
+        },
+    )
+    try:
+        eventually(
+            "the foreign pod runs on a t4 node",
+            lambda: cluster.api.get(f"{pods}/squatter").get("status", {}).get("phase") == "Running",
+        )
+        name = unique("unplaced")
+        create(
+            cluster,
+            jobs,
+            example(
+                "trainingjob-single-gpu.yaml",
+                name,
+                "60s",
+                workers=2,
+                resources={"flavor": "t4", "gpus": 4, "cpu": "4", "memory": "16Gi"},
+            ),
+        )
+
+        def says_why() -> dict[str, Any]:
+            status = status_of(cluster, name)
+            running = next(
+                (c for c in status.get("conditions") or [] if c["type"] == "Running"), {}
+            )
+            return running if running.get("reason") == "WorkersUnschedulable" else {}
+
+        running = eventually("the status says which worker waits, and why", says_why)
+        print(f"\nRunning condition: {running['message']}")
+        assert status_of(cluster, name)["phase"] == "Admitted"
+        assert running["message"].startswith("1/2 workers scheduled; "), running
+        assert "Insufficient nvidia.com/gpu" in running["message"], running
+        events = cluster.api.get(
+            f"/api/v1/namespaces/{NAMESPACE}/events?fieldSelector=involvedObject.name={name}"
+        )["items"]
+        warnings = [e for e in events if e["reason"] == "WorkersUnschedulable"]
+        assert [e["type"] for e in warnings] == ["Warning"], events
+        assert warnings[0]["message"] == running["message"]
+    finally:
+        cluster.api.call("DELETE", f"{pods}/squatter?gracePeriodSeconds=0", ok=(404,))
+        cluster.delete_namespace(foreign)
+    eventually("the gang runs once the GPUs are free", phase_is(cluster, name, "Running"), 60)
+
+
 def test_deleting_a_running_job_admits_a_queued_one_within_seconds(
     operator: OperatorProcess, cluster: LocalCluster, jobs: list[str]
 ) -> None:

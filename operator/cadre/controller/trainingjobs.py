@@ -381,7 +381,13 @@ class TrainingJobReconciler:
             spec = current.get("spec") or {}
             workers = int(spec.get("workers") or 1)
             job_status = partial(
-                from_job, status, record, workers=workers, generation=generation, now=now
+                from_job,
+                status,
+                record,
+                workers=workers,
+                generation=generation,
+                now=now,
+                unscheduled=store.unscheduled_of(key),
             )
             wanted = job_status(refresh_workers=due)
             if not due:

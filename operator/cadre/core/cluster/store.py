@@ -48,6 +48,7 @@ from cadre.core.serving.observed import (
 )
 from cadre.core.training.job import JobRecord, job_record
 from cadre.core.training.lifecycle import holds_admission
+from cadre.core.workloads.scheduling import UnscheduledPod
 
 __all__ = [
     "Expectation",
@@ -180,6 +181,8 @@ class Store:
     pods: dict[str, PodCharge] = field(default_factory=dict)
     """Pod uid -> what budget accounting needs of it, for every pod of a Cadre Job (also
     of TrainingJobs already deleted), until its charge is settled and it is gone."""
+    unscheduled: dict[str, dict[str, UnscheduledPod]] = field(default_factory=dict)
+    """TrainingJob key -> pod uid -> its pods the scheduler could not place, and why."""
     unselected_pods: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     """Pod uid -> (namespace, name, TrainingJob key) of pods that lost the label the pod
     watch selects on (someone removed it) but still exist: read by name until they are
@@ -217,6 +220,25 @@ class Store:
             return  # a late event of a pod seen deleted
         self.pods[charge.uid] = charge
         self.pod_seen_at[charge.uid] = self.clock()
+
+    def set_unscheduled(self, key: str, uid: str, pod: UnscheduledPod | None) -> bool:
+        """Record what the scheduler says of pod `uid` of workload `key` (None: placed,
+        gone, or not tried yet); True when that changed."""
+        pods = self.unscheduled.get(key) or {}
+        if pods.get(uid) == pod:
+            return False
+        if pod is None:
+            pods.pop(uid, None)
+        else:
+            pods[uid] = pod
+        if pods:
+            self.unscheduled[key] = pods
+        else:
+            self.unscheduled.pop(key, None)
+        return True
+
+    def unscheduled_of(self, key: str) -> tuple[UnscheduledPod, ...]:
+        return tuple((self.unscheduled.get(key) or {}).values())
 
     def drop_pod(self, uid: str) -> None:
         self.pods.pop(uid, None)
@@ -362,6 +384,7 @@ class Store:
         ):
             return False  # the DELETED event of an earlier object of the same name
         self.admitted_at.pop(key, None)
+        self.unscheduled.pop(key, None)
         for pod_uid in self.pod_usage.pop(key, None) or ():
             self.closed_pods.discard(pod_uid)
         self._forget("trainingjob", key)

@@ -5,7 +5,7 @@ Conditions are the truth, `phase` is their one-word summary for `kubectl get`:
 | phase | Admitted | Running | Finished |
 | --- | --- | --- | --- |
 | Queued | False (why it waits: QuotaExhausted, NoBudget...) | | |
-| Admitted | True (Admitted) | False (WaitingForWorkers) | |
+| Admitted | True (Admitted) | False (WaitingForWorkers, WorkersUnschedulable) | |
 | Running | True | True (AllWorkersRunning) | |
 | Succeeded | True | False (Finished) | True (Succeeded) |
 | Failed | | False (Finished) | True (WorkerFailed, DeadlineExceeded, ...) |
@@ -28,7 +28,7 @@ nothing is written twice.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -37,12 +37,14 @@ from cadre.core.accounting import PodUsage, Rates, format_figures, usage_and_cos
 from cadre.core.objects import event_about, find_condition, timestamp, with_condition
 from cadre.core.training.failure import parse_job_failure
 from cadre.core.training.job import JobRecord
+from cadre.core.workloads.scheduling import UnscheduledPod, unscheduled_summary
 
 __all__ = [
     "ADMITTED",
     "FINISHED",
     "RUNNING",
     "UNADMITTED_RUN",
+    "WORKERS_UNSCHEDULABLE",
     "GangFailure",
     "admitted",
     "from_job",
@@ -338,12 +340,15 @@ def from_job(
     generation: int,
     now: datetime,
     refresh_workers: bool = False,
+    unscheduled: Sequence[UnscheduledPod] = (),
 ) -> Status:
     """The status the Job's state implies: Running once every worker runs (ready, or
     active when the Job reports no ready count), Succeeded or Failed when it finishes.
     Worker counts go with every transition; `refresh_workers` also brings them up to
     date without one (the caller bounds how often: see the reconciler). Only a Job the
-    status admits (`holds_admission`) is ever reported running."""
+    status admits (`holds_admission`) is ever reported running. While an admitted gang
+    waits for workers the scheduler cannot place (`unscheduled`), its Running condition
+    says which and why (reason WorkersUnschedulable, the scheduler's message)."""
     out = _base(status, generation)
     phase = out.get("phase")
     if phase in TERMINAL:
@@ -381,6 +386,10 @@ def from_job(
         # admission loop suspends it again (`ran_without_admission`).
         return dict(status or {})
     all_running = (job.ready if job.ready is not None else job.active) >= workers
+    if phase == "Admitted" and not all_running:
+        waiting = _waiting_for_workers(out, workers, unscheduled, generation, now)
+        if waiting is not None:
+            return waiting
     if all_running and phase != "Running":
         out["phase"] = "Running"
         out["workers"] = _workers(job)
@@ -402,6 +411,32 @@ def from_job(
             out["workers"] = counts
             return out
     return dict(status or {})
+
+
+WORKERS_UNSCHEDULABLE: Final = "WorkersUnschedulable"
+_WAITING_FOR_WORKERS: Final = ("WaitingForWorkers", "waiting for every worker to be running")
+
+
+def _waiting_for_workers(
+    out: Status,
+    workers: int,
+    unscheduled: Sequence[UnscheduledPod],
+    generation: int,
+    now: datetime,
+) -> Status | None:
+    """An admitted gang's Running condition while it waits for workers: why (the
+    scheduler's message) when some cannot be placed; None when it already says so."""
+    if unscheduled:
+        reason, message = WORKERS_UNSCHEDULABLE, unscheduled_summary(workers, unscheduled)
+    else:
+        reason, message = _WAITING_FOR_WORKERS
+    current = find_condition(out, RUNNING) or {}
+    if (current.get("reason"), current.get("message")) == (reason, message):
+        return None
+    out["conditions"] = with_condition(
+        out.get("conditions"), RUNNING, "False", reason, message, generation, now
+    )
+    return out
 
 
 def with_usage(
@@ -467,6 +502,29 @@ _EVENT_CONDITION: Final = {
 }
 
 
+def _unschedulable_event(
+    tj: Mapping[str, Any],
+    before: Mapping[str, Any] | None,
+    after: Mapping[str, Any] | None,
+    now: datetime,
+) -> dict[str, Any] | None:
+    """A Warning when an admitted gang's workers become unschedulable (once per cause: a
+    new scheduler message is a new Event)."""
+    old = find_condition(before or {}, RUNNING) or {}
+    new = find_condition(after or {}, RUNNING) or {}
+    if new.get("reason") != WORKERS_UNSCHEDULABLE or old.get("message") == new.get("message"):
+        return None
+    metadata = tj.get("metadata") or {}
+    return event_about(
+        _reference(tj),
+        namespace=str(metadata.get("namespace")),
+        reason=WORKERS_UNSCHEDULABLE,
+        message=str(new.get("message")),
+        type_="Warning",
+        now=now,
+    )
+
+
 def transition_event(
     tj: Mapping[str, Any],
     before: Mapping[str, Any] | None,
@@ -477,6 +535,8 @@ def transition_event(
     or a phase not announced). A restart (back to Queued with reason Restarting) is one."""
     old_phase = (before or {}).get("phase")
     new_phase = (after or {}).get("phase")
+    if old_phase == new_phase == "Admitted":
+        return _unschedulable_event(tj, before, after, now)
     admitted_condition = find_condition(after or {}, ADMITTED) or {}
     restarting = new_phase == "Queued" and admitted_condition.get("reason") == "Restarting"
     if new_phase is None or (new_phase not in _ANNOUNCED and not restarting):

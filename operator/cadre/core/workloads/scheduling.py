@@ -1,0 +1,52 @@
+"""What kube-scheduler says of a workload's pods: which wait for a node, and why.
+
+An admitted gang whose workers cannot all be placed holds its quota while some of its
+pods wait; the scheduler's own message (`PodScheduled=False`, reason Unschedulable, "0/8
+nodes are available: 4 Insufficient nvidia.com/gpu...") is what tells a user why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cadre.core.objects import find_condition
+
+__all__ = ["UnscheduledPod", "unscheduled_message", "unscheduled_summary"]
+
+
+@dataclass(frozen=True, slots=True)
+class UnscheduledPod:
+    """A pod of a workload that the scheduler could not place, with its message."""
+
+    name: str
+    message: str
+
+
+def unscheduled_message(pod: Mapping[str, Any]) -> str | None:
+    """The scheduler's message when it tried and failed to place `pod`; None when the pod
+    is bound, finished, being deleted, or not tried yet."""
+    metadata = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    status = pod.get("status") or {}
+    if metadata.get("deletionTimestamp") or spec.get("nodeName"):
+        return None
+    if status.get("phase") not in (None, "Pending"):
+        return None
+    condition = find_condition(status, "PodScheduled")
+    if condition is None or condition.get("status") != "False":
+        return None
+    if condition.get("reason") not in ("Unschedulable", "SchedulerError"):
+        return None
+    return str(condition.get("message") or condition.get("reason")).strip()
+
+
+def unscheduled_summary(workers: int, waiting: Sequence[UnscheduledPod]) -> str:
+    """One line for a status condition: how many workers have a node, which wait and why
+    ("1/3 workers scheduled; tj-2-x7k waits: 0/8 nodes are available: ...")."""
+    ordered = sorted(waiting, key=lambda p: p.name)
+    first = ordered[0]
+    scheduled = max(0, workers - len(ordered))
+    others = f" (and {len(ordered) - 1} more)" if len(ordered) > 1 else ""
+    return f"{scheduled}/{workers} workers scheduled; {first.name}{others} waits: {first.message}"
