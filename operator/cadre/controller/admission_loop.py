@@ -38,7 +38,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -59,6 +59,7 @@ from cadre.core.training.lifecycle import (
     admitted,
     preempted,
     ran_without_admission,
+    timed_out,
     unadmitted_run_event,
 )
 
@@ -156,6 +157,8 @@ class AdmissionLoop(BackgroundTask):
         """Hands a ModelDeployment to its reconciler after its admission changed."""
         self.serving_waiting: dict[str, str] = {}
         """ModelDeployment key -> why its extra replicas wait (the pass's message)."""
+        self._next_deadline: datetime | None = None
+        """When the clock alone next changes a decision (see SnapshotBuild.next_deadline)."""
         self._queued_teams: set[str] = set()
         """Teams with a `cadre_team_oldest_queued_seconds` series."""
 
@@ -173,9 +176,15 @@ class AdmissionLoop(BackgroundTask):
         min_interval = settings.min_interval_ms / 1000
         refresh = float(settings.position_refresh_seconds)
         while True:
-            # Wake now and then even when nothing moves, to refresh queue positions.
+            # Wake now and then even when nothing moves, to refresh queue positions, and
+            # when a clock-driven decision falls due (a waitForPodsReady timeout, the end
+            # of a requeue's backoff).
+            timeout = refresh
+            if self._next_deadline is not None:
+                due = (self._next_deadline - utcnow()).total_seconds()
+                timeout = min(refresh, max(due, 0.0) + 0.05)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._dirty.wait(), timeout=refresh)
+                await asyncio.wait_for(self._dirty.wait(), timeout=timeout)
             if debounce:
                 await asyncio.sleep(debounce)
             wait = self._last_pass + min_interval - time.monotonic()
@@ -194,7 +203,9 @@ class AdmissionLoop(BackgroundTask):
     # -- one pass --------------------------------------------------------------------
     async def run_pass(self) -> PassResult:
         started = time.perf_counter()
-        build = build_snapshot(self.store, self.config, self.snapshot_cache)
+        now = utcnow()
+        build = build_snapshot(self.store, self.config, self.snapshot_cache, now=now)
+        self._next_deadline = build.next_deadline
         result = schedule(build.snapshot)
         PASS_SECONDS.observe(time.perf_counter() - started)
         PASSES.inc()
@@ -226,6 +237,9 @@ class AdmissionLoop(BackgroundTask):
             self._preempt(build, key, reason, message) for key, reason, message in stops
         )
         suspended += await self._each(
+            self._requeue(build, key, build.problems[key].message) for key in build.timed_out
+        )
+        suspended += await self._each(
             self._preempt_serving(build, v) for v in result.victims if is_serving(v.key)
         )
         if all(suspended):
@@ -234,6 +248,11 @@ class AdmissionLoop(BackgroundTask):
                 for a in result.admitted
                 if a.gang and not is_serving(a.key)
             )
+            readiness = self.config.admission.wait_for_pods_ready
+            if readiness.enabled and any(not is_serving(a.key) for a in result.admitted):
+                # A gang admitted now is looked at again when its timeout falls due.
+                due = now + timedelta(seconds=readiness.timeout_seconds)
+                self._next_deadline = min(self._next_deadline or due, due)
             await self._each(
                 self._admit_serving(build, a) for a in result.admitted if is_serving(a.key)
             )
@@ -407,25 +426,56 @@ class AdmissionLoop(BackgroundTask):
         """Revoke a victim's admission, then suspend its Job; True once both are done (or
         the Job is gone)."""
         now = utcnow()
+        return await self._stop(
+            build,
+            key,
+            lambda status, tj: preempted(
+                status, generation=generation_of(tj), now=now, reason=reason, message=message
+            ),
+            decision="preempt",
+        )
+
+    async def _requeue(self, build: SnapshotBuild, key: str, message: str) -> bool:
+        """An admitted gang whose workers were not all running in time: its admission is
+        revoked and its Job suspended (its GPUs are free), and it waits in the queue again
+        after its backoff (or fails past the limit: `timed_out`)."""
+        now = utcnow()
+        readiness = self.config.admission.wait_for_pods_ready
+        log.info("workers not running in time: requeued", trainingjob=key, why=message)
+        return await self._stop(
+            build,
+            key,
+            lambda status, tj: timed_out(
+                status,
+                generation=generation_of(tj),
+                now=now,
+                message=message,
+                backoff_base_seconds=readiness.backoff_base_seconds,
+                backoff_max_seconds=readiness.backoff_max_seconds,
+                backoff_limit_count=readiness.backoff_limit_count,
+            ),
+            decision="requeue",
+        )
+
+    async def _stop(
+        self,
+        build: SnapshotBuild,
+        key: str,
+        status_fn: Callable[[dict[str, Any] | None, dict[str, Any]], dict[str, Any] | None],
+        *,
+        decision: str,
+    ) -> bool:
+        """Write the status `status_fn` gives (its admission revoked), then suspend the
+        Job; True once both are done (or the Job is gone)."""
         async with self.status.lock(key):
             info = build.info.get(key)
             job = self.store.jobs.get(key)
             ours = job is not None and (info is None or job.uid == info.job_uid)
             if ours and job is not None:
                 self.store.mark_stopping(key, job.uid)
-            await self.status.update(
-                key,
-                lambda status, tj: preempted(
-                    status,
-                    generation=generation_of(tj),
-                    now=now,
-                    reason=reason,
-                    message=message,
-                ),
-                locked=True,
-            )
+            await self.status.update(key, status_fn, locked=True)
             self.store.admitted_at.pop(key, None)
-            DECISIONS.labels("preempt").inc()
+            DECISIONS.labels(decision).inc()
             if ours and job is not None:
                 ref = JobRef(job.namespace, job.name, job.uid)
                 await set_job_suspend(self.client, self.store, key, ref, suspend=True)

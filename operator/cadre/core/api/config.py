@@ -58,6 +58,35 @@ class Flavor(CadreModel):
     prices: Prices = Field(default_factory=Prices)
 
 
+class WaitForPodsReady(CadreModel):
+    """A gang admitted whose workers are not all running within a time gives its quota
+    back (Kueue's waitForPodsReady): it is suspended and requeued with exponential
+    backoff, and fails after `backoffLimitCount` requeues."""
+
+    enabled: bool = Field(default=True, description="Apply the timeout.")
+    timeout_seconds: int = Field(
+        default=600,
+        ge=5,
+        le=86400,
+        description="From admission to every worker running; past it the gang is requeued.",
+    )
+    backoff_base_seconds: int = Field(
+        default=60,
+        ge=1,
+        le=86400,
+        description="The first requeue waits this long; each next one twice as long.",
+    )
+    backoff_max_seconds: int = Field(
+        default=3600, ge=1, le=604800, description="The longest wait between requeues."
+    )
+    backoff_limit_count: int | None = Field(
+        default=None,
+        ge=0,
+        le=1000,
+        description="After this many requeues the job fails (none: requeued for ever).",
+    )
+
+
 class AdmissionSettings(CadreModel):
     """How often the one admission loop of the cluster runs."""
 
@@ -81,6 +110,10 @@ class AdmissionSettings(CadreModel):
         description="Queued jobs' status writes per second at most, across the cluster (a "
         "new reason goes first, position refreshes after): a queue of 10,000 never turns into "
         "a write storm, and admissions never wait for these writes.",
+    )
+    wait_for_pods_ready: WaitForPodsReady = Field(
+        default_factory=WaitForPodsReady,
+        description="What happens to an admitted gang whose workers do not all start.",
     )
 
 

@@ -185,6 +185,17 @@ class Admission(CadreModel):
     gpus: int = Field(ge=0, description="GPUs the whole gang holds.")
 
 
+class RequeueState(CadreModel):
+    """A gang sent back to the queue because its workers were not all running in time
+    after admission (Kueue's waitForPodsReady): how often, and when it may be tried again."""
+
+    count: int = Field(ge=0, description="Times the gang was sent back so far.")
+    requeue_at: datetime | None = Field(
+        default=None,
+        description="Not admitted again before this time (exponential backoff).",
+    )
+
+
 class TrainingJobStatus(CadreModel):
     """Where the job stands and why. Written by Cadre only."""
 
@@ -215,6 +226,11 @@ class TrainingJobStatus(CadreModel):
         "team, flavour and priority Cadre admitted.",
     )
     admitted_at: datetime | None = Field(default=None, description="When the gang was admitted.")
+    requeue: RequeueState | None = Field(
+        default=None,
+        description="Set once the gang was sent back to the queue because its workers were "
+        "not all running within admission.waitForPodsReady.timeoutSeconds of its admission.",
+    )
     start_time: datetime | None = Field(
         default=None, description="When all workers were first running."
     )

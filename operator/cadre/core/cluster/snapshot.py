@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
 from pydantic import ValidationError
@@ -38,7 +38,7 @@ from cadre.core.budget.status import spend_from_status
 from cadre.core.budget.teams import BudgetScope, budget_scope, resolve_team
 from cadre.core.cluster.serving import ServingView, serving_view
 from cadre.core.cluster.store import NodeRecord, Store
-from cadre.core.objects import generation_of, key_of, parse_api_time
+from cadre.core.objects import find_condition, generation_of, key_of, parse_api_time, timestamp
 from cadre.core.scheduling import (
     FlavourQuota,
     FlavourSelector,
@@ -54,6 +54,7 @@ from cadre.core.scheduling import (
 )
 from cadre.core.training import BuildError, GangRequest, build_job, gang_request
 from cadre.core.training.job import JobRecord, placement_digest
+from cadre.core.training.lifecycle import PODS_READY_TIMEOUT
 from cadre.core.units.quantity import to_bytes, to_millicores
 from cadre.core.workloads.errors import invalid_spec_message
 from cadre.core.workloads.resources import PodRequest, pod_request
@@ -112,6 +113,13 @@ class SnapshotBuild:
     stop, like victims, before anything is admitted (their reason is in `problems`)."""
     serving: Mapping[str, ServingView] = field(default_factory=dict)
     """Every ModelDeployment, by workload key ("md:namespace/name")."""
+    timed_out: tuple[str, ...] = ()
+    """Admitted jobs whose workers were not all running within
+    admission.waitForPodsReady.timeoutSeconds: to requeue, like victims, before anything
+    is admitted (their message is in `problems`)."""
+    next_deadline: datetime | None = None
+    """The earliest time a decision changes by the clock alone: an admitted gang's
+    waitForPodsReady timeout, or a requeued one's backoff ending (the loop wakes then)."""
 
 
 def _cpu(value: str | int | None) -> int | None:
@@ -439,10 +447,12 @@ def build_snapshot(
     store: Store,
     config: OperatorConfig,
     cache: MutableMapping[Any, Any] | None = None,
+    now: datetime | None = None,
 ) -> SnapshotBuild:
     """The admission core's input from the store. `cache` (kept by the caller between
     passes) saves re-validating unchanged specs and rebuilding their Jobs' hashes; keys
-    are (key, uid, generation[, team])."""
+    are (key, uid, generation[, team]). `now` (the caller's clock) applies
+    admission.waitForPodsReady: without it nothing times out and no backoff holds."""
     if cache is None:
         cache = {}
     selectors = [FlavourSelector(f.name, dict(f.node_labels)) for f in config.flavors]
@@ -470,6 +480,9 @@ def build_snapshot(
     unadmitted: list[str] = []
     to_start: list[str] = []
     invalid_running: list[str] = []
+    timed_out: list[str] = []
+    deadlines: list[datetime] = []
+    readiness = config.admission.wait_for_pods_ready
     for key, tj in store.trainingjobs.items():
         job = store.jobs.get(key)
         metadata = tj.get("metadata") or {}
@@ -477,6 +490,8 @@ def build_snapshot(
             continue
         if store.runs_unadmitted(key):
             unadmitted.append(key)  # it holds what it uses until it is suspended
+        if (tj.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            continue  # its Job may stay suspended (a gang that timed out its last requeue)
         if metadata.get("deletionTimestamp"):
             continue
         running = store.admitted(key)
@@ -523,6 +538,25 @@ def build_snapshot(
             request.flavor,
             priority,
         )
+        if now is not None and readiness.enabled:
+            late, deadline = _pods_ready_timeout(tj, job, running, now, readiness.timeout_seconds)
+            if deadline is not None:
+                deadlines.append(deadline)
+            if late is not None:
+                problems[key] = late
+                timed_out.append(key)  # stopped this pass: what it holds is not counted
+                continue
+            waiting_until = _requeue_at(tj, running, now)
+            if waiting_until is not None:
+                count = ((tj.get("status") or {}).get("requeue") or {}).get("count", 0)
+                problems[key] = Problem(
+                    PODS_READY_TIMEOUT,
+                    f"requeued {count} time(s): its workers were not all running "
+                    f"{readiness.timeout_seconds}s after admission; tried again from "
+                    f"{timestamp(waiting_until)}",
+                )
+                deadlines.append(waiting_until)
+                continue
         if not running and _stopping(store, key, job):
             problems[key] = Problem(
                 "Stopping",
@@ -611,4 +645,41 @@ def build_snapshot(
         to_start=tuple(to_start),
         invalid_running=tuple(invalid_running),
         serving=serving,
+        timed_out=tuple(timed_out),
+        next_deadline=min(deadlines, default=None),
     )
+
+
+def _pods_ready_timeout(
+    tj: Mapping[str, Any], job: JobRecord, running: bool, now: datetime, timeout_seconds: int
+) -> tuple[Problem | None, datetime | None]:
+    """(The reason to requeue it, or None; when its time runs out) for an admitted gang
+    whose workers are not all running (phase Admitted: Running once they all are),
+    `timeout_seconds` after its admission."""
+    status = tj.get("status") or {}
+    if not running or job.suspended or status.get("phase") != "Admitted":
+        return None, None
+    admitted_at = parse_api_time(status.get("admittedAt"))
+    if not isinstance(admitted_at, datetime):
+        return None, None
+    deadline = admitted_at + timedelta(seconds=timeout_seconds)
+    if now < deadline:
+        return None, deadline
+    workers = int((tj.get("spec") or {}).get("workers") or 1)
+    ready = job.ready if job.ready is not None else job.active
+    why = str((find_condition(status, "Running") or {}).get("message") or "")
+    problem = Problem(
+        PODS_READY_TIMEOUT,
+        f"{min(ready, workers)}/{workers} workers running {timeout_seconds}s after admission"
+        + (f" ({why})" if why else ""),
+    )
+    return problem, None
+
+
+def _requeue_at(tj: Mapping[str, Any], running: bool, now: datetime) -> datetime | None:
+    """Until when a requeued gang waits before it may be admitted again (None: it may)."""
+    if running:
+        return None
+    requeue = (tj.get("status") or {}).get("requeue") or {}
+    at = parse_api_time(requeue.get("requeueAt"))
+    return at if isinstance(at, datetime) and at > now else None

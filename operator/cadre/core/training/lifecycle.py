@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from cadre.core.accounting import PodUsage, Rates, format_figures, usage_and_cost
@@ -42,6 +42,7 @@ from cadre.core.workloads.scheduling import UnscheduledPod, unscheduled_summary
 __all__ = [
     "ADMITTED",
     "FINISHED",
+    "PODS_READY_TIMEOUT",
     "RUNNING",
     "UNADMITTED_RUN",
     "WORKERS_UNSCHEDULABLE",
@@ -53,10 +54,12 @@ __all__ = [
     "preempted",
     "queued",
     "ran_without_admission",
+    "requeue_delay",
     "restart_for",
     "restarting",
     "status_patch",
     "suspended",
+    "timed_out",
     "transition_event",
     "unadmitted_run_event",
     "with_usage",
@@ -136,6 +139,9 @@ def admitted(
     out = _base(status, generation)
     out["phase"] = "Admitted"
     out.pop("queue", None)
+    requeue = out.get("requeue")
+    if requeue:  # the count stays (it is what the limit counts), the wait is over
+        out["requeue"] = {"count": requeue.get("count", 0)}
     out["admission"] = dict(admission)
     out["admittedAt"] = timestamp(now)
     conditions = out.get("conditions") or []
@@ -173,6 +179,59 @@ def preempted(
     )
     out["conditions"] = with_condition(
         conditions, RUNNING, "False", reason, message, generation, now
+    )
+    return out
+
+
+PODS_READY_TIMEOUT: Final = "PodsReadyTimeout"
+
+
+def requeue_delay(count: int, base_seconds: int, max_seconds: int) -> timedelta:
+    """The wait before the `count`-th requeued try: base, then twice as long each time,
+    at most `max_seconds` (Kueue's requeuing backoff, without its jitter: a test can say
+    when)."""
+    return timedelta(seconds=min(max_seconds, base_seconds * 2 ** min(max(count - 1, 0), 32)))
+
+
+def timed_out(
+    status: Mapping[str, Any] | None,
+    *,
+    generation: int,
+    now: datetime,
+    message: str,
+    backoff_base_seconds: int,
+    backoff_max_seconds: int,
+    backoff_limit_count: int | None,
+) -> Status:
+    """An admitted gang whose workers were not all running in time: its admission is
+    revoked (the caller suspends its Job) and it waits in the queue again until
+    `requeue.requeueAt`; past `backoff_limit_count` requeues it fails instead."""
+    out = _base(status, generation)
+    count = int((out.get("requeue") or {}).get("count") or 0) + 1
+    out.pop("admission", None)
+    out.pop("admittedAt", None)
+    if backoff_limit_count is not None and count > backoff_limit_count:
+        message = f"{message} (requeued {count - 1} time(s), the limit)"
+        out["phase"] = "Failed"
+        out["requeue"] = {"count": count - 1}
+        out["completionTime"] = timestamp(now)
+        conditions = with_condition(
+            out.get("conditions"), RUNNING, "False", PODS_READY_TIMEOUT, message, generation, now
+        )
+        out["conditions"] = with_condition(
+            conditions, FINISHED, "True", PODS_READY_TIMEOUT, message, generation, now
+        )
+        return out
+    at = now + requeue_delay(count, backoff_base_seconds, backoff_max_seconds)
+    message = f"{message}; requeued ({count}), tried again from {timestamp(at)}"
+    out["phase"] = "Queued"
+    out["requeue"] = {"count": count, "requeueAt": timestamp(at)}
+    out["queue"] = {"reason": message}
+    conditions = with_condition(
+        out.get("conditions"), ADMITTED, "False", PODS_READY_TIMEOUT, message, generation, now
+    )
+    out["conditions"] = with_condition(
+        conditions, RUNNING, "False", PODS_READY_TIMEOUT, message, generation, now
     )
     return out
 
@@ -551,11 +610,13 @@ def transition_event(
     ):
         return None
     metadata = tj.get("metadata") or {}
+    # A gang sent back for want of running workers: a Warning naming why.
+    requeued = new_phase in ("Queued", "Failed") and condition.get("reason") == PODS_READY_TIMEOUT
     return event_about(
         _reference(tj),
         namespace=str(metadata.get("namespace")),
-        reason="Restarting" if restarting else str(new_phase),
+        reason="Restarting" if restarting else PODS_READY_TIMEOUT if requeued else str(new_phase),
         message=str(condition.get("message") or new_phase),
-        type_="Warning" if restarting else _ANNOUNCED[str(new_phase)],
+        type_="Warning" if restarting or requeued else _ANNOUNCED[str(new_phase)],
         now=now,
     )

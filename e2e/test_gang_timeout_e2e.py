@@ -1,0 +1,146 @@
+"""A gang admitted whose workers cannot all start gives its GPUs back (Kueue's
+waitForPodsReady, issue #14 item 3), on the whole local cluster.
+
+Admission counts a flavour's capacity in sum and does not see pods Cadre does not manage:
+a foreign pod holds 2 GPUs of one t4 node, so a 2 x 4 t4 gang is admitted that kube-
+scheduler cannot place whole. Past admission.waitForPodsReady.timeoutSeconds the operator
+suspends it (its running worker stops, its GPUs are free), sends it back to the queue with
+the reason and a backoff, and once the foreign pod is gone it is admitted again and runs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cadre_process import OperatorProcess
+from localcluster import LocalCluster
+from waiting import eventually
+
+pytestmark = pytest.mark.e2e
+
+GROUP = "/apis/cadre.dev/v1alpha1"
+TIMEOUT_SECONDS = 5
+BACKOFF_SECONDS = 15  # long enough to see the gang stopped before it is tried again
+
+
+@pytest.fixture
+def operator(
+    kubeconfig: Path, tmp_path: Path, config: Callable[..., Path]
+) -> Iterator[OperatorProcess]:
+    readiness = {
+        "timeoutSeconds": TIMEOUT_SECONDS,
+        "backoffBaseSeconds": BACKOFF_SECONDS,
+        "backoffMaxSeconds": 30,
+    }
+    op = OperatorProcess(kubeconfig, tmp_path, config(admission={"waitForPodsReady": readiness}))
+    try:
+        yield op.start()
+    finally:
+        op.stop()
+
+
+@pytest.fixture
+def squatter(cluster: LocalCluster) -> Iterator[str]:
+    """A pod Cadre does not manage holding 2 GPUs of a t4 node, in a namespace no budget
+    covers; the path to delete it."""
+    namespace = cluster.create_namespace(f"foreign-{uuid.uuid4().hex[:6]}")
+    pods = f"/api/v1/namespaces/{namespace}/pods"
+    cluster.api.create(
+        pods,
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "squatter"},
+            "spec": {
+                "nodeSelector": {"cadre.dev/flavor": "t4"},
+                "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}],
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": "registry.example/other:1",
+                        "resources": {"limits": {"nvidia.com/gpu": "2"}},
+                    }
+                ],
+            },
+        },
+    )
+    path = f"{pods}/squatter"
+    eventually(
+        "the foreign pod runs on a t4 node",
+        lambda: cluster.api.get(path).get("status", {}).get("phase") == "Running",
+    )
+    yield path
+    cluster.api.call("DELETE", f"{path}?gracePeriodSeconds=0", ok=(404,))
+    cluster.delete_namespace(namespace)
+
+
+def gang(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "cadre.dev/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": name},
+        "spec": {
+            "image": "ghcr.io/acme/train:1.4",
+            "workers": 2,
+            "resources": {"flavor": "t4", "gpus": 4, "cpu": "4", "memory": "16Gi"},
+            "podMetadata": {"annotations": {"pod-complete.stage.kwok.x-k8s.io/delay": "600s"}},
+        },
+    }
+
+
+def test_a_gang_whose_workers_cannot_all_start_gives_its_gpus_back_and_runs_later(
+    operator: OperatorProcess, cluster: LocalCluster, team: str, squatter: str
+) -> None:
+    tjs = f"{GROUP}/namespaces/{team}/trainingjobs"
+    cluster.api.create(tjs, gang("big"))
+    path = f"{tjs}/big"
+
+    def status() -> dict[str, Any]:
+        return dict(cluster.api.get(path).get("status") or {})
+
+    def condition(type_: str) -> dict[str, Any]:
+        return next((c for c in status().get("conditions") or [] if c["type"] == type_), {})
+
+    eventually("admitted, one worker unplaced", lambda: status().get("phase") == "Admitted")
+    requeued = eventually(
+        "requeued past the timeout",
+        lambda: status() if (status().get("requeue") or {}).get("count") else None,
+        timeout=TIMEOUT_SECONDS + 30,
+    )
+    admitted_condition = condition("Admitted")
+    print(f"\nrequeued: {admitted_condition.get('message')}")
+    assert requeued["phase"] == "Queued", requeued
+    assert admitted_condition["reason"] == "PodsReadyTimeout", admitted_condition
+    assert "admission" not in requeued
+    events = cluster.api.get(
+        f"/api/v1/namespaces/{team}/events?fieldSelector=involvedObject.name=big"
+    )["items"]
+    warnings = [e for e in events if e["reason"] == "PodsReadyTimeout"]
+    assert warnings and warnings[0]["type"] == "Warning", events
+    assert f"1/2 workers running {TIMEOUT_SECONDS}s after admission" in warnings[0]["message"]
+    assert "Insufficient nvidia.com/gpu" in warnings[0]["message"]
+    # Its GPUs are free: the Job is suspended and every pod of its run is gone.
+    job = f"/apis/batch/v1/namespaces/{team}/jobs/big"
+    pods = f"/api/v1/namespaces/{team}/pods?labelSelector=cadre.dev%2Ftrainingjob%3Dbig"
+    eventually(
+        "the gang's pods are gone, its Job suspended",
+        lambda: cluster.api.get(job)["spec"]["suspend"] and not cluster.api.get(pods)["items"],
+        timeout=BACKOFF_SECONDS,
+    )
+    assert status()["phase"] == "Queued"  # still waiting out its backoff
+
+    # The GPUs come back: every pod of the gang's run is gone (its Job suspended).
+    cluster.api.call("DELETE", f"{squatter}?gracePeriodSeconds=0", ok=(404,))
+    eventually(
+        "admitted again and running once the foreign pod is gone",
+        lambda: status().get("phase") == "Running",
+        timeout=60,
+    )
+    final = status()
+    assert final["requeue"]["count"] >= 1
+    assert "requeueAt" not in final["requeue"]
