@@ -10,7 +10,6 @@ the reason and a backoff, and once the foreign pod is gone it is admitted again 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import pytest
 
 from cadre_process import OperatorProcess
 from localcluster import LocalCluster
+from squatter import squatting
 from waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -46,37 +46,8 @@ def operator(
 
 @pytest.fixture
 def squatter(cluster: LocalCluster) -> Iterator[str]:
-    """A pod Cadre does not manage holding 2 GPUs of a t4 node, in a namespace no budget
-    covers; the path to delete it."""
-    namespace = cluster.create_namespace(f"foreign-{uuid.uuid4().hex[:6]}")
-    pods = f"/api/v1/namespaces/{namespace}/pods"
-    cluster.api.create(
-        pods,
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": "squatter"},
-            "spec": {
-                "nodeSelector": {"cadre.dev/flavor": "t4"},
-                "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}],
-                "containers": [
-                    {
-                        "name": "main",
-                        "image": "registry.example/other:1",
-                        "resources": {"limits": {"nvidia.com/gpu": "2"}},
-                    }
-                ],
-            },
-        },
-    )
-    path = f"{pods}/squatter"
-    eventually(
-        "the foreign pod runs on a t4 node",
-        lambda: cluster.api.get(path).get("status", {}).get("phase") == "Running",
-    )
-    yield path
-    cluster.api.call("DELETE", f"{path}?gracePeriodSeconds=0", ok=(404,))
-    cluster.delete_namespace(namespace)
+    with squatting(cluster, "t4", 2) as path:
+        yield path
 
 
 def gang(name: str) -> dict[str, Any]:

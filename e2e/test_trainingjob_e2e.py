@@ -21,6 +21,7 @@ import yaml
 
 from cadre_process import OperatorProcess, operator_kubeconfig, running_operator
 from localcluster import AuditEvent, LocalCluster
+from squatter import squatting
 from waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -242,32 +243,7 @@ def test_an_admitted_gang_whose_worker_cannot_be_placed_says_which_and_why(
     foreign pod holds 2 GPUs of one t4 node. The worker that cannot be placed waits, and
     the TrainingJob says which and why: its Running condition with kube-scheduler's own
     message, and one Warning Event. Once the foreign pod goes, the gang runs."""
-    foreign = cluster.create_namespace(unique("foreign"))  # no budget covers it
-    pods = f"/api/v1/namespaces/{foreign}/pods"
-    cluster.api.create(
-        pods,
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": "squatter"},
-            "spec": {
-                "nodeSelector": {"cadre.dev/flavor": "t4"},
-                "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}],
-                "containers": [
-                    {
-                        "name": "main",
-                        "image": "registry.example/other:1",
-                        "resources": {"limits": {"nvidia.com/gpu": "2"}},
-                    }
-                ],
-            },
-        },
-    )
-    try:
-        eventually(
-            "the foreign pod runs on a t4 node",
-            lambda: cluster.api.get(f"{pods}/squatter").get("status", {}).get("phase") == "Running",
-        )
+    with squatting(cluster, "t4", 2):
         name = unique("unplaced")
         create(
             cluster,
@@ -290,7 +266,9 @@ def test_an_admitted_gang_whose_worker_cannot_be_placed_says_which_and_why(
 
         running = eventually("the status says which worker waits, and why", says_why)
         print(f"\nRunning condition: {running['message']}")
-        assert status_of(cluster, name)["phase"] == "Admitted"
+        status = status_of(cluster, name)
+        assert status["phase"] == "Admitted"
+        assert status["queue"] == {"reason": running["message"]}  # kubectl get tj -o wide
         assert running["message"].startswith("1/2 workers scheduled; "), running
         assert "Insufficient nvidia.com/gpu" in running["message"], running
         events = cluster.api.get(
@@ -299,9 +277,6 @@ def test_an_admitted_gang_whose_worker_cannot_be_placed_says_which_and_why(
         warnings = [e for e in events if e["reason"] == "WorkersUnschedulable"]
         assert [e["type"] for e in warnings] == ["Warning"], events
         assert warnings[0]["message"] == running["message"]
-    finally:
-        cluster.api.call("DELETE", f"{pods}/squatter?gracePeriodSeconds=0", ok=(404,))
-        cluster.delete_namespace(foreign)
     eventually("the gang runs once the GPUs are free", phase_is(cluster, name, "Running"), 60)
 
 

@@ -77,6 +77,7 @@ def test_an_admitted_gang_says_which_workers_wait_and_why_then_that_they_run() -
         "WorkersUnschedulable",
     )
     assert running_condition["message"] == f"2/3 workers scheduled; big-2-x waits: {SCHEDULER}"
+    assert w["queue"] == {"reason": running_condition["message"]}  # kubectl get -o wide
     # Said once: the same cause writes nothing new.
     assert from_job(w, starting, workers=3, generation=1, now=T1, unscheduled=waiting) == w
     event = transition_event(TJ, a, w, T1)
@@ -87,6 +88,7 @@ def test_an_admitted_gang_says_which_workers_wait_and_why_then_that_they_run() -
     # Placed at last (the small jobs finished): back to waiting for them to start ...
     back = from_job(w, starting, workers=3, generation=1, now=T1)
     assert cond(back, "Running")["reason"] == "WaitingForWorkers"
+    assert "queue" not in back
     assert transition_event(TJ, w, back, T1) is None
     # ... and Running once all run.
     run = from_job(back, job(ready=3, active=3), workers=3, generation=1, now=T1)

@@ -484,14 +484,24 @@ def _waiting_for_workers(
     now: datetime,
 ) -> Status | None:
     """An admitted gang's Running condition while it waits for workers: why (the
-    scheduler's message) when some cannot be placed; None when it already says so."""
+    scheduler's message) when some cannot be placed, also as `queue.reason` (the REASON
+    column of `kubectl get tj -o wide`); None when it already says so."""
     if unscheduled:
         reason, message = WORKERS_UNSCHEDULABLE, unscheduled_summary(workers, unscheduled)
+        queue: dict[str, Any] | None = {"reason": message}
     else:
-        reason, message = _WAITING_FOR_WORKERS
+        (reason, message), queue = _WAITING_FOR_WORKERS, None
     current = find_condition(out, RUNNING) or {}
-    if (current.get("reason"), current.get("message")) == (reason, message):
+    if (current.get("reason"), current.get("message"), out.get("queue")) == (
+        reason,
+        message,
+        queue,
+    ):
         return None
+    if queue is None:
+        out.pop("queue", None)
+    else:
+        out["queue"] = queue
     out["conditions"] = with_condition(
         out.get("conditions"), RUNNING, "False", reason, message, generation, now
     )
