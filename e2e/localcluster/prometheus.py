@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -23,6 +22,7 @@ from typing import Any
 import yaml
 
 from . import procs
+from .api import wait_for
 from .cluster import REPO_ROOT
 
 NAME = "prometheus"
@@ -92,15 +92,15 @@ def ready(port: int) -> bool:
 
 def wait_ready(port: int, alive: Callable[[], bool], log: Path, timeout: float = 60) -> None:
     """Poll /-/ready until it answers 200; fail at once if the process exits."""
-    deadline = time.monotonic() + timeout
-    while not ready(port):
+
+    def still_running() -> None:
         if not alive():
             raise PrometheusError(f"prometheus exited; last lines of {log}:\n{procs.log_tail(log)}")
-        if time.monotonic() > deadline:
-            raise PrometheusError(
-                f"prometheus not ready after {timeout:.0f}s:\n{procs.log_tail(log)}"
-            )
-        time.sleep(0.1)
+
+    try:
+        wait_for("prometheus /-/ready", lambda: ready(port), timeout, on_wait=still_running)
+    except TimeoutError as err:
+        raise PrometheusError(f"{err}:\n{procs.log_tail(log)}") from err
 
 
 class Client:
