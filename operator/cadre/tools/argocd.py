@@ -39,10 +39,11 @@ class SourceError(Exception):
     """A Lua source that cannot be installed as it is."""
 
 
-def health_scripts(root: Path) -> dict[str, str]:
-    """Argo CD's key of each kind (`cadre.dev_TrainingJob`) -> its Lua script."""
+def health_scripts(folder: Path) -> dict[str, str]:
+    """Argo CD's key of each kind (`cadre.dev_TrainingJob`) -> its Lua script, from the
+    `<group>_<Kind>.lua` files of `folder`."""
     scripts: dict[str, str] = {}
-    for path in sorted((root / SOURCES).glob("*.lua")):
+    for path in sorted(folder.glob("*.lua")):
         text = path.read_text(encoding="utf-8")
         for number, line in enumerate(text.splitlines(), start=1):
             # A YAML block scalar cannot keep trailing blanks or tabs faithfully.
@@ -52,7 +53,7 @@ def health_scripts(root: Path) -> dict[str, str]:
             raise SourceError(f"{path}: no newline at the end")
         scripts[path.stem] = text
     if not scripts:
-        raise SourceError(f"no Lua health scripts in {root / SOURCES}")
+        raise SourceError(f"no Lua health scripts in {folder}")
     return scripts
 
 
@@ -77,7 +78,7 @@ def configmap_patch(scripts: dict[str, str]) -> str:
 
 def render(root: Path) -> dict[Path, str]:
     """Every generated file (relative to `root`) and its content."""
-    scripts = health_scripts(root)
+    scripts = health_scripts(root / SOURCES)
     files = {CONFIGMAP_PATCH: configmap_patch(scripts)}
     for key, script in scripts.items():
         files[CHART_COPIES / f"{key}.lua"] = script

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from cadre.tools.argocd import HEALTH_KEY_PREFIX
+from cadre.tools.argocd import HEALTH_KEY_PREFIX, SourceError, health_scripts
 
 if TYPE_CHECKING:  # the CLI builds its parser without the API client's imports
     from cadre.controller.client import ApiClient
@@ -34,13 +34,7 @@ EXIT_FAILED: Final = 1
 
 def health_keys(folder: Path) -> dict[str, str]:
     """argocd-cm's key of each script in `folder` (`<group>_<Kind>.lua`) -> the script."""
-    scripts = {
-        HEALTH_KEY_PREFIX + path.stem: path.read_text(encoding="utf-8")
-        for path in sorted(folder.glob("*.lua"))
-    }
-    if not scripts:
-        raise FileNotFoundError(f"no *.lua health checks in {folder}")
-    return scripts
+    return {HEALTH_KEY_PREFIX + kind: script for kind, script in health_scripts(folder).items()}
 
 
 async def apply_keys(
@@ -85,7 +79,7 @@ def run_argocd_health(args: argparse.Namespace) -> int:
 
     try:
         data = health_keys(args.folder) if args.action == "install" else {}
-    except (FileNotFoundError, OSError) as err:
+    except (SourceError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILED
 
