@@ -210,7 +210,7 @@ class AdmissionLoop(BackgroundTask):
         PASS_SECONDS.observe(time.perf_counter() - started)
         PASSES.inc()
         PENDING.set(len(result.pending) + len(build.problems))
-        self._export_oldest_queued(oldest_queued_seconds(build.snapshot, result, utcnow()))
+        self._export_oldest_queued(oldest_queued_seconds(build.snapshot, result, now))
         allocated: dict[str, int] = {}
         for team in result.teams:
             for usage in team.flavours:
