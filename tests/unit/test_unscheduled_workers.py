@@ -104,6 +104,11 @@ def test_the_store_keeps_what_the_scheduler_says_per_pod_until_the_pod_or_job_go
     assert store.set_unscheduled("ns/big", "p2", None)  # placed
     assert store.unscheduled_of("ns/big") == ()
     assert "ns/big" not in store.unscheduled
+    # A pod found gone by a relist (its DELETED event missed): forgotten, its job named.
+    store.set_unscheduled("ns/big", "p2", one)
+    assert store.drop_unscheduled("p2") == "ns/big"
+    assert store.drop_unscheduled("p2") is None
+    assert store.unscheduled_of("ns/big") == ()
     store.set_unscheduled("ns/big", "p2", one)
     store.delete_trainingjob("ns/big")
     assert store.unscheduled_of("ns/big") == ()

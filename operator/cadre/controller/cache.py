@@ -418,6 +418,9 @@ class Cache(BackgroundTask):
         if served is not None:
             self._reconcile(serving_key(served))
             self._changed()
+        waited = self.store.drop_unscheduled(pod.uid)
+        if waited is not None:
+            self._reconcile(waited)  # its status no longer names this pod as waiting
 
     # -- relists -------------------------------------------------------------------------
     async def _merge(self, kind: Kind, path: str, selector: str | None) -> bool:

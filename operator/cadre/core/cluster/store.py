@@ -237,6 +237,15 @@ class Store:
             self.unscheduled.pop(key, None)
         return True
 
+    def drop_unscheduled(self, uid: str) -> str | None:
+        """Forget pod `uid` (found gone without a watch event); the workload key it waited
+        for, if it did."""
+        for key, pods in self.unscheduled.items():
+            if uid in pods:
+                self.set_unscheduled(key, uid, None)
+                return key
+        return None
+
     def unscheduled_of(self, key: str) -> tuple[UnscheduledPod, ...]:
         return tuple((self.unscheduled.get(key) or {}).values())
 
