@@ -30,7 +30,7 @@ import yaml
 
 from argocd_lua import HEALTH_SCRIPTS, harness_binary, run_health
 from burst import LEASE, trainingjob
-from cadre_process import OperatorProcess
+from cadre_process import OperatorProcess, service_account_kubeconfig
 from localcluster import LocalCluster, binaries
 from localcluster.testing import start_cluster
 from test_rbac_e2e import Person, allowed
@@ -108,38 +108,6 @@ def values_file(tmp_path: Path) -> Path:
     path = tmp_path / "values.yaml"
     path.write_text(
         yaml.safe_dump({"config": config, "hooks": {"podAnnotations": KWOK_RUNS_UNTIL_TOLD}})
-    )
-    return path
-
-
-def service_account_kubeconfig(cluster: LocalCluster, account: str, path: Path) -> Path:
-    """The credentials a pod of `account` would have: a TokenRequest's token."""
-    token = cluster.api.call(
-        "POST",
-        f"/api/v1/namespaces/{SYSTEM}/serviceaccounts/{account}/token",
-        {
-            "apiVersion": "authentication.k8s.io/v1",
-            "kind": "TokenRequest",
-            "spec": {"expirationSeconds": 3600},
-        },
-    )["status"]["token"]
-    admin = yaml.safe_load(Path(cluster.kubeconfig).read_text())
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": admin["clusters"],
-                "users": [{"name": account, "user": {"token": token}}],
-                "contexts": [
-                    {
-                        "name": account,
-                        "context": {"cluster": admin["clusters"][0]["name"], "user": account},
-                    }
-                ],
-                "current-context": account,
-            }
-        )
     )
     return path
 
@@ -225,7 +193,7 @@ def release(
     # The kubelet's part: the operator's container, as a process, with the release's
     # ServiceAccount and config. Its readiness is the pod's readiness probe.
     operator = OperatorProcess(
-        service_account_kubeconfig(cluster, pod_spec["serviceAccountName"], workdir / "sa"),
+        service_account_kubeconfig(cluster, SYSTEM, pod_spec["serviceAccountName"], workdir / "sa"),
         workdir,
         mounted_config(cluster, "cadre-config", workdir / "operator-config.yaml"),
         identity="cadre-operator-helm",
@@ -310,7 +278,7 @@ def play_hook(cluster: LocalCluster, component: str, workdir: Path) -> str:
                 arg = arg.replace(mount, str(folder))
         args.append(arg)
     credentials = service_account_kubeconfig(
-        cluster, spec["serviceAccountName"], workdir / f"{component}-sa"
+        cluster, SYSTEM, spec["serviceAccountName"], workdir / f"{component}-sa"
     )
     done = subprocess.run(
         [sys.executable, "-m", "cadre.tools.cli", *args, "--kubeconfig", str(credentials)],

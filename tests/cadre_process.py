@@ -40,9 +40,22 @@ def operator_kubeconfig(cluster: LocalCluster, path: Path) -> Path:
     cluster.kubectl("create", "namespace", "cadre-system", check=False)
     for manifest in (RBAC, ROLES, POLICIES):
         cluster.kubectl("apply", "-f", str(manifest))
+    return service_account_kubeconfig(cluster, "cadre-system", "cadre-operator", path)
+
+
+def service_account_kubeconfig(
+    cluster: LocalCluster,
+    namespace: str,
+    account: str,
+    path: Path,
+    *,
+    context_namespace: str | None = None,
+) -> Path:
+    """The credentials a pod of ServiceAccount `namespace/account` would have (a
+    TokenRequest's token, valid an hour), as a kubeconfig for the cluster at `path`."""
     token = cluster.api.call(
         "POST",
-        "/api/v1/namespaces/cadre-system/serviceaccounts/cadre-operator/token",
+        f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}/token",
         {
             "apiVersion": "authentication.k8s.io/v1",
             "kind": "TokenRequest",
@@ -50,18 +63,16 @@ def operator_kubeconfig(cluster: LocalCluster, path: Path) -> Path:
         },
     )["status"]["token"]
     admin = yaml.safe_load(Path(cluster.kubeconfig).read_text())
+    context: dict[str, str] = {"cluster": admin["clusters"][0]["name"], "user": account}
+    if context_namespace is not None:
+        context["namespace"] = context_namespace
     config = {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": admin["clusters"],
-        "users": [{"name": "cadre-operator", "user": {"token": token}}],
-        "contexts": [
-            {
-                "name": "cadre-operator",
-                "context": {"cluster": admin["clusters"][0]["name"], "user": "cadre-operator"},
-            }
-        ],
-        "current-context": "cadre-operator",
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": account, "context": context}],
+        "current-context": account,
     }
     path.write_text(yaml.safe_dump(config))
     return path

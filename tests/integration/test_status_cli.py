@@ -20,9 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from cadre_process import OperatorProcess, operator_kubeconfig, running_operator
+from cadre_process import (
+    OperatorProcess,
+    operator_kubeconfig,
+    running_operator,
+    service_account_kubeconfig,
+)
 from localcluster import LocalCluster
 from trainingjobs import BUDGETS, TJS, get, trainingjob
 from waiting import eventually
@@ -167,27 +171,7 @@ def _member_kubeconfig(
                 "subjects": [subject],
             },
         )
-    token = api.call(
-        "POST",
-        f"/api/v1/namespaces/{namespace}/serviceaccounts/{user}/token",
-        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}},
-    )["status"]["token"]
-    admin = yaml.safe_load(Path(apiserver.kubeconfig).read_text())
-    cluster_name = admin["clusters"][0]["name"]
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": admin["clusters"],
-        "users": [{"name": user, "user": {"token": token}}],
-        "contexts": [
-            {
-                "name": user,
-                "context": {"cluster": cluster_name, "user": user, "namespace": namespace},
-            }
-        ],
-        "current-context": user,
-    }
-    path.write_text(yaml.safe_dump(config))
+    service_account_kubeconfig(apiserver, namespace, user, path, context_namespace=namespace)
     # RBAC is served from the authorizer's informers: wait until the bindings are in force
     # (exit 3: something shown, not everything readable).
     eventually(
