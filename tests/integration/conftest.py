@@ -18,8 +18,10 @@ from kubernetes import config
 from kubernetes.client import ApiClient
 
 from localcluster import LocalCluster
+from localcluster.binaries import MissingBinariesError, gateway_api_crds
 from localcluster.testing import fresh_namespace, start_cluster
-from trainingjobs import BUDGETS
+from trainingjobs import BUDGETS, get
+from waiting import eventually
 
 
 @pytest.fixture(scope="session")
@@ -84,3 +86,25 @@ def t4_node(apiserver: LocalCluster) -> Iterator[str]:
     )
     yield name
     apiserver.api.call("DELETE", f"/api/v1/nodes/{name}", ok=(404,))
+
+
+@pytest.fixture(scope="session")
+def httproute_crd(apiserver: LocalCluster) -> None:
+    """The Gateway API's HTTPRoute CRD (from its Go module), served: the routes tests
+    use it, and the operator's RBAC table grants on it."""
+    try:
+        folder = gateway_api_crds()
+    except MissingBinariesError as err:
+        pytest.fail(f"the Gateway API CRDs are needed: {err}")
+    apiserver.kubectl(
+        "apply", "--server-side", "-f", str(folder / "gateway.networking.k8s.io_httproutes.yaml")
+    )
+    eventually(
+        "HTTPRoutes served",
+        lambda: any(
+            r["name"] == "httproutes"
+            for r in (get(apiserver, "/apis/gateway.networking.k8s.io/v1") or {}).get(
+                "resources", []
+            )
+        ),
+    )

@@ -15,33 +15,12 @@ from modeldeployments import MDS, modeldeployment
 
 from cadre_process import EXAMPLE_CONFIG, OperatorProcess, operator_kubeconfig, running_operator
 from localcluster import LocalCluster
-from localcluster.binaries import MissingBinariesError, gateway_api_crds
 from trainingjobs import get, merge_patch
 from waiting import eventually
 
 pytestmark = pytest.mark.integration
 
 ROUTES = "/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/httproutes"
-
-
-@pytest.fixture(scope="module")
-def httproute_crd(apiserver: LocalCluster) -> None:
-    try:
-        folder = gateway_api_crds()
-    except MissingBinariesError as err:
-        pytest.fail(f"the Gateway API CRDs are needed: {err}")
-    apiserver.kubectl(
-        "apply", "--server-side", "-f", str(folder / "gateway.networking.k8s.io_httproutes.yaml")
-    )
-    eventually(
-        "HTTPRoutes served",
-        lambda: any(
-            r["name"] == "httproutes"
-            for r in (get(apiserver, "/apis/gateway.networking.k8s.io/v1") or {}).get(
-                "resources", []
-            )
-        ),
-    )
 
 
 @pytest.fixture(scope="module")

@@ -223,7 +223,7 @@ def served_resources(cluster: LocalCluster) -> dict[tuple[str, str], list[str]]:
 
 
 def test_operator_permissions_at_cluster_scope_equal_the_table(
-    apiserver: LocalCluster, operator_sa: AsOperator
+    apiserver: LocalCluster, operator_sa: AsOperator, httproute_crd: None
 ) -> None:
     """Every served verb of every served resource, asked at cluster scope: what the
     operator may do on cluster-scoped objects and in all namespaces at once."""
