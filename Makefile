@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lint format crds generate test test-unit test-integration test-e2e binaries up down validate-examples
+.PHONY: help venv lint format crds generate prometheus test test-unit test-integration test-e2e binaries up down validate-examples
 
 help:
 	@echo "make test        lint, type checks and every test layer (what CI runs)"
@@ -46,21 +46,35 @@ generate: crds
 validate-examples: $(STAMP)
 	$(VENV)/bin/cadre validate examples/*.yaml
 
-test-unit: $(STAMP)
+test-unit: $(STAMP) prometheus
 	$(VENV)/bin/pytest tests/unit
 
 binaries:
 	bash e2e/cluster/build-binaries.sh
 
+# Debian's prometheus package: promtool tests the alert rules (unit), Prometheus scrapes the
+# operator in the dashboard e2e and in `make up`. Installed when missing, as root; otherwise
+# the command to run is printed.
+prometheus:
+	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's prometheus package (promtool, prometheus)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus; \
+	  else \
+	    echo "the tests need Debian's prometheus package: sudo apt-get install prometheus" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
 test-integration: $(STAMP) binaries
 	$(VENV)/bin/pytest tests/integration
 
-test-e2e: $(STAMP) binaries
+test-e2e: $(STAMP) binaries prometheus
 	$(VENV)/bin/pytest e2e
 
 test: lint validate-examples test-unit test-integration test-e2e
 
-up: $(STAMP) binaries
+up: $(STAMP) binaries prometheus
 	PYTHONPATH=e2e $(PY) -m localcluster up --with-examples --with-operator
 
 down: $(STAMP)
