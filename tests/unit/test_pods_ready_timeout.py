@@ -98,6 +98,18 @@ def test_a_requeued_gang_waits_out_its_backoff_then_is_offered_again(
     assert "tried again from 2026-11-30T06:20:00Z" in early.problems[KEY].message
     assert early.snapshot.workloads == ()
     assert early.next_deadline == at
+    # What the requeue wrote, with the scheduler's reason, is what the queue keeps saying.
+    said = "1/2 workers running 600s after admission (big-1-x waits: 0/8 nodes are available)"
+    said += "; requeued (1), tried again from 2026-11-30T06:20:00Z"
+    requeued["status"]["conditions"] = [
+        {"type": "Admitted", "status": "False", "reason": "PodsReadyTimeout", "message": said}
+    ]
+    store.upsert_trainingjob(
+        {**requeued, "metadata": {**requeued["metadata"], "resourceVersion": "2"}}
+    )
+    assert (
+        build_snapshot(store, config, now=at - timedelta(seconds=1)).problems[KEY].message == said
+    )
     late = build_snapshot(store, config, now=at)
     assert KEY not in late.problems
     assert [a.key for a in schedule(late.snapshot).admitted] == [KEY]

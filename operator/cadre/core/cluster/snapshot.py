@@ -548,13 +548,7 @@ def build_snapshot(
                 continue
             waiting_until = _requeue_at(tj, running, now)
             if waiting_until is not None:
-                count = ((tj.get("status") or {}).get("requeue") or {}).get("count", 0)
-                problems[key] = Problem(
-                    PODS_READY_TIMEOUT,
-                    f"requeued {count} time(s): its workers were not all running "
-                    f"{readiness.timeout_seconds}s after admission; tried again from "
-                    f"{timestamp(waiting_until)}",
-                )
+                problems[key] = _backoff_problem(tj, waiting_until, readiness.timeout_seconds)
                 deadlines.append(waiting_until)
                 continue
         if not running and _stopping(store, key, job):
@@ -674,6 +668,22 @@ def _pods_ready_timeout(
         + (f" ({why})" if why else ""),
     )
     return problem, None
+
+
+def _backoff_problem(tj: Mapping[str, Any], until: datetime, timeout_seconds: int) -> Problem:
+    """Why a requeued gang waits: what its status already says (the requeue wrote the
+    workers and the scheduler's reason there, and the queue writer would otherwise replace
+    that with a vaguer sentence), else the bare facts."""
+    status = tj.get("status") or {}
+    said = find_condition(status, "Admitted") or {}
+    if said.get("reason") == PODS_READY_TIMEOUT and said.get("message"):
+        return Problem(PODS_READY_TIMEOUT, str(said["message"]))
+    count = (status.get("requeue") or {}).get("count", 0)
+    return Problem(
+        PODS_READY_TIMEOUT,
+        f"requeued {count} time(s): its workers were not all running {timeout_seconds}s "
+        f"after admission; tried again from {timestamp(until)}",
+    )
 
 
 def _requeue_at(tj: Mapping[str, Any], running: bool, now: datetime) -> datetime | None:
