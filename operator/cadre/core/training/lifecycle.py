@@ -290,15 +290,13 @@ def ran_without_admission(
 
 def unadmitted_run_event(tj: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     """The Warning Event on a TrainingJob whose Job ran without an admission."""
-    metadata = tj.get("metadata") or {}
-    return event_about(
-        _reference(tj),
-        namespace=str(metadata.get("namespace")),
-        reason="UnadmittedRunSuspended",
-        message="its Job was unsuspended without Cadre's admission (not by Cadre): "
+    return _event(
+        tj,
+        "UnadmittedRunSuspended",
+        "its Job was unsuspended without Cadre's admission (not by Cadre): "
         "suspended again; the job waits in the queue like any other",
-        type_="Warning",
-        now=now,
+        "Warning",
+        now,
     )
 
 
@@ -583,15 +581,7 @@ def _unschedulable_event(
     new = find_condition(after or {}, RUNNING) or {}
     if new.get("reason") != WORKERS_UNSCHEDULABLE or old.get("message") == new.get("message"):
         return None
-    metadata = tj.get("metadata") or {}
-    return event_about(
-        _reference(tj),
-        namespace=str(metadata.get("namespace")),
-        reason=WORKERS_UNSCHEDULABLE,
-        message=str(new.get("message")),
-        type_="Warning",
-        now=now,
-    )
+    return _event(tj, WORKERS_UNSCHEDULABLE, str(new.get("message")), "Warning", now)
 
 
 def transition_event(
@@ -619,14 +609,26 @@ def transition_event(
         restarting and (before or {}).get("restarts") != (after or {}).get("restarts")
     ):
         return None
-    metadata = tj.get("metadata") or {}
     # A gang sent back for want of running workers: a Warning naming why.
     requeued = new_phase in ("Queued", "Failed") and condition.get("reason") == PODS_READY_TIMEOUT
+    return _event(
+        tj,
+        "Restarting" if restarting else PODS_READY_TIMEOUT if requeued else str(new_phase),
+        str(condition.get("message") or new_phase),
+        "Warning" if restarting or requeued else _ANNOUNCED[str(new_phase)],
+        now,
+    )
+
+
+def _event(
+    tj: Mapping[str, Any], reason: str, message: str, type_: str, now: datetime
+) -> dict[str, Any]:
+    """The core/v1 Event about TrainingJob `tj`, in its namespace."""
     return event_about(
         _reference(tj),
-        namespace=str(metadata.get("namespace")),
-        reason="Restarting" if restarting else PODS_READY_TIMEOUT if requeued else str(new_phase),
-        message=str(condition.get("message") or new_phase),
-        type_="Warning" if restarting or requeued else _ANNOUNCED[str(new_phase)],
+        namespace=str((tj.get("metadata") or {}).get("namespace")),
+        reason=reason,
+        message=message,
+        type_=type_,
         now=now,
     )
