@@ -1,11 +1,15 @@
-"""A gang admitted whose workers cannot all start gives its GPUs back (Kueue's
-waitForPodsReady, issue #14 item 3), on the whole local cluster.
+"""A gang admitted whose workers cannot all start says which wait and why (issue #14
+item 4), and gives its GPUs back (Kueue's waitForPodsReady, item 3), on the whole local
+cluster.
 
-Admission counts a flavour's capacity in sum and does not see pods Cadre does not manage:
-a foreign pod holds 2 GPUs of one t4 node, so a 2 x 4 t4 gang is admitted that kube-
-scheduler cannot place whole. Past admission.waitForPodsReady.timeoutSeconds the operator
-suspends it (its running worker stops, its GPUs are free), sends it back to the queue with
-the reason and a backoff, and once the foreign pod is gone it is admitted again and runs.
+The operator runs with admission.nodePlacement off (a cluster whose node autoscaler adds
+nodes for pending pods): admission counts a flavour's capacity in sum and does not see
+pods Cadre does not manage. A foreign pod holds 2 GPUs of one t4 node, so a 2 x 4 t4 gang
+is admitted that kube-scheduler cannot place whole: the waiting worker is named with the
+scheduler's message. Past admission.waitForPodsReady.timeoutSeconds the operator suspends
+it (its running worker stops, its GPUs are free), sends it back to the queue with the
+reason and a backoff, and once the foreign pod is gone it is admitted again and runs.
+(With placement on, the default, the same gang is never admitted: test_placement_e2e.)
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from waiting import eventually
 pytestmark = pytest.mark.e2e
 
 GROUP = "/apis/cadre.dev/v1alpha1"
-TIMEOUT_SECONDS = 5
+TIMEOUT_SECONDS = 15  # long enough to read the waiting worker's reason first
 BACKOFF_SECONDS = 15  # long enough to see the gang stopped before it is tried again
 
 
@@ -37,7 +41,8 @@ def operator(
         "backoffBaseSeconds": BACKOFF_SECONDS,
         "backoffMaxSeconds": 30,
     }
-    op = OperatorProcess(kubeconfig, tmp_path, config(admission={"waitForPodsReady": readiness}))
+    admission = {"waitForPodsReady": readiness, "nodePlacement": False}
+    op = OperatorProcess(kubeconfig, tmp_path, config(admission=admission))
     try:
         yield op.start()
     finally:
@@ -77,7 +82,24 @@ def test_a_gang_whose_workers_cannot_all_start_gives_its_gpus_back_and_runs_late
     def condition(type_: str) -> dict[str, Any]:
         return next((c for c in status().get("conditions") or [] if c["type"] == type_), {})
 
-    eventually("admitted, one worker unplaced", lambda: status().get("phase") == "Admitted")
+    def says_why() -> dict[str, Any]:
+        running = condition("Running")
+        return running if running.get("reason") == "WorkersUnschedulable" else {}
+
+    running = eventually("the status says which worker waits, and why", says_why)
+    print(f"\nRunning condition: {running['message']}")
+    waiting = status()
+    assert waiting["phase"] == "Admitted"
+    assert waiting["queue"] == {"reason": running["message"]}  # kubectl get tj -o wide
+    assert running["message"].startswith("1/2 workers scheduled; "), running
+    assert "Insufficient nvidia.com/gpu" in running["message"], running
+    events = cluster.api.get(
+        f"/api/v1/namespaces/{team}/events?fieldSelector=involvedObject.name=big"
+    )["items"]
+    unschedulable = [e for e in events if e["reason"] == "WorkersUnschedulable"]
+    assert [e["type"] for e in unschedulable] == ["Warning"], events
+    assert unschedulable[0]["message"] == running["message"]
+
     requeued = eventually(
         "requeued past the timeout",
         lambda: status() if (status().get("requeue") or {}).get("count") else None,

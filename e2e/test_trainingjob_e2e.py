@@ -21,7 +21,6 @@ import yaml
 
 from cadre_process import OperatorProcess, operator_kubeconfig, running_operator
 from localcluster import AuditEvent, LocalCluster
-from squatter import squatting
 from waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -233,51 +232,6 @@ def test_gang_bigger_than_the_team_quota_stays_queued_with_the_reason(
     assert status_of(cluster, name)["phase"] == "Queued"
     assert job_of(cluster, name)["spec"]["suspend"] is True
     assert pods_of(cluster, name) == []
-
-
-def test_an_admitted_gang_whose_worker_cannot_be_placed_says_which_and_why(
-    operator: OperatorProcess, cluster: LocalCluster, jobs: list[str]
-) -> None:
-    """Admission counts a flavour's capacity in sum, and a pod Cadre does not manage is
-    invisible to it (node-level fit is issue #14): a 2 x 4 t4 gang is admitted while a
-    foreign pod holds 2 GPUs of one t4 node. The worker that cannot be placed waits, and
-    the TrainingJob says which and why: its Running condition with kube-scheduler's own
-    message, and one Warning Event. Once the foreign pod goes, the gang runs."""
-    with squatting(cluster, "t4", 2):
-        name = unique("unplaced")
-        create(
-            cluster,
-            jobs,
-            example(
-                "trainingjob-single-gpu.yaml",
-                name,
-                "60s",
-                workers=2,
-                resources={"flavor": "t4", "gpus": 4, "cpu": "4", "memory": "16Gi"},
-            ),
-        )
-
-        def says_why() -> dict[str, Any]:
-            status = status_of(cluster, name)
-            running = next(
-                (c for c in status.get("conditions") or [] if c["type"] == "Running"), {}
-            )
-            return running if running.get("reason") == "WorkersUnschedulable" else {}
-
-        running = eventually("the status says which worker waits, and why", says_why)
-        print(f"\nRunning condition: {running['message']}")
-        status = status_of(cluster, name)
-        assert status["phase"] == "Admitted"
-        assert status["queue"] == {"reason": running["message"]}  # kubectl get tj -o wide
-        assert running["message"].startswith("1/2 workers scheduled; "), running
-        assert "Insufficient nvidia.com/gpu" in running["message"], running
-        events = cluster.api.get(
-            f"/api/v1/namespaces/{NAMESPACE}/events?fieldSelector=involvedObject.name={name}"
-        )["items"]
-        warnings = [e for e in events if e["reason"] == "WorkersUnschedulable"]
-        assert [e["type"] for e in warnings] == ["Warning"], events
-        assert warnings[0]["message"] == running["message"]
-    eventually("the gang runs once the GPUs are free", phase_is(cluster, name, "Running"), 60)
 
 
 def test_deleting_a_running_job_admits_a_queued_one_within_seconds(

@@ -32,6 +32,7 @@ from typing import Any, Final, Literal
 import structlog
 from prometheus_client import Counter, Gauge
 
+from cadre.controller.bound_pods import BoundPodWatch
 from cadre.controller.client import ApiClient, ApiError, NotLeaderError, job_path
 from cadre.controller.tasks import BackgroundTask
 from cadre.core.accounting import PodCharge, PodUsage, pod_charge
@@ -155,6 +156,12 @@ class Cache(BackgroundTask):
         by name until it is gone (see apply_job)."""
         self.filled = False
         self.last_resync: float | None = None
+        self.bound_pods = (
+            BoundPodWatch(client, store, changed=changed)
+            if config.admission.node_placement
+            else None
+        )
+        """Every bound pod of the cluster, for placement (admission.nodePlacement)."""
 
     # -- watch events --------------------------------------------------------------------
     def _listing(self, kind: Kind | Literal["pod"], event_type: str | None) -> None:
@@ -477,6 +484,11 @@ class Cache(BackgroundTask):
     async def fill(self) -> None:
         """List the whole cluster into the store (at start, before anything decides)."""
         await self.resync(initial=True)
+        if self.bound_pods is not None:
+            try:
+                await self.bound_pods.relist()
+            except ApiError as err:  # the pass counts capacity sums until the watch lists
+                log.warning("listing bound pods failed; placement waits for it", error=str(err))
         self.filled = True
         log.info("cache filled", **{k: v for k, v in self.store.sizes().items() if v})
 
@@ -527,6 +539,20 @@ class Cache(BackgroundTask):
             if kind in ("job", "node", "budget", "modeldeployment"):
                 await self._merge(kind, path, selector)
         log.info("takeover sync done", seconds=round(time.monotonic() - started, 2))
+
+    # -- the task, and the bound-pod watch beside it ----------------------------------------
+    def start(self) -> None:
+        super().start()
+        if self.bound_pods is not None:
+            self.bound_pods.start()
+
+    async def stop(self) -> None:
+        if self.bound_pods is not None:
+            await self.bound_pods.stop()
+        await super().stop()
+
+    def alive(self) -> bool:
+        return super().alive() and (self.bound_pods is None or self.bound_pods.alive())
 
     # -- periodic resync -------------------------------------------------------------------
     def trigger(self) -> None:

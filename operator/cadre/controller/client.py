@@ -627,15 +627,30 @@ class ApiClient:
     async def pages(
         self, path: str, label_selector: str | None = None, page_size: int = 500
     ) -> AsyncIterator[Items]:
-        """The items of a collection, a page at a time (so that a list of 10,000 objects
-        is never held whole): one consistent snapshot, the pages of one list sharing its
-        resourceVersion. An expired continue token (410) starts the list over: the pages
-        after it come from a newer snapshot."""
+        """The items of a collection, a page at a time (see `versioned_pages`)."""
+        async for items, _ in self.versioned_pages(path, label_selector, page_size):
+            yield items
+
+    async def versioned_pages(
+        self,
+        path: str,
+        label_selector: str | None = None,
+        page_size: int = 500,
+        *,
+        field_selector: str | None = None,
+    ) -> AsyncIterator[tuple[Items, str]]:
+        """The items of a collection a page at a time, each with the list's resourceVersion
+        (a watch from it misses nothing), so that a list of 10,000 objects is never held
+        whole: one consistent snapshot, the pages of one list sharing its resourceVersion.
+        An expired continue token (410) starts the list over: the pages after it come from
+        a newer snapshot."""
         token: str | None = None
         while True:
             query: dict[str, str] = {"limit": str(page_size)}
             if label_selector:
                 query["labelSelector"] = label_selector
+            if field_selector:
+                query["fieldSelector"] = field_selector
             if token:
                 query["continue"] = token
             try:
@@ -646,10 +661,50 @@ class ApiClient:
                 log.info("list continue token expired; listing again", path=path)
                 token = None
                 continue
-            yield data.get("items") or []
-            token = (data.get("metadata") or {}).get("continue")
+            metadata = data.get("metadata") or {}
+            yield data.get("items") or [], str(metadata.get("resourceVersion") or "")
+            token = metadata.get("continue")
             if not token:
                 return
+
+    async def watch(
+        self, path: str, query: Mapping[str, str], *, read_timeout: float = 330.0
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The events of one watch request ({"type", "object"}), until the server ends it
+        (`timeoutSeconds` in `query`). An ERROR event (410 Gone: the version is too old) is
+        raised as ApiError with its code; a broken stream as ApiUnreachableError."""
+        resource = resource_of(path)
+        headers = {}
+        authorization = _authorization(self.configuration)
+        if authorization:
+            headers["Authorization"] = authorization
+        url = f"{self._server}{path}?{urlencode({**query, 'watch': 'true'})}"
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_read=read_timeout, connect=self.settings.connect_timeout_seconds
+        )
+        try:
+            async with self._get_session().get(url, headers=headers, timeout=timeout) as response:
+                API_REQUESTS.labels("WATCH", resource, str(response.status)).inc()
+                if response.status != 200:
+                    raise ApiError("WATCH", path, response.status, await response.read())
+                buffer = b""
+                # chunks, not lines: aiohttp's line reader refuses lines over 64 KiB
+                async for chunk in response.content.iter_any():
+                    buffer += chunk
+                    *lines, buffer = buffer.split(b"\n")
+                    for line in lines:
+                        if not line.strip():
+                            continue
+                        event = json.loads(line)
+                        if event.get("type") == "ERROR":
+                            status = event.get("object") or {}
+                            raise ApiError(
+                                "WATCH", path, int(status.get("code") or 500), json.dumps(status)
+                            )
+                        yield event
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            API_REQUESTS.labels("WATCH", resource, "network").inc()
+            raise self._unreachable("WATCH", path, exc) from exc
 
     async def create(self, obj: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
         """Create `obj`; if it is already there (409), read it. Returns (object, created).

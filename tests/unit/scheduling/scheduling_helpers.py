@@ -17,6 +17,7 @@ from cadre.core.scheduling import (
     Flavour,
     FlavourQuota,
     Limits,
+    NodeCapacity,
     PassResult,
     QueueingStrategy,
     Resources,
@@ -71,9 +72,42 @@ def usage_of(snap: Snapshot) -> Usage:
     return Usage(flavour, team)
 
 
+def node_free(node: NodeCapacity) -> Resources:
+    return node.allocatable - node.used
+
+
+def fits_on(free: Resources, per_pod: Resources) -> int:
+    """How many pods of per_pod fit in free (re-stated, not the engine's code)."""
+    counts = [getattr(free, r) // getattr(per_pod, r) for r in RESOURCES if getattr(per_pod, r) > 0]
+    return max(0, min(counts)) if counts else 1 << 30
+
+
+def placeable(snap: Snapshot, flavour: str, per_pod: Resources, count: int) -> bool:
+    """Could `count` pods of per_pod go on the flavour's schedulable nodes as they are?"""
+    assert snap.nodes is not None
+    room = sum(
+        fits_on(node_free(n), per_pod) for n in snap.nodes if n.flavour == flavour and n.schedulable
+    )
+    return room >= count
+
+
+def node_violations(snap: Snapshot) -> list[str]:
+    """Nodes holding more than they have (pods bound, and what the workloads say is bound
+    there, agree)."""
+    if snap.nodes is None:
+        return []
+    out = []
+    for n in snap.nodes:
+        for r in RESOURCES:
+            if getattr(n.used, r) > getattr(n.allocatable, r):
+                out.append(f"node {n.name} {r}: {getattr(n.used, r)} > {getattr(n.allocatable, r)}")
+    return out
+
+
 def violations(snap: Snapshot) -> list[str]:
-    """Every broken rule of an admitted state: capacity, nominal + borrowingLimit, lending."""
-    out: list[str] = []
+    """Every broken rule of an admitted state: capacity, nominal + borrowingLimit, lending,
+    and (with nodes) no node holds more than it has."""
+    out: list[str] = node_violations(snap)
     use = usage_of(snap)
     caps = {f.name: f.capacity for f in snap.flavours}
     for fname, used in use.flavour.items():
@@ -152,7 +186,11 @@ def fits_now(snap: Snapshot, w: Workload) -> bool:
     else:
         trial = replace(w, admitted=True, admitted_extra=0)
     workloads = tuple(trial if x.key == w.key else x for x in snap.workloads)
-    return not violations(replace(snap, workloads=workloads))
+    if violations(replace(snap, workloads=workloads)):
+        return False
+    if snap.nodes is None:
+        return True
+    return placeable(snap, w.flavour, w.per_pod, 1 if w.admitted else w.pods)
 
 
 def contradictions(result: PassResult) -> list[str]:
@@ -294,20 +332,75 @@ def workloads(
 
 
 def make_valid(snap: Snapshot) -> Snapshot:
-    """Keep the admitted flags that the rules allow, in key order: a valid starting state."""
+    """Keep the admitted flags that the rules allow, in key order: a valid starting state.
+    With nodes, every pod of admitted work is bound, first fit by node name (on any node
+    of its flavour, cordoned or not: it was bound before the cordon)."""
     kept: list[Workload] = []
     rest = {
         w.key: replace(w, admitted=False, admitted_extra=0, admitted_at=None)
         for w in snap.workloads
     }
-    for w in sorted(snap.workloads, key=lambda w: w.key):
-        if not w.admitted or not known(snap, w):
+    use = {n.name: n.used for n in snap.nodes or ()}
+    for drawn in sorted(snap.workloads, key=lambda w: w.key):
+        if not drawn.admitted or not known(snap, drawn):
             continue
+        w = drawn
+        if snap.nodes is not None:
+            bound = _bind_first_fit(snap.nodes, use, drawn)
+            if bound is None:
+                continue
+            w = replace(drawn, bound=bound)
         trial = (*kept, w)
         if not violations(replace(snap, workloads=trial)):
             kept.append(w)
             rest[w.key] = w
-    return replace(snap, workloads=tuple(rest[w.key] for w in snap.workloads))
+            for name, pods in w.bound:
+                use[name] = use[name] + w.per_pod * pods
+    nodes = None if snap.nodes is None else tuple(replace(n, used=use[n.name]) for n in snap.nodes)
+    return replace(snap, workloads=tuple(rest[w.key] for w in snap.workloads), nodes=nodes)
+
+
+def _bind_first_fit(
+    nodes: tuple[NodeCapacity, ...], use: dict[str, Resources], w: Workload
+) -> tuple[tuple[str, int], ...] | None:
+    left = w.pods + w.admitted_extra
+    bound = []
+    for n in sorted(nodes, key=lambda n: n.name):
+        if n.flavour != w.flavour or not left:
+            continue
+        room = min(left, fits_on(n.allocatable - use[n.name], w.per_pod))
+        if room:
+            bound.append((n.name, room))
+            left -= room
+    return None if left else tuple(bound)
+
+
+@st.composite
+def nodes_of(draw: st.DrawFn, flavours: tuple[Flavour, ...]) -> tuple[NodeCapacity, ...]:
+    """1-4 nodes per flavour, some cordoned, some with foreign pods on them."""
+    out = []
+    for f in flavours:
+        for i in range(draw(st.integers(1, 4))):
+            allocatable = Resources(
+                draw(st.sampled_from([0, 2, 4, 8])),
+                draw(st.integers(0, 16)) * 1000,
+                draw(st.integers(0, 8)) * 16 * GI,
+            )
+            foreign = Resources(
+                draw(st.integers(0, allocatable.gpus)),
+                draw(st.integers(0, allocatable.cpu // 1000)) * 1000,
+                0,
+            )
+            out.append(
+                NodeCapacity(
+                    f"{f.name}-{i}",
+                    f.name,
+                    allocatable,
+                    foreign if draw(st.integers(0, 2)) == 0 else Resources(),
+                    schedulable=draw(st.integers(0, 5)) > 0,
+                )
+            )
+    return tuple(out)
 
 
 @st.composite
@@ -319,8 +412,22 @@ def snapshots(
     strangers: bool = True,
     all_preemptible: bool = False,
     nominal_fits_capacity: bool = False,
+    with_nodes: bool = False,
 ) -> Snapshot:
     flavours, teams = draw(teams_and_flavours(gpus_only=gpus_only, budgets=budgets))
+    nodes = None
+    if with_nodes:  # the flavours' capacity is what their schedulable nodes have
+        nodes = draw(nodes_of(flavours))
+        flavours = tuple(
+            replace(
+                f,
+                capacity=sum(
+                    (n.allocatable for n in nodes if n.flavour == f.name and n.schedulable),
+                    Resources(),
+                ),
+            )
+            for f in flavours
+        )
     if nominal_fits_capacity:  # capacity exists for every team's nominal quota at once
         sums: dict[str, int] = defaultdict(int)
         for t in teams:
@@ -339,4 +446,4 @@ def snapshots(
             all_preemptible=all_preemptible,
         )
     )
-    return make_valid(Snapshot(flavours, teams, ws))
+    return make_valid(Snapshot(flavours, teams, ws, nodes))

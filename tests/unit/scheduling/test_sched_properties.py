@@ -19,6 +19,8 @@ from scheduling_helpers import (
     contradictions,
     fits_now,
     known,
+    node_violations,
+    placeable,
     quota_of,
     snapshots,
     usage_of,
@@ -42,9 +44,12 @@ PROPERTY = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
+# Half the examples with nodes (the pass also places every unit), half with sums only.
+clusters = st.one_of(snapshots(), snapshots(with_nodes=True))
+
 
 @PROPERTY
-@given(snapshots())
+@given(clusters)
 def test_admitted_use_never_exceeds_capacity_quota_or_lending(snap: Snapshot) -> None:
     assert violations(snap) == []  # the generator starts from a valid state
     result = schedule(snap)
@@ -64,7 +69,7 @@ def test_admitted_use_never_exceeds_capacity_quota_or_lending(snap: Snapshot) ->
 
 
 @PROPERTY
-@given(snapshots())
+@given(clusters)
 def test_a_result_names_each_workload_once(snap: Snapshot) -> None:
     """Never a gang admitted twice, a workload stopped twice, or one both admitted and stopped
     (apply_result raises on those; a dict by key would hide them), in a pass and the next."""
@@ -75,7 +80,7 @@ def test_a_result_names_each_workload_once(snap: Snapshot) -> None:
 
 
 @PROPERTY
-@given(snapshots())
+@given(clusters)
 def test_gangs_are_whole(snap: Snapshot) -> None:
     result = schedule(snap)
     before = {w.key: w for w in snap.workloads}
@@ -110,11 +115,13 @@ def _shuffled(snap: Snapshot, rnd: random.Random) -> Snapshot:
         return tuple(ys)
 
     teams = tuple(replace(t, quotas=sh(t.quotas)) for t in snap.teams)
-    return Snapshot(sh(snap.flavours), sh(teams), sh(snap.workloads))
+    nodes = None if snap.nodes is None else sh(snap.nodes)
+    workloads = tuple(replace(w, bound=sh(w.bound)) for w in sh(snap.workloads))
+    return Snapshot(sh(snap.flavours), sh(teams), workloads, nodes)
 
 
 @PROPERTY
-@given(snapshots(), st.randoms(use_true_random=False))
+@given(clusters, st.randoms(use_true_random=False))
 def test_deterministic_and_idempotent(snap: Snapshot, rnd: random.Random) -> None:
     first = schedule(snap)
     assert schedule(snap) == first
@@ -181,7 +188,7 @@ def test_team_within_nominal_gets_its_nominal_back(snap: Snapshot) -> None:
 
 
 @PROPERTY
-@given(snapshots())
+@given(clusters)
 def test_no_fitting_workload_waits_under_best_effort_fifo(snap: Snapshot) -> None:
     result = schedule(snap)
     after = apply(snap, result)
@@ -200,11 +207,50 @@ def test_no_fitting_workload_waits_under_best_effort_fifo(snap: Snapshot) -> Non
             Reason.CAPACITY_EXHAUSTED,
             Reason.EXCEEDS_QUOTA,
             Reason.EXCEEDS_CAPACITY,
+            Reason.NODES_FRAGMENTED,
         ), p
+        if p.reason == Reason.NODES_FRAGMENTED:  # quota allows it: only the nodes do not
+            assert after.nodes is not None
+            assert not placeable(after, w.flavour, w.per_pod, 1 if w.admitted else w.pods), p
 
 
 @PROPERTY
-@given(snapshots())
+@given(snapshots(with_nodes=True))
+def test_an_admitted_unit_has_a_placement_on_nodes_with_room(snap: Snapshot) -> None:
+    """Every admission comes with a plan for its pods that are not bound: on schedulable
+    nodes of its flavour, and, bound as planned, no node holds more than it has."""
+    assert snap.nodes is not None
+    result = schedule(snap)
+    before = {w.key: w for w in snap.workloads}
+    nodes = {n.name: n for n in snap.nodes}
+    for a in result.admitted:
+        w = before[a.key]
+        planned = sum(pods for _, pods in a.placement)
+        bound = sum(pods for _, pods in w.bound)
+        if a.gang:
+            assert planned == w.pods + a.extra_replicas, a
+        else:
+            assert planned + bound == w.pods + a.total_extra_replicas, (a, w)
+        for name, pods in a.placement:
+            assert pods > 0 and nodes[name].flavour == w.flavour and nodes[name].schedulable, a
+    assert node_violations(apply(snap, result)) == []
+
+
+@PROPERTY
+@given(snapshots(with_nodes=True, all_preemptible=True, budgets=False))
+def test_a_victim_is_taken_only_when_the_preemptor_then_fits(snap: Snapshot) -> None:
+    """Preemption is placement-aware: whoever was preempted for, was admitted, with a plan,
+    in the same pass."""
+    result = schedule(snap)
+    admitted = result.admitted_by_key()
+    for v in result.victims:
+        if v.preemptor is not None:
+            assert v.preemptor in admitted, v
+            assert admitted[v.preemptor].placement, admitted[v.preemptor]
+
+
+@PROPERTY
+@given(clusters)
 def test_training_never_takes_a_protected_serving_floor(snap: Snapshot) -> None:
     """A ModelDeployment with `training_may_preempt=False` loses its min replicas only to
     a budget stop or to other serving, never to make room for a TrainingJob."""
@@ -217,7 +263,7 @@ def test_training_never_takes_a_protected_serving_floor(snap: Snapshot) -> None:
 
 
 @PROPERTY
-@given(snapshots())
+@given(clusters)
 def test_a_budget_stop_keeps_serving_floors(snap: Snapshot) -> None:
     """Exceeded + Suspend stops training whole, and only the extra replicas of serving."""
     result = schedule(snap)

@@ -115,6 +115,13 @@ class AdmissionSettings(CadreModel):
         default_factory=WaitForPodsReady,
         description="What happens to an admitted gang whose workers do not all start.",
     )
+    node_placement: bool = Field(
+        default=True,
+        description="Admit a gang only when all its pods fit on the flavour's nodes as they "
+        "are (every bound pod counted, Cadre's or not; cordoned and tainted nodes skipped). "
+        "Off: only the sum of the flavour's capacity counts (for clusters whose node "
+        "autoscaler adds nodes for pending pods).",
+    )
 
 
 class AccountingSettings(CadreModel):

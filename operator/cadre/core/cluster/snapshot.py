@@ -36,6 +36,7 @@ from cadre.core.api.resourcebudget import ResourceAmounts, ResourceBudgetSpec
 from cadre.core.api.trainingjob import TrainingJobSpec
 from cadre.core.budget.status import spend_from_status
 from cadre.core.budget.teams import BudgetScope, budget_scope, resolve_team
+from cadre.core.cluster.nodes import node_capacities
 from cadre.core.cluster.serving import ServingView, serving_view
 from cadre.core.cluster.store import NodeRecord, Store
 from cadre.core.objects import find_condition, generation_of, key_of, parse_api_time, timestamp
@@ -629,8 +630,17 @@ def build_snapshot(
             workloads.append(outcome.workload)
         if outcome.unbudgeted:
             unbudgeted.append(view.workload_key)
+    nodes = None
+    if config.admission.node_placement and store.bound_pods_listed:
+        nodes, bound = node_capacities(store.nodes, store.bound_pods.values(), config)
+        workloads = [
+            replace(w, bound=bound[w.key]) if w.admitted and w.key in bound else w
+            for w in workloads
+        ]
     return SnapshotBuild(
-        snapshot=Snapshot(flavours=flavours, teams=tuple(teams), workloads=tuple(workloads)),
+        snapshot=Snapshot(
+            flavours=flavours, teams=tuple(teams), workloads=tuple(workloads), nodes=nodes
+        ),
         info=info,
         problems=problems,
         unbudgeted=tuple(sorted(unbudgeted)),

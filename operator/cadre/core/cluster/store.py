@@ -37,6 +37,7 @@ from typing import Any, Final, Literal
 from cadre.core.accounting import PodCharge, PodUsage
 from cadre.core.api.names import LABEL_TRAININGJOB
 from cadre.core.budget.teams import budget_scope, resolve_team
+from cadre.core.cluster.nodes import BoundPod
 from cadre.core.objects import key_of, owner_uids
 from cadre.core.scheduling import Spend
 from cadre.core.serving.observed import (
@@ -104,6 +105,7 @@ class NodeRecord:
     labels: Mapping[str, str]
     allocatable: Mapping[str, str]
     unschedulable: bool
+    taints: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +123,10 @@ def node_record(node: Mapping[str, Any]) -> NodeRecord:
         labels=dict(metadata.get("labels") or {}),
         allocatable=dict((node.get("status") or {}).get("allocatable") or {}),
         unschedulable=bool((node.get("spec") or {}).get("unschedulable", False)),
+        taints=tuple(
+            {k: t.get(k) for k in ("key", "value", "effect")}
+            for t in (node.get("spec") or {}).get("taints") or ()
+        ),
     )
 
 
@@ -156,6 +162,10 @@ class Store:
     """Monotonic seconds (the controller passes time.monotonic)."""
     budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
     nodes: dict[str, NodeRecord] = field(default_factory=dict)
+    bound_pods: dict[str, BoundPod] = field(default_factory=dict)
+    """Pod uid -> every pod bound to a node and not finished, cluster-wide (placement)."""
+    bound_pods_listed: bool = False
+    """The bound pods were listed at least once: the pass may place on nodes."""
     namespaces: dict[str, dict[str, str]] = field(default_factory=dict)
     trainingjobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     jobs: dict[str, JobRecord] = field(default_factory=dict)
@@ -331,6 +341,15 @@ class Store:
         self.nodes[name] = record
         self._touch("node", name)
         return old != record
+
+    def set_bound_pod(self, uid: str, pod: BoundPod | None) -> bool:
+        """A pod bound (or changed), or gone or finished (None); True when it changes what
+        a node has free."""
+        if pod is None:
+            return self.bound_pods.pop(uid, None) is not None
+        old = self.bound_pods.get(uid)
+        self.bound_pods[uid] = pod
+        return old != pod
 
     def delete_node(self, name: str) -> bool:
         self._forget("node", name)
@@ -737,6 +756,7 @@ class Store:
         return {
             "budgets": len(self.budgets),
             "nodes": len(self.nodes),
+            "bound_pods": len(self.bound_pods),
             "namespaces": len(self.namespaces),
             "trainingjobs": len(self.trainingjobs),
             "jobs": len(self.jobs),

@@ -26,9 +26,10 @@ from __future__ import annotations
 import heapq
 
 from cadre.core.scheduling.explain import budget_message
+from cadre.core.scheduling.placement import Plan
 from cadre.core.scheduling.preemption import choose_victims, take_victims
 from cadre.core.scheduling.quantities import Amount, Vector, covers
-from cadre.core.scheduling.reasons import never_fits
+from cadre.core.scheduling.reasons import never_fits, never_placed
 from cadre.core.scheduling.results import build_result
 from cadre.core.scheduling.state import (
     ADMITTED,
@@ -120,6 +121,9 @@ class AdmissionPass(PassState):
                 )
             elif not quota.fit_max.covers(work.gang):
                 work.fixed_reason = never_fits(work, quota)
+            elif flavour.nodes is not None:
+                work.fixed_reason = never_placed(work, flavour.nodes)
+        self._bind(admitted)
         # admit order: the snapshot's admitted, oldest first; then this pass's admissions
         admitted.sort(key=lambda w: (timestamp(w.spec.admitted_at), w.spec.key))
         for work in admitted:
@@ -142,7 +146,48 @@ class AdmissionPass(PassState):
                         )
         for team in self.teams.values():
             team.update_share()
+        self._reserve(admitted)
         self.released = False
+
+    def _bind(self, admitted: list[WorkloadState]) -> None:
+        """Where the pods of admitted work are bound (already in their nodes' use)."""
+        for work in admitted:
+            nodes = (
+                self.flavours[work.spec.flavour].nodes
+                if work.spec.flavour in self.flavours
+                else None
+            )
+            if nodes is None or not work.spec.bound:
+                continue
+            bound: dict[int, int] = {}
+            for name, pods in work.spec.bound:
+                node = nodes.index.get(name)
+                if node is not None and pods > 0:
+                    bound[node] = bound.get(node, 0) + pods
+            work.bound_at = bound or None
+
+    def _reserve(self, admitted: list[WorkloadState]) -> None:
+        """Plan nodes for the pods of admitted work that are not bound yet, largest pods
+        first (first-fit decreasing); what finds no node stays `unplaced`: it is admitted
+        and waits for the scheduler (the pods-ready timeout gives it back)."""
+        waiting = []
+        for work in admitted:
+            if work.status != ADMITTED:
+                continue
+            flavour = self.flavours.get(work.spec.flavour)
+            if flavour is None or flavour.nodes is None:
+                continue
+            bound = sum(work.bound_at.values()) if work.bound_at else 0
+            unbound = work.pods + work.extras_admitted - bound
+            if unbound > 0:
+                waiting.append((work, flavour.nodes, unbound))
+        waiting.sort(key=lambda entry: (_descending(entry[0].per_pod), entry[0].spec.key))
+        for work, nodes, unbound in waiting:
+            plan = nodes.plan(work.per_pod, unbound, partial=True)
+            assert plan is not None
+            nodes.take(work.per_pod, plan)
+            work.reserve(plan)
+            work.unplaced = unbound - sum(pods for _, pods in plan)
 
     # ---- rounds ------------------------------------------------------------------------------
 
@@ -278,7 +323,10 @@ class AdmissionPass(PassState):
         quota = work.quota
         assert quota is not None
         flavour, pool = quota.flavour, quota.pool
-        admitted = preempted = False
+        nodes = flavour.nodes
+        count = 1 if is_extra else work.pods
+        plan: Plan | None = None
+        admitted = preempted = quota_fits = False
         skip_shapes = quota.skip_shapes
         if (
             skip_shapes
@@ -286,30 +334,39 @@ class AdmissionPass(PassState):
             and _covers_any(request, skip_shapes)
         ):
             pass  # a smaller request of this team and flavour failed, nothing released since
-        elif quota.fits(request):
-            admitted = True
         else:
-            if allow_preemption:
+            quota_fits = quota.fits(request)
+            if quota_fits and nodes is not None:
+                plan = nodes.plan(work.per_pod, count)
+            admitted = quota_fits and (nodes is None or plan is not None)
+            if not admitted and allow_preemption:
                 used_before = flavour.used.copy()
                 available_before = pool.available.copy()
                 usage_before = quota.usage.copy()
-                victims = choose_victims(self, work, quota, request)
+                victims = choose_victims(self, work, quota, request, count)
                 if victims is not None:
                     take_victims(self, work, quota, victims, self._push)
                     admitted = preempted = True
             if not admitted:
                 self._record_failure(quota, request)
-                stamp = (flavour.release_epoch, pool.release_epoch, quota.release_epoch)
-                if quota.skip_stamp != stamp:
-                    quota.skip_shapes = skip_shapes = []
-                    quota.skip_stamp = stamp
-                if len(skip_shapes) < MAX_SHAPES:
-                    skip_shapes.append(request)
+                if not quota_fits:  # a placement failure is the node pool's to remember
+                    stamp = (flavour.release_epoch, pool.release_epoch, quota.release_epoch)
+                    if quota.skip_stamp != stamp:
+                        quota.skip_shapes = skip_shapes = []
+                        quota.skip_stamp = stamp
+                    if len(skip_shapes) < MAX_SHAPES:
+                        skip_shapes.append(request)
         if not admitted:
             heapq.heappop(queue)
             if team.strict and not is_extra:
                 team.blocked = True
             return
+        if nodes is not None:
+            if plan is None:  # the victims' nodes are free now: the plan preemption proved
+                plan = nodes.plan(work.per_pod, count)
+                assert plan is not None, "preemption chose victims that do not make it fit"
+            nodes.take(work.per_pod, plan)
+            work.reserve(plan)
         self.admit(work, quota, request)
         if preempted:  # what the victims freed beyond the request makes failed shapes stale
             if flavour.used.any_below(used_before):
@@ -350,6 +407,11 @@ class AdmissionPass(PassState):
         kept = [shape for shape in shapes if not covers(shape, request)]
         kept.append(request)
         quota.round_failures = kept if len(kept) <= MAX_SHAPES else None
+
+
+def _descending(per_pod: Amount) -> tuple[int, int, int]:
+    gpus, cpu, memory = per_pod
+    return (-gpus, -cpu, -memory)
 
 
 def _covers_any(request: Amount, shapes: list[Amount]) -> bool:

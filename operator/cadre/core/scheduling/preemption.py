@@ -9,6 +9,10 @@ candidate is skipped once its team no longer borrows. The first prefix of candid
 makes room is made minimal (every victim not needed is given back) and, if it still has
 several workloads, replaced by a single one that suffices alone (from another team: only
 within what that team borrows).
+
+With nodes in the snapshot, "makes room" also means a placement: the victims' pods give
+their nodes back, and the workload's pods must then fit on the nodes as they would be. A
+victim whose pods are on nodes that do not help is not needed, and is given back.
 """
 
 from __future__ import annotations
@@ -44,12 +48,57 @@ class VictimUnit(NamedTuple):
     """Taken from another team of the cohort that borrows (else: own lower priority)."""
     amount: Amount
     """What stopping it gives back."""
+    nodes: tuple[int, ...] = ()
+    """The node of each of its pods that has one (with nodes in the snapshot)."""
+
+
+class _Room:
+    """Does a set of victims make room: the quota rules, and a placement when the flavour
+    has nodes (the victims' nodes given back)."""
+
+    __slots__ = ("count", "freed", "nodes", "per_pod", "quota", "request")
+
+    def __init__(self, quota: TeamQuota, request: Amount, per_pod: Amount, count: int) -> None:
+        self.quota = quota
+        self.request = request
+        self.nodes = quota.flavour.nodes
+        self.per_pod = per_pod
+        self.count = count
+        self.freed: dict[int, list[int]] = {}
+
+    def add(self, unit: VictimUnit, sign: int = 1) -> None:
+        gpus, cpu, memory = unit.work.per_pod
+        freed = self.freed
+        for node in unit.nodes:
+            node_freed = freed.get(node)
+            if node_freed is None:
+                node_freed = freed[node] = [0, 0, 0]
+            node_freed[0] += sign * gpus
+            node_freed[1] += sign * cpu
+            node_freed[2] += sign * memory
+
+    def made(self, released: dict[TeamQuota, Vector]) -> bool:
+        return self.quota.fits_after_release(self.request, released) and (
+            self.nodes is None or self.nodes.fits_with(self.per_pod, self.count, self.freed)
+        )
+
+    def made_alone(self, unit: VictimUnit) -> bool:
+        victim_quota = unit.work.quota
+        assert victim_quota is not None
+        if not self.quota.fits_after_release(self.request, {victim_quota: Vector(*unit.amount)}):
+            return False
+        if self.nodes is None:
+            return True
+        alone = _Room(self.quota, self.request, self.per_pod, self.count)
+        alone.add(unit)
+        return self.nodes.fits_with(self.per_pod, self.count, alone.freed)
 
 
 def choose_victims(
-    state: PassState, work: WorkloadState, quota: TeamQuota, request: Amount
+    state: PassState, work: WorkloadState, quota: TeamQuota, request: Amount, count: int
 ) -> list[VictimUnit] | None:
-    """The victims that make room for `request` of `work` (on `quota`), or None."""
+    """The victims that make room for `request` (`count` pods) of `work` (on `quota`), or
+    None."""
     lowest = state.lowest_priority(quota)
     own = lowest is not None and lowest < work.priority
     reclaim = quota.others_borrow() and quota.within_nominal_with(request)
@@ -64,17 +113,17 @@ def choose_victims(
     # what the team would hold above its limit.
     room_needed = quota.shortfall(request)
     own_room_needed = quota.over_limit(request)
+    room = _Room(quota, request, work.per_pod, count)
     found = _first_sufficient(
-        quota, request, candidates, room_needed=room_needed, own_room_needed=own_room_needed
+        room, candidates, room_needed=room_needed, own_room_needed=own_room_needed
     )
     if found is None:
         return None
     chosen, released = found
-    _give_back_unneeded(quota, request, chosen, released)
+    _give_back_unneeded(room, chosen, released)
     if len({unit.work.index for unit in chosen}) > 1:  # fewest: is one victim enough alone?
         alone = _single_victim(
-            quota,
-            request,
+            room,
             candidates({}),
             room_needed=room_needed,
             own_room_needed=own_room_needed,
@@ -85,8 +134,7 @@ def choose_victims(
 
 
 def _first_sufficient(
-    quota: TeamQuota,
-    request: Amount,
+    room: _Room,
     candidates: Callable[[dict[int, int]], Iterator[tuple[WorkloadState, bool, bool]]],
     *,
     room_needed: Amount,
@@ -105,6 +153,7 @@ def _first_sufficient(
         if from_other_team and not victim_quota.borrows_after(released.get(victim_quota)):
             continue  # that team no longer borrows: the rest of its work is safe
         amount = _unit_amount(victim, whole, taken)
+        nodes = _unit_nodes(room, victim, whole, taken)
         if not whole:
             taken[victim.index] = taken.get(victim.index, 0) + 1
         release = released.get(victim_quota)
@@ -114,44 +163,51 @@ def _first_sufficient(
         freed.add(amount)
         if not from_other_team:
             own_freed.add(amount)
-        chosen.append(VictimUnit(victim, whole, from_other_team, amount))
-        if (
-            freed.covers(room_needed)
-            and own_freed.covers(own_room_needed)
-            and quota.fits_after_release(request, released)
-        ):
+        unit = VictimUnit(victim, whole, from_other_team, amount, nodes)
+        chosen.append(unit)
+        room.add(unit)
+        if freed.covers(room_needed) and own_freed.covers(own_room_needed) and room.made(released):
             return chosen, released
     return None
 
 
 def _give_back_unneeded(
-    quota: TeamQuota,
-    request: Amount,
+    room: _Room,
     chosen: list[VictimUnit],
     released: dict[TeamQuota, Vector],
 ) -> None:
     """Make the set minimal: give back, most important first (the last one chosen is needed),
     every victim not needed; an extra replica only while its workload as a whole is not a
-    victim (it would go with it)."""
+    victim (it would go with it). With nodes, only the last one taken of its workload:
+    stopping n replicas stops the first n in release order, whose nodes the units recorded
+    (once one is kept, the ones taken before it stay too)."""
     whole_victims = {unit.work.index for unit in chosen if unit.whole}
+    kept_extras = (
+        {chosen[-1].work.index}
+        if chosen and not chosen[-1].whole and room.nodes is not None
+        else set()
+    )
     for position in reversed(range(len(chosen) - 1)):
         unit = chosen[position]
-        if not unit.whole and unit.work.index in whole_victims:
+        if not unit.whole and (unit.work.index in whole_victims or unit.work.index in kept_extras):
             continue
         assert unit.work.quota is not None
         release = released[unit.work.quota]
         release.subtract(unit.amount)
-        if quota.fits_after_release(request, released):
+        room.add(unit, -1)
+        if room.made(released):
             del chosen[position]
             if unit.whole:
                 whole_victims.discard(unit.work.index)
         else:
             release.add(unit.amount)
+            room.add(unit)
+            if not unit.whole and room.nodes is not None:  # without nodes, any replica will do
+                kept_extras.add(unit.work.index)
 
 
 def _single_victim(
-    quota: TeamQuota,
-    request: Amount,
+    room: _Room,
     candidates: Iterator[tuple[WorkloadState, bool, bool]],
     *,
     room_needed: Amount,
@@ -170,12 +226,14 @@ def _single_victim(
         amount = _unit_amount(victim, whole, {})
         if from_other_team and not _within_borrowed(victim_quota, amount):
             continue
-        if (
-            covers(amount, room_needed)
-            and (within_own_limit if from_other_team else covers(amount, own_room_needed))
-            and quota.fits_after_release(request, {victim_quota: Vector(*amount)})
+        if covers(amount, room_needed) and (
+            within_own_limit if from_other_team else covers(amount, own_room_needed)
         ):
-            return VictimUnit(victim, whole, from_other_team, amount)
+            unit = VictimUnit(
+                victim, whole, from_other_team, amount, _unit_nodes(room, victim, whole, {})
+            )
+            if room.made_alone(unit):
+                return unit
     return None
 
 
@@ -284,6 +342,15 @@ def _units(
         else:
             for _ in range(victim.extras_admitted - taken.get(victim.index, 0)):
                 yield victim, False, from_other_team
+
+
+def _unit_nodes(
+    room: _Room, victim: WorkloadState, whole: bool, taken: dict[int, int]
+) -> tuple[int, ...]:
+    """The nodes the unit gives back: all its pods' not taken yet, or one replica's."""
+    if room.nodes is None:
+        return ()
+    return tuple(victim.released_nodes(taken.get(victim.index, 0), None if whole else 1))
 
 
 def _unit_amount(victim: WorkloadState, whole: bool, taken: dict[int, int]) -> Amount:

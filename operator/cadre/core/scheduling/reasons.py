@@ -10,11 +10,12 @@ from cadre.core.scheduling.explain import (
     need_phrase,
     usage_phrase,
 )
+from cadre.core.scheduling.placement import NodePool
 from cadre.core.scheduling.quantities import RESOURCES, Amount, Resource, contribution
 from cadre.core.scheduling.state import TeamQuota, WorkloadState
-from cadre.core.scheduling.types import Reason
+from cadre.core.scheduling.types import Reason, WorkloadKind
 
-__all__ = ["never_fits", "waiting_reason"]
+__all__ = ["never_fits", "never_placed", "waiting_reason"]
 
 
 def never_fits(work: WorkloadState, quota: TeamQuota) -> tuple[Reason, str] | None:
@@ -45,6 +46,60 @@ def never_fits(work: WorkloadState, quota: TeamQuota) -> tuple[Reason, str] | No
                 f"{format_amount(resource, max_usable)} ({limit})",
             )
     return None
+
+
+def _pods_phrase(work: WorkloadState, count: int) -> str:
+    """ "its 3 workers (8 a100 GPUs each)", "1 more replica (2 a100 GPUs)"."""
+    gpus, cpu, memory = work.per_pod
+    flavour = work.spec.flavour
+    if gpus:
+        size = need_phrase(Resource.GPUS, gpus, flavour)
+    elif cpu:
+        size = need_phrase(Resource.CPU, cpu, flavour)
+    else:
+        size = need_phrase(Resource.MEMORY, memory, flavour)
+    if work.spec.kind == WorkloadKind.MODEL_DEPLOYMENT:
+        noun = "replica" if count == 1 else "replicas"
+    else:
+        noun = "worker" if count == 1 else "workers"
+    each = " each" if count > 1 else ""
+    return f"{count} {noun} ({size}{each})"
+
+
+def never_placed(work: WorkloadState, nodes: NodePool) -> tuple[Reason, str] | None:
+    """Why the gang fits on no nodes of its flavour even with nothing else on them (a pod
+    larger than any schedulable node, or more pods than they could hold); None if it can."""
+    most = nodes.most_on_empty(work.per_pod)
+    if most >= work.pods:
+        return None
+    flavour = work.spec.flavour
+    schedulable = sum(nodes.open)
+    if most == 0:
+        where = f"no schedulable {flavour} node is that large ({schedulable} schedulable)"
+    else:
+        where = (
+            f"the {schedulable} schedulable {flavour} nodes could hold only {most} of them "
+            "even with nothing else on them"
+        )
+    return (Reason.EXCEEDS_CAPACITY, f"needs {_pods_phrase(work, work.pods)}, but {where}")
+
+
+def _fragmented(work: WorkloadState, nodes: NodePool, count: int) -> str:
+    free, most = nodes.free_total()
+    placeable = count - 1
+    while placeable > 0 and not nodes.fits_with(work.per_pod, placeable, {}):
+        placeable -= 1
+    gpus = work.per_pod[0]
+    in_all = (
+        f"{free[0]} {work.spec.flavour} GPUs are free in all, at most {most} on one node"
+        if gpus
+        else f"flavour {work.spec.flavour} has room in all, spread over its nodes"
+    )
+    return (
+        f"waiting for room on nodes: {_pods_phrase(work, count)} must start together, but "
+        f"only {placeable} would fit on the nodes as they are; {in_all} (the rest is "
+        "spread over nodes or taken by other pods)"
+    )
 
 
 def waiting_reason(work: WorkloadState, request: Amount, replicas_left: int) -> tuple[Reason, str]:
@@ -94,16 +149,24 @@ def waiting_reason(work: WorkloadState, request: Amount, replicas_left: int) -> 
                 f"waiting for {need(resource, amount)}: team {team} uses "
                 f"{usage_phrase(resource, usage, nominal)} nominal, {tail}",
             )
-    for resource, amount, used, capacity in zip(
-        RESOURCES, request, flavour.used, flavour.capacity, strict=True
+    nodes = flavour.nodes
+    # with nodes, pods of other owners on them count too: what the nodes have free
+    node_free = nodes.free_total()[0] if nodes is not None else None
+    for position, (resource, amount, used, capacity) in enumerate(
+        zip(RESOURCES, request, flavour.used, flavour.capacity, strict=True)
     ):
-        if amount and used + amount > capacity:
-            free = max(0, capacity - used)
+        free = max(0, capacity - used)
+        if node_free is not None:
+            free = min(free, node_free[position])
+        if amount and amount > free:
             return (
                 Reason.CAPACITY_EXHAUSTED,
                 f"waiting for {need(resource, amount)}: flavour {flavour.name} has "
                 f"{capacity_phrase(resource, free, capacity)} free",
             )
+    count = 1 if replicas_left else work.pods
+    if nodes is not None and not nodes.fits_with(work.per_pod, count, {}):
+        return (Reason.NODES_FRAGMENTED, _fragmented(work, nodes, count))
     return (
         Reason.WAITING_FOR_NEXT_PASS,
         "fits now; resources were freed late in this pass, admission comes next pass",

@@ -102,9 +102,20 @@ def _admissions(state: PassState) -> tuple[Admission, ...]:
             total_extra_replicas=work.extras_admitted,
             usage=to_resources(scaled(work.per_pod, pods)),
             borrowed=lent,
+            placement=_placement(state, work),
         )
         for (work, gang, pods), lent in zip(rows, borrowed, strict=True)
     )
+
+
+def _placement(state: PassState, work: WorkloadState) -> tuple[tuple[str, int], ...]:
+    """Where the pass plans the workload's pods that are not bound, by node name."""
+    reserved = work.reserved_at
+    if not reserved:
+        return ()
+    nodes = state.flavours[work.spec.flavour].nodes
+    assert nodes is not None
+    return tuple(sorted((nodes.names[node], pods) for node, pods in reserved.items() if pods))
 
 
 def _pending_by_team(
@@ -138,7 +149,7 @@ def _pending(state: PassState, by_team: dict[str, list[_PendingEntry]]) -> tuple
     """Every waiting unit with its 1-based position in its team's queue order and a reason
     from the final state (cached per quota, request and replicas wanted)."""
     pending: list[Pending] = []
-    cache: dict[tuple[int, Amount, int], tuple[Reason, str]] = {}
+    cache: dict[tuple[int, Amount, Amount, int], tuple[Reason, str]] = {}
     for team_name in sorted(by_team):
         entries = by_team[team_name]
         entries.sort()
@@ -163,7 +174,7 @@ def _pending(state: PassState, by_team: dict[str, list[_PendingEntry]]) -> tuple
                 request = work.per_pod if is_extra else work.gang
                 quota = work.quota
                 assert quota is not None
-                cache_key = (quota.index, request, replicas_left)
+                cache_key = (quota.index, request, work.per_pod, replicas_left)
                 found = cache.get(cache_key)
                 if found is None:
                     found = cache[cache_key] = waiting_reason(work, request, replicas_left)

@@ -23,6 +23,7 @@ from bisect import insort
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 
+from cadre.core.scheduling.placement import NodePool
 from cadre.core.scheduling.quantities import (
     UNLIMITED,
     Amount,
@@ -32,6 +33,7 @@ from cadre.core.scheduling.quantities import (
 )
 from cadre.core.scheduling.types import (
     FlavourQuota,
+    NodeCapacity,
     QueueingStrategy,
     Reason,
     Resources,
@@ -97,12 +99,14 @@ def timestamp(value: float | datetime | None) -> float:
 class FlavourState:
     """A flavour: its schedulable capacity and what admitted work uses of it."""
 
-    __slots__ = ("capacity", "name", "release_epoch", "used")
+    __slots__ = ("capacity", "name", "nodes", "release_epoch", "used")
 
-    def __init__(self, name: str, capacity: Resources) -> None:
+    def __init__(self, name: str, capacity: Resources, nodes: NodePool | None = None) -> None:
         self.name = name
         self.capacity = Vector(capacity.gpus, capacity.cpu, capacity.memory)
         self.used = Vector()
+        self.nodes = nodes
+        """Its nodes, when the snapshot has them: a unit is admitted only with a plan."""
         self.release_epoch = 0
         """Bumped when a preemption left more of the flavour free than the preemptor took:
         requests that failed on it before may fit now."""
@@ -514,6 +518,7 @@ class WorkloadState:
 
     __slots__ = (
         "admit_order",
+        "bound_at",
         "created",
         "eviction",
         "extras_admitted",
@@ -529,9 +534,11 @@ class WorkloadState:
         "priority",
         "quota",
         "requeue",
+        "reserved_at",
         "spec",
         "status",
         "team",
+        "unplaced",
     )
 
     def __init__(self, index: int, spec: Workload) -> None:
@@ -574,6 +581,37 @@ class WorkloadState:
         self.fixed_reason: tuple[Reason, str] | None = None
         """Why it can never be admitted in this pass (unknown team or flavour, no quota for
         the flavour, larger than the team or the flavour could ever hold): it is not queued."""
+        self.bound_at: dict[int, int] | None = None
+        """Node index -> its pods bound there (from the snapshot), when the flavour has nodes."""
+        self.reserved_at: dict[int, int] | None = None
+        """Node index -> its pods the pass plans there (not bound yet)."""
+        self.unplaced = 0
+        """Admitted pods, not bound, for which no node had room at the start of the pass."""
+
+    def reserve(self, plan: Iterable[tuple[int, int]]) -> None:
+        reserved = self.reserved_at
+        if reserved is None:
+            reserved = self.reserved_at = {}
+        for node, pods in plan:
+            reserved[node] = reserved.get(node, 0) + pods
+
+    def released_nodes(self, start: int, count: int | None) -> list[int]:
+        """The nodes given back by stopping its pods number `start` to `start + count` in
+        release order (None: to the last); pods with no node go first and free no node."""
+        order = [-1] * self.unplaced + self.release_order()
+        part = order[start:] if count is None else order[start : start + count]
+        return [node for node in part if node >= 0]
+
+    def release_order(self) -> list[int]:
+        """The node of each of its placed pods, in the order stopping replicas gives them
+        back: planned pods first (the ReplicaSet deletes unscheduled pods first), then bound
+        ones; the highest node index first within each."""
+        order: list[int] = []
+        for placed in (self.reserved_at, self.bound_at):
+            if placed:
+                for node in sorted(placed, reverse=True):
+                    order.extend([node] * placed[node])
+        return order
 
     def held(self) -> Amount:
         """What it holds while admitted: the gang and its admitted extra replicas."""
@@ -587,11 +625,17 @@ class PassState:
 
     def __init__(self, snapshot: Snapshot) -> None:
         self.flavours: dict[str, FlavourState] = {}
+        nodes_of: dict[str, list[NodeCapacity]] | None = None
+        if snapshot.nodes is not None:
+            nodes_of = {}
+            for node in snapshot.nodes:
+                nodes_of.setdefault(node.flavour, []).append(node)
         for flavour_spec in sorted(snapshot.flavours, key=lambda f: f.name):
             if flavour_spec.name in self.flavours:
                 raise ValueError(f"duplicate flavour {flavour_spec.name!r}")
+            pool = None if nodes_of is None else NodePool(nodes_of.get(flavour_spec.name, ()))
             self.flavours[flavour_spec.name] = FlavourState(
-                flavour_spec.name, flavour_spec.capacity
+                flavour_spec.name, flavour_spec.capacity, pool
             )
         self.teams: dict[str, TeamState] = {}
         self.quotas: list[TeamQuota] = []
@@ -719,6 +763,7 @@ class PassState:
             flavour = self.flavours.get(work.spec.flavour)
             if flavour is not None:
                 flavour.used.subtract(held)
+        self._unplace(work, None)
         if work.status == ADMITTED:
             work.status = EVICTED
             if work.eviction is None:
@@ -736,6 +781,36 @@ class PassState:
             quota.stale_entries += 1
             if quota.stale_entries > 32 and quota.stale_entries * 2 > len(quota.admitted):
                 self._compact(quota)
+
+    def _unplace(self, work: WorkloadState, count: int | None) -> None:
+        """Give back the nodes of all its pods (None), or of `count` replicas in release
+        order (pods with no node are the first to go)."""
+        flavour = self.flavours.get(work.spec.flavour)
+        nodes = flavour.nodes if flavour is not None else None
+        if nodes is None:
+            return
+        if count is None:
+            for placed in (work.reserved_at, work.bound_at):
+                if placed:
+                    nodes.give_back(work.per_pod, placed.items())
+            work.reserved_at = work.bound_at = None
+            work.unplaced = 0
+            return
+        from_unplaced = min(count, work.unplaced)
+        work.unplaced -= from_unplaced
+        released: dict[int, int] = {}
+        for node in work.release_order()[: count - from_unplaced]:
+            released[node] = released.get(node, 0) + 1
+        for node, pods in released.items():
+            left = pods
+            for placed in (work.reserved_at, work.bound_at):
+                if placed and node in placed:
+                    taken = min(left, placed[node])
+                    placed[node] -= taken
+                    left -= taken
+                    if not placed[node]:
+                        del placed[node]
+        nodes.give_back(work.per_pod, released.items())
 
     def _compact(self, quota: TeamQuota) -> None:
         """Drop the entries of workloads no longer admitted under that admit order."""
@@ -762,6 +837,7 @@ class PassState:
         quota = work.quota
         assert quota is not None
         quota.remove_usage(scaled(work.per_pod, count))
+        self._unplace(work, count)
         from_this_pass = min(count, work.extras_admitted_now)
         work.extras_admitted_now -= from_this_pass
         work.extras_admitted -= count

@@ -22,6 +22,7 @@ __all__ = [
     "FlavourUsage",
     "Limits",
     "Node",
+    "NodeCapacity",
     "PassResult",
     "Pending",
     "QueueingStrategy",
@@ -93,6 +94,9 @@ class Reason(StrEnum):
     """No flavour of that name exists in the cluster snapshot."""
     UNKNOWN_TEAM = "UnknownTeam"
     """No team (ResourceBudget) of that name exists in the snapshot."""
+    NODES_FRAGMENTED = "NodesFragmented"
+    """Quota and the flavour's free total would allow it, but its pods fit on no set of
+    nodes as they are (free resources are spread over nodes, or taken by other pods)."""
     WAITING_FOR_NEXT_PASS = "WaitingForNextPass"
     """Fits now but was not reached in this pass (only after in-pass reclaims); rare."""
 
@@ -220,6 +224,23 @@ class Workload:
     training_may_preempt: bool = True
     """ModelDeployment only: False keeps its min replicas from being preempted to make
     room for a TrainingJob (its extra replicas still may be): serving keeps its floor."""
+    bound: tuple[tuple[str, int], ...] = ()
+    """Admitted only: (node name, pods) of its pods bound to nodes and not finished; they
+    are in those nodes' `used` already. Its other pods are placed by the pass."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeCapacity:
+    """One node of a flavour, as the pass places pods on it (placement, not binding)."""
+
+    name: str
+    flavour: str
+    allocatable: Resources
+    used: Resources = Resources()
+    """Requests of every pod bound to it and not finished, Cadre's or not."""
+    schedulable: bool = True
+    """False when no new pod may go there: cordoned, or tainted in a way the flavour's
+    pods do not tolerate. What is bound there stays counted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +248,9 @@ class Snapshot:
     flavours: tuple[Flavour, ...]
     teams: tuple[Team, ...]
     workloads: tuple[Workload, ...]
+    nodes: tuple[NodeCapacity, ...] | None = None
+    """The nodes of every flavour, when known: a gang is admitted only with a placement of
+    all its pods on them. None: only the flavours' capacity sums count."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +272,10 @@ class Admission:
     borrowed: Resources
     """The part of `usage` above the team's nominal quota after the pass, borrowed from the
     cohort (a team's borrowing is attributed to its latest admissions)."""
+    placement: tuple[tuple[str, int], ...] = ()
+    """With nodes in the snapshot: (node name, pods) where the pass plans the workload's
+    pods that are not bound yet (the new gang or replicas among them), by node name. A
+    plan that proves the pods fit; kube-scheduler binds them."""
 
 
 @dataclass(frozen=True, slots=True)
