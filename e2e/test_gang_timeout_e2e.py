@@ -6,10 +6,12 @@ The operator runs with admission.nodePlacement off (a cluster whose node autosca
 nodes for pending pods): admission counts a flavour's capacity in sum and does not see
 pods Cadre does not manage. A foreign pod holds 2 GPUs of one t4 node, so a 2 x 4 t4 gang
 is admitted that kube-scheduler cannot place whole: the waiting worker is named with the
-scheduler's message. Past admission.waitForPodsReady.timeoutSeconds the operator suspends
-it (its running worker stops, its GPUs are free), sends it back to the queue with the
-reason and a backoff, and once the foreign pod is gone it is admitted again and runs.
-(With placement on, the default, the same gang is never admitted: test_placement_e2e.)
+scheduler's message. The local cluster schedules gangs natively (a PodGroup per
+multi-worker Job, issue #14 item 2): kube-scheduler binds neither worker, where without it
+one would run and hold 4 GPUs for nothing. Past admission.waitForPodsReady.timeoutSeconds
+the operator suspends it, sends it back to the queue with the reason and a backoff, and
+once the foreign pod is gone it is admitted again and runs. (With placement on, the
+default, the same gang is never admitted: test_placement_e2e.)
 """
 
 from __future__ import annotations
@@ -82,17 +84,24 @@ def test_a_gang_whose_workers_cannot_all_start_gives_its_gpus_back_and_runs_late
     def condition(type_: str) -> dict[str, Any]:
         return next((c for c in status().get("conditions") or [] if c["type"] == type_), {})
 
+    pods = f"/api/v1/namespaces/{team}/pods?labelSelector=cadre.dev%2Ftrainingjob%3Dbig"
+    bound_while_waiting: list[int] = []
+
     def says_why() -> dict[str, Any]:
+        items = cluster.api.get(pods)["items"]
+        bound_while_waiting.append(sum(1 for p in items if p["spec"].get("nodeName")))
         running = condition("Running")
         return running if running.get("reason") == "WorkersUnschedulable" else {}
 
-    running = eventually("the status says which worker waits, and why", says_why)
+    running = eventually("the status says which workers wait, and why", says_why)
     print(f"\nRunning condition: {running['message']}")
     waiting = status()
     assert waiting["phase"] == "Admitted"
     assert waiting["queue"] == {"reason": running["message"]}  # kubectl get tj -o wide
-    assert running["message"].startswith("1/2 workers scheduled; "), running
-    assert "Insufficient nvidia.com/gpu" in running["message"], running
+    # the whole gang or nothing: neither worker is bound beside the foreign pod
+    assert running["message"].startswith("0/2 workers scheduled; "), running
+    group = cluster.api.get(f"/apis/scheduling.k8s.io/v1alpha2/namespaces/{team}/podgroups/big")
+    assert group["spec"]["schedulingPolicy"] == {"gang": {"minCount": 2}}
     events = cluster.api.get(
         f"/api/v1/namespaces/{team}/events?fieldSelector=involvedObject.name=big"
     )["items"]
@@ -110,13 +119,13 @@ def test_a_gang_whose_workers_cannot_all_start_gives_its_gpus_back_and_runs_late
     assert requeued["phase"] == "Queued", requeued
     assert admitted_condition["reason"] == "PodsReadyTimeout", admitted_condition
     assert "admission" not in requeued
+    assert set(bound_while_waiting) == {0}, "a worker of the gang was bound"
     events = cluster.api.get(
         f"/api/v1/namespaces/{team}/events?fieldSelector=involvedObject.name=big"
     )["items"]
     warnings = [e for e in events if e["reason"] == "PodsReadyTimeout"]
     assert warnings and warnings[0]["type"] == "Warning", events
-    assert f"1/2 workers running {TIMEOUT_SECONDS}s after admission" in warnings[0]["message"]
-    assert "Insufficient nvidia.com/gpu" in warnings[0]["message"]
+    assert f"0/2 workers running {TIMEOUT_SECONDS}s after admission" in warnings[0]["message"]
     # Its GPUs are free: the Job is suspended and every pod of its run is gone.
     job = f"/apis/batch/v1/namespaces/{team}/jobs/big"
     pods = f"/api/v1/namespaces/{team}/pods?labelSelector=cadre.dev%2Ftrainingjob%3Dbig"
@@ -137,3 +146,60 @@ def test_a_gang_whose_workers_cannot_all_start_gives_its_gpus_back_and_runs_late
     final = status()
     assert final["requeue"]["count"] >= 1
     assert "requeueAt" not in final["requeue"]
+
+
+def test_model_replicas_that_cannot_all_be_scheduled_give_their_gpus_back(
+    operator: OperatorProcess, cluster: LocalCluster, team: str, squatter: str
+) -> None:
+    """The same for a ModelDeployment's replicas.min: 2 replicas of 4 t4 GPUs, one cannot be
+    placed beside the foreign pod; past the timeout its admission is taken back, its
+    replicas stop, and once the foreign pod is gone it is admitted again and both run."""
+    mds = f"{GROUP}/namespaces/{team}/modeldeployments"
+    cluster.api.create(
+        mds,
+        {
+            "apiVersion": "cadre.dev/v1alpha1",
+            "kind": "ModelDeployment",
+            "metadata": {"name": "llm"},
+            "spec": {
+                "model": {"uri": "s3://models/llm/v1", "format": "onnx"},
+                "runtime": {"image": "ghcr.io/acme/serve:2.1", "port": 8080},
+                "replicas": {"min": 2, "max": 2},
+                "resources": {"flavor": "t4", "gpus": 4, "cpu": "2", "memory": "8Gi"},
+            },
+        },
+    )
+    path = f"{mds}/llm"
+    pods = f"/api/v1/namespaces/{team}/pods?labelSelector=cadre.dev%2Fmodeldeployment%3Dllm"
+
+    def status() -> dict[str, Any]:
+        return dict(cluster.api.get(path).get("status") or {})
+
+    eventually("admitted", lambda: "admission" in status())
+    requeued = eventually(
+        "requeued past the timeout",
+        lambda: status() if (status().get("requeue") or {}).get("count") else None,
+        timeout=TIMEOUT_SECONDS + 30,
+    )
+    admitted = next(c for c in requeued["conditions"] if c["type"] == "Admitted")
+    print(f"\nrequeued: {admitted['message']}")
+    assert requeued["phase"] == "Queued", requeued
+    assert "admission" not in requeued
+    assert admitted["reason"] == "PodsReadyTimeout", admitted
+    assert admitted["message"].startswith(f"1/2 replicas scheduled {TIMEOUT_SECONDS}s after")
+    assert "Insufficient nvidia.com/gpu" in admitted["message"], admitted
+    eventually(
+        "its replicas are gone",
+        lambda: not cluster.api.get(pods)["items"],
+        timeout=BACKOFF_SECONDS,
+    )
+    assert status()["phase"] == "Queued"  # still waiting out its backoff
+
+    cluster.api.call("DELETE", f"{squatter}?gracePeriodSeconds=0", ok=(404,))
+
+    def both_scheduled() -> bool:
+        items = cluster.api.get(pods)["items"]
+        bound = [p for p in items if p["spec"].get("nodeName")]
+        return "admission" in status() and len(bound) == 2
+
+    eventually("admitted again, both replicas scheduled", both_scheduled, timeout=60)

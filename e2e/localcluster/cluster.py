@@ -66,7 +66,15 @@ CONTROLLERS = (
     "persistentvolume-binder-controller",
     "persistentvolumeclaim-protection-controller",
     "persistentvolume-protection-controller",
+    # Removes the finalizer every PodGroup gets (scheduling.k8s.io/podgroup-protection) once
+    # no pod of the group is left: without it a PodGroup, and its namespace, never go.
+    "podgroup-protection-controller",
 )
+# Workload-aware (gang) scheduling, alpha in 1.36: the scheduling.k8s.io/v1alpha2 API
+# (Workload, PodGroup) and pods' spec.schedulingGroup; kube-scheduler's GangScheduling
+# plugin binds all pods of a PodGroup or none. The same gates on every component.
+FEATURE_GATES = "GenericWorkload=true,GangScheduling=true"
+RUNTIME_CONFIG = "scheduling.k8s.io/v1alpha2=true"
 API_QPS, API_BURST = 200, 400  # controller-manager, scheduler (defaults: 20/30, 50/100)
 
 
@@ -346,6 +354,8 @@ class LocalCluster:
                 # --request-timeout (60 s) for open watches: with a controller or an
                 # operator connected, a SIGTERM then always ran into the SIGKILL.
                 "--shutdown-send-retry-after=true",
+                f"--feature-gates={FEATURE_GATES}",
+                f"--runtime-config={RUNTIME_CONFIG}",
             ],
         )
         wait_for("kube-apiserver /readyz", self._apiserver_ready, 90, on_wait=self._check_alive)
@@ -387,6 +397,7 @@ class LocalCluster:
                 f"--kube-api-qps={API_QPS}",
                 f"--kube-api-burst={API_BURST}",
                 "--cluster-name=cadre-local",
+                f"--feature-gates={FEATURE_GATES}",
             ],
         )
         sched_cfg = self.state_dir / "kube-scheduler.yaml"
@@ -414,6 +425,7 @@ class LocalCluster:
                 "--bind-address=127.0.0.1",
                 f"--secure-port={self.ports['kube-scheduler']}",
                 f"--cert-dir={self.state_dir / 'scheduler-certs'}",
+                f"--feature-gates={FEATURE_GATES}",
             ],
         )
         kwok_home = self.state_dir / "kwok-home"  # so ~/.kwok/kwok.yaml is never read

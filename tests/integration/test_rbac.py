@@ -80,6 +80,9 @@ OPERATOR: Table = {
     ("autoscaling", "horizontalpodautoscalers"): _verbs(
         "get", "list", "watch", "create", "patch", "delete"
     ),
+    # trainingjobs.py _ensure_pod_group: created, read back on a 409, an earlier Job's
+    # deleted (native gang scheduling; the integration API server serves PodGroups).
+    ("scheduling.k8s.io", "podgroups"): _verbs("get", "create", "delete"),
     # modeldeployments.py _ensure_route: created, read back on a 409, weights patched.
     ("gateway.networking.k8s.io", "httproutes"): _verbs("get", "create", "patch"),
     # list: cache.py, trainingjobs.py _refresh_pods; watch: handlers (Kopf); patch and

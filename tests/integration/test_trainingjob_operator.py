@@ -87,6 +87,29 @@ def test_trainingjob_gets_suspended_job_service_and_queued_status(
     assert not [a for a in tj["metadata"].get("annotations") or {} if a.startswith("cadre.dev")]
 
 
+def test_a_gang_gets_a_pod_group_when_the_api_server_serves_them(
+    operator: OperatorProcess, apiserver: LocalCluster, namespace: str, team: str
+) -> None:
+    """The API server here serves scheduling.k8s.io/v1alpha2 (GenericWorkload, as the
+    local cluster runs): the operator finds it at start, and a 3-worker gang's pods name a
+    PodGroup that asks kube-scheduler for all three at once, owned by the Job."""
+    apiserver.api.create(TJS.format(ns=namespace), trainingjob("gang", workers=3))
+    job = eventually(
+        "the Job", lambda: get(apiserver, f"/apis/batch/v1/namespaces/{namespace}/jobs/gang")
+    )
+    assert job["spec"]["template"]["spec"]["schedulingGroup"] == {"podGroupName": "gang"}
+    group = eventually(
+        "the PodGroup",
+        lambda: get(
+            apiserver, f"/apis/scheduling.k8s.io/v1alpha2/namespaces/{namespace}/podgroups/gang"
+        ),
+    )
+    assert group["spec"]["schedulingPolicy"] == {"gang": {"minCount": 3}}
+    (owner,) = group["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["uid"]) == ("Job", job["metadata"]["uid"])
+    assert operator.metric("cadre_native_gang_scheduling") == 1
+
+
 def test_creating_children_again_is_idempotent(
     operator: OperatorProcess, apiserver: LocalCluster, namespace: str, team: str
 ) -> None:

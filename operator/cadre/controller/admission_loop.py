@@ -54,7 +54,12 @@ from cadre.core.cluster.snapshot import SnapshotBuild, build_snapshot
 from cadre.core.cluster.store import Store, is_serving, stored_key
 from cadre.core.objects import generation_of, parse_api_time
 from cadre.core.scheduling import Admission, PassResult, Snapshot, Victim, schedule
-from cadre.core.serving.lifecycle import admission_of, serving_admitted, serving_revoked
+from cadre.core.serving.lifecycle import (
+    admission_of,
+    serving_admitted,
+    serving_revoked,
+    serving_timed_out,
+)
 from cadre.core.training.lifecycle import (
     admitted,
     preempted,
@@ -237,7 +242,14 @@ class AdmissionLoop(BackgroundTask):
             self._preempt(build, key, reason, message) for key, reason, message in stops
         )
         suspended += await self._each(
-            self._requeue(build, key, build.problems[key].message) for key in build.timed_out
+            self._requeue(build, key, build.problems[key].message)
+            for key in build.timed_out
+            if not is_serving(key)
+        )
+        suspended += await self._each(
+            self._requeue_serving(build, key, build.problems[key].message)
+            for key in build.timed_out
+            if is_serving(key)
         )
         suspended += await self._each(
             self._preempt_serving(build, v) for v in result.victims if is_serving(v.key)
@@ -249,7 +261,7 @@ class AdmissionLoop(BackgroundTask):
                 if a.gang and not is_serving(a.key)
             )
             readiness = self.config.admission.wait_for_pods_ready
-            if readiness.enabled and any(not is_serving(a.key) for a in result.admitted):
+            if readiness.enabled and any(a.gang for a in result.admitted):
                 # A gang admitted now is looked at again when its timeout falls due.
                 due = now + timedelta(seconds=readiness.timeout_seconds)
                 self._next_deadline = min(self._next_deadline or due, due)
@@ -612,6 +624,34 @@ class AdmissionLoop(BackgroundTask):
             reason=str(victim.reason),
         )
         return await self._write_serving(victim.key, fn)
+
+    async def _requeue_serving(self, build: SnapshotBuild, key: str, message: str) -> bool:
+        """A ModelDeployment whose replicas.min were not all scheduled in time: its
+        admission is taken back (the reconciler scales it to 0, its GPUs are free) and it
+        waits in the queue again after its backoff (`serving_timed_out`)."""
+        view = build.serving.get(key)
+        if view is None:
+            return True
+        now = utcnow()
+        readiness = self.config.admission.wait_for_pods_ready
+
+        def fn(status: dict[str, Any] | None, md: dict[str, Any]) -> dict[str, Any] | None:
+            uid = str((md.get("metadata") or {}).get("uid", ""))
+            if admission_of(status, uid) is None:
+                return None
+            return serving_timed_out(
+                status,
+                generation=generation_of(md),
+                now=now,
+                message=message,
+                backoff_base_seconds=readiness.backoff_base_seconds,
+                backoff_max_seconds=readiness.backoff_max_seconds,
+                backoff_limit_count=readiness.backoff_limit_count,
+            )
+
+        DECISIONS.labels("requeue").inc()
+        log.info("replicas not scheduled in time: requeued", modeldeployment=view.key, why=message)
+        return await self._write_serving(key, fn, released=True)
 
     async def _release_serving(self, view: ServingView) -> bool:
         """Give back what is admitted beyond what the ModelDeployment wants and runs: all

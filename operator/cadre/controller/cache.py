@@ -344,6 +344,12 @@ class Cache(BackgroundTask):
         """A pod of a ModelDeployment: its usage (for the ModelDeployment's cost) and what
         it says of the model; whether it exists decides what the ModelDeployment holds."""
         stored = key[len("md:") :]
+        message = None if deleted else unscheduled_message(obj)
+        name = str((obj.get("metadata") or {}).get("name"))
+        # which replicas wait for a node, and why: admission.waitForPodsReady says so
+        self.store.set_unscheduled(
+            key, charge.uid, UnscheduledPod(name, message) if message else None
+        )
         self.store.upsert_pod_usage(key, charge.uid, charge.usages, final=deleted)
         if deleted:
             changed = self.store.drop_serving_pod(charge.uid) is not None

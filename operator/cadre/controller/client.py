@@ -340,6 +340,7 @@ _PLURALS: Final = {
     "Deployment": "deployments",
     "HorizontalPodAutoscaler": "horizontalpodautoscalers",
     "HTTPRoute": "httproutes",
+    "PodGroup": "podgroups",
 }
 
 

@@ -36,11 +36,13 @@ from functools import partial
 from typing import Any, Final
 
 import structlog
+from pydantic import ValidationError
 
 from cadre.controller.cache import Cache
 from cadre.controller.client import (
     ApiClient,
     ApiError,
+    collection_path,
     job_path,
     service_path,
     trainingjob_path,
@@ -48,10 +50,16 @@ from cadre.controller.client import (
 from cadre.controller.status_writer import JobRef, StatusWriter, set_job_suspend, utcnow
 from cadre.core.api.config import OperatorConfig
 from cadre.core.api.names import LABEL_TRAININGJOB
+from cadre.core.api.trainingjob import TrainingJobSpec
 from cadre.core.cluster.snapshot import expected_job_shape
 from cadre.core.cluster.store import Store
 from cadre.core.objects import generation_of, owner_uids, parse_api_time
-from cadre.core.training import BuildError, build_training_job_children
+from cadre.core.training import (
+    BuildError,
+    build_pod_group,
+    build_training_job_children,
+    uses_pod_group,
+)
 from cadre.core.training.job import JobRecord
 from cadre.core.training.lifecycle import (
     GangFailure,
@@ -91,11 +99,14 @@ class TrainingJobReconciler:
         self.status = status
         self.cache = cache
         self._notify = notify
+        self._pod_groups: dict[str, str] = {}
+        """TrainingJob key -> UID of the Job whose PodGroup is known to exist."""
 
     async def reconcile(self, key: str) -> float | None:
         tj = self.store.trainingjobs.get(key)
         job = self.store.jobs.get(key)
         if tj is None:
+            self._pod_groups.pop(key, None)
             await self._stop_job_of_deleted(key, job)
             return None
         if (tj.get("metadata") or {}).get("deletionTimestamp"):
@@ -112,6 +123,10 @@ class TrainingJobReconciler:
         if job.deleting:
             return None  # its DELETED event brings the key back
         team = self._known_team(key.split("/", 1)[0])  # as the admission pass sees it
+        # its pods wait for their PodGroup; an earlier Job's of that name must go first
+        group_again = (
+            _CHILD_RETRY_SECONDS if await self._ensure_pod_group(key, tj, job, team) else None
+        )
         if await self._reshape(key, tj, job, team):
             return 0.0  # create the new Job now
         await self._reconcile_suspend(key, tj, job)
@@ -128,7 +143,7 @@ class TrainingJobReconciler:
             await self._refresh_pods(key)
         again = await self._status_from_job(key)
         expire = await self._expire(key)
-        delays = [d for d in (again, expire) if d is not None]
+        delays = [d for d in (again, expire, group_again) if d is not None]
         return min(delays) if delays else None
 
     # -- children ------------------------------------------------------------------------
@@ -206,6 +221,34 @@ class TrainingJobReconciler:
         log.info("children created" if created else "children found", trainingjob=key, team=team)
         self._notify()
         return None
+
+    async def _ensure_pod_group(
+        self, key: str, tj: dict[str, Any], job: JobRecord, team: str | None
+    ) -> bool:
+        """With native gang scheduling, the Job's PodGroup exists (its pods wait for it);
+        True when an earlier Job's PodGroup of the same name must go first."""
+        if job.finished or self._pod_groups.get(key) == job.uid:
+            return False
+        try:
+            spec = TrainingJobSpec.model_validate(tj.get("spec") or {})
+        except ValidationError:
+            return False  # its status says why; no gang to schedule
+        if not uses_pod_group(spec, self.config):
+            return False
+        metadata = tj["metadata"]
+        wanted = build_pod_group(
+            spec, name=metadata["name"], namespace=metadata["namespace"], team=team, job_uid=job.uid
+        )
+        found, _ = await self.client.create(wanted)
+        if job.uid not in owner_uids(found):
+            stale = found.get("metadata") or {}
+            log.info("deleting the podgroup of an earlier job", trainingjob=key)
+            if not stale.get("deletionTimestamp"):
+                path = f"{collection_path(wanted)}/{stale.get('name')}"
+                await self.client.delete(path, uid=str(stale.get("uid")))
+            return True
+        self._pod_groups[key] = job.uid
+        return False
 
     async def _cannot_build(self, key: str, team: str | None, reason: str, message: str) -> None:
         """No children can be made from the spec: the status says why (Queued, with the

@@ -22,6 +22,7 @@ from cadre.controller.admission_loop import AdmissionLoop
 from cadre.controller.budget_writer import BudgetWriter
 from cadre.controller.cache import Cache
 from cadre.controller.client import ApiClient, service_account_namespace
+from cadre.controller.discovery import resolve_native_gangs
 from cadre.controller.leader import LeaderElector, default_identity
 from cadre.controller.modeldeployments import ModelDeploymentReconciler
 from cadre.controller.queue_status import QueueStatusWriter
@@ -140,6 +141,7 @@ class Runtime:
         """Every replica: serve health, fill the cache, keep it in sync, stand for leader."""
         if self.health_server is not None and self.health_address is not None:
             await self.health_server.start(*self.health_address)
+        await resolve_native_gangs(self.client, self.config)
         await self.cache.fill()
         self.cache.start()
         self.started = True

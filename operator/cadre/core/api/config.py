@@ -115,6 +115,14 @@ class AdmissionSettings(CadreModel):
         default_factory=WaitForPodsReady,
         description="What happens to an admitted gang whose workers do not all start.",
     )
+    native_gang_scheduling: Literal["Auto", "Native", "Off"] = Field(
+        default="Auto",
+        description="Kubernetes' own gang scheduling (workload-aware scheduling, "
+        "scheduling.k8s.io/v1alpha2, alpha in 1.36): a TrainingJob of several workers gets a "
+        "PodGroup, so kube-scheduler binds all its workers or none. Auto: used when the API "
+        "server serves PodGroups (looked up at start; Native too, and it warns when they are "
+        "not); Off: never.",
+    )
     node_placement: bool = Field(
         default=True,
         description="Admit a gang only when all its pods fit on the flavour's nodes as they "

@@ -55,10 +55,10 @@ from cadre.core.scheduling import (
 )
 from cadre.core.training import BuildError, GangRequest, build_job, gang_request
 from cadre.core.training.job import JobRecord, placement_digest
-from cadre.core.training.lifecycle import PODS_READY_TIMEOUT
 from cadre.core.units.quantity import to_bytes, to_millicores
 from cadre.core.workloads.errors import invalid_spec_message
 from cadre.core.workloads.resources import PodRequest, pod_request
+from cadre.core.workloads.scheduling import PODS_READY_TIMEOUT
 
 __all__ = [
     "Problem",
@@ -293,6 +293,81 @@ class _ServingOutcome:
     workload: Workload | None = None
     problem: Problem | None = None
     unbudgeted: bool = False
+    timed_out: bool = False
+    """Its replicas.min were not all scheduled in time: to requeue (what it holds is not
+    counted, as for a victim)."""
+    deadline: datetime | None = None
+    """When its timeout or backoff falls due (the loop wakes then)."""
+
+
+def _serving_requeue(
+    outcome: _ServingOutcome,
+    view: ServingView,
+    md: Mapping[str, Any],
+    *,
+    store: Store,
+    now: datetime,
+    timeout_seconds: int,
+) -> _ServingOutcome:
+    """admission.waitForPodsReady over a ModelDeployment's outcome: requeue it when its
+    replicas.min were not scheduled in time; while it waits out its backoff, or has used
+    up its requeues (until its spec changes), it is not admissible (what still runs is
+    counted)."""
+    spec = view.spec
+    if spec is None or view.problem is not None or spec.stopped:
+        return outcome
+    if (md.get("metadata") or {}).get("deletionTimestamp"):
+        return outcome
+    late, deadline = _serving_readiness(view, md, store, now, timeout_seconds)
+    if late is not None:
+        return _ServingOutcome(outcome.info, problem=late, timed_out=True)
+    if deadline is not None:
+        return replace(outcome, deadline=deadline)
+    if view.admission is not None:
+        return outcome
+    holding = (
+        outcome.workload if outcome.workload is not None and outcome.workload.admitted else None
+    )
+    requeue = (md.get("status") or {}).get("requeue") or {}
+    if requeue.get("generation") == view.generation:  # used up its requeues
+        said = find_condition(md.get("status") or {}, "Admitted") or {}
+        message = str(said.get("message") or "its replicas were not scheduled in time")
+        return _ServingOutcome(outcome.info, holding, Problem(PODS_READY_TIMEOUT, message))
+    waiting_until = _requeue_at(md, False, now)
+    if waiting_until is not None:
+        problem = _backoff_problem(md, waiting_until, timeout_seconds)
+        return _ServingOutcome(outcome.info, holding, problem, deadline=waiting_until)
+    return outcome
+
+
+def _serving_readiness(
+    view: ServingView, md: Mapping[str, Any], store: Store, now: datetime, timeout_seconds: int
+) -> tuple[Problem | None, datetime | None]:
+    """admission.waitForPodsReady for a ModelDeployment: (why to requeue it, or None; when
+    its time runs out). It waits for its replicas.min to be scheduled (bound to nodes), not
+    ready: a large model may load for longer than the timeout, on GPUs it does use."""
+    status = md.get("status") or {}
+    if view.admission is None or status.get("phase") != "Loading":
+        return None, None
+    admitted_at = parse_api_time(status.get("admittedAt"))
+    if not isinstance(admitted_at, datetime):
+        return None, None
+    pods = (store.serving_pods.get(view.key) or {}).values()
+    scheduled = sum(1 for p in pods if p.scheduled and not p.gone)
+    if scheduled >= view.gang:
+        return None, None
+    deadline = admitted_at + timedelta(seconds=timeout_seconds)
+    if now < deadline:
+        return None, deadline
+    waiting = sorted(store.unscheduled_of(view.workload_key), key=lambda p: p.name)
+    why = f" ({waiting[0].name} waits: {waiting[0].message})" if waiting else ""
+    return (
+        Problem(
+            PODS_READY_TIMEOUT,
+            f"{scheduled}/{view.gang} replicas scheduled {timeout_seconds}s after admission{why}",
+        ),
+        None,
+    )
 
 
 def _serving_workload(
@@ -623,6 +698,14 @@ def build_snapshot(
         outcome = _serving_workload(
             view, md, store, config, conflicts=conflicts, max_priority=max_priority
         )
+        if now is not None and readiness.enabled:
+            outcome = _serving_requeue(
+                outcome, view, md, store=store, now=now, timeout_seconds=readiness.timeout_seconds
+            )
+            if outcome.deadline is not None:
+                deadlines.append(outcome.deadline)
+            if outcome.timed_out:
+                timed_out.append(view.workload_key)
         info[view.workload_key] = outcome.info
         if outcome.problem is not None:
             problems[view.workload_key] = outcome.problem

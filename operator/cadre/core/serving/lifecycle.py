@@ -37,6 +37,7 @@ from cadre.core.serving.canary import effective_percent, split_text
 from cadre.core.serving.children import service_url
 from cadre.core.serving.observed import ServingPod
 from cadre.core.serving.plan import Observed, ReplicaPlan
+from cadre.core.workloads.scheduling import PODS_READY_TIMEOUT, requeue_delay
 
 __all__ = [
     "ADMITTED",
@@ -52,6 +53,7 @@ __all__ = [
     "serving_queued",
     "serving_revoked",
     "serving_status",
+    "serving_timed_out",
     "serving_transition_events",
     "with_period_usage",
 ]
@@ -152,6 +154,45 @@ def serving_revoked(
         out.get("conditions"), ADMITTED, "False", reason, message, generation, now
     )
     out["conditions"] = with_condition(conditions, READY, "False", reason, message, generation, now)
+    return out
+
+
+def serving_timed_out(
+    status: Mapping[str, Any] | None,
+    *,
+    generation: int,
+    now: datetime,
+    message: str,
+    backoff_base_seconds: int,
+    backoff_max_seconds: int,
+    backoff_limit_count: int | None,
+) -> Status:
+    """Its replicas.min were not all scheduled in time (admission.waitForPodsReady): the
+    admission is taken back (the reconciler scales its replicas to 0) and it waits in the
+    queue until `requeue.requeueAt`; past `backoff_limit_count` requeues it is not tried
+    again until its spec changes (`requeue.generation`)."""
+    out = _base(status, generation)
+    count = int((out.get("requeue") or {}).get("count") or 0) + 1
+    out.pop("admission", None)
+    out.pop("admittedAt", None)
+    out["phase"] = "Queued"
+    if backoff_limit_count is not None and count > backoff_limit_count:
+        message = (
+            f"{message} (requeued {count - 1} time(s), the limit): not tried again until "
+            "its spec changes"
+        )
+        out["requeue"] = {"count": count - 1, "generation": generation}
+    else:
+        at = now + requeue_delay(count, backoff_base_seconds, backoff_max_seconds)
+        message = f"{message}; requeued ({count}), tried again from {timestamp(at)}"
+        out["requeue"] = {"count": count, "requeueAt": timestamp(at)}
+    out["queue"] = {"reason": message}
+    conditions = with_condition(
+        out.get("conditions"), ADMITTED, "False", PODS_READY_TIMEOUT, message, generation, now
+    )
+    out["conditions"] = with_condition(
+        conditions, READY, "False", PODS_READY_TIMEOUT, message, generation, now
+    )
     return out
 
 

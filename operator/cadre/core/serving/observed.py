@@ -156,6 +156,8 @@ class ServingPod:
     """The model download (init container) or the server's start is under way."""
     failure: str | None
     """Why the model failed to load: the downloader's or the server's reason and message."""
+    scheduled: bool = False
+    """Bound to a node (what admission.waitForPodsReady waits for)."""
 
 
 def _container_failure(status: Mapping[str, Any], what: str) -> str | None:
@@ -214,6 +216,7 @@ def serving_pod(obj: Mapping[str, Any]) -> ServingPod:
         gone=bool(metadata.get("deletionTimestamp")),
         loading=loading and not ready,
         failure=failure,
+        scheduled=bool((obj.get("spec") or {}).get("nodeName")),
     )
 
 

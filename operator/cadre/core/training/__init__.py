@@ -10,7 +10,9 @@ TrainingJob:
   `TrainingJobChildren(service, job)` (no Service for a single worker); `.objects()`
   in creation order.
 - `build_job(...)` and `build_headless_service(...)` build one of them (same keywords;
-  the Service needs no config).
+  the Service needs no config). With native gang scheduling (`uses_pod_group`), the Job's
+  pods name a PodGroup, `build_pod_group(...)`, which the reconciler creates once the Job
+  exists (it is owned by the Job).
 - `job` is a `TrainingJob`, a `TrainingJobSpec`, or a wire dict of either (Kopf's `body`
   or `spec`); `name`, `namespace`, `uid` are the TrainingJob's; `team` is the
   ResourceBudget it is charged to, or None (no team label).
@@ -41,10 +43,13 @@ from cadre.core.training.children import (
     as_spec,
     build_headless_service,
     build_job,
+    build_pod_group,
     build_training_job_children,
     job_name,
     needs_service,
+    pod_group_name,
     service_name,
+    uses_pod_group,
 )
 from cadre.core.training.failure import (
     WORKER_CONTAINER,
@@ -83,6 +88,7 @@ __all__ = [
     "as_spec",
     "build_headless_service",
     "build_job",
+    "build_pod_group",
     "build_training_job_children",
     "completion_index",
     "gang_request",
@@ -90,7 +96,9 @@ __all__ = [
     "master_addr",
     "needs_service",
     "parse_job_failure",
+    "pod_group_name",
     "procs_per_worker",
     "service_name",
     "torchrun_command",
+    "uses_pod_group",
 ]

@@ -225,6 +225,10 @@ def build_job(
     # No ttlSecondsAfterFinished: Cadre reads the finished Job to write the final status;
     # spec.ttlAfterFinished deletes the TrainingJob, and the Job with it.
     job_spec["template"] = _pod_template(spec, name, labels, flavour)
+    if uses_pod_group(spec, config):
+        # The pods wait (kube-scheduler's PreEnqueue) until the PodGroup exists, then are
+        # bound all together or not at all.
+        job_spec["template"]["spec"]["schedulingGroup"] = {"podGroupName": pod_group_name(name)}
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -236,6 +240,54 @@ def build_job(
             "ownerReferences": [owner_reference(KIND, name, uid)],
         },
         "spec": job_spec,
+    }
+
+
+POD_GROUP_API_VERSION = "scheduling.k8s.io/v1alpha2"
+"""Kubernetes 1.36's workload-aware scheduling (alpha; v1alpha3 from 1.37)."""
+
+
+def uses_pod_group(spec: TrainingJobSpec, config: OperatorConfig) -> bool:
+    """Does the gang get a PodGroup (native gang scheduling, several workers)?"""
+    return config.admission.native_gang_scheduling == "Native" and spec.workers > 1
+
+
+def pod_group_name(name: str) -> str:
+    """The PodGroup of the TrainingJob's Job: the Job's own name (one PodGroup per Job;
+    a new Job of the TrainingJob gets a new one once the old one is gone)."""
+    return job_name(name)
+
+
+def build_pod_group(
+    job: TrainingJob | TrainingJobSpec | Mapping[str, Any],
+    *,
+    name: str,
+    namespace: str,
+    team: str | None,
+    job_uid: str,
+) -> dict[str, Any]:
+    """The PodGroup that makes kube-scheduler bind all `workers` pods of the Job or none
+    (gang policy, minCount = workers). Owned by the Job: it goes with it, so a gang
+    restart's new Job never shares a group with the old Job's pods still stopping."""
+    spec = as_spec(job)
+    return {
+        "apiVersion": POD_GROUP_API_VERSION,
+        "kind": "PodGroup",
+        "metadata": {
+            "name": pod_group_name(name),
+            "namespace": namespace,
+            "labels": cadre_labels(name, team),
+            "ownerReferences": [
+                {
+                    "apiVersion": "batch/v1",
+                    "kind": "Job",
+                    "name": job_name(name),
+                    "uid": job_uid,
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {"schedulingPolicy": {"gang": {"minCount": spec.workers}}},
     }
 
 

@@ -30,14 +30,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Final
 
 from cadre.core.accounting import PodUsage, Rates, format_figures, usage_and_cost
 from cadre.core.objects import event_about, find_condition, timestamp, with_condition
 from cadre.core.training.failure import parse_job_failure
 from cadre.core.training.job import JobRecord
-from cadre.core.workloads.scheduling import UnscheduledPod, unscheduled_summary
+from cadre.core.workloads.scheduling import (
+    PODS_READY_TIMEOUT,
+    UnscheduledPod,
+    requeue_delay,
+    unscheduled_summary,
+)
 
 __all__ = [
     "ADMITTED",
@@ -181,16 +186,6 @@ def preempted(
         conditions, RUNNING, "False", reason, message, generation, now
     )
     return out
-
-
-PODS_READY_TIMEOUT: Final = "PodsReadyTimeout"
-
-
-def requeue_delay(count: int, base_seconds: int, max_seconds: int) -> timedelta:
-    """The wait before the `count`-th requeued try: base, then twice as long each time,
-    at most `max_seconds` (Kueue's requeuing backoff, without its jitter: a test can say
-    when)."""
-    return timedelta(seconds=min(max_seconds, base_seconds * 2 ** min(max(count - 1, 0), 32)))
 
 
 def timed_out(

@@ -9,11 +9,29 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import timedelta
+from typing import Any, Final
 
 from cadre.core.objects import find_condition
 
-__all__ = ["UnscheduledPod", "unscheduled_message", "unscheduled_summary"]
+__all__ = [
+    "PODS_READY_TIMEOUT",
+    "UnscheduledPod",
+    "requeue_delay",
+    "unscheduled_message",
+    "unscheduled_summary",
+]
+
+PODS_READY_TIMEOUT: Final = "PodsReadyTimeout"
+"""The reason of a gang (or a ModelDeployment's replicas.min) requeued by
+admission.waitForPodsReady."""
+
+
+def requeue_delay(count: int, base_seconds: int, max_seconds: int) -> timedelta:
+    """The wait before the `count`-th requeued try: base, then twice as long each time,
+    at most `max_seconds` (Kueue's requeuing backoff, without its jitter: a test can say
+    when)."""
+    return timedelta(seconds=min(max_seconds, base_seconds * 2 ** min(max(count - 1, 0), 32)))
 
 
 @dataclass(frozen=True, slots=True)
