@@ -223,11 +223,16 @@ def test_apiserver_restart_loses_no_transition_and_metrics_keep_serving(
         cluster.api.create(tjs(team), trainingjob("after-restart", "r", "a100", runtime="2s"))
         for name in names:
             eventually(f"{name} Succeeded", phase_in(cluster, team, name, "Succeeded"), timeout=120)
-            events = cluster.api.get(
-                f"/api/v1/namespaces/{team}/events?fieldSelector=involvedObject.name%3D{name}"
-            )["items"]
-            reasons = {e["reason"] for e in events}
-            assert {"Admitted", "Running", "Succeeded"} <= reasons, (name, reasons)
+
+            def reasons(name: str = name) -> set[str]:
+                events = cluster.api.get(
+                    f"/api/v1/namespaces/{team}/events?fieldSelector=involvedObject.name%3D{name}"
+                )["items"]
+                return {e["reason"] for e in events}
+
+            # The Event of a transition follows its status write: wait for it, a moment later.
+            wanted = {"Admitted", "Running", "Succeeded"}
+            eventually(f"{name}'s transition Events", lambda: wanted <= reasons(), timeout=30)
         assert op.alive()
     finally:
         op.stop()
