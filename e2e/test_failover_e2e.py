@@ -231,8 +231,11 @@ def test_apiserver_restart_loses_no_transition_and_metrics_keep_serving(
                 return {e["reason"] for e in events}
 
             # The Event of a transition follows its status write: wait for it, a moment later.
-            wanted = {"Admitted", "Running", "Succeeded"}
-            eventually(f"{name}'s transition Events", lambda: wanted <= reasons(), timeout=30)
+            eventually(
+                f"{name}'s transition Events",
+                lambda: {"Admitted", "Running", "Succeeded"} <= reasons(),
+                timeout=30,
+            )
         assert op.alive()
     finally:
         op.stop()
