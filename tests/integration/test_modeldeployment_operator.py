@@ -205,11 +205,17 @@ def test_the_autoscaler_grows_it_one_replica_at_a_time_until_the_quota_stops_it(
     assert limited is not None and limited["status"] == "True"
     assert limited["message"].startswith("5 replicas wanted, 4 admitted: "), limited
     assert status["admission"]["extraReplicas"] == 2
-    events = apiserver.api.call(
-        "GET",
-        f"/api/v1/namespaces/{namespace}/events?fieldSelector=reason%3DQuotaLimited",
-    )
-    assert len(events["items"]) == 1, events["items"]
+
+    def limited_events() -> list[dict[str, Any]]:
+        return list(
+            apiserver.api.call(
+                "GET", f"/api/v1/namespaces/{namespace}/events?fieldSelector=reason%3DQuotaLimited"
+            )["items"]
+        )
+
+    # the Event follows the status write by a moment: wait for it, then it is the only one
+    eventually("the QuotaLimited Event", limited_events)
+    assert len(limited_events()) == 1, limited_events()
 
 
 def test_stopped_releases_the_quota_and_keeps_the_service(

@@ -211,17 +211,19 @@ def test_operator_permissions_in_a_namespace_equal_the_table(
 
 
 def served_resources(cluster: LocalCluster) -> dict[tuple[str, str], list[str]]:
-    """Every resource and subresource the API server serves (discovery, preferred
-    versions), with the verbs it serves them with."""
+    """Every resource and subresource the API server serves (discovery, every version:
+    PodGroups are served only in scheduling.k8s.io/v1alpha2, not the preferred v1), with
+    the verbs it serves them with."""
     versions = ["/api/v1"]
     for group in cluster.api.get("/apis")["groups"]:
-        versions.append(f"/apis/{group['preferredVersion']['groupVersion']}")
+        versions += [f"/apis/{v['groupVersion']}" for v in group["versions"]]
     served: dict[tuple[str, str], list[str]] = {}
     for path in versions:
         group = path.split("/")[2] if path.startswith("/apis/") else ""
         for resource in cluster.api.get(path)["resources"]:
             if resource.get("verbs"):
-                served[(group, resource["name"])] = list(resource["verbs"])
+                verbs = served.setdefault((group, resource["name"]), [])
+                verbs += [v for v in resource["verbs"] if v not in verbs]
     return served
 
 

@@ -166,10 +166,11 @@ def test_admitted_when_capacity_appears_then_suspend_and_resume(
     admitted = condition(tj, "Admitted")
     assert admitted is not None
     assert (admitted["status"], admitted["reason"]) == ("True", "Admitted")
-    # Service + Job created, Job unsuspended, one status write, the Admitted event.
+    # Service + Job + the gang's PodGroup created (the API server here serves PodGroups),
+    # Job unsuspended, one status write, the Admitted event.
     writes = operator.quiet_writes(quiet=1.5) - writes_before
     print(f"\nAPI writes from create to Admitted: {writes:.0f}")
-    assert writes == 5, operator.api_requests(ok_only=True)
+    assert writes == 6, operator.api_requests(ok_only=True)
     events = apiserver.api.get(f"/api/v1/namespaces/{namespace}/events")["items"]
     mine = [e for e in events if e["involvedObject"]["name"] == "fits"]
     assert [(e["reason"], e["type"]) for e in mine] == [("Admitted", "Normal")]

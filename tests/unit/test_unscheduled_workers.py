@@ -13,6 +13,7 @@ from cadre.core.cluster.store import Store
 from cadre.core.training.lifecycle import admitted, from_job, transition_event
 from cadre.core.workloads.scheduling import (
     UnscheduledPod,
+    unbound,
     unscheduled_message,
     unscheduled_summary,
 )
@@ -112,3 +113,17 @@ def test_the_store_keeps_what_the_scheduler_says_per_pod_until_the_pod_or_job_go
     store.set_unscheduled("ns/big", "p2", one)
     store.delete_trainingjob("ns/big")
     assert store.unscheduled_of("ns/big") == ()
+
+
+def test_workers_not_tried_yet_count_as_waiting_but_say_nothing_until_one_is_refused() -> None:
+    """With native gang scheduling no worker is bound until all can be: the ones the
+    scheduler has not tried (or holds for their gang) still have no node."""
+    quiet = [UnscheduledPod("big-0-a", None), UnscheduledPod("big-1-b", None)]
+    assert unscheduled_summary(2, quiet) is None
+    refused = [UnscheduledPod("big-0-a", None), UnscheduledPod("big-1-b", SCHEDULER)]
+    assert unscheduled_summary(2, refused) == (
+        f"0/2 workers scheduled; big-1-b (and 1 more) waits: {SCHEDULER}"
+    )
+    assert unbound(pod())
+    assert not unbound({**pod(), "spec": {"nodeName": "n1"}})
+    assert not unbound({**pod(), "metadata": {"name": "x", "deletionTimestamp": "2026"}})

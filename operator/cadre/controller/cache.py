@@ -48,7 +48,7 @@ from cadre.core.cluster.billing import payer_of
 from cadre.core.cluster.store import Kind, Store, job_key, serving_key
 from cadre.core.objects import key_of, parse_api_time
 from cadre.core.serving.observed import serving_pod
-from cadre.core.workloads.scheduling import UnscheduledPod, unscheduled_message
+from cadre.core.workloads.scheduling import UnscheduledPod, unbound, unscheduled_message
 
 log = structlog.get_logger("cadre.cache")
 
@@ -327,8 +327,13 @@ class Cache(BackgroundTask):
         tj_created = parse_api_time(tj["metadata"].get("creationTimestamp"))
         if created is not None and tj_created is not None and created < tj_created:
             return
-        message = None if deleted else unscheduled_message(obj)
-        waiting = UnscheduledPod(str(metadata.get("name")), message) if message else None
+        # Every worker without a node counts as waiting (with native gang scheduling none
+        # is bound until all can be), named with the scheduler's message once it has one.
+        waiting = (
+            UnscheduledPod(str(metadata.get("name")), unscheduled_message(obj))
+            if not deleted and unbound(obj)
+            else None
+        )
         if self.store.set_unscheduled(key, uid, waiting):
             self._reconcile(key)  # its status says which workers wait, and why
         before = (self.store.pod_usage.get(key) or {}).get(uid, ())

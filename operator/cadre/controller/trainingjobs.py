@@ -239,7 +239,12 @@ class TrainingJobReconciler:
         wanted = build_pod_group(
             spec, name=metadata["name"], namespace=metadata["namespace"], team=team, job_uid=job.uid
         )
-        found, _ = await self.client.create(wanted)
+        try:
+            found, _ = await self.client.create(wanted)
+        except ApiError as err:
+            if not err.namespace_going:
+                raise
+            return False  # its namespace is being deleted, and the Job with it
         if job.uid not in owner_uids(found):
             stale = found.get("metadata") or {}
             log.info("deleting the podgroup of an earlier job", trainingjob=key)

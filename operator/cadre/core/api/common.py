@@ -267,3 +267,21 @@ class QueueStatus(CadreModel):
     reason: str | None = Field(
         default=None, max_length=1024, description="Why the job is waiting, in one sentence."
     )
+
+
+class RequeueState(CadreModel):
+    """A gang sent back to the queue because its pods were not all running (a
+    TrainingJob's workers) or scheduled (a ModelDeployment's replicas.min) in time after
+    admission (Kueue's waitForPodsReady): how often, and when it may be tried again."""
+
+    count: int = Field(ge=0, description="Times it was sent back so far.")
+    requeue_at: datetime | None = Field(
+        default=None,
+        description="Not admitted again before this time (exponential backoff).",
+    )
+    generation: int | None = Field(
+        default=None,
+        ge=0,
+        description="ModelDeployment: requeued backoffLimitCount times at this generation of "
+        "its spec; not admitted again until the spec changes.",
+    )

@@ -17,6 +17,7 @@ from cadre.core.api.common import (
     Money,
     PodMetadata,
     QueueStatus,
+    RequeueState,
     WorkerResources,
 )
 
@@ -287,6 +288,11 @@ class ModelDeploymentStatus(CadreModel):
     )
     admitted_at: datetime | None = Field(
         default=None, description="When the gang of replicas.min was admitted."
+    )
+    requeue: RequeueState | None = Field(
+        default=None,
+        description="Set once its admission was taken back because its replicas.min were not "
+        "all scheduled within admission.waitForPodsReady.timeoutSeconds of its admission.",
     )
     replicas: ReplicaCounts | None = Field(
         default=None, description="Replicas of the stable version."

@@ -18,6 +18,7 @@ from cadre.core.api.common import (
     Money,
     PodMetadata,
     QueueStatus,
+    RequeueState,
     WorkerResources,
 )
 
@@ -183,17 +184,6 @@ class Admission(CadreModel):
         default=None, max_length=63, description="The named priority it was admitted at."
     )
     gpus: int = Field(ge=0, description="GPUs the whole gang holds.")
-
-
-class RequeueState(CadreModel):
-    """A gang sent back to the queue because its workers were not all running in time
-    after admission (Kueue's waitForPodsReady): how often, and when it may be tried again."""
-
-    count: int = Field(ge=0, description="Times the gang was sent back so far.")
-    requeue_at: datetime | None = Field(
-        default=None,
-        description="Not admitted again before this time (exponential backoff).",
-    )
 
 
 class TrainingJobStatus(CadreModel):

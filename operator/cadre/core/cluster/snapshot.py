@@ -359,7 +359,9 @@ def _serving_readiness(
     deadline = admitted_at + timedelta(seconds=timeout_seconds)
     if now < deadline:
         return None, deadline
-    waiting = sorted(store.unscheduled_of(view.workload_key), key=lambda p: p.name)
+    waiting = sorted(
+        (p for p in store.unscheduled_of(view.workload_key) if p.message), key=lambda p: p.name
+    )
     why = f" ({waiting[0].name} waits: {waiting[0].message})" if waiting else ""
     return (
         Problem(

@@ -11,6 +11,7 @@ Conditions are the truth, `phase` their one-word summary for `kubectl get`:
 | QuotaLimited | True | True | True | True (the numbers) |
 | Degraded | True | False (below replicas.min after serving, or the model fails) | FailedToLoad | |
 | Stopped | False (Stopped) | False (Stopped) | | |
+| Queued (revoked) | False (Preempted, PodsReadyTimeout) | False (the same) | | |
 | Failed | False (the spec cannot be served: InvalidSpec, UnknownFlavour...) | | | |
 
 For Argo CD: Healthy = Ready or QuotaLimited (serving at least replicas.min),
@@ -295,6 +296,10 @@ def serving_status(
         phase = "Stopped"
         message = "spec.stopped is true: no replica runs and the quota is released"
         conditions = with_condition(conditions, READY, "False", "Stopped", message, generation, now)
+    elif out.get("admission") is None:
+        # Its admission was taken back (preempted, or not scheduled in time): it waits in
+        # the queue again while its replicas stop; the revocation's Ready condition stays.
+        phase = "Queued"
     else:
         was_ready = (find_condition(out, READY) or {}).get("status") == "True"
         stuck = any(
@@ -360,7 +365,8 @@ def serving_status(
     conditions = with_condition(conditions, PROGRESSING, *progressing, generation, now)
     out["conditions"] = conditions
     out["phase"] = phase
-    out.pop("queue", None)
+    if phase != "Queued":
+        out.pop("queue", None)
     return out
 
 

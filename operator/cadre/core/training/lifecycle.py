@@ -479,9 +479,11 @@ def _waiting_for_workers(
     """An admitted gang's Running condition while it waits for workers: why (the
     scheduler's message) when some cannot be placed, also as `queue.reason` (the REASON
     column of `kubectl get tj -o wide`); None when it already says so."""
-    if unscheduled:
-        reason, message = WORKERS_UNSCHEDULABLE, unscheduled_summary(workers, unscheduled)
-        queue: dict[str, Any] | None = {"reason": message}
+    summary = unscheduled_summary(workers, unscheduled)
+    queue: dict[str, Any] | None
+    if summary is not None:
+        reason, message = WORKERS_UNSCHEDULABLE, summary
+        queue = {"reason": message}
     else:
         (reason, message), queue = _WAITING_FOR_WORKERS, None
     current = find_condition(out, RUNNING) or {}

@@ -18,6 +18,7 @@ __all__ = [
     "PODS_READY_TIMEOUT",
     "UnscheduledPod",
     "requeue_delay",
+    "unbound",
     "unscheduled_message",
     "unscheduled_summary",
 ]
@@ -36,10 +37,22 @@ def requeue_delay(count: int, base_seconds: int, max_seconds: int) -> timedelta:
 
 @dataclass(frozen=True, slots=True)
 class UnscheduledPod:
-    """A pod of a workload that the scheduler could not place, with its message."""
+    """A pod of a workload without a node yet, with the scheduler's message once it tried
+    and failed (None before: not tried yet, or held until its gang is complete)."""
 
     name: str
-    message: str
+    message: str | None
+
+
+def unbound(pod: Mapping[str, Any]) -> bool:
+    """A pod that waits for a node: not bound, not finished, not being deleted."""
+    metadata = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    phase = (pod.get("status") or {}).get("phase")
+    return not (metadata.get("deletionTimestamp") or spec.get("nodeName")) and phase in (
+        None,
+        "Pending",
+    )
 
 
 def unscheduled_message(pod: Mapping[str, Any]) -> str | None:
@@ -60,11 +73,14 @@ def unscheduled_message(pod: Mapping[str, Any]) -> str | None:
     return str(condition.get("message") or condition.get("reason")).strip()
 
 
-def unscheduled_summary(workers: int, waiting: Sequence[UnscheduledPod]) -> str:
+def unscheduled_summary(workers: int, waiting: Sequence[UnscheduledPod]) -> str | None:
     """One line for a status condition: how many workers have a node, which wait and why
-    ("1/3 workers scheduled; tj-2-x7k waits: 0/8 nodes are available: ...")."""
-    ordered = sorted(waiting, key=lambda p: p.name)
-    first = ordered[0]
-    scheduled = max(0, workers - len(ordered))
-    others = f" (and {len(ordered) - 1} more)" if len(ordered) > 1 else ""
+    ("1/3 workers scheduled; tj-2-x7k waits: 0/8 nodes are available: ..."); None while
+    no waiting pod has the scheduler's message yet (nothing to say but "waiting")."""
+    said = sorted((p for p in waiting if p.message), key=lambda p: p.name)
+    if not said:
+        return None
+    first = said[0]
+    scheduled = max(0, workers - len(waiting))
+    others = f" (and {len(waiting) - 1} more)" if len(waiting) > 1 else ""
     return f"{scheduled}/{workers} workers scheduled; {first.name}{others} waits: {first.message}"
