@@ -27,15 +27,26 @@ PER_GPU_SECOND = {"a100": Decimal(1), "t4": Decimal("0.5")}
 LEASE = {"leaseDurationSeconds": 6, "renewDeadlineSeconds": 4, "retryPeriodSeconds": 1}
 
 
-def trainingjob(name: str, run_label: str, flavor: str, runtime: str = "2s") -> dict[str, Any]:
-    """One worker with one GPU of `flavor`, running `runtime` (KWOK's pod-complete delay)."""
+def trainingjob(
+    name: str,
+    run_label: str,
+    flavor: str,
+    runtime: str = "2s",
+    *,
+    workers: int = 1,
+    gpus: int = 1,
+    **resources: str,
+) -> dict[str, Any]:
+    """`workers` workers (one by default) with `gpus` GPUs of `flavor` each (and `cpu`,
+    `memory` if given), running `runtime` (KWOK's pod-complete delay)."""
     return {
         "apiVersion": "cadre.dev/v1alpha1",
         "kind": "TrainingJob",
         "metadata": {"name": name, "labels": {"run": run_label}},
         "spec": {
             "image": "ghcr.io/acme/train:1.4",
-            "resources": {"flavor": flavor, "gpus": 1},
+            **({"workers": workers} if workers != 1 else {}),
+            "resources": {"flavor": flavor, "gpus": gpus, **resources},
             "podMetadata": {
                 "labels": {"run": run_label},
                 "annotations": {"pod-complete.stage.kwok.x-k8s.io/delay": runtime},

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from burst import trainingjob
 from cadre_process import OperatorProcess
 from localcluster import LocalCluster
 from squatter import squatting
@@ -58,17 +59,7 @@ def squatter(cluster: LocalCluster) -> Iterator[str]:
 
 
 def gang(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "cadre.dev/v1alpha1",
-        "kind": "TrainingJob",
-        "metadata": {"name": name},
-        "spec": {
-            "image": "ghcr.io/acme/train:1.4",
-            "workers": 2,
-            "resources": {"flavor": "t4", "gpus": 4, "cpu": "4", "memory": "16Gi"},
-            "podMetadata": {"annotations": {"pod-complete.stage.kwok.x-k8s.io/delay": "600s"}},
-        },
-    }
+    return trainingjob(name, "timeout", "t4", "600s", workers=2, gpus=4, cpu="4", memory="16Gi")
 
 
 def test_a_gang_whose_workers_cannot_all_start_gives_its_gpus_back_and_runs_later(

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from burst import trainingjob
 from cadre_process import OperatorProcess
 from localcluster import LocalCluster
 from waiting import eventually
@@ -37,19 +38,9 @@ def operator(
 
 
 def training(name: str, workers: int, gpus: int, seconds: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "cadre.dev/v1alpha1",
-        "kind": "TrainingJob",
-        "metadata": {"name": name},
-        "spec": {
-            "image": "ghcr.io/acme/train:1.4",
-            "workers": workers,
-            "resources": {"flavor": "a100", "gpus": gpus, "cpu": "4", "memory": "16Gi"},
-            "podMetadata": {
-                "annotations": {"pod-complete.stage.kwok.x-k8s.io/delay": f"{seconds}s"}
-            },
-        },
-    }
+    return trainingjob(
+        name, "placement", "a100", f"{seconds}s", workers=workers, gpus=gpus, cpu="4", memory="16Gi"
+    )
 
 
 def test_a_gang_that_fits_only_in_sum_waits_for_nodes_then_runs_whole(

@@ -19,6 +19,7 @@ from cadre.core.api.config import OperatorConfig
 from cadre.core.cluster.snapshot import build_snapshot
 from cadre.core.scheduling import schedule
 from cadre.core.training.lifecycle import admitted, requeue_delay, timed_out, transition_event
+from cadre.core.workloads.scheduling import Backoff
 
 ADMITTED_AT = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
 KEY = "vision-research/big"
@@ -120,11 +121,7 @@ def test_the_status_of_a_timed_out_gang_then_its_next_admission_then_the_limit()
     first = admitted(
         None, generation=1, now=ADMITTED_AT, admission=admission(8), team="vision", gpus=8
     )
-    kwargs: dict[str, Any] = {
-        "backoff_base_seconds": 60,
-        "backoff_max_seconds": 3600,
-        "backoff_limit_count": 2,
-    }
+    kwargs: dict[str, Any] = {"backoff": Backoff(60, 3600, 2)}
     back = timed_out(
         first, generation=1, now=now, message="0/2 workers running 600s after admission", **kwargs
     )

@@ -15,7 +15,7 @@ from cadre.core.cluster.snapshot import build_snapshot
 from cadre.core.cluster.store import Store, serving_key
 from cadre.core.serving.lifecycle import serving_timed_out
 from cadre.core.serving.observed import ServingPod
-from cadre.core.workloads.scheduling import UnscheduledPod
+from cadre.core.workloads.scheduling import Backoff, UnscheduledPod
 
 __all__ = ["config"]  # the fixture, shared with test_serving_snapshot
 
@@ -77,9 +77,7 @@ def test_requeued_it_waits_out_its_backoff_then_asks_again(config: OperatorConfi
         generation=1,
         now=now,
         message="1/2 replicas scheduled 600s after admission",
-        backoff_base_seconds=readiness.backoff_base_seconds,
-        backoff_max_seconds=readiness.backoff_max_seconds,
-        backoff_limit_count=None,
+        backoff=Backoff(readiness.backoff_base_seconds, readiness.backoff_max_seconds, None),
     )
     status = doc["status"]
     assert "admission" not in status and "admittedAt" not in status
@@ -106,9 +104,7 @@ def test_past_the_limit_it_waits_for_a_new_spec(config: OperatorConfig) -> None:
         generation=1,
         now=ADMITTED_AT,
         message="0/2 replicas scheduled 600s after admission",
-        backoff_base_seconds=60,
-        backoff_max_seconds=3600,
-        backoff_limit_count=2,
+        backoff=Backoff(60, 3600, 2),
     )
     assert doc["status"]["requeue"] == {"count": 2, "generation": 1}
     later = ADMITTED_AT + timedelta(days=1)

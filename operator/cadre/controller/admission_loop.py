@@ -48,7 +48,7 @@ from cadre.controller.client import ApiClient, ApiError, NotLeaderError
 from cadre.controller.queue_status import QueueEntry, QueueStatusWriter
 from cadre.controller.status_writer import JobRef, StatusWriter, set_job_suspend, utcnow
 from cadre.controller.tasks import BackgroundTask
-from cadre.core.api.config import OperatorConfig
+from cadre.core.api.config import OperatorConfig, WaitForPodsReady
 from cadre.core.cluster.serving import ServingView
 from cadre.core.cluster.snapshot import SnapshotBuild, build_snapshot
 from cadre.core.cluster.store import Store, is_serving, stored_key
@@ -67,6 +67,7 @@ from cadre.core.training.lifecycle import (
     timed_out,
     unadmitted_run_event,
 )
+from cadre.core.workloads.scheduling import Backoff
 
 log = structlog.get_logger("cadre.admission")
 
@@ -462,9 +463,7 @@ class AdmissionLoop(BackgroundTask):
                 generation=generation_of(tj),
                 now=now,
                 message=message,
-                backoff_base_seconds=readiness.backoff_base_seconds,
-                backoff_max_seconds=readiness.backoff_max_seconds,
-                backoff_limit_count=readiness.backoff_limit_count,
+                backoff=_backoff(readiness),
             ),
             decision="requeue",
         )
@@ -644,9 +643,7 @@ class AdmissionLoop(BackgroundTask):
                 generation=generation_of(md),
                 now=now,
                 message=message,
-                backoff_base_seconds=readiness.backoff_base_seconds,
-                backoff_max_seconds=readiness.backoff_max_seconds,
-                backoff_limit_count=readiness.backoff_limit_count,
+                backoff=_backoff(readiness),
             )
 
         DECISIONS.labels("requeue").inc()
@@ -703,3 +700,11 @@ class AdmissionLoop(BackgroundTask):
     def forget(self, key: str) -> None:
         self.queue.forget(key)
         self.status.forget(key)
+
+
+def _backoff(readiness: WaitForPodsReady) -> Backoff:
+    return Backoff(
+        readiness.backoff_base_seconds,
+        readiness.backoff_max_seconds,
+        readiness.backoff_limit_count,
+    )

@@ -38,7 +38,12 @@ from cadre.core.serving.canary import effective_percent, split_text
 from cadre.core.serving.children import service_url
 from cadre.core.serving.observed import ServingPod
 from cadre.core.serving.plan import Observed, ReplicaPlan
-from cadre.core.workloads.scheduling import PODS_READY_TIMEOUT, requeue_delay
+from cadre.core.workloads.scheduling import (
+    PODS_READY_TIMEOUT,
+    Backoff,
+    next_requeue,
+    requeue_in_status,
+)
 
 __all__ = [
     "ADMITTED",
@@ -164,29 +169,33 @@ def serving_timed_out(
     generation: int,
     now: datetime,
     message: str,
-    backoff_base_seconds: int,
-    backoff_max_seconds: int,
-    backoff_limit_count: int | None,
+    backoff: Backoff,
 ) -> Status:
     """Its replicas.min were not all scheduled in time (admission.waitForPodsReady): the
     admission is taken back (the reconciler scales its replicas to 0) and it waits in the
-    queue until `requeue.requeueAt`; past `backoff_limit_count` requeues it is not tried
-    again until its spec changes (`requeue.generation`)."""
+    queue until `requeue.requeueAt`; past the backoff's limit it is not tried again until
+    its spec changes (`requeue.generation`)."""
     out = _base(status, generation)
-    count = int((out.get("requeue") or {}).get("count") or 0) + 1
+    count, at = next_requeue(out, now, backoff)
     out.pop("admission", None)
     out.pop("admittedAt", None)
-    out["phase"] = "Queued"
-    if backoff_limit_count is not None and count > backoff_limit_count:
-        message = (
-            f"{message} (requeued {count - 1} time(s), the limit): not tried again until "
-            "its spec changes"
+    if at is not None:
+        requeue_in_status(
+            out,
+            count=count,
+            at=at,
+            message=message,
+            generation=generation,
+            now=now,
+            condition=READY,
         )
-        out["requeue"] = {"count": count - 1, "generation": generation}
-    else:
-        at = now + requeue_delay(count, backoff_base_seconds, backoff_max_seconds)
-        message = f"{message}; requeued ({count}), tried again from {timestamp(at)}"
-        out["requeue"] = {"count": count, "requeueAt": timestamp(at)}
+        return out
+    message = (
+        f"{message} (requeued {count - 1} time(s), the limit): not tried again until its "
+        "spec changes"
+    )
+    out["phase"] = "Queued"
+    out["requeue"] = {"count": count - 1, "generation": generation}
     out["queue"] = {"reason": message}
     conditions = with_condition(
         out.get("conditions"), ADMITTED, "False", PODS_READY_TIMEOUT, message, generation, now

@@ -39,8 +39,11 @@ from cadre.core.training.failure import parse_job_failure
 from cadre.core.training.job import JobRecord
 from cadre.core.workloads.scheduling import (
     PODS_READY_TIMEOUT,
+    Backoff,
     UnscheduledPod,
+    next_requeue,
     requeue_delay,
+    requeue_in_status,
     unscheduled_summary,
 )
 
@@ -194,18 +197,16 @@ def timed_out(
     generation: int,
     now: datetime,
     message: str,
-    backoff_base_seconds: int,
-    backoff_max_seconds: int,
-    backoff_limit_count: int | None,
+    backoff: Backoff,
 ) -> Status:
     """An admitted gang whose workers were not all running in time: its admission is
     revoked (the caller suspends its Job) and it waits in the queue again until
-    `requeue.requeueAt`; past `backoff_limit_count` requeues it fails instead."""
+    `requeue.requeueAt`; past the backoff's limit it fails instead."""
     out = _base(status, generation)
-    count = int((out.get("requeue") or {}).get("count") or 0) + 1
+    count, at = next_requeue(out, now, backoff)
     out.pop("admission", None)
     out.pop("admittedAt", None)
-    if backoff_limit_count is not None and count > backoff_limit_count:
+    if at is None:
         message = f"{message} (requeued {count - 1} time(s), the limit)"
         out["phase"] = "Failed"
         out["requeue"] = {"count": count - 1}
@@ -217,16 +218,8 @@ def timed_out(
             conditions, FINISHED, "True", PODS_READY_TIMEOUT, message, generation, now
         )
         return out
-    at = now + requeue_delay(count, backoff_base_seconds, backoff_max_seconds)
-    message = f"{message}; requeued ({count}), tried again from {timestamp(at)}"
-    out["phase"] = "Queued"
-    out["requeue"] = {"count": count, "requeueAt": timestamp(at)}
-    out["queue"] = {"reason": message}
-    conditions = with_condition(
-        out.get("conditions"), ADMITTED, "False", PODS_READY_TIMEOUT, message, generation, now
-    )
-    out["conditions"] = with_condition(
-        conditions, RUNNING, "False", PODS_READY_TIMEOUT, message, generation, now
+    requeue_in_status(
+        out, count=count, at=at, message=message, generation=generation, now=now, condition=RUNNING
     )
     return out
 

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 
-from cadre.core.objects import find_condition
+from cadre.core.objects import find_condition, timestamp, with_condition
 
 __all__ = [
     "PODS_READY_TIMEOUT",
+    "Backoff",
     "UnscheduledPod",
+    "next_requeue",
     "requeue_delay",
+    "requeue_in_status",
     "unbound",
     "unscheduled_message",
     "unscheduled_summary",
@@ -26,6 +29,51 @@ __all__ = [
 PODS_READY_TIMEOUT: Final = "PodsReadyTimeout"
 """The reason of a gang (or a ModelDeployment's replicas.min) requeued by
 admission.waitForPodsReady."""
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """admission.waitForPodsReady's requeuing: the first wait, the longest, and how many
+    requeues at most (None: for ever)."""
+
+    base_seconds: int
+    max_seconds: int
+    limit_count: int | None
+
+
+def next_requeue(
+    status: Mapping[str, Any] | None, now: datetime, backoff: Backoff
+) -> tuple[int, datetime | None]:
+    """(The number of this requeue, when it may be tried again; None past the limit.)"""
+    count = int(((status or {}).get("requeue") or {}).get("count") or 0) + 1
+    if backoff.limit_count is not None and count > backoff.limit_count:
+        return count, None
+    return count, now + requeue_delay(count, backoff.base_seconds, backoff.max_seconds)
+
+
+def requeue_in_status(
+    out: dict[str, Any],
+    *,
+    count: int,
+    at: datetime,
+    message: str,
+    generation: int,
+    now: datetime,
+    condition: str,
+) -> None:
+    """Write a requeue into the status `out` (in place): phase Queued, `requeue` {count,
+    requeueAt}, the reason in `queue`, and Admitted and `condition` (Running, Ready) False
+    with reason PodsReadyTimeout."""
+    message = f"{message}; requeued ({count}), tried again from {timestamp(at)}"
+    out["phase"] = "Queued"
+    out["requeue"] = {"count": count, "requeueAt": timestamp(at)}
+    out["queue"] = {"reason": message}
+    conditions = with_condition(
+        out.get("conditions"), "Admitted", "False", PODS_READY_TIMEOUT, message, generation, now
+    )
+    out["conditions"] = with_condition(
+        conditions, condition, "False", PODS_READY_TIMEOUT, message, generation, now
+    )
 
 
 def requeue_delay(count: int, base_seconds: int, max_seconds: int) -> timedelta:
