@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lint format crds generate prometheus test test-unit test-integration test-e2e binaries up down validate-examples
+.PHONY: help venv lint format crds generate prometheus test test-unit test-integration test-e2e binaries up down validate-examples bench bench-quick
 
 help:
 	@echo "make test        lint, type checks and every test layer (what CI runs)"
@@ -14,6 +14,8 @@ help:
 	@echo "make crds        regenerate crds/ from the API models"
 	@echo "make generate    regenerate every generated file (CRDs, chart copies and schema, alerts, dashboards, Argo CD)"
 	@echo "make lint        ruff, mypy and the layering contract"
+	@echo "make bench-quick a few minutes of benchmarks, figures printed (CI runs it)"
+	@echo "make bench       the benchmark suite (long; figures in docs/benchmarks.md)"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -79,3 +81,14 @@ up: $(STAMP) binaries prometheus
 
 down: $(STAMP)
 	PYTHONPATH=e2e $(PY) -m localcluster down
+
+# Figures, never assertions on wall clock (bench/README.md). bench-quick is the few-minute
+# version CI runs after the tests; bench the whole suite (Kueue's baseline takes ~6 min).
+bench-quick: $(STAMP) binaries
+	$(PY) bench/bench_scheduler.py --repeat 1 --sizes 1000,10000
+	$(PY) bench/kueue_harness.py --config quick
+
+bench: $(STAMP) binaries
+	$(PY) bench/bench_scheduler.py
+	$(PY) bench/bench_budgets.py
+	$(PY) bench/kueue_harness.py --config baseline
