@@ -40,31 +40,43 @@ def pod(name: str, node: str, gpus: int, labels: dict[str, str] | None = None) -
     }
 
 
-async def until(what: str, check: Callable[[], bool], timeout: float = 20.0) -> None:
-    """Wait on the event loop (the watch runs on it) until `check` holds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
+async def until(
+    what: str, check: Callable[[], bool], changed: asyncio.Event, timeout: float = 20.0
+) -> None:
+    """Wait until `check` holds, woken by the watch's own change signal (it fires after
+    every change it makes to the store)."""
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                changed.clear()
+                if check():
+                    return
+                await changed.wait()
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
 
 
-def run(apiserver: LocalCluster, body: Callable[[BoundPodWatch, Store], Awaitable[None]]) -> int:
+Body = Callable[[BoundPodWatch, Store, asyncio.Event], Awaitable[None]]
+
+
+def run(apiserver: LocalCluster, body: Body) -> int:
     """Run `body` beside a started watch; returns how often it said something changed."""
     changes = [0]
 
     async def main() -> None:
         client = ApiClient.connect(str(apiserver.kubeconfig))
         store = Store()
+        signal = asyncio.Event()
 
         def changed() -> None:
             changes[0] += 1
+            signal.set()
 
         watch = BoundPodWatch(client, store, changed=changed)
         try:
             await watch.relist()
             watch.start()
-            await body(watch, store)
+            await body(watch, store, signal)
         finally:
             await watch.stop()
             await client.close()
@@ -82,7 +94,7 @@ def test_bound_pods_come_and_go_with_requests_and_owner(
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}},
     )
 
-    async def body(watch: BoundPodWatch, store: Store) -> None:
+    async def body(watch: BoundPodWatch, store: Store, changed: asyncio.Event) -> None:
         def mine() -> dict[str, Any]:
             return {
                 uid: p
@@ -96,7 +108,9 @@ def test_bound_pods_come_and_go_with_requests_and_owner(
         )
         apiserver.api.create(pods, pod("pending", "", 1))  # not bound: not counted
         foreign_uid, worker_uid = foreign["metadata"]["uid"], worker["metadata"]["uid"]
-        await until("both bound pods seen", lambda: {foreign_uid, worker_uid} <= set(mine()))
+        await until(
+            "both bound pods seen", lambda: {foreign_uid, worker_uid} <= set(mine()), changed
+        )
         seen = store.bound_pods[worker_uid]
         assert seen.node == "node-b"
         assert seen.owner == f"{namespace}/train"
@@ -107,9 +121,9 @@ def test_bound_pods_come_and_go_with_requests_and_owner(
 
         # finished: it leaves the watch's selection
         apiserver.api.patch(f"{pods}/foreign/status", {"status": {"phase": "Succeeded"}})
-        await until("a finished pod is gone", lambda: foreign_uid not in store.bound_pods)
+        await until("a finished pod is gone", lambda: foreign_uid not in store.bound_pods, changed)
         apiserver.api.call("DELETE", f"{pods}/worker?gracePeriodSeconds=0")
-        await until("a deleted pod is gone", lambda: worker_uid not in store.bound_pods)
+        await until("a deleted pod is gone", lambda: worker_uid not in store.bound_pods, changed)
 
         # a relist is the truth: what the store had but the cluster does not is dropped
         store.bound_pods["ghost"] = seen

@@ -226,14 +226,20 @@ class TrainingJobReconciler:
         self, key: str, tj: dict[str, Any], job: JobRecord, team: str | None
     ) -> bool:
         """With native gang scheduling, the Job's PodGroup exists (its pods wait for it);
-        True when an earlier Job's PodGroup of the same name must go first."""
-        if job.finished or self._pod_groups.get(key) == job.uid:
+        True when an earlier Job's PodGroup of the same name must go first. Each Job is
+        looked at once (`_pod_groups`), a single worker's too: no spec parse per reconcile."""
+        if (
+            job.finished
+            or self.config.admission.native_gang_scheduling != "Native"
+            or self._pod_groups.get(key) == job.uid
+        ):
             return False
         try:
             spec = TrainingJobSpec.model_validate(tj.get("spec") or {})
         except ValidationError:
             return False  # its status says why; no gang to schedule
         if not uses_pod_group(spec, self.config):
+            self._pod_groups[key] = job.uid  # one worker: no group to make
             return False
         metadata = tj["metadata"]
         wanted = build_pod_group(
@@ -246,11 +252,8 @@ class TrainingJobReconciler:
                 raise
             return False  # its namespace is being deleted, and the Job with it
         if job.uid not in owner_uids(found):
-            stale = found.get("metadata") or {}
-            log.info("deleting the podgroup of an earlier job", trainingjob=key)
-            if not stale.get("deletionTimestamp"):
-                path = f"{collection_path(wanted)}/{stale.get('name')}"
-                await self.client.delete(path, uid=str(stale.get("uid")))
+            path = f"{collection_path(wanted)}/{(found.get('metadata') or {}).get('name')}"
+            await self._remove_stale(key, found, path)
             return True
         self._pod_groups[key] = job.uid
         return False
@@ -274,13 +277,12 @@ class TrainingJobReconciler:
         )
 
     async def _remove_stale(self, key: str, obj: dict[str, Any], path: str) -> None:
-        """A child of a deleted TrainingJob of the same name, which the garbage collector
-        has not reached yet (it takes seconds): delete it now (that very object, by UID),
-        so the new one can be created."""
+        """A child of an earlier owner of the same name (a deleted TrainingJob, or, for a
+        PodGroup, an earlier Job), which the garbage collector has not reached yet (it
+        takes seconds): delete it now (that very object, by UID), so the new one can be
+        created."""
         metadata = obj.get("metadata") or {}
-        log.info(
-            "deleting a child of an earlier trainingjob", trainingjob=key, kind=obj.get("kind")
-        )
+        log.info("deleting a child of an earlier owner", trainingjob=key, kind=obj.get("kind"))
         if not metadata.get("deletionTimestamp"):
             await self.client.delete(path, uid=str(metadata.get("uid")))
 

@@ -17,7 +17,14 @@ from cadre.core.units.quantity import to_bytes, to_millicores
 if TYPE_CHECKING:
     from cadre.core.cluster.store import NodeRecord
 
-__all__ = ["BoundPod", "bound_pod", "node_capacities", "pod_requests", "tolerated"]
+__all__ = [
+    "BoundPod",
+    "bound_pod",
+    "flavour_of",
+    "node_capacities",
+    "pod_requests",
+    "tolerated",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +125,7 @@ def tolerated(taints: Sequence[Mapping[str, Any]], tolerations: Sequence[Tolerat
     return True
 
 
-def _flavour_of(record: NodeRecord, flavours: Sequence[Flavor]) -> Flavor | None:
+def flavour_of(record: NodeRecord, flavours: Sequence[Flavor]) -> Flavor | None:
     """The first flavour whose labels the node all carries (as capacity_from_nodes)."""
     for flavour in flavours:
         if all(record.labels.get(k) == v for k, v in flavour.node_labels.items()):
@@ -147,7 +154,7 @@ def node_capacities(
     out: list[NodeCapacity] = []
     flavours = config.flavors
     for name, record in nodes.items():
-        flavour = _flavour_of(record, flavours)
+        flavour = flavour_of(record, flavours)
         if flavour is None:
             continue
         allocatable = {

@@ -36,7 +36,7 @@ from cadre.core.api.resourcebudget import ResourceAmounts, ResourceBudgetSpec
 from cadre.core.api.trainingjob import TrainingJobSpec
 from cadre.core.budget.status import spend_from_status
 from cadre.core.budget.teams import BudgetScope, budget_scope, resolve_team
-from cadre.core.cluster.nodes import node_capacities
+from cadre.core.cluster.nodes import flavour_of, node_capacities
 from cadre.core.cluster.serving import ServingView, serving_view
 from cadre.core.cluster.store import NodeRecord, Store
 from cadre.core.objects import find_condition, generation_of, key_of, parse_api_time, timestamp
@@ -168,14 +168,8 @@ def _team(budget: Mapping[str, Any]) -> Team | None:
 
 def node_of(record: NodeRecord, config: OperatorConfig) -> Node:
     """The core's Node: GPUs counted as the extended resource of the node's flavour."""
-    gpu_resource = next(
-        (
-            f.gpu_resource
-            for f in config.flavors
-            if all(record.labels.get(k) == v for k, v in f.node_labels.items())
-        ),
-        None,
-    )
+    flavour = flavour_of(record, config.flavors)
+    gpu_resource = flavour.gpu_resource if flavour is not None else None
     alloc = record.allocatable
     raw_gpus = alloc.get(gpu_resource) if gpu_resource is not None else None
     gpus = int(to_millicores(raw_gpus) // 1000) if raw_gpus is not None else 0

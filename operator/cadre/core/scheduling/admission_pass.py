@@ -152,11 +152,8 @@ class AdmissionPass(PassState):
     def _bind(self, admitted: list[WorkloadState]) -> None:
         """Where the pods of admitted work are bound (already in their nodes' use)."""
         for work in admitted:
-            nodes = (
-                self.flavours[work.spec.flavour].nodes
-                if work.spec.flavour in self.flavours
-                else None
-            )
+            flavour = self.flavours.get(work.spec.flavour)
+            nodes = flavour.nodes if flavour is not None else None
             if nodes is None or not work.spec.bound:
                 continue
             bound: dict[int, int] = {}

@@ -134,30 +134,38 @@ class NodePool:
         self._remember_failure(per_pod, count)
         return None
 
-    def fits_with(self, per_pod: Amount, count: int, freed: Mapping[int, list[int]]) -> bool:
-        """Would `count` pods of `per_pod` fit if `freed` (node index -> [gpus, cpu, memory])
-        were given back first? (Preemption asks this of its candidate victims.)"""
+    def room(
+        self, per_pod: Amount, limit: int, freed: Mapping[int, list[int]] | None = None
+    ) -> int:
+        """How many pods of `per_pod` fit on the open nodes, counted up to `limit`, if
+        `freed` (node index -> [gpus, cpu, memory]) were given back first."""
         free, is_open = self.free, self.open
-        left = count
+        found = 0
+        freed = freed or {}
         for i, extra in freed.items():
             if is_open[i]:
                 node_free = free[i]
-                left -= fit_count(
+                found += fit_count(
                     node_free[0] + extra[0],
                     node_free[1] + extra[1],
                     node_free[2] + extra[2],
                     per_pod,
                 )
-                if left <= 0:
-                    return True
+                if found >= limit:
+                    return limit
         for i in self._candidates(per_pod[0]):
             if i in freed:
                 continue
             node_free = free[i]
-            left -= fit_count(node_free[0], node_free[1], node_free[2], per_pod)
-            if left <= 0:
-                return True
-        return False
+            found += fit_count(node_free[0], node_free[1], node_free[2], per_pod)
+            if found >= limit:
+                return limit
+        return found
+
+    def fits_with(self, per_pod: Amount, count: int, freed: Mapping[int, list[int]]) -> bool:
+        """Would `count` pods of `per_pod` fit if `freed` were given back first?
+        (Preemption asks this of its candidate victims.)"""
+        return self.room(per_pod, count, freed) >= count
 
     def most_on_empty(self, per_pod: Amount) -> int:
         """How many pods of `per_pod` the open nodes could take with nothing on them."""

@@ -86,9 +86,7 @@ def never_placed(work: WorkloadState, nodes: NodePool) -> tuple[Reason, str] | N
 
 def _fragmented(work: WorkloadState, nodes: NodePool, count: int) -> str:
     free, most = nodes.free_total()
-    placeable = count - 1
-    while placeable > 0 and not nodes.fits_with(work.per_pod, placeable, {}):
-        placeable -= 1
+    placeable = nodes.room(work.per_pod, count - 1)
     gpus = work.per_pod[0]
     in_all = (
         f"{free[0]} {work.spec.flavour} GPUs are free in all, at most {most} on one node"
