@@ -83,12 +83,27 @@ down: $(STAMP)
 	PYTHONPATH=e2e $(PY) -m localcluster down
 
 # Figures, never assertions on wall clock (bench/README.md). bench-quick is the few-minute
-# version CI runs after the tests; bench the whole suite (Kueue's baseline takes ~6 min).
+# version CI runs after the tests; bench the whole suite (about 25 minutes): Kueue's
+# baseline and Cadre on the same scenario in the same run (S1), S4/S5, and the plot.
+BENCH_OUT ?= /tmp/cadre-bench
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
 bench-quick: $(STAMP) binaries
 	$(PY) bench/bench_scheduler.py --repeat 1 --sizes 1000,10000
 	$(PY) bench/kueue_harness.py --config quick
+	$(PY) bench/bench_kueue_scenario.py --config quick
+	$(PY) bench/bench_latency.py --runs 1 --jobs 10
 
-bench: $(STAMP) binaries
+bench: $(BENCH_STAMP) binaries
+	rm -rf $(BENCH_OUT)
 	$(PY) bench/bench_scheduler.py
 	$(PY) bench/bench_budgets.py
-	$(PY) bench/kueue_harness.py --config baseline
+	$(PY) bench/kueue_harness.py --config baseline --out $(BENCH_OUT)/kueue
+	$(PY) bench/bench_kueue_scenario.py --config baseline --out $(BENCH_OUT)/cadre
+	$(PY) bench/plot_admission.py --config baseline --kueue $(BENCH_OUT)/kueue \
+		--cadre $(BENCH_OUT)/cadre --out docs/img/s1-time-to-admission.png
+	$(PY) bench/bench_latency.py --runs 3

@@ -152,6 +152,24 @@ def assets() -> Path:
     return folder
 
 
+def generator_file(config: str, out: Path, built: Harness | None = None) -> Path:
+    """The generator config named `config` (baseline, quick, or a file's path)."""
+    if config == "baseline":
+        return (built or harness()).source / HARNESS / "configs/baseline/generator.yaml"
+    if config == "quick":
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / "quick-generator.yaml"
+        path.write_text(yaml.safe_dump(QUICK, sort_keys=False))
+        return path
+    return Path(config)
+
+
+def harness_config(config: str, out: Path) -> dict[str, Any]:
+    """The generator config as data, for playing the same scenario against Cadre."""
+    data: dict[str, Any] = yaml.safe_load(generator_file(config, out).read_text())
+    return data
+
+
 def run(built: Harness, generator: Path, out: Path, timeout_minutes: int) -> dict[str, Any]:
     """One run of the runner (which starts minimalkueue); the figures it wrote."""
     out.mkdir(parents=True, exist_ok=True)
@@ -218,14 +236,7 @@ def main() -> None:
     args = parser.parse_args()
     built = harness()
     out = args.out or Path(tempfile.mkdtemp(prefix=f"kueue-{args.config}-"))
-    if args.config == "baseline":
-        generator = built.source / HARNESS / "configs/baseline/generator.yaml"
-    elif args.config == "quick":
-        generator = out / "quick-generator.yaml"
-        out.mkdir(parents=True, exist_ok=True)
-        generator.write_text(yaml.safe_dump(QUICK, sort_keys=False))
-    else:
-        generator = Path(args.config)
+    generator = generator_file(args.config, out, built)
     print(f"Kueue v{KUEUE_VERSION} performance harness, config {args.config}, output {out}")
     print(report(run(built, generator, out, args.timeout_minutes)))
 

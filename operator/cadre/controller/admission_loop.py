@@ -1,9 +1,10 @@
 """The one admission loop of the cluster: an asyncio task that runs passes and applies them.
 
 Only the leader runs it. Handlers update the store and call `notify()`. The loop waits
-for a change, debounces (`admission.debounceMs`), keeps at least `admission.minIntervalMs`
-between passes, builds the snapshot, calls the pure core (`cadre.core.scheduling`) and
-applies its decisions, in this order:
+for a change and paces passes (`PassPacer`: after a quiet spell a change is decided at
+once; under load one pass per `admission.minIntervalMs`, each after
+`admission.debounceMs` to gather a burst of changes), builds the snapshot, calls the
+pure core (`cadre.core.scheduling`) and applies its decisions, in this order:
 
 0. enforcement: a Job running without its TrainingJob's admission (someone set
    `suspend: false` on it) is suspended again, with an Event, the condition UnadmittedRun
@@ -39,7 +40,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 import structlog
 from prometheus_client import Counter, Gauge, Histogram
@@ -70,6 +71,9 @@ from cadre.core.training.lifecycle import (
 from cadre.core.workloads.scheduling import Backoff
 
 log = structlog.get_logger("cadre.admission")
+
+PASS_BURST: Final = 2
+"""Passes that may run back to back after a quiet spell (see PassPacer)."""
 
 PASSES = Counter("cadre_admission_passes_total", "Admission passes run.")
 PASS_SECONDS = Histogram(
@@ -153,7 +157,7 @@ class AdmissionLoop(BackgroundTask):
         self.status = status
         self.queue = queue
         self._dirty = asyncio.Event()
-        self._last_pass = 0.0
+        self._pacer = PassPacer(config.admission.min_interval_ms / 1000)
         self.snapshot_cache: dict[Any, Any] = {}
         """Parsed specs and their Jobs' hashes, per generation (shared with the reconciler)."""
         self.last_result: PassResult | None = None
@@ -179,7 +183,6 @@ class AdmissionLoop(BackgroundTask):
     async def run(self) -> None:
         settings = self.config.admission
         debounce = settings.debounce_ms / 1000
-        min_interval = settings.min_interval_ms / 1000
         refresh = float(settings.position_refresh_seconds)
         while True:
             # Wake now and then even when nothing moves, to refresh queue positions, and
@@ -191,13 +194,13 @@ class AdmissionLoop(BackgroundTask):
                 timeout = min(refresh, max(due, 0.0) + 0.05)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._dirty.wait(), timeout=timeout)
-            if debounce:
-                await asyncio.sleep(debounce)
-            wait = self._last_pass + min_interval - time.monotonic()
+            # Batch under load, not when idle: after a quiet spell a change is decided at
+            # once; while passes follow each other, a burst of changes is gathered first.
+            wait = self._pacer.wait(time.monotonic())
             if wait > 0:
-                await asyncio.sleep(wait)
+                await asyncio.sleep(wait + debounce)
             self._dirty.clear()
-            self._last_pass = time.monotonic()
+            self._pacer.take(time.monotonic())
             try:
                 await self.run_pass()
             except asyncio.CancelledError:
@@ -700,6 +703,38 @@ class AdmissionLoop(BackgroundTask):
     def forget(self, key: str) -> None:
         self.queue.forget(key)
         self.status.forget(key)
+
+
+class PassPacer:
+    """When the next pass may run: a token bucket of PASS_BURST passes, one more every
+    `min_interval` seconds. After a quiet spell a change is decided at once, even when
+    the echo of the previous pass's own writes took a token; under load there is one
+    pass per `min_interval` on average."""
+
+    def __init__(self, min_interval: float, burst: int = PASS_BURST) -> None:
+        self.min_interval = min_interval
+        self.burst = burst
+        self._tokens = float(burst)
+        self._at = 0.0
+
+    def _refill(self, now: float) -> None:
+        if self.min_interval <= 0:
+            self._tokens = float(self.burst)
+        else:
+            self._tokens = min(
+                float(self.burst), self._tokens + (now - self._at) / self.min_interval
+            )
+        self._at = now
+
+    def wait(self, now: float) -> float:
+        """Seconds until a pass may run (0: now)."""
+        self._refill(now)
+        return 0.0 if self._tokens >= 1 else (1 - self._tokens) * self.min_interval
+
+    def take(self, now: float) -> None:
+        """A pass starts now."""
+        self._refill(now)
+        self._tokens = max(0.0, self._tokens - 1)
 
 
 def _backoff(readiness: WaitForPodsReady) -> Backoff:

@@ -184,7 +184,10 @@ class Cache(BackgroundTask):
         else:
             changed = self.store.upsert_trainingjob(obj)
         self._reconcile(key)
-        if changed:
+        # A TrainingJob without its Job yet is nothing the pass can decide on: its Job's
+        # event wakes the loop (an idle loop decides at once, so waking it here would
+        # spend the pass before the Job exists and hold the real one a minInterval).
+        if changed and (event_type == "DELETED" or key in self.store.jobs):
             self._changed()
 
     def apply_job(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
@@ -575,24 +578,23 @@ class Cache(BackgroundTask):
         next_full = time.monotonic() + interval
         poll_interval = float(self.config.accounting.refresh_seconds)
         next_poll = 0.0
-        last_tick = time.monotonic()
+        stalls = StallClock()
         while True:
             now = time.monotonic()
-            wait = min(next_full - now, _TICK_SECONDS)
+            wait = max(0.0, min(next_full - now, _TICK_SECONDS))
             if self._relisted:
-                wait = min(wait, self._relisted_due - now)
+                wait = max(0.0, min(wait, self._relisted_due - now))
             self._wake.clear()
+            stalls.waiting(wait, now)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    _first(self._trigger.wait(), self._wake.wait()), timeout=max(0.0, wait)
-                )
+                await asyncio.wait_for(_first(self._trigger.wait(), self._wake.wait()), wait)
             now = time.monotonic()
-            if now - last_tick > STALL_SECONDS:
+            late = stalls.late(now)
+            if late is not None:
                 # The process did not run for a while (stopped, starved): its watches may
                 # have expired meanwhile, and Kopf's relist would not say what went.
-                log.warning("the process stalled; resyncing", seconds=round(now - last_tick, 1))
+                log.warning("the process stalled; resyncing", seconds=round(late, 1))
                 self._trigger.set()
-            last_tick = now
             unselected = self.store.unselected_pods or self._jobs_to_check
             if unselected and (self._poll_soon or now >= next_poll):
                 next_poll = now + poll_interval
@@ -616,6 +618,29 @@ class Cache(BackgroundTask):
                 log.warning("resync failed; trying again soon", error=str(err))
                 await asyncio.sleep(min(interval, 5.0))
                 self._trigger.set()
+
+
+class StallClock:
+    """Tells a stall of the process from the loop's own slow work. A stall is a wait that
+    ended more than STALL_SECONDS after it was due: the event loop did not run (the
+    process stopped, starved, or blocked). Only the wait is timed: a resync that takes
+    long is work, not a stall, and timing it too made every resync longer than
+    STALL_SECONDS trigger the next one, for ever (15,000 TrainingJobs: a relist every
+    18 s)."""
+
+    def __init__(self) -> None:
+        self._due: float | None = None
+
+    def waiting(self, seconds: float, now: float) -> None:
+        self._due = now + seconds
+
+    def late(self, now: float) -> float | None:
+        """Seconds past the wait's end when that is a stall, else None."""
+        if self._due is None:
+            return None
+        late = now - self._due
+        self._due = None
+        return late if late > STALL_SECONDS else None
 
 
 async def _first(*waits: Coroutine[Any, Any, Any]) -> None:

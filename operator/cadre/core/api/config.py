@@ -91,10 +91,19 @@ class AdmissionSettings(CadreModel):
     """How often the one admission loop of the cluster runs."""
 
     debounce_ms: int = Field(
-        default=200, ge=0, le=60000, description="Wait this long after a change before a pass."
+        default=200,
+        ge=0,
+        le=60000,
+        description="Under load (passes following each other every minIntervalMs), wait "
+        "this long more before a pass, to gather a burst of changes; after a quiet spell a "
+        "change is decided at once.",
     )
     min_interval_ms: int = Field(
-        default=1000, ge=0, le=600000, description="At most one pass this often under load."
+        default=1000,
+        ge=0,
+        le=600000,
+        description="Under load, one pass this often on average (two may run back to back "
+        "after a quiet spell).",
     )
     position_refresh_seconds: int = Field(
         default=60,

@@ -1,0 +1,102 @@
+"""Time to admission over a run, per class, Kueue beside Cadre (an image for docs/).
+
+    .venv/bin/python bench/plot_admission.py --kueue DIR --cadre DIR --config quick|baseline|FILE \
+        --out docs/img/s1-time-to-admission.png
+
+--kueue is the output folder of bench/kueue_harness.py (the runner's wlStates.csv),
+--cadre that of bench/bench_kueue_scenario.py (workloads.csv). The x axis is when the
+workload arrived in the run. Kueue's runner records no creation time, so its arrival is
+taken from the generator's schedule: workload `si` of a set arrives after (si + 1)
+creation intervals (what its generator waits, leaving out the create's own time). Cadre's
+is its TrainingJob's first watch event. Needs matplotlib (`pip install -e '.[bench]'`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from kueue_harness import harness_config
+
+Series = dict[str, tuple[list[float], list[float]]]
+
+
+def intervals(config: dict[str, object]) -> dict[str, float]:
+    """Creation interval (s) per workload class of a Kueue generator config."""
+    out: dict[str, float] = {}
+    for cohort_set in config["cohorts"]:  # type: ignore[attr-defined]
+        for qset in cohort_set["queuesSets"]:
+            for ws in qset["workloadsSets"]:
+                for wl in ws["workloads"]:
+                    out[wl["className"]] = ws["creationIntervalMs"] / 1000
+    return out
+
+
+def kueue_series(folder: Path, every: dict[str, float]) -> Series:
+    out: Series = {}
+    with (folder / "wlStates.csv").open() as fh:
+        for row in csv.DictReader(fh):
+            klass = row["class name"]
+            index = int(row["name"].split("-")[2])
+            xs, ys = out.setdefault(klass, ([], []))
+            xs.append((index + 1) * every[klass])
+            ys.append(int(row["ms to admitted"]) / 1000)
+    return out
+
+
+def cadre_series(folder: Path) -> Series:
+    out: Series = {}
+    with (folder / "workloads.csv").open() as fh:
+        for row in csv.DictReader(fh):
+            if not row["created_s"] or not row["admitted_s"]:
+                continue
+            xs, ys = out.setdefault(row["class"], ([], []))
+            xs.append(float(row["created_s"]))
+            ys.append(float(row["admitted_s"]) - float(row["created_s"]))
+    return out
+
+
+def plot(kueue: Series, cadre: Series, out: Path, title: str) -> None:
+    classes = list(dict.fromkeys([*kueue, *cadre]))
+    fig, axes = plt.subplots(1, len(classes), figsize=(5 * len(classes), 4), sharey=True)
+    for ax, klass in zip(axes if len(classes) > 1 else [axes], classes, strict=True):
+        for label, series, colour in (("Kueue", kueue, "tab:orange"), ("Cadre", cadre, "tab:blue")):
+            if klass in series:
+                xs, ys = series[klass]
+                ax.scatter(xs, ys, s=3, alpha=0.5, color=colour, label=f"{label} ({len(xs)})")
+        ax.set_title(klass)
+        ax.set_xlabel("arrival in the run (s)")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left", markerscale=4)
+    axes_list = axes if len(classes) > 1 else [axes]
+    axes_list[0].set_ylabel("time to admission (s)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90)
+    print(f"wrote {out}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kueue", type=Path, required=True)
+    parser.add_argument("--cadre", type=Path, required=True)
+    parser.add_argument("--config", default="baseline")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--title", default="Kueue's scheduler benchmark: time to admission")
+    args = parser.parse_args()
+    every = intervals(harness_config(args.config, Path(tempfile.mkdtemp(prefix="plot-"))))
+    plot(kueue_series(args.kueue, every), cadre_series(args.cadre), args.out, args.title)
+
+
+if __name__ == "__main__":
+    main()
