@@ -15,9 +15,10 @@ just before the create's POST to the watch event that shows the status.
 - **S5, reclaim.** Two teams of one cohort, 20 GPUs each, 40 on the nodes. Team A fills the
   whole cohort with 40 one-GPU jobs that never end (20 of them borrowed). Team B then
   submits a 4-GPU job within its nominal quota: the time until it is Admitted (A's
-  borrowed jobs preempted), and, sampled every 100 ms from the watches from B's submit
-  until A has taken the room back after B's job is deleted, the GPUs of every Job not
-  suspended against the 40 there are (over-admission: any sample above).
+  borrowed jobs preempted), and, sampled every 100 ms from the watches from a second
+  before B's submit to a second after A has taken the room back (B's job deleted), the
+  GPUs of every Job not suspended against the 40 there are (over-admission: any sample
+  above).
 
 Prints figures only; asserts nothing on time.
 """
@@ -222,12 +223,14 @@ async def s5(world: World, runs: int) -> list[dict[str, float]]:
         samples: list[int] = []
         sampling = asyncio.Event()
         sampler = asyncio.ensure_future(sample(world, samples, sampling))
+        await asyncio.sleep(1.0)  # sampled from a second before to a second after
         name = f"b-{r}"
         sent = time.monotonic()
         await world.create(b_jobs, training_job("team-b", name, 4))
         admitted, started = await world.admitted_and_started("team-b", name)
         await world.delete(f"{b_jobs}/{name}")
         await world.until(a_whole, timeout=300)
+        await asyncio.sleep(1.0)
         sampling.set()
         await sampler
         figures = {

@@ -215,7 +215,9 @@ def test_the_autoscaler_grows_it_one_replica_at_a_time_until_the_quota_stops_it(
 
     # the Event follows the status write by a moment: wait for it, then it is the only one
     eventually("the QuotaLimited Event", limited_events)
-    assert len(limited_events()) == 1, limited_events()
+    assert len(limited_events()) == 1, [
+        (e["message"], e.get("eventTime") or e.get("firstTimestamp")) for e in limited_events()
+    ]
 
 
 def test_stopped_releases_the_quota_and_keeps_the_service(

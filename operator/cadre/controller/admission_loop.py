@@ -1,10 +1,11 @@
 """The one admission loop of the cluster: an asyncio task that runs passes and applies them.
 
 Only the leader runs it. Handlers update the store and call `notify()`. The loop waits
-for a change and paces passes (`PassPacer`: after a quiet spell a change is decided at
-once; under load one pass per `admission.minIntervalMs`, each after
-`admission.debounceMs` to gather a burst of changes), builds the snapshot, calls the
-pure core (`cadre.core.scheduling`) and applies its decisions, in this order:
+for a change and paces passes (`PassPacer`: start to start, four times the last pass's
+computation apart, at least 200 ms and at most `admission.minIntervalMs`, so a change
+on an idle cluster is decided at once; after a wait, `admission.debounceMs` more
+gathers a burst of changes), builds the snapshot, calls the pure core
+(`cadre.core.scheduling`) and applies its decisions, in this order:
 
 0. enforcement: a Job running without its TrainingJob's admission (someone set
    `suspend: false` on it) is suspended again, with an Event, the condition UnadmittedRun
@@ -72,8 +73,10 @@ from cadre.core.workloads.scheduling import Backoff
 
 log = structlog.get_logger("cadre.admission")
 
-PASS_BURST: Final = 2
-"""Passes that may run back to back after a quiet spell (see PassPacer)."""
+PASSES_PER_COMPUTE: Final = 4.0
+"""Start to start, passes are this many times their computation apart (see PassPacer)."""
+MIN_SPACING: Final = 0.2
+"""...and at least this far apart (see PassPacer)."""
 
 PASSES = Counter("cadre_admission_passes_total", "Admission passes run.")
 PASS_SECONDS = Histogram(
@@ -158,6 +161,8 @@ class AdmissionLoop(BackgroundTask):
         self.queue = queue
         self._dirty = asyncio.Event()
         self._pacer = PassPacer(config.admission.min_interval_ms / 1000)
+        self.last_compute_seconds = 0.0
+        """The last pass's snapshot and decisions, without applying them (paces passes)."""
         self.snapshot_cache: dict[Any, Any] = {}
         """Parsed specs and their Jobs' hashes, per generation (shared with the reconciler)."""
         self.last_result: PassResult | None = None
@@ -200,7 +205,8 @@ class AdmissionLoop(BackgroundTask):
             if wait > 0:
                 await asyncio.sleep(wait + debounce)
             self._dirty.clear()
-            self._pacer.take(time.monotonic())
+            started = time.monotonic()
+            self.last_compute_seconds = 0.0
             try:
                 await self.run_pass()
             except asyncio.CancelledError:
@@ -208,6 +214,8 @@ class AdmissionLoop(BackgroundTask):
             except Exception:
                 log.exception("admission pass failed; running again")
                 self._dirty.set()
+            finally:
+                self._pacer.ran(started, self.last_compute_seconds)
 
     # -- one pass --------------------------------------------------------------------
     async def run_pass(self) -> PassResult:
@@ -216,7 +224,8 @@ class AdmissionLoop(BackgroundTask):
         build = build_snapshot(self.store, self.config, self.snapshot_cache, now=now)
         self._next_deadline = build.next_deadline
         result = schedule(build.snapshot)
-        PASS_SECONDS.observe(time.perf_counter() - started)
+        self.last_compute_seconds = time.perf_counter() - started
+        PASS_SECONDS.observe(self.last_compute_seconds)
         PASSES.inc()
         PENDING.set(len(result.pending) + len(build.problems))
         self._export_oldest_queued(oldest_queued_seconds(build.snapshot, result, now))
@@ -706,35 +715,27 @@ class AdmissionLoop(BackgroundTask):
 
 
 class PassPacer:
-    """When the next pass may run: a token bucket of PASS_BURST passes, one more every
-    `min_interval` seconds. After a quiet spell a change is decided at once, even when
-    the echo of the previous pass's own writes took a token; under load there is one
-    pass per `min_interval` on average."""
+    """When the next pass may start: PASSES_PER_COMPUTE lengths of the last pass's
+    computation (snapshot and decisions) after its start, at least MIN_SPACING and at
+    most `min_interval` after it. Under load (passes over long queues) that is one pass
+    per `min_interval`, as ever; a cheap pass (an idle cluster) lets the next one start
+    MIN_SPACING later, so a change there is decided at once, even at one a second.
+    MIN_SPACING is there because passes closer than that decided on a ModelDeployment
+    its reconciler had not caught up with yet (a second QuotaLimited Event in
+    test_the_autoscaler_grows_it_one_replica_at_a_time_until_the_quota_stops_it)."""
 
-    def __init__(self, min_interval: float, burst: int = PASS_BURST) -> None:
+    def __init__(self, min_interval: float) -> None:
         self.min_interval = min_interval
-        self.burst = burst
-        self._tokens = float(burst)
-        self._at = 0.0
-
-    def _refill(self, now: float) -> None:
-        if self.min_interval <= 0:
-            self._tokens = float(self.burst)
-        else:
-            self._tokens = min(
-                float(self.burst), self._tokens + (now - self._at) / self.min_interval
-            )
-        self._at = now
+        self._ready = 0.0
 
     def wait(self, now: float) -> float:
-        """Seconds until a pass may run (0: now)."""
-        self._refill(now)
-        return 0.0 if self._tokens >= 1 else (1 - self._tokens) * self.min_interval
+        """Seconds until a pass may start (0: now)."""
+        return max(0.0, self._ready - now)
 
-    def take(self, now: float) -> None:
-        """A pass starts now."""
-        self._refill(now)
-        self._tokens = max(0.0, self._tokens - 1)
+    def ran(self, started: float, compute_seconds: float) -> None:
+        """A pass started at `started` (monotonic) and computed for `compute_seconds`."""
+        spacing = min(self.min_interval, max(MIN_SPACING, PASSES_PER_COMPUTE * compute_seconds))
+        self._ready = started + spacing
 
 
 def _backoff(readiness: WaitForPodsReady) -> Backoff:

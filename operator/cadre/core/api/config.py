@@ -94,16 +94,17 @@ class AdmissionSettings(CadreModel):
         default=200,
         ge=0,
         le=60000,
-        description="Under load (passes following each other every minIntervalMs), wait "
-        "this long more before a pass, to gather a burst of changes; after a quiet spell a "
-        "change is decided at once.",
+        description="After waiting for the next pass to be allowed (see minIntervalMs), "
+        "wait this long more to gather a burst of changes. A change that finds nothing to "
+        "wait out is decided at once.",
     )
     min_interval_ms: int = Field(
         default=1000,
         ge=0,
         le=600000,
-        description="Under load, one pass this often on average (two may run back to back "
-        "after a quiet spell).",
+        description="Under load, at most one pass this often (start to start). A cheap "
+        "pass (an idle cluster) lets the next one start sooner: four times its computation "
+        "after its start, and at least 200 ms, so a change there is decided at once.",
     )
     position_refresh_seconds: int = Field(
         default=60,
