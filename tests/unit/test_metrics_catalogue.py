@@ -72,3 +72,12 @@ def test_names_follow_prometheus_rules_and_labels_are_bounded() -> None:
         if kind == "histogram":
             assert name.endswith(("_seconds", "_bytes")), name
         assert labels <= BOUNDED_LABELS, (name, labels - BOUNDED_LABELS)
+
+
+def test_admission_decisions_are_exported_before_the_first_one() -> None:
+    # increase() over a counter series born at 1 is empty: the dashboard's preemption
+    # panels showed no data after the first preemption (the runtime, imported above,
+    # imports the admission loop).
+    for decision in ("admit", "preempt", "requeue"):
+        value = REGISTRY.get_sample_value("cadre_admission_decisions_total", {"decision": decision})
+        assert value is not None, decision

@@ -85,6 +85,10 @@ PASS_SECONDS = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 DECISIONS = Counter("cadre_admission_decisions_total", "Admission decisions applied.", ["decision"])
+for _decision in ("admit", "preempt", "requeue"):
+    # Exported at 0 from the start: the first preemption is then an increase Prometheus
+    # sees (a series born at 1 has no earlier sample, and increase() over it is empty).
+    DECISIONS.labels(_decision)
 PENDING = Gauge("cadre_admission_pending_workloads", "Workloads waiting after the last pass.")
 UNADMITTED = Counter(
     "cadre_unadmitted_jobs_suspended_total",
