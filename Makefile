@@ -107,3 +107,4 @@ bench: $(BENCH_STAMP) binaries
 	$(PY) bench/plot_admission.py --config baseline --kueue $(BENCH_OUT)/kueue \
 		--cadre $(BENCH_OUT)/cadre --out docs/img/s1-time-to-admission.png
 	$(PY) bench/bench_latency.py --runs 3
+	$(PY) bench/bench_latency.py --scenario s8 --runs 3

@@ -20,6 +20,9 @@ just before the create's POST to the watch event that shows the status.
   GPUs of every Job not suspended against the 40 there are (over-admission: any sample
   above).
 
+- **S8, metrics** (`--scenario s8`): --teams budgets (cohorts of 10), one running job
+  each; 20 reads of the operator's /metrics: series, size, time per scrape.
+
 Prints figures only; asserts nothing on time.
 """
 
@@ -251,9 +254,51 @@ async def s5(world: World, runs: int) -> list[dict[str, float]]:
     return out
 
 
+# ---- S8 ----------------------------------------------------------------------------
+def s8(cluster: Any, op: Any, teams: int, scrapes: int, *, create: bool) -> dict[str, float]:
+    """`teams` budgets (cohorts of 10, one namespace each) with one running job each
+    (created when `create`), then `scrapes` reads of the operator's /metrics: time, size
+    and series."""
+    api = cluster.api
+    for t in range(teams if create else 0):
+        name = f"team-{t:04d}"
+        api.create("/api/v1/namespaces", {"metadata": {"name": name}})
+        api.create(f"{GROUP}/resourcebudgets", budget(name, 2, cohort=f"cohort-{t // 10:03d}"))
+        api.create(f"{GROUP}/namespaces/{name}/trainingjobs", training_job(name, "job", 1))
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if (op.metric("cadre_admission_pending_workloads") or 0) == 0 and sum(
+            1 for line in op.metrics().splitlines() if line.startswith("cadre_team_quota_gpus{")
+        ) >= teams:
+            break
+        time.sleep(2)
+    times, sizes, series = [], [], []
+    for _ in range(scrapes):
+        started = time.perf_counter()
+        text = op.metrics()
+        times.append(time.perf_counter() - started)
+        sizes.append(len(text))
+        series.append(sum(1 for line in text.splitlines() if line and not line.startswith("#")))
+        time.sleep(0.5)
+    figures = {
+        "series": float(statistics.median(series)),
+        "bytes": float(statistics.median(sizes)),
+        "p50": statistics.median(times),
+        "max": max(times),
+    }
+    print(
+        f"S8: {teams} budgets, {teams} jobs running: {figures['series']:.0f} series, "
+        f"{figures['bytes'] / 1024:.0f} KiB; scrape p50 {figures['p50'] * 1000:.0f} ms, "
+        f"max {figures['max'] * 1000:.0f} ms over {scrapes}",
+        flush=True,
+    )
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenario", choices=("s4", "s5", "both"), default="both")
+    parser.add_argument("--scenario", choices=("s4", "s5", "s8", "both"), default="both")
+    parser.add_argument("--teams", type=int, default=1000, help="S8: budgets")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=60, help="S4: jobs per run (one a second)")
     parser.add_argument("--out", type=Path, default=None)
@@ -263,13 +308,17 @@ def main() -> None:
     for scenario in chosen:
         folder = out / scenario
         folder.mkdir(parents=True, exist_ok=True)
-        gpus = args.runs * args.jobs if scenario == "s4" else COHORT_GPUS
+        gpus = {"s4": args.runs * args.jobs, "s5": COHORT_GPUS, "s8": args.teams}[scenario]
         cluster = None
         op = None
         try:
             cluster = start_cluster(folder, gpus)
             op = start_operator(cluster, folder, PRIORITIES)
             print(f"{scenario}: operator pid {op.pid} leading, output {folder}", flush=True)
+            if scenario == "s8":
+                for r in range(args.runs):  # the same operator, scraped again
+                    s8(cluster, op, args.teams, scrapes=20, create=r == 0)
+                continue
             if scenario == "s4":
                 body: Callable[[World], Awaitable[Any]] = lambda w: s4(w, args.runs, args.jobs)  # noqa: E731
             else:
