@@ -67,7 +67,7 @@ for extra in (REPO / "e2e", REPO / "tests", REPO / "bench"):
 
 from bench_queue import BenchOperator, calibrate  # noqa: E402
 from cadre_process import operator_kubeconfig  # noqa: E402
-from kueue_harness import harness_config  # noqa: E402
+from kueue_harness import harness_config, percentile  # noqa: E402
 from localcluster import LocalCluster  # noqa: E402
 
 GROUP = "/apis/cadre.dev/v1alpha1"
@@ -441,11 +441,6 @@ def hot_spots(path: Path, top: int = 25) -> list[tuple[str, float]]:
         for frame in frames:
             inclusive[frame] += int(count)
     return [(frame, n / total) for frame, n in inclusive.most_common(top)] if total else []
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)] if ordered else math.nan
 
 
 def figures(run: Run, ended: float) -> dict[str, Any]:

@@ -212,10 +212,13 @@ def p99_time_to_admission(path: Path) -> dict[str, float]:
     with path.open() as fh:
         for row in csv.DictReader(fh):
             by_class.setdefault(row["class name"], []).append(int(row["ms to admitted"]) / 1000)
-    return {
-        name: sorted(waits)[max(0, math.ceil(0.99 * len(waits)) - 1)]
-        for name, waits in by_class.items()
-    }
+    return {name: percentile(waits, 0.99) for name, waits in by_class.items()}
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The nearest-rank q-quantile (NaN for no values)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)] if ordered else math.nan
 
 
 def report(figures: dict[str, Any]) -> str:

@@ -185,8 +185,8 @@ class Cache(BackgroundTask):
             changed = self.store.upsert_trainingjob(obj)
         self._reconcile(key)
         # A TrainingJob without its Job yet is nothing the pass can decide on: its Job's
-        # event wakes the loop (an idle loop decides at once, so waking it here would
-        # spend the pass before the Job exists and hold the real one a minInterval).
+        # event wakes the loop (waking it here would spend a pass before the Job exists,
+        # and the pacer would then hold back the pass that can admit it).
         if changed and (event_type == "DELETED" or key in self.store.jobs):
             self._changed()
 
