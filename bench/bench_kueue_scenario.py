@@ -18,12 +18,13 @@ runner does for minimalkueue:
   priority class of its name (small 50, medium 100, large 200 in the baseline), created by
   one sequential loop per (queue, workload set): wait the interval, create, as Kueue's
   generator does;
-- a finisher plays the workload: once the TrainingJob's Job is unsuspended (the work may
-  start), it marks the Job Complete `runtimeMs` later, through the Job's status, as the Job
-  controller would; a Job suspended again (preempted) before that is not finished. No
+- a finisher plays the workload: once the TrainingJob's Job runs (Cadre creates it at
+  admission, running; the work may start), it marks the Job Complete `runtimeMs` later,
+  through the Job's status, as the Job controller would; a Job stopped (preempted:
+  deleted) before that is not finished. No
   kube-controller-manager, no scheduler, no pods: both sides do admission only;
 - a recorder watches TrainingJobs and Jobs. Time to admission is from the TrainingJob's
-  first watch event to its Job's unsuspension (the moment the work may start; Kueue's
+  first watch event to its Job running (the moment the work may start; Kueue's
   runner measures from the Workload's first event to its admission), with the status's
   Admitted also recorded.
 
@@ -236,7 +237,7 @@ class Record:
     gpus: int
     runtime: float
     created: float | None = None
-    started: float | None = None  # its Job first seen unsuspended
+    started: float | None = None  # its Job first seen running
     status_admitted: float | None = None
     finished: float | None = None
     evictions: int = 0
@@ -249,7 +250,7 @@ class Run:
         self.queues = queues
         self.base = cluster.server
         self.records: dict[tuple[str, str], Record] = {}
-        self.running: dict[tuple[str, str], float] = {}  # Job key -> unsuspended at
+        self.running: dict[tuple[str, str], float] = {}  # Job key -> seen running at
         self.finishing: dict[tuple[str, str], asyncio.Task[None]] = {}
         self.total = sum(ws.count for q in queues for ws in q.sets)
         self.done = asyncio.Event()

@@ -10,8 +10,8 @@ just before the create's POST to the watch event that shows the status.
 
 - **S4, create -> Admitted on an idle cluster.** One team with room for everything; one
   single-GPU TrainingJob created every second (--jobs of them per run); each one's time
-  from the POST to its status Admitted, and to its Job unsuspended. p50, p99 and max
-  per run.
+  from the POST to its status Admitted, and to its Job running (created at admission).
+  p50, p99 and max per run.
 - **S5, reclaim.** Two teams of one cohort, 20 GPUs each, 40 on the nodes. Team A fills the
   whole cohort with 40 one-GPU jobs that never end (20 of them borrowed). Team B then
   submits a 4-GPU job within its nominal quota: the time until it is Admitted (A's
@@ -108,7 +108,8 @@ class World:
         return time.monotonic()
 
     async def admitted_and_started(self, namespace: str, name: str) -> tuple[float, float]:
-        """When the TrainingJob's status says Admitted, then when its Job is unsuspended."""
+        """When the TrainingJob's status says Admitted, then when its Job runs (created
+        running at admission)."""
         admitted = await self.until(lambda: self.phase(namespace, name) in ("Admitted", "Running"))
         return admitted, await self.until(lambda: self.running(namespace, name))
 
@@ -189,7 +190,7 @@ async def s4(world: World, runs: int, jobs: int) -> list[dict[str, float]]:
         print(
             f"S4 run {r + 1}: {jobs} jobs, create -> Admitted p50 {figures['p50'] * 1000:.0f} ms, "
             f"p99 {figures['p99'] * 1000:.0f} ms, max {figures['max'] * 1000:.0f} ms; "
-            f"-> Job unsuspended p50 {figures['job_p50'] * 1000:.0f} ms, "
+            f"-> Job running p50 {figures['job_p50'] * 1000:.0f} ms, "
             f"p99 {figures['job_p99'] * 1000:.0f} ms",
             flush=True,
         )
@@ -245,7 +246,7 @@ async def s5(world: World, runs: int) -> list[dict[str, float]]:
         }
         print(
             f"S5 run {r + 1}: team B's 4-GPU job Admitted {figures['reclaim'] * 1000:.0f} ms "
-            f"after its create (Job unsuspended {figures['job'] * 1000:.0f} ms); "
+            f"after its create (Job running {figures['job'] * 1000:.0f} ms); "
             f"{figures['samples']} samples every 100 ms, at most {figures['max_gpus']} of "
             f"{COHORT_GPUS} GPUs running, over-admitted in {figures['over']}",
             flush=True,

@@ -14,9 +14,9 @@ complete), so 8 are admitted and really run on KWOK nodes and the rest queue, an
 1. admission pass time (histogram `cadre_admission_pass_seconds`, counter
    `cadre_admission_passes_total`) while the queue fills and while it sits still;
 2. the operator's mutating API requests (`cadre_api_requests_total`, checked against
-   the API server's audit log) to get every job queued (its children: a suspended Job,
-   and a Service for a job of several workers, which these are not; its first Queued
-   status, positions refreshed meanwhile), then per interval during a steady period of
+   the API server's audit log) to get every job queued (its first Queued status and
+   Event, positions refreshed meanwhile; since issue #15 a waiting job has no Job, which
+   Cadre creates at admission), then per interval during a steady period of
    --steady-seconds when nothing changes;
 3. the operator's RSS (VmRSS/VmHWM of /proc/<pid>/status) and the time from the last
    create to every job having its phase (Queued, or Admitted/Running for the 8);

@@ -174,9 +174,11 @@ def test_every_dashboard_query_answers_with_series(
     if prom.default_rules():
         assert prometheus.rule_groups(), "the alert rules file exists but none was loaded"
 
-    # Job creation fails: 7 faulty attempts make the first call give up after its retries
-    # (cadre_api_failures_total) and the work queue retry it (cadre_workqueue_retries_total).
-    operator.inject(verb="POST", resource="jobs", fault=500, times=7)
+    # The gang's PodGroup (the reconciler makes it once the admission loop has created the
+    # Job) cannot be created: 7 faulty attempts make the first call give up after its
+    # retries (cadre_api_failures_total) and the work queue retry it
+    # (cadre_workqueue_retries_total).
+    operator.inject(verb="POST", resource="podgroups", fault=500, times=7)
     # 2 x 4 GPUs: 4 of its own and 4 borrowed from the idle lender.
     cluster.api.create(
         f"/apis/cadre.dev/v1alpha1/namespaces/{borrower}/trainingjobs", trainingjob("big", 2, 4)
@@ -196,6 +198,8 @@ def test_every_dashboard_query_answers_with_series(
         ("a preemption", 'cadre_admission_decisions_total{decision="preempt"} > 0'),
         ("the borrower queued", f'cadre_team_workloads{{team="{borrower}", state="queued"}} > 0'),
         ("cost of both teams", f"count by (team) (cadre_cost_total{{{both}}} > 0)"),
+        # Two samples of each (a rate's least): a job admitted at once has a young series.
+        ("cost rates of both teams", f"count by (team) (rate(cadre_cost_total{{{both}}}[1m]))"),
         ("forecasts of both teams", f"cadre_budget_forecast{{{both}}}"),
         (
             "admissions of both teams",

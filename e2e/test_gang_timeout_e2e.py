@@ -9,7 +9,7 @@ is admitted that kube-scheduler cannot place whole: the waiting worker is named 
 scheduler's message. The local cluster schedules gangs natively (a PodGroup per
 multi-worker Job, issue #14 item 2): kube-scheduler binds neither worker, where without it
 one would run and hold 4 GPUs for nothing. Past admission.waitForPodsReady.timeoutSeconds
-the operator suspends it, sends it back to the queue with the reason and a backoff, and
+the operator deletes its Job, sends it back to the queue with the reason and a backoff, and
 once the foreign pod is gone it is admitted again and runs. (With placement on, the
 default, the same gang is never admitted: test_placement_e2e.)
 """
@@ -120,17 +120,17 @@ def test_a_gang_whose_workers_cannot_all_start_gives_its_gpus_back_and_runs_late
     warnings = [e for e in events if e["reason"] == "PodsReadyTimeout"]
     assert warnings and warnings[0]["type"] == "Warning", events
     assert f"0/2 workers running {TIMEOUT_SECONDS}s after admission" in warnings[0]["message"]
-    # Its GPUs are free: the Job is suspended and every pod of its run is gone.
+    # Its GPUs are free: the Job is deleted and every pod of its run is gone.
     job = f"/apis/batch/v1/namespaces/{team}/jobs/big"
     pods = f"/api/v1/namespaces/{team}/pods?labelSelector=cadre.dev%2Ftrainingjob%3Dbig"
     eventually(
-        "the gang's pods are gone, its Job suspended",
-        lambda: cluster.api.get(job)["spec"]["suspend"] and not cluster.api.get(pods)["items"],
+        "the gang's pods are gone, its Job deleted",
+        lambda: cluster.api.request("GET", job)[0] == 404 and not cluster.api.get(pods)["items"],
         timeout=BACKOFF_SECONDS,
     )
     assert status()["phase"] == "Queued"  # still waiting out its backoff
 
-    # The GPUs come back: every pod of the gang's run is gone (its Job suspended).
+    # The GPUs come back: every pod of the gang's run is gone (its Job deleted).
     cluster.api.call("DELETE", f"{squatter}?gracePeriodSeconds=0", ok=(404,))
     eventually(
         "admitted again and running once the foreign pod is gone",

@@ -105,6 +105,17 @@ def job_of(cluster: LocalCluster, name: str) -> dict[str, Any]:
     return job
 
 
+def job_or_none(cluster: LocalCluster, name: str) -> dict[str, Any] | None:
+    """The TrainingJob's Job, None when it has none (Cadre creates it at admission)."""
+    path = f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/{name}"
+    status, body = cluster.api.request("GET", path)
+    if status == 404:
+        return None
+    assert status == 200, body
+    job: dict[str, Any] = body
+    return job
+
+
 def expected_figures(pods: list[dict[str, Any]], flavor: str) -> tuple[Decimal, Decimal]:
     """(GPU-hours, cost) recomputed here from the pods' container timestamps and the
     example config's prices, exactly (Decimal), independently of the operator's code."""
@@ -155,11 +166,11 @@ def test_single_gpu_example_runs_to_succeeded_on_a_t4(
     server_side = operator_writes_in_audit_log(cluster, window_start, window_end)
     for_this_job = operator_writes_in_audit_log(cluster, window_start, window_end, name)
     print(f"\nsingle worker: API writes for the whole lifecycle: {for_this_job}")
-    # Job, unsuspend, status Admitted, Running, Succeeded and an Event for each: 8. A
-    # single worker needs no Service. (Earlier tests' clean-up may write meanwhile: the
-    # count is of this job's objects; the operator's own counter agrees with the server
-    # on every write of the window.)
-    assert len(for_this_job) == 8, for_this_job
+    # Status Admitted, the Job (created running at admission), Running, Succeeded and
+    # an Event for each transition: 7. A single worker needs no Service. (Earlier tests'
+    # clean-up may write meanwhile: the count is of this job's objects; the operator's
+    # own counter agrees with the server on every write of the window.)
+    assert len(for_this_job) == 7, for_this_job
     assert len(server_side) == writes, (server_side, operator.api_requests(ok_only=True))
     assert condition(status, "Finished")["reason"] == "Succeeded"
     assert condition(status, "Admitted")["status"] == "True"
@@ -230,7 +241,7 @@ def test_gang_bigger_than_the_team_quota_stays_queued_with_the_reason(
         cluster.api.patch("/api/v1/nodes/kwok-cpu-0", {"metadata": {"labels": {"tick": tick}}})
         operator.wait_metric_increase("cadre_admission_passes_total")
     assert status_of(cluster, name)["phase"] == "Queued"
-    assert job_of(cluster, name)["spec"]["suspend"] is True
+    assert job_or_none(cluster, name) is None  # a waiting job has no Job
     assert pods_of(cluster, name) == []
 
 
@@ -286,6 +297,7 @@ def test_high_priority_preempts_low_which_resumes_and_succeeds(
     spec["spec"]["resources"] = {"flavor": "t4", "gpus": 4}
     create(cluster, jobs, spec)
     eventually("low Running", phase_is(cluster, low, "Running"))
+    first_uid = job_uid(cluster, low)
     spec = example("trainingjob-single-gpu.yaml", high, "2s", priority="high")
     spec["spec"]["resources"] = {"flavor": "t4", "gpus": 4}
     create(cluster, jobs, spec)
@@ -294,8 +306,12 @@ def test_high_priority_preempts_low_which_resumes_and_succeeds(
     admitted = condition(preempted, "Admitted")
     assert (admitted["status"], admitted["reason"]) == ("False", "Preempted")
     assert high in admitted["message"], admitted
-    # The admission is revoked first (the status), then the Job is suspended.
-    eventually("low's Job suspended", lambda: job_of(cluster, low)["spec"]["suspend"] is True)
+    # The admission is revoked first (the status), then the Job is deleted; admitted
+    # again, low gets a new one.
+    eventually(
+        "low's Job deleted",
+        lambda: (job_or_none(cluster, low) or {}).get("metadata", {}).get("uid") != first_uid,
+    )
     eventually("high Succeeded", phase_is(cluster, high, "Succeeded"), timeout=60)
     status = eventually("low Succeeded", phase_is(cluster, low, "Succeeded"), timeout=60)
     assert status["workers"]["succeeded"] == 2
@@ -315,7 +331,7 @@ def test_suspend_releases_the_gang_and_resume_runs_it_again(
     status = eventually("Suspended", phase_is(cluster, name, "Suspended"))
     assert condition(status, "Admitted")["reason"] == "Suspended"
     assert status["observedGeneration"] == 2
-    eventually("Job suspended", lambda: job_of(cluster, name)["spec"]["suspend"] is True)
+    eventually("Job deleted", lambda: job_or_none(cluster, name) is None)
     eventually("pods gone", lambda: pods_of(cluster, name) == [] or None, timeout=30)
 
     patch = {"spec": {"suspend": False}}
@@ -477,13 +493,13 @@ def test_four_worker_gang_on_an_idle_cluster_timing_and_api_writes(
     assert all(p["spec"]["nodeName"].startswith("kwok-a100-") for p in pods)
     assert status["workers"]["succeeded"] == 4
     assert_figures(status, pods, "a100")
-    # Service + Job + the gang's PodGroup (native gang scheduling, on in the local
-    # cluster), unsuspend, status Admitted, Running, Succeeded, and an Event for each: 10.
-    # The admission part (unsuspend, status, events) is 7, against Kueue's ~8 per
-    # workload, which counts neither the Job nor a Service (its users create them).
-    # (The times printed above are figures, not assertions: see bench/.)
+    # Status Admitted, then Service + Job (created running) + the gang's PodGroup
+    # (native gang scheduling, on in the local cluster), Running, Succeeded, and an Event
+    # for each transition: 9. The admission part (status, events) is 6, against Kueue's
+    # ~8 per workload, which counts neither the Job nor a Service (its users create
+    # them). (The times printed above are figures, not assertions: see bench/.)
     assert "create podgroups/" in for_this_job
-    assert len(for_this_job) <= 10, for_this_job
+    assert len(for_this_job) <= 9, for_this_job
     # The API server's own record (its audit log) agrees with the operator's count.
     assert len(server_side) == writes, (server_side, operator.api_requests(ok_only=True))
     out = cluster.kubectl("describe", "tj", "-n", NAMESPACE, name)

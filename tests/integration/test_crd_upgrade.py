@@ -237,8 +237,10 @@ def test_a_running_job_made_invalid_keeps_its_quota_or_is_stopped(
         lambda: phase(apiserver, namespace, "whole-quota") is not None,
         timeout=TIMEOUT,
     )
+    old_job = get(apiserver, job_path)  # stopped: deleted
     both_running = (
         phase(apiserver, namespace, "whole-quota") == "Admitted"
-        and apiserver.api.get(job_path)["spec"]["suspend"] is False
+        and old_job is not None
+        and old_job["spec"]["suspend"] is False
     )
     assert not both_running, "4 + 4 GPUs running in a team quota of 4"

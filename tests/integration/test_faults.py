@@ -197,12 +197,12 @@ def test_suspend_goes_through_when_the_network_fails(
 ) -> None:
     apiserver.api.create(TJS.format(ns=namespace), trainingjob("pause", workers=1))
     admitted_job(apiserver, namespace, "pause")
-    operator.inject(verb="PATCH", resource="jobs", fault="network", times=7)
+    operator.inject(verb="DELETE", resource="jobs", fault="network", times=7)
     merge_patch(apiserver, f"{TJS.format(ns=namespace)}/pause", {"spec": {"suspend": True}})
     eventually(
-        "the Job suspended and phase Suspended",
+        "the Job deleted and phase Suspended",
         lambda: (
-            (get(apiserver, job_path(namespace, "pause")) or {})["spec"]["suspend"] is True
+            get(apiserver, job_path(namespace, "pause")) is None
             and phase(apiserver, namespace, "pause") == "Suspended"
         ),
         timeout=TIMEOUT,

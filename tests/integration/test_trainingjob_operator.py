@@ -1,7 +1,8 @@
 """`cadre run` against a real kube-apiserver (no controllers, no scheduler): a TrainingJob
-gets its suspended Indexed Job and headless Service, a Queued status with its reason,
-is admitted when capacity appears, suspends and resumes; creating children twice is
-idempotent. The operator runs as a subprocess, as in production."""
+waits with a Queued status and its reason and no children; admitted when capacity
+appears, it gets its Indexed Job (running) and headless Service; it suspends and
+resumes; creating children twice is idempotent. The operator runs as a subprocess, as
+in production."""
 
 from __future__ import annotations
 
@@ -34,35 +35,13 @@ def operator(
         assert op.alive(), op.log_tail()
 
 
-def test_trainingjob_gets_suspended_job_service_and_queued_status(
+def test_a_queued_trainingjob_has_a_queued_status_and_no_children(
     operator: OperatorProcess, apiserver: LocalCluster, namespace: str, team: str
 ) -> None:
-    created = apiserver.api.create(TJS.format(ns=namespace), trainingjob("resnet", workers=2))
-    uid = created["metadata"]["uid"]
-
-    job = eventually(
-        "the Job", lambda: get(apiserver, f"/apis/batch/v1/namespaces/{namespace}/jobs/resnet")
-    )
-    spec = job["spec"]
-    assert spec["suspend"] is True
-    assert (spec["completionMode"], spec["parallelism"], spec["completions"]) == ("Indexed", 2, 2)
-    (owner,) = job["metadata"]["ownerReferences"]
-    assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
-        "TrainingJob",
-        "resnet",
-        uid,
-        True,
-    )
-    labels = job["metadata"]["labels"]
-    assert labels["cadre.dev/team"] == team
-    assert labels["cadre.dev/trainingjob"] == "resnet"
-
-    service = get(apiserver, f"/api/v1/namespaces/{namespace}/services/resnet")
-    assert service is not None
-    assert service["spec"]["clusterIP"] == "None"
-    assert service["metadata"]["ownerReferences"][0]["uid"] == uid
-
-    # No node has a t4 GPU: the job waits, and says why.
+    """No node has a t4 GPU: the job waits, and says why. A waiting job is its status
+    alone: Cadre creates its Job and Service when it admits it."""
+    writes_before = operator.quiet_writes()
+    apiserver.api.create(TJS.format(ns=namespace), trainingjob("resnet", workers=2))
     tj = eventually(
         "status Queued",
         lambda: (
@@ -85,19 +64,48 @@ def test_trainingjob_gets_suspended_job_service_and_queued_status(
     # The operator writes no finalizer and no bookkeeping annotation on the user's object.
     assert not tj["metadata"].get("finalizers")
     assert not [a for a in tj["metadata"].get("annotations") or {} if a.startswith("cadre.dev")]
+    assert get(apiserver, f"/apis/batch/v1/namespaces/{namespace}/jobs/resnet") is None
+    assert get(apiserver, f"/api/v1/namespaces/{namespace}/services/resnet") is None
+    # One status write and the Queued Event.
+    writes = operator.quiet_writes(quiet=1.5) - writes_before
+    assert writes == 2, operator.api_requests(ok_only=True)
 
 
-def test_a_gang_gets_a_pod_group_when_the_api_server_serves_them(
-    operator: OperatorProcess, apiserver: LocalCluster, namespace: str, team: str
+def test_an_admitted_gang_gets_its_job_service_and_pod_group(
+    operator: OperatorProcess, apiserver: LocalCluster, namespace: str, team: str, t4_node: str
 ) -> None:
-    """The API server here serves scheduling.k8s.io/v1alpha2 (GenericWorkload, as the
-    local cluster runs): the operator finds it at start, and a 3-worker gang's pods name a
-    PodGroup that asks kube-scheduler for all three at once, owned by the Job."""
-    apiserver.api.create(TJS.format(ns=namespace), trainingjob("gang", workers=3))
+    """Admitted, a gang's children are created: the Indexed Job, running at once and named
+    by the admission; the headless Service; and, as the API server here serves
+    scheduling.k8s.io/v1alpha2 (GenericWorkload, as the local cluster runs), a PodGroup
+    that asks kube-scheduler for all three workers at once, owned by the Job."""
+    created = apiserver.api.create(TJS.format(ns=namespace), trainingjob("gang", workers=3))
+    uid = created["metadata"]["uid"]
     job = eventually(
         "the Job", lambda: get(apiserver, f"/apis/batch/v1/namespaces/{namespace}/jobs/gang")
     )
-    assert job["spec"]["template"]["spec"]["schedulingGroup"] == {"podGroupName": "gang"}
+    spec = job["spec"]
+    assert spec["suspend"] is False
+    assert (spec["completionMode"], spec["parallelism"], spec["completions"]) == ("Indexed", 3, 3)
+    (owner,) = job["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
+        "TrainingJob",
+        "gang",
+        uid,
+        True,
+    )
+    labels = job["metadata"]["labels"]
+    assert labels["cadre.dev/team"] == team
+    assert labels["cadre.dev/trainingjob"] == "gang"
+    tj = get(apiserver, f"{TJS.format(ns=namespace)}/gang") or {}
+    admission = tj["status"]["admission"]
+    assert job["metadata"]["annotations"]["cadre.dev/admission"] == admission["id"]
+
+    service = get(apiserver, f"/api/v1/namespaces/{namespace}/services/gang")
+    assert service is not None
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["metadata"]["ownerReferences"][0]["uid"] == uid
+
+    assert spec["template"]["spec"]["schedulingGroup"] == {"podGroupName": "gang"}
     group = eventually(
         "the PodGroup",
         lambda: get(
@@ -111,12 +119,13 @@ def test_a_gang_gets_a_pod_group_when_the_api_server_serves_them(
 
 
 def test_creating_children_again_is_idempotent(
-    operator: OperatorProcess, apiserver: LocalCluster, namespace: str, team: str
+    operator: OperatorProcess, apiserver: LocalCluster, namespace: str, team: str, t4_node: str
 ) -> None:
     created = apiserver.api.create(TJS.format(ns=namespace), trainingjob("again"))
     first = eventually(
         "the Job", lambda: get(apiserver, f"/apis/batch/v1/namespaces/{namespace}/jobs/again")
     )
+    tj = get(apiserver, f"{TJS.format(ns=namespace)}/again") or {}
     config = parse_config(EXAMPLE_CONFIG.read_text())
     children = build_training_job_children(
         created,
@@ -125,6 +134,7 @@ def test_creating_children_again_is_idempotent(
         uid=created["metadata"]["uid"],
         team=team,
         config=config,
+        admission_id=tj["status"]["admission"]["id"],
     )
 
     async def create_twice() -> list[tuple[dict[str, Any], bool]]:
@@ -158,40 +168,44 @@ def test_admitted_when_capacity_appears_then_suspend_and_resume(
             and o
         ),
     )
-    # The admission is written first, then the Job is unsuspended.
-    eventually("Job unsuspended", lambda: apiserver.api.get(job_path)["spec"]["suspend"] is False)
+    # The admission is written first, then the Job is created, running.
+    eventually("Job running", lambda: apiserver.api.get(job_path)["spec"]["suspend"] is False)
     status = tj["status"]
     assert status["admittedAt"]
     assert "queue" not in status
     admitted = condition(tj, "Admitted")
     assert admitted is not None
     assert (admitted["status"], admitted["reason"]) == ("True", "Admitted")
-    # Service + Job + the gang's PodGroup created (the API server here serves PodGroups),
-    # Job unsuspended, one status write, the Admitted event.
+    # One status write, then Service + Job + the gang's PodGroup (the API server here
+    # serves PodGroups), and the Admitted event.
     writes = operator.quiet_writes(quiet=1.5) - writes_before
     print(f"\nAPI writes from create to Admitted: {writes:.0f}")
-    assert writes == 6, operator.api_requests(ok_only=True)
+    assert writes == 5, operator.api_requests(ok_only=True)
     events = apiserver.api.get(f"/api/v1/namespaces/{namespace}/events")["items"]
     mine = [e for e in events if e["involvedObject"]["name"] == "fits"]
     assert [(e["reason"], e["type"]) for e in mine] == [("Admitted", "Normal")]
 
-    # Suspend: the Job is suspended and the quota given back.
+    # Suspend: the admission is given back and the Job deleted.
     merge_patch(apiserver, tj_path, {"spec": {"suspend": True}})
-    eventually("Job suspended", lambda: apiserver.api.get(job_path)["spec"]["suspend"] is True)
+    eventually("Job deleted", lambda: get(apiserver, job_path) is None)
     tj = eventually(
         "status Suspended",
         lambda: (o := get(apiserver, tj_path)) and o["status"].get("phase") == "Suspended" and o,
     )
     assert tj["status"]["observedGeneration"] == 2
     assert condition(tj, "Admitted")["reason"] == "Suspended"  # type: ignore[index]
+    assert "admission" not in tj["status"]
 
-    # Resume: queued again, and admitted again since it fits.
+    # Resume: queued again, and admitted again since it fits: a new Job.
     merge_patch(apiserver, tj_path, {"spec": {"suspend": False}})
     eventually(
         "admitted again",
         lambda: (o := get(apiserver, tj_path)) and o["status"].get("phase") == "Admitted",
     )
-    eventually("Job unsuspended", lambda: apiserver.api.get(job_path)["spec"]["suspend"] is False)
+    eventually(
+        "a Job running",
+        lambda: (get(apiserver, job_path) or {}).get("spec", {}).get("suspend") is False,
+    )
 
 
 def test_gang_larger_than_quota_stays_queued(
@@ -208,34 +222,21 @@ def test_gang_larger_than_quota_stays_queued(
     )
     assert condition(tj, "Admitted")["reason"] == "ExceedsQuota"  # type: ignore[index]
     assert team in tj["status"]["queue"]["reason"]
-    job = apiserver.api.get(f"/apis/batch/v1/namespaces/{namespace}/jobs/huge")
-    assert job["spec"]["suspend"] is True
+    assert get(apiserver, f"/apis/batch/v1/namespaces/{namespace}/jobs/huge") is None
 
 
-def test_spec_change_while_queued_rebuilds_the_job(
+def test_a_spec_changed_while_queued_is_decided_on_as_it_is_now(
     operator: OperatorProcess, apiserver: LocalCluster, namespace: str, team: str
 ) -> None:
-    """No node: the job waits, may still change, and its Job follows the new spec."""
+    """No node: the job waits, may still change, and its status follows the new spec (it
+    has no Job to rebuild)."""
     apiserver.api.create(TJS.format(ns=namespace), trainingjob("reshaped", workers=2))
-    job_path = f"/apis/batch/v1/namespaces/{namespace}/jobs/reshaped"
-    first = eventually("the Job", lambda: get(apiserver, job_path))
     tj_path = f"{TJS.format(ns=namespace)}/reshaped"
     eventually(
         "Queued",
         lambda: (get(apiserver, tj_path) or {}).get("status", {}).get("phase") == "Queued",
     )
     merge_patch(apiserver, tj_path, {"spec": {"workers": 3}})
-    second = eventually(
-        "a Job of 3 workers",
-        lambda: (
-            (j := get(apiserver, job_path))
-            and j["metadata"]["uid"] != first["metadata"]["uid"]
-            and j["spec"]["parallelism"] == 3
-            and j
-        ),
-    )
-    assert second["spec"]["suspend"] is True
-    assert second["spec"]["completions"] == 3
     status = eventually(
         "status of generation 2",
         lambda: (
@@ -245,20 +246,21 @@ def test_spec_change_while_queued_rebuilds_the_job(
         ),
     )
     assert status["gpus"] == 3
+    assert get(apiserver, f"/apis/batch/v1/namespaces/{namespace}/jobs/reshaped") is None
 
 
 def test_recreated_trainingjob_replaces_the_children_of_the_deleted_one(
-    operator: OperatorProcess, apiserver: LocalCluster, namespace: str, team: str
+    operator: OperatorProcess, apiserver: LocalCluster, namespace: str, team: str, t4_node: str
 ) -> None:
     """No garbage collector runs here: the operator itself removes the children left by
     a deleted TrainingJob of the same name, and creates the new one's."""
     tjs = TJS.format(ns=namespace)
     job_path = f"/apis/batch/v1/namespaces/{namespace}/jobs/phoenix"
     service_path = f"/api/v1/namespaces/{namespace}/services/phoenix"
-    old_uid = apiserver.api.create(tjs, trainingjob("phoenix"))["metadata"]["uid"]
+    old_uid = apiserver.api.create(tjs, trainingjob("phoenix", workers=2))["metadata"]["uid"]
     eventually("the first Job", lambda: get(apiserver, job_path))
     apiserver.api.call("DELETE", f"{tjs}/phoenix")
-    new_uid = apiserver.api.create(tjs, trainingjob("phoenix"))["metadata"]["uid"]
+    new_uid = apiserver.api.create(tjs, trainingjob("phoenix", workers=2))["metadata"]["uid"]
     assert new_uid != old_uid
 
     def owned_by_new(path: str) -> bool:
@@ -268,9 +270,10 @@ def test_recreated_trainingjob_replaces_the_children_of_the_deleted_one(
     eventually("the new Service", lambda: owned_by_new(service_path), timeout=20)
     eventually("the new Job", lambda: owned_by_new(job_path), timeout=20)
     eventually(
-        "status Queued",
+        "status Admitted",
         lambda: (
-            ((get(apiserver, f"{tjs}/phoenix") or {}).get("status") or {}).get("phase") == "Queued"
+            ((get(apiserver, f"{tjs}/phoenix") or {}).get("status") or {}).get("phase")
+            == "Admitted"
         ),
     )
 

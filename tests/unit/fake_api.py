@@ -74,6 +74,8 @@ class FakeApi:
         path = f"{collection_path(obj)}/{obj['metadata']['name']}"
         if path in self.objects:
             return copy.deepcopy(self.objects[path]), False
+        obj = copy.deepcopy(obj)
+        obj["metadata"].setdefault("uid", f"uid-{self._rv + 1}")  # the server names it
         self.put(path, obj)
         self.writes.append((path, "create"))
         return copy.deepcopy(self.objects[path]), True
@@ -122,6 +124,7 @@ class FakeApi:
     async def delete(
         self, path: str, *, uid: str | None = None, propagation: str = "Background"
     ) -> bool:
+        self._check_failure("DELETE", path)
         current = self.objects.get(path)
         if current is None:
             return False

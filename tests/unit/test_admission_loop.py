@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,10 +19,11 @@ from cadre.controller.client import job_path, trainingjob_path
 from cadre.controller.queue_status import QueueStatusWriter
 from cadre.controller.status_writer import StatusWriter
 from cadre.controller.trainingjobs import TrainingJobReconciler
-from cadre.core.accounting import PodCharge
+from cadre.core.accounting import Interval, PodCharge, PodUsage
 from cadre.core.api.config import OperatorConfig, parse_config
 from cadre.core.cluster.store import Store
 from cadre.core.training import build_job
+from cadre.core.training.job import placement_digest
 from fake_api import FakeApi
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -88,21 +88,44 @@ class World:
                 "resources": {"flavor": "t4", "gpus": gpus},
             },
         }
-        job = build_job(
-            tj, name=name, namespace=NS, uid=f"uid-{name}", team="vision", config=self.config
-        )
-        job["metadata"]["uid"] = f"job-{name}"
-        job["spec"]["suspend"] = not running
-        if running:  # admitted by Cadre: the status holds the admission of that Job
+        path = trainingjob_path(NS, name)
+        if running:  # admitted by Cadre: its Job made for the admission in its status
+            job = build_job(
+                tj,
+                name=name,
+                namespace=NS,
+                uid=f"uid-{name}",
+                team="vision",
+                config=self.config,
+                admission_id=f"adm-{name}",
+            )
+            job["metadata"]["uid"] = f"job-{name}"
             tj["status"] = {
                 "phase": "Running",
                 "admittedAt": "2026-11-27T03:00:00Z",
-                "admission": {"jobUID": f"job-{name}", "flavor": "t4", "gpus": gpus},
+                "admission": {
+                    "id": f"adm-{name}",
+                    "jobDigest": placement_digest(job["spec"]),
+                    "flavor": "t4",
+                    "gpus": gpus,
+                },
             }
-        path = trainingjob_path(NS, name)
-        self.kube.put(path, tj)
-        self.kube.put(job_path(NS, name), job)
+            self.kube.put(job_path(NS, name), job)
+            self.store.upsert_job(self.kube.objects[job_path(NS, name)])
+        self.kube.put(path, tj)  # a waiting job has no Job
         self.store.upsert_trainingjob(self.kube.objects[path])
+        return f"{NS}/{name}"
+
+    def make_job_by_hand(self, name: str, *, suspend: bool = False) -> str:
+        """What someone else does (an earlier Cadre, or an editor without the admission
+        policies): a Job of the TrainingJob, built from its spec, with no admission."""
+        tj = self.kube.objects[trainingjob_path(NS, name)]
+        job = build_job(
+            tj, name=name, namespace=NS, uid=f"uid-{name}", team="vision", config=self.config
+        )
+        job["metadata"]["uid"] = f"byhand-{name}"
+        job["spec"]["suspend"] = suspend
+        self.kube.put(job_path(NS, name), job)
         self.store.upsert_job(self.kube.objects[job_path(NS, name)])
         return f"{NS}/{name}"
 
@@ -130,27 +153,32 @@ def world() -> World:
     return World(parse_config((EXAMPLES / "operator-config.yaml").read_text()))
 
 
-def test_admit_writes_the_admission_then_unsuspends_the_job(world: World) -> None:
-    world.add("a", gpus=2)
+def test_admit_writes_the_admission_then_creates_the_job(world: World) -> None:
+    key = world.add("a", gpus=2)
+    assert key not in world.store.jobs  # a waiting job has no Job
     writes = world.run_pass()
-    assert [path for path, _ in writes] == [
-        trainingjob_path(NS, "a") + "/status",
-        job_path(NS, "a"),
+    assert writes == [
+        (trainingjob_path(NS, "a") + "/status", writes[0][1]),
+        (job_path(NS, "a"), "create"),
     ]
-    # The admission lives in the status (users cannot write it) and names that Job.
-    assert writes[0][1]["status"]["admission"] == {
-        "jobUID": "job-a",
+    # The admission lives in the status (users cannot write it) and names the Job made
+    # for it: by an id the Job carries, and the shape it may have.
+    admission = writes[0][1]["status"]["admission"]
+    ident = admission.pop("id")
+    assert len(ident) == 16
+    job = world.kube.objects[job_path(NS, "a")]
+    assert admission == {
+        "jobDigest": placement_digest(job["spec"]),
         "team": "vision",
         "flavor": "t4",
         "priority": "normal",
         "gpus": 2,
     }
-    # The unsuspension names the Job the pass decided on: its UID and spec hash are tested.
-    assert [op["op"] for op in writes[1][1]] == ["test", "test", "add"]
-    assert writes[1][1][0] == {"op": "test", "path": "/metadata/uid", "value": "job-a"}
-    assert writes[1][1][2] == {"op": "add", "path": "/spec/suspend", "value": False}
+    # Created running, annotated with the admission's id.
+    assert job["spec"]["suspend"] is False
+    assert job["metadata"]["annotations"]["cadre.dev/admission"] == ident
     assert world.status("a")["phase"] == "Admitted"
-    assert world.store.jobs[f"{NS}/a"].running
+    assert world.store.jobs[key].running and world.store.has_admission(key)
     assert world.event_reasons("a") == ["Admitted"]
     assert world.run_pass() == []  # nothing changed: nothing written
     assert world.event_reasons("a") == ["Admitted"]
@@ -189,11 +217,12 @@ def test_higher_priority_preempts_and_the_victim_says_so(world: World) -> None:
     world.add("high", gpus=4, priority="high")
     writes = world.run_pass()
     paths = [path for path, _ in writes]
-    # Victims first: the admission is revoked, then the Job suspended.
+    # Victims first: the admission is revoked, then the Job deleted (a waiting job has
+    # none); then the admission, and the Job it is made for.
     assert paths[:2] == [trainingjob_path(NS, "low") + "/status", job_path(NS, "low")]
     assert writes[0][1]["status"]["admission"] is None
-    assert writes[1][1][-1] == {"op": "add", "path": "/spec/suspend", "value": True}
-    assert job_path(NS, "high") in paths
+    assert writes[1][1] == "delete"
+    assert (job_path(NS, "high"), "create") in writes
     low = world.status("low")
     assert low["phase"] == "Preempted"
     admitted = next(c for c in low["conditions"] if c["type"] == "Admitted")
@@ -269,14 +298,14 @@ def test_a_status_write_from_a_stale_base_rereads_and_retries(world: World) -> N
     assert world.kube.objects[path]["metadata"]["labels"] == {"x": "y"}
 
 
-def test_no_admission_when_a_victims_suspension_fails(world: World) -> None:
-    """A victim's suspension is confirmed before the work it makes room for is admitted."""
+def test_no_admission_when_a_victims_deletion_fails(world: World) -> None:
+    """A victim's stop is confirmed before the work it makes room for is admitted."""
     world.add("low", gpus=8, priority="low", running=True)
     world.add("high", gpus=4, priority="high")
     world.kube.fail[job_path(NS, "low")] = [500]
     writes = world.run_pass()
     assert job_path(NS, "high") not in [p for p, _ in writes]
-    assert not world.store.jobs[f"{NS}/high"].running
+    assert f"{NS}/high" not in world.store.jobs
     # The next pass decides again from what is observed, and goes through.
     writes = world.run_pass()
     paths = [p for p, _ in writes]
@@ -284,27 +313,28 @@ def test_no_admission_when_a_victims_suspension_fails(world: World) -> None:
     assert world.status("high")["phase"] == "Admitted"
 
 
-def test_an_admission_never_unsuspends_a_job_rebuilt_since_the_pass(world: World) -> None:
-    """The pass decided on Job `job-a`; it was replaced by another of the same name before
-    the unsuspend: the UID test fails and nothing is admitted."""
+def test_an_admission_is_never_written_for_a_spec_changed_since_the_pass(
+    world: World,
+) -> None:
+    """The pass decided on generation 1; the spec changed before its effects: the status
+    write meets a 409, re-reads, sees another generation and admits nothing (the next
+    pass decides on the new spec). No Job is made."""
     key = world.add("a", gpus=2)
 
     async def scenario() -> None:
-        build = world.loop  # the pass runs, then the Job is swapped before its effects
         from cadre.core.cluster.snapshot import build_snapshot  # noqa: PLC0415
 
         snapshot = build_snapshot(world.store, world.config)
-        path = job_path(NS, "a")
-        job = world.kube.objects[path]
-        job["metadata"]["uid"] = "job-a-rebuilt"
-        world.kube.put(path, job)
-        assert await build._admit(snapshot, key)
+        path = trainingjob_path(NS, "a")
+        tj = world.kube.objects[path]
+        tj["spec"]["resources"]["gpus"] = 4
+        tj["metadata"]["generation"] = 2
+        world.kube.put(path, tj)
+        assert await world.loop._admit(snapshot, key)
 
     asyncio.run(scenario())
-    assert world.kube.objects[job_path(NS, "a")]["spec"]["suspend"] is True
-    # The admission written names the Job decided on: the rebuilt one holds nothing.
-    assert world.status("a")["admission"]["jobUID"] == "job-a"
-    world.store.upsert_job(world.kube.objects[job_path(NS, "a")])
+    assert "admission" not in world.status("a")
+    assert job_path(NS, "a") not in world.kube.objects
     assert not world.store.admitted(key)
 
 
@@ -340,11 +370,9 @@ def test_a_pass_never_waits_for_queued_statuses(world: World) -> None:
 
 
 def test_no_children_and_no_error_in_a_namespace_being_deleted(world: World) -> None:
-    """A TrainingJob whose namespace is going: the create is refused (403 or 404), which
-    is no failure to retry (its own deletion follows)."""
+    """A TrainingJob whose namespace is going: the Job's create is refused (403 or 404),
+    which is no failure to retry (its own deletion follows)."""
     key = world.add("late", gpus=1)
-    del world.store.jobs[key]
-    world.store.trainingjobs[key].pop("status", None)
     world.kube.fail["/apis/batch/v1/namespaces/vision-research/jobs"] = [403, 404]
     for message in (
         '{"message": "jobs.batch \\"late\\" is forbidden: unable to create new content in '
@@ -352,22 +380,14 @@ def test_no_children_and_no_error_in_a_namespace_being_deleted(world: World) -> 
         '{"message": "namespaces \\"vision-research\\" not found"}',
     ):
         world.kube.fail_message = message
-        assert asyncio.run(world.reconciler.reconcile(key)) is None
+        world.run_pass()
     assert key not in world.store.jobs
+    assert world.kube.fail["/apis/batch/v1/namespaces/vision-research/jobs"] == []
 
 
-def _unsuspend_by_hand(world: World, name: str) -> str:
-    """What an editor of the namespace can do: `kubectl patch job <name> -p
-    '{"spec":{"suspend":false}}'`, and the watch brings it to the store."""
-    path = job_path(NS, name)
-    job = world.kube.objects[path]
-    job["spec"]["suspend"] = False
-    world.kube.put(path, job)
-    world.store.upsert_job(world.kube.objects[path])
-    return f"{NS}/{name}"
-
-
-def test_a_job_unsuspended_by_hand_is_suspended_again_and_reported(world: World) -> None:
+def test_a_job_someone_else_made_is_deleted_and_reported(world: World) -> None:
+    """Without the admission policies, an editor can make the Job of a queued
+    TrainingJob themselves: it holds what it uses until it is gone, and is deleted."""
     from cadre.controller.admission_loop import UNADMITTED  # noqa: PLC0415
 
     world.add("running", gpus=8, running=True)  # all 8 t4 GPUs
@@ -375,47 +395,93 @@ def test_a_job_unsuspended_by_hand_is_suspended_again_and_reported(world: World)
     world.run_pass()
     assert world.status("sneaky")["phase"] == "Queued"
     before = UNADMITTED._value.get()
-    key = _unsuspend_by_hand(world, "sneaky")
+    key = world.make_job_by_hand("sneaky")
     # It holds what it uses until it is stopped: never more admitted than the quota.
     assert world.store.admitted(key) and world.store.runs_unadmitted(key)
     writes = world.run_pass()
-    assert writes[0][0] == job_path(NS, "sneaky")
-    assert writes[0][1][-1] == {"op": "add", "path": "/spec/suspend", "value": True}
-    assert world.kube.objects[job_path(NS, "sneaky")]["spec"]["suspend"] is True
+    assert writes[0] == (job_path(NS, "sneaky"), "delete")
+    assert job_path(NS, "sneaky") not in world.kube.objects
     assert UNADMITTED._value.get() == before + 1
     assert "UnadmittedRunSuspended" in world.event_reasons("sneaky")
     status = world.status("sneaky")
     assert status["phase"] == "Queued"
     assert "admission" not in status
     (flag,) = [c for c in status["conditions"] if c["type"] == "UnadmittedRun"]
-    assert flag["reason"] == "JobUnsuspendedWithoutAdmission"
+    assert flag["reason"] == "JobRanWithoutAdmission"
     # The running job is untouched, and the next pass has nothing to undo.
     assert world.store.jobs[f"{NS}/running"].running
     assert world.run_pass() == []
-    # Once it is admitted for real, the flag goes.
+    # Once it is admitted for real, the flag goes, and its own Job is made.
     world.store.delete_trainingjob(f"{NS}/running")
     world.run_pass()
     status = world.status("sneaky")
     assert status["phase"] == "Admitted"
     assert not [c for c in status["conditions"] if c["type"] == "UnadmittedRun"]
+    assert world.store.has_admission(key)
 
 
-def test_an_admission_whose_unsuspension_failed_is_started_by_a_later_pass(
-    world: World,
-) -> None:
+def test_an_earlier_cadres_waiting_job_is_deleted_quietly_then_admitted(world: World) -> None:
+    """Before Cadre made Jobs at admission, a waiting job had a suspended Job: after an
+    upgrade it is deleted (no report: nobody tampered), and the job admitted as any."""
+    from cadre.controller.admission_loop import UNADMITTED  # noqa: PLC0415
+
+    key = world.add("old", gpus=2)
+    world.make_job_by_hand("old", suspend=True)
+    before = UNADMITTED._value.get()
+    assert not world.store.admitted(key) and world.store.stray(key)
+    writes = world.run_pass()
+    assert [(p, w) for p, w in writes if p == job_path(NS, "old")] == [
+        (job_path(NS, "old"), "delete"),
+        (job_path(NS, "old"), "create"),
+    ]
+    assert UNADMITTED._value.get() == before
+    assert "UnadmittedRunSuspended" not in world.event_reasons("old")
+    assert world.status("old")["phase"] == "Admitted"
+    assert world.store.has_admission(key) and world.store.jobs[key].running
+
+
+def test_an_admission_whose_job_was_not_made_gets_it_on_a_later_pass(world: World) -> None:
     world.add("a", gpus=2)
-    world.kube.fail[job_path(NS, "a")] = [503]
+    world.kube.fail["/apis/batch/v1/namespaces/vision-research/jobs"] = [503]
     world.run_pass()
     key = f"{NS}/a"
-    assert world.status("a")["admission"]["jobUID"] == "job-a"
-    assert world.kube.objects[job_path(NS, "a")]["spec"]["suspend"] is True
-    assert world.store.admitted(key)  # the admission holds the quota meanwhile
+    assert world.status("a")["admission"]["id"]
+    assert job_path(NS, "a") not in world.kube.objects
+    assert world.store.admitted(key) and world.store.awaits_job(key)  # it holds its quota
     writes = world.run_pass()
-    assert [p for p, _ in writes] == [job_path(NS, "a")]
-    assert world.kube.objects[job_path(NS, "a")]["spec"]["suspend"] is False
+    assert writes == [(job_path(NS, "a"), "create")]
+    assert world.store.has_admission(key)
+    # Someone deletes the Job of an admitted job: it is made again, for that admission.
+    del world.kube.objects[job_path(NS, "a")]
+    world.store.delete_job(key, uid=world.store.jobs[key].uid)
+    assert world.run_pass() == [(job_path(NS, "a"), "create")]
+    assert world.store.has_admission(key)
 
 
-def test_a_victim_whose_suspension_failed_is_stopped_without_a_tamper_report(
+def test_a_job_the_api_server_refuses_gives_its_admission_back(world: World) -> None:
+    """The CRD let the spec through, the API server refuses its Job (422): the admission
+    is revoked at once, the job waits with InvalidSpec until its spec changes."""
+    key = world.add("bad", gpus=2)
+    world.kube.fail["/apis/batch/v1/namespaces/vision-research/jobs"] = [422]
+    world.kube.fail_message = '{"message": "metadata.labels: Invalid value"}'
+    world.run_pass()
+    status = world.status("bad")
+    assert "admission" not in status and status["phase"] == "Queued"
+    (condition,) = [c for c in status["conditions"] if c["type"] == "Admitted"]
+    assert condition["reason"] == "InvalidSpec"
+    assert "the API server refused its job: " in condition["message"]
+    assert not world.store.admitted(key)
+    assert world.run_pass() == []  # not admitted again for this generation
+    path = trainingjob_path(NS, "bad")
+    tj = world.kube.objects[path]
+    tj["metadata"]["generation"] = 2
+    world.kube.put(path, tj)
+    world.store.upsert_trainingjob(world.kube.objects[path])
+    world.run_pass()
+    assert world.status("bad")["phase"] == "Admitted"
+
+
+def test_a_victim_whose_deletion_failed_is_stopped_without_a_tamper_report(
     world: World,
 ) -> None:
     from cadre.controller.admission_loop import UNADMITTED  # noqa: PLC0415
@@ -429,7 +495,7 @@ def test_a_victim_whose_suspension_failed_is_stopped_without_a_tamper_report(
     assert "admission" not in world.status("low")  # revoked first
     assert world.store.runs_unadmitted(low) and world.store.stopping_by_cadre(low)
     world.run_pass()
-    assert world.kube.objects[job_path(NS, "low")]["spec"]["suspend"] is True
+    assert job_path(NS, "low") not in world.kube.objects
     assert UNADMITTED._value.get() == before  # Cadre's own stop, not a user's doing
     assert "UnadmittedRunSuspended" not in world.event_reasons("low")
     assert world.status("high")["phase"] == "Admitted"
@@ -459,7 +525,7 @@ def test_an_admitted_job_whose_spec_no_longer_parses_is_stopped_first(world: Wor
     writes = world.run_pass()
     paths = [p for p, _ in writes]
     assert paths.index(job_path(NS, "old")) < paths.index(job_path(NS, "next"))
-    assert world.kube.objects[job_path(NS, "old")]["spec"]["suspend"] is True
+    assert job_path(NS, "old") not in world.kube.objects
     old = world.status("old")
     (condition,) = [c for c in old["conditions"] if c["type"] == "Admitted"]
     assert condition["reason"] == "InvalidSpec"
@@ -468,38 +534,27 @@ def test_an_admitted_job_whose_spec_no_longer_parses_is_stopped_first(world: Wor
 
 
 def test_a_job_whose_last_pods_are_still_stopping_waits_for_them(world: World) -> None:
-    """Suspended moments ago (a preemption, an unsuspension undone): its killed pods are not
-    counted yet. Unsuspended now, the Job controller could count their SIGKILL (exit 137)
-    as a worker failure of the new run; it waits until they are gone."""
+    """Preempted moments ago: its Job is deleted, its pods still stop (counted running).
+    It is not admitted again until they have stopped, so its new pods never meet its old
+    ones on the GPUs."""
     key = world.add("again", gpus=2)
-    path = job_path(NS, "again")
-
-    def job_status(**status: Any) -> None:
-        job = world.kube.objects[path]
-        job["status"] = status
-        world.kube.put(path, job)
-        world.store.upsert_job(world.kube.objects[path])
-
-    job_status(active=1)
+    started = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
+    world.store.upsert_pod_usage(key, "old-pod", (PodUsage(Interval(started), gpus=2),))
     assert world.run_pass()[0][0] == trainingjob_path(NS, "again") + "/status"
-    assert world.kube.objects[path]["spec"]["suspend"] is True
+    assert job_path(NS, "again") not in world.kube.objects
     (condition,) = [c for c in world.status("again")["conditions"] if c["type"] == "Admitted"]
     assert condition["reason"] == "Stopping"
-    job_status(active=0, uncountedTerminatedPods={"failed": ["pod-uid"]})
-    world.run_pass()
-    assert world.kube.objects[path]["spec"]["suspend"] is True
-    job_status(active=0, failed=0)
+    stopped = PodUsage(Interval(started, started.replace(minute=5)), gpus=2)
+    world.store.upsert_pod_usage(key, "old-pod", (stopped,))
     world.run_pass()
     assert world.store.admitted(key)
-    assert world.kube.objects[path]["spec"]["suspend"] is False
+    assert world.kube.objects[job_path(NS, "again")]["spec"]["suspend"] is False
 
 
-def test_a_job_whose_stopped_pods_still_exist_waits_until_they_are_gone(world: World) -> None:
-    """Stopped and counted, but still there (held by Cadre's accounting finalizer, Failed
-    with exit 137): the Job controller reads every pod it owns against the podFailurePolicy,
-    so a Job resumed now would fail at once on that exit code. It waits until the pod goes."""
+def test_stopped_pods_held_for_accounting_do_not_hold_a_job_back(world: World) -> None:
+    """Stopped and counted, still there (held by Cadre's accounting finalizer): the new
+    Job does not own them, so the job is admitted without waiting for them to go."""
     key = world.add("again", gpus=2)
-    path = job_path(NS, "again")
     stopped = PodCharge(
         uid="old-pod",
         name="again-0-abcde",
@@ -513,13 +568,8 @@ def test_a_job_whose_stopped_pods_still_exist_waits_until_they_are_gone(world: W
     world.store.upsert_pod(stopped)
     world.store.upsert_pod_usage(key, "old-pod", ())
     world.run_pass()
-    assert world.kube.objects[path]["spec"]["suspend"] is True
-    (condition,) = [c for c in world.status("again")["conditions"] if c["type"] == "Admitted"]
-    assert condition["reason"] == "Stopping"
-    world.store.upsert_pod(replace(stopped, gone=True))  # its DELETED event
-    world.run_pass()
     assert world.store.admitted(key)
-    assert world.kube.objects[path]["spec"]["suspend"] is False
+    assert world.kube.objects[job_path(NS, "again")]["spec"]["suspend"] is False
 
 
 def test_an_admission_is_timed_and_allocation_is_exported(world: World) -> None:

@@ -9,12 +9,13 @@ import pytest
 import yaml
 
 from cadre.core.api.config import OperatorConfig, parse_config
-from cadre.core.api.names import ANNOTATION_SPEC_HASH
+from cadre.core.api.names import ANNOTATION_ADMISSION, ANNOTATION_SPEC_HASH
 from cadre.core.budget.teams import budget_scope, resolve_team
 from cadre.core.cluster.snapshot import build_snapshot, team_of_budget
 from cadre.core.cluster.store import Store
 from cadre.core.scheduling import Limits, Reason, Resources, schedule
 from cadre.core.training import BuildError, build_job
+from cadre.core.training.job import placement_digest
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 GIB = 1 << 30
@@ -139,16 +140,30 @@ def built_job(store: Store, trainingjob: dict[str, Any]) -> dict[str, Any] | Non
 
 
 def add(store: Store, trainingjob: dict[str, Any], with_job: dict[str, Any] | None = None) -> None:
-    """The TrainingJob and its Job, built from its spec (unless `with_job` says otherwise)."""
-    store.upsert_trainingjob(trainingjob)
-    name = trainingjob["metadata"]["name"]
-    child = with_job or job(name, trainingjob["metadata"]["namespace"])
+    """The TrainingJob; with `with_job`, its Job as its spec builds it, and when that Job
+    runs, the admission in the TrainingJob's status that names it (as Cadre makes them).
+    Without, the TrainingJob waits: a waiting job has no Job."""
+    if with_job is None:
+        store.upsert_trainingjob(trainingjob)
+        return
     built = built_job(store, trainingjob)
     if built is not None:
         spec_hash = built["metadata"]["annotations"][ANNOTATION_SPEC_HASH]
-        child["metadata"].setdefault("annotations", {})[ANNOTATION_SPEC_HASH] = spec_hash
-        child["spec"] = {**built["spec"], "suspend": child["spec"]["suspend"]}
-    store.upsert_job(child)
+        with_job["metadata"].setdefault("annotations", {})[ANNOTATION_SPEC_HASH] = spec_hash
+        with_job["spec"] = {**built["spec"], "suspend": with_job["spec"]["suspend"]}
+    if not with_job["spec"]["suspend"]:
+        ident = f"adm-{trainingjob['metadata']['name']}"
+        with_job["metadata"].setdefault("annotations", {})[ANNOTATION_ADMISSION] = ident
+        status = dict(
+            trainingjob.get("status")
+            or {"phase": "Running", "admittedAt": trainingjob["metadata"]["creationTimestamp"]}
+        )
+        admission = dict(status.get("admission") or {"flavor": "t4", "gpus": 1})
+        admission.pop("jobUID", None)
+        admission.update(id=ident, jobDigest=placement_digest(with_job["spec"]))
+        trainingjob = {**trainingjob, "status": {**status, "admission": admission}}
+    store.upsert_trainingjob(trainingjob)
+    store.upsert_job(with_job)
 
 
 def test_capacity_from_nodes_counts_the_flavours_gpu_resource(config: OperatorConfig) -> None:
@@ -212,7 +227,8 @@ def test_which_trainingjobs_are_workloads(config: OperatorConfig) -> None:
         job("deleting", suspend=False),
     )
     workloads = {w.key.split("/")[1]: w for w in build_snapshot(store, config).snapshot.workloads}
-    assert set(workloads) == {"queued", "running", "suspending"}
+    # A waiting job has no Job: Cadre creates it at admission.
+    assert set(workloads) == {"no-children-yet", "queued", "running", "suspending"}
     assert not workloads["queued"].admitted
     assert workloads["running"].admitted
     assert workloads["suspending"].admitted  # holds its quota until its Job is suspended
@@ -294,11 +310,7 @@ def test_cache_keeps_parsed_specs_per_generation(config: OperatorConfig) -> None
     changed = tj("a", workers=2)
     changed["metadata"].update(generation=2, resourceVersion="2")
     store.upsert_trainingjob(changed)
-    # The Job was built from generation 1: not admissible until it is rebuilt.
-    build = build_snapshot(store, config, cache)
-    assert build.snapshot.workloads == ()
-    assert build.problems["vision-research/a"].reason == "Reshaping"
-    add(store, changed, job("a"))  # the reconciler's new Job, of the new spec
+    # A waiting job has no Job to rebuild: the pass decides on the new spec at once.
     (w,) = build_snapshot(store, config, cache).snapshot.workloads
     assert w.pods == 2
     assert ("vision-research/a", "uid-a", 2) in cache

@@ -25,9 +25,9 @@ T0 = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
 T1 = T0 + timedelta(seconds=30)
 
 
-def admission(gpus: int, uid: str = "u") -> dict[str, Any]:
-    """The admission record of the Job `uid` (the tests' Jobs are "u")."""
-    return {"jobUID": uid, "team": "t", "flavor": "a100", "gpus": gpus}
+def admission(gpus: int, ident: str = "a1") -> dict[str, Any]:
+    """The admission `ident`, which the tests' Jobs are made for ("a1")."""
+    return {"id": ident, "jobDigest": job().placement, "team": "t", "flavor": "a100", "gpus": gpus}
 
 
 def cond(status: dict[str, Any], type_: str) -> dict[str, Any]:
@@ -40,11 +40,18 @@ def job(
     ready: int = 0,
     conditions: list[dict[str, Any]] | None = None,
     uid: str = "u",
+    admission_id: str = "a1",
     **status: Any,
 ) -> Any:
     return job_record(
         {
-            "metadata": {"name": "j", "namespace": "ns", "uid": uid, "resourceVersion": "5"},
+            "metadata": {
+                "name": "j",
+                "namespace": "ns",
+                "uid": uid,
+                "resourceVersion": "5",
+                "annotations": {"cadre.dev/admission": admission_id},
+            },
             "spec": {"suspend": suspend},
             "status": {"ready": ready, "conditions": conditions or [], **status},
         }
@@ -240,17 +247,28 @@ def test_a_job_running_without_admission_is_never_called_admitted() -> None:
         assert from_job(q, running, workers=2, generation=1, now=T1) == q
     assert from_job(q, job(suspend=True), workers=2, generation=1, now=T1) == q
     # An admission of another Job (an earlier one of this TrainingJob) is not its.
-    a = admitted(q, generation=1, now=T0, admission=admission(4, uid="old"), team="t", gpus=4)
+    a = admitted(q, generation=1, now=T0, admission=admission(4, ident="old"), team="t", gpus=4)
     assert from_job(a, job(ready=2, active=2), workers=2, generation=1, now=T1) == a
     flagged = ran_without_admission(q, generation=1, now=T1)
-    assert cond(flagged, "UnadmittedRun")["reason"] == "JobUnsuspendedWithoutAdmission"
+    assert cond(flagged, "UnadmittedRun")["reason"] == "JobRanWithoutAdmission"
     again = admitted(flagged, generation=1, now=T1, admission=admission(4), team="t", gpus=4)
     assert not [c for c in again["conditions"] if c["type"] == "UnadmittedRun"]
 
 
 def test_admission_is_revoked_by_preemption_suspension_and_restart() -> None:
     a = admitted(None, generation=1, now=T0, admission=admission(2), team="t", gpus=2)
-    assert holds_admission(a, "u") and not holds_admission(a, "other")
+    assert holds_admission(a, job()) and not holds_admission(a, job(admission_id="other"))
+    # A Job made in its place with the admission's id but another shape holds nothing.
+    bigger = job_record(
+        {
+            "metadata": {"uid": "x", "annotations": {"cadre.dev/admission": "a1"}},
+            "spec": {"parallelism": 8, "completions": 8},
+        }
+    )
+    assert not holds_admission(a, bigger)
+    # An earlier Cadre's admission names the Job's UID.
+    by_uid = {**a, "admission": {"jobUID": "u", "team": "t", "flavor": "a100", "gpus": 2}}
+    assert holds_admission(by_uid, job()) and not holds_admission(by_uid, job(uid="v"))
     p = preempted(a, generation=1, now=T1, reason="Preempted", message="m")
     s = suspended(a, generation=1, now=T1)
     failure = restart_for(a, failed_job(EXIT_3), retries=1)
@@ -258,11 +276,11 @@ def test_admission_is_revoked_by_preemption_suspension_and_restart() -> None:
     r = restarting(a, generation=1, now=T1, failure=failure, retries=1, job_uid="u")
     for revoked in (p, s, r):
         assert "admission" not in revoked
-        assert not holds_admission(revoked, "u")
+        assert not holds_admission(revoked, job())
     # A status an earlier Cadre wrote (no admission record) keeps its gang running.
     legacy = {k: v for k, v in a.items() if k != "admission"}
-    assert holds_admission(legacy, "u")
-    assert not holds_admission({**legacy, "phase": "Queued"}, "u")
+    assert holds_admission(legacy, job())
+    assert not holds_admission({**legacy, "phase": "Queued"}, job())
 
 
 def failed_job(message: str, reason: str = "PodFailurePolicy", uid: str = "u") -> Any:

@@ -7,19 +7,19 @@ on an idle cluster is decided at once; after a wait, `admission.debounceMs` more
 gathers a burst of changes), builds the snapshot, calls the pure core
 (`cadre.core.scheduling`) and applies its decisions, in this order:
 
-0. enforcement: a Job running without its TrainingJob's admission (someone set
-   `suspend: false` on it) is suspended again, with an Event, the condition UnadmittedRun
-   and `cadre_unadmitted_jobs_suspended_total`; an admitted job whose Job is still
-   suspended (an unsuspension that failed) is unsuspended;
-1. victims: status Preempted first (the admission is revoked), then suspend the victim's
-   Job (the Job the pass saw: a UID test). If either fails (and the Job is not gone),
-   this pass admits nothing: the room it counted on is not confirmed free, and the next
-   pass decides again from what is observed (a Job left running without admission is
-   suspended by step 0);
+0. enforcement: a Job that no admission names (someone else made or unsuspended it, or
+   an earlier Cadre made it to wait) is deleted; when it ran, with an Event, the
+   condition UnadmittedRun and `cadre_unadmitted_jobs_suspended_total`. An admitted job
+   without its Job (its creation failed, or someone deleted it) gets it;
+1. victims: status Preempted first (the admission is revoked), then delete the victim's
+   Job (by UID). If either fails (and the Job is not gone), this pass admits nothing:
+   the room it counted on is not confirmed free, and the next pass decides again from
+   what is observed (a Job left without admission is deleted by step 0);
 2. admissions: status Admitted with the `admission` record first (a resourceVersion
-   precondition), then unsuspend the Job the pass decided on (its UID and spec hash
-   tested by the patch: a Job rebuilt in between is not admitted). The admission is in
-   the status, which users cannot write, not in the Job, which they can;
+   precondition: a spec changed since the pass is not admitted), then create the Job,
+   running, annotated with the admission's id (`training_children.py`). A waiting job
+   has no Job. The admission is in the status, which users cannot write, not in the
+   Job, which they could make;
 3. waiting jobs: handed to the queue-status writer (`queue_status.py`), which writes their
    reasons and positions paced, so a pass never waits for them.
 
@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -46,10 +47,17 @@ from typing import Any, Final
 import structlog
 from prometheus_client import Counter, Gauge, Histogram
 
-from cadre.controller.client import ApiClient, ApiError, NotLeaderError
+from cadre.controller.client import (
+    ApiClient,
+    ApiError,
+    NotLeaderError,
+    job_path,
+    trainingjob_path,
+)
 from cadre.controller.queue_status import QueueEntry, QueueStatusWriter
 from cadre.controller.status_writer import JobRef, StatusWriter, set_job_suspend, utcnow
 from cadre.controller.tasks import BackgroundTask
+from cadre.controller.training_children import create_admitted_children
 from cadre.core.api.config import OperatorConfig, WaitForPodsReady
 from cadre.core.cluster.serving import ServingView
 from cadre.core.cluster.snapshot import SnapshotBuild, build_snapshot
@@ -64,7 +72,9 @@ from cadre.core.serving.lifecycle import (
 )
 from cadre.core.training.lifecycle import (
     admitted,
+    pending_admission,
     preempted,
+    queued,
     ran_without_admission,
     timed_out,
     unadmitted_run_event,
@@ -92,8 +102,8 @@ for _decision in ("admit", "preempt", "requeue"):
 PENDING = Gauge("cadre_admission_pending_workloads", "Workloads waiting after the last pass.")
 UNADMITTED = Counter(
     "cadre_unadmitted_jobs_suspended_total",
-    "Cadre Jobs found running without an admission (unsuspended by someone else) and "
-    "suspended again.",
+    "Cadre Jobs found running without an admission (made or unsuspended by someone else) "
+    "and stopped.",
 )
 CAPACITY_GPUS = Gauge(
     "cadre_flavor_capacity_gpus",
@@ -246,7 +256,7 @@ class AdmissionLoop(BackgroundTask):
         if len(self.snapshot_cache) > 8 * max(len(self.store.trainingjobs), 256):
             self.snapshot_cache.clear()
 
-        await self._each(self._suspend_unadmitted(key) for key in build.unadmitted)
+        await self._each(self._remove_unadmitted(key) for key in build.unadmitted)
         await self._each(self._start(key) for key in build.to_start)
         await self._each(self._release_serving(view) for view in build.serving.values())
         stops = [
@@ -348,26 +358,27 @@ class AdmissionLoop(BackgroundTask):
 
         return list(await asyncio.gather(*(one(e) for e in effects)))
 
-    def _job_ref(self, build: SnapshotBuild, key: str) -> JobRef | None:
-        """The Job the pass decided on, if it is still the Job the store holds."""
-        info = build.info.get(key)
-        job = self.store.jobs.get(key)
-        if info is None or job is None or job.uid != info.job_uid:
-            return None
-        return JobRef(job.namespace, job.name, job.uid, info.spec_hash)
-
     async def _admit(self, build: SnapshotBuild, key: str) -> bool:
         info = build.info.get(key)
         now = utcnow()
-        admitted_uid: list[str] = []
+        admission_id = uuid.uuid4().hex[:16]
+        written: list[str] = []
 
         def fn(status: dict[str, Any] | None, tj: dict[str, Any]) -> dict[str, Any] | None:
-            ref = self._job_ref(build, key)
-            if ref is None or info is None or info.flavor is None:
-                return None
-            admitted_uid.append(ref.uid)
+            metadata = tj.get("metadata") or {}
+            if (
+                info is None
+                or info.flavor is None
+                or info.job_digest is None
+                or str(metadata.get("uid")) != info.uid
+                or generation_of(tj) != info.generation
+                or pending_admission(status) is not None
+            ):
+                return None  # changed since the pass (or admitted already): decide again
+            written.append(admission_id)
             admission = {
-                "jobUID": ref.uid,
+                "id": admission_id,
+                "jobDigest": info.job_digest,
                 "team": info.team,
                 "flavor": info.flavor,
                 "priority": info.priority,
@@ -380,67 +391,131 @@ class AdmissionLoop(BackgroundTask):
                 admission={k: v for k, v in admission.items() if v is not None},
                 team=info.team,
                 gpus=info.gpus,
+                message="the whole gang was admitted: its Job is created",
             )
 
         # The admission first, then the Job: a Job never runs on an admission that was not
         # written. Both under the job's lock, so no other writer of this replica comes
-        # in between (the reconciler, woken by the unsuspension, finds it Admitted).
+        # in between (the reconciler, woken by the Job, finds it Admitted).
         async with self.status.lock(key):
-            ref = self._job_ref(build, key)
-            if ref is None or self.store.admitted(key):
-                self.notify()  # the Job changed since the pass: decide again
+            if self.store.admitted(key) or key in self.store.jobs:
+                self.notify()  # changed since the pass: decide again
                 return True
             await self.status.update(key, fn, locked=True)
-            if not admitted_uid or not self.store.has_admission(key):
+            tj = self.store.trainingjobs.get(key)
+            if not written or pending_admission((tj or {}).get("status")) != admission_id:
                 self.notify()
                 return True
             self.store.admitted_at[key] = time.time()
             DECISIONS.labels("admit").inc()
             self._observe_admission(key, info.team if info is not None else None)
             self.queue.admitted(key)
-            log.info("admitted", trainingjob=key, job_uid=ref.uid)
-            await self._unsuspend(key, ref)
+            log.info("admitted", trainingjob=key, admission=admission_id)
+            await self._create_job(key)
         return True
 
-    async def _unsuspend(self, key: str, ref: JobRef) -> None:
-        """Unsuspend the admitted Job `ref`. A Job replaced meanwhile is not touched: its
-        admission names the old UID, so it holds nothing and the next pass decides."""
-        if await set_job_suspend(self.client, self.store, key, ref, suspend=False) == "gone":
+    async def _create_job(self, key: str) -> None:
+        """Create the admitted TrainingJob's children, running. Under the job's lock."""
+        tj = self.store.trainingjobs.get(key)
+        status = (tj or {}).get("status") or {}
+        admission_id = pending_admission(status)
+        if tj is None or admission_id is None:
+            return
+        created = await create_admitted_children(
+            self.client,
+            self.store,
+            key,
+            tj,
+            admission_id=admission_id,
+            team=(status.get("admission") or {}).get("team"),
+            config=self.config,
+        )
+        if created.outcome == "wait":
+            await self._confirm_exists(key, tj)
+            self.notify()  # an earlier child of its name goes first: a later pass creates it
+        elif created.outcome == "refused":
+            # What the spec builds is refused: the admission is given back at once, and
+            # the job waits until its spec changes (the snapshot reads this condition).
+            log.info("children refused: admission revoked", trainingjob=key)
+            self.store.admitted_at.pop(key, None)
+            await self.status.update(
+                key,
+                lambda status, obj: queued(
+                    status,
+                    generation=generation_of(obj),
+                    now=utcnow(),
+                    reason="InvalidSpec",
+                    message=created.message[:1000],
+                    position=None,
+                    team=None,
+                    gpus=None,
+                ),
+                locked=True,
+            )
             self.notify()
 
+    async def _confirm_exists(self, key: str, tj: dict[str, Any]) -> None:
+        """Its Job is being deleted: make sure the TrainingJob itself still exists. A ghost
+        (deleted while a watch was cut, until the resync drops it) would otherwise hold
+        its quota and get a Job the garbage collector deletes, again and again."""
+        metadata = tj.get("metadata") or {}
+        uid = str(metadata.get("uid"))
+        fresh = await self.client.get(
+            trainingjob_path(str(metadata.get("namespace")), str(metadata.get("name")))
+        )
+        if fresh is None or (fresh.get("metadata") or {}).get("uid") != uid:
+            self.store.delete_trainingjob(key, uid=uid)
+        else:
+            self.store.upsert_trainingjob(fresh, read=True)
+
     async def _start(self, key: str) -> bool:
-        """The status admits the Job but it is still suspended (the unsuspension after the
-        admission failed, or the operator stopped in between): unsuspend it."""
+        """The status admits the job but its Job is not there (its creation after the
+        admission failed, or the operator stopped in between, or someone deleted it):
+        create it. An earlier Cadre's admitted Job still suspended: unsuspend it."""
         async with self.status.lock(key):
+            if self.store.awaits_job(key):
+                await self._create_job(key)
+                return True
             job = self.store.jobs.get(key)
             if job is None or not job.suspended or job.finished:
                 return True
             if not self.store.has_admission(key):
                 return True
             log.info("starting an admitted job", trainingjob=key, job_uid=job.uid)
-            await self._unsuspend(key, JobRef(job.namespace, job.name, job.uid, job.spec_hash))
+            ref = JobRef(job.namespace, job.name, job.uid, job.spec_hash)
+            if await set_job_suspend(self.client, self.store, key, ref, suspend=False) == "gone":
+                self.notify()
         return True
 
-    async def _suspend_unadmitted(self, key: str) -> bool:
-        """The Job runs without an admission: suspend it again. Unless this replica is
-        stopping it itself (a preemption or spec.suspend whose Job write is on its way),
-        someone unsuspended it: say so (Event, condition, metric)."""
+    async def _remove_unadmitted(self, key: str) -> bool:
+        """A Job no admission names: delete it. Cadre creates Jobs only at admission, so
+        it is an earlier Cadre's waiting Job, one whose revocation's delete failed, or
+        someone else's. When it ran, and not because this replica is stopping it (a
+        preemption whose delete is on its way), say so (Event, condition, metric)."""
         async with self.status.lock(key):
             job = self.store.jobs.get(key)
-            if job is None or not self.store.runs_unadmitted(key):
+            if job is None or not self.store.stray(key):
                 return True
             ours = self.store.stopping_by_cadre(key)
-            ref = JobRef(job.namespace, job.name, job.uid)
-            await set_job_suspend(self.client, self.store, key, ref, suspend=True)
+            if not ours:
+                # The cache's TrainingJob may lag behind its Job (a new leader, the old
+                # one's last admission): read it before deleting anything.
+                await self._confirm_exists(key, self.store.trainingjobs.get(key) or {})
+                if not self.store.stray(key):
+                    return True
+            ran = self.store.runs_unadmitted(key)
+            await self.client.delete(job_path(job.namespace, job.name), uid=job.uid)
+            self.store.retire_job(key, job.uid)
             self.store.admitted_at.pop(key, None)
-            if ours:
+            if ours or not ran:
+                self.notify()
                 return True
             UNADMITTED.inc()
-            log.warning("suspended a job that ran without admission", trainingjob=key)
+            log.warning("deleted a job that ran without admission", trainingjob=key)
             now = utcnow()
-            tj = self.store.trainingjobs.get(key)
-            if tj is not None:
-                self.status.post(unadmitted_run_event(tj, now))
+            current = self.store.trainingjobs.get(key)
+            if current is not None:
+                self.status.post(unadmitted_run_event(current, now))
             await self.status.update(
                 key,
                 lambda status, obj: ran_without_admission(
@@ -492,20 +567,18 @@ class AdmissionLoop(BackgroundTask):
         *,
         decision: str,
     ) -> bool:
-        """Write the status `status_fn` gives (its admission revoked), then suspend the
-        Job; True once both are done (or the Job is gone)."""
+        """Write the status `status_fn` gives (its admission revoked), then delete the Job
+        (by UID: a waiting job has none); True once both are done (or the Job is gone)."""
         async with self.status.lock(key):
-            info = build.info.get(key)
             job = self.store.jobs.get(key)
-            ours = job is not None and (info is None or job.uid == info.job_uid)
-            if ours and job is not None:
+            if job is not None:
                 self.store.mark_stopping(key, job.uid)
             await self.status.update(key, status_fn, locked=True)
             self.store.admitted_at.pop(key, None)
             DECISIONS.labels(decision).inc()
-            if ours and job is not None:
-                ref = JobRef(job.namespace, job.name, job.uid)
-                await set_job_suspend(self.client, self.store, key, ref, suspend=True)
+            if job is not None:
+                await self.client.delete(job_path(job.namespace, job.name), uid=job.uid)
+                self.store.retire_job(key, job.uid)
             self.store.unexpect(key)
         return True
 

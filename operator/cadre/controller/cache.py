@@ -12,8 +12,9 @@
   (stopped, starved: its watches may have expired meanwhile; an empty relist of Kopf's
   shows no events at all);
 - `sync_for_takeover()`: what a new leader reads before its first decision: a consistent
-  list of Jobs, nodes and budgets, so that nothing the old leader admitted in its last
-  seconds is unseen (a lagging watch could otherwise make quota look free).
+  list of TrainingJobs (their admissions), Jobs, nodes, budgets and ModelDeployments, so
+  that nothing the old leader admitted in its last seconds is unseen (a lagging watch
+  could otherwise make quota look free).
 
 After each merge, a change that can alter a decision wakes the admission loop, and every
 TrainingJob is handed to the reconciler (level-based: it brings each to what is observed).
@@ -184,11 +185,8 @@ class Cache(BackgroundTask):
         else:
             changed = self.store.upsert_trainingjob(obj)
         self._reconcile(key)
-        # A TrainingJob without its Job yet is nothing the pass can decide on: its Job's
-        # event wakes the loop (waking it here would spend a pass before the Job exists,
-        # and the pacer would then hold back the pass that can admit it).
-        if changed and (event_type == "DELETED" or key in self.store.jobs):
-            self._changed()
+        if changed:
+            self._changed()  # a waiting TrainingJob has no Job: the pass decides on it
 
     def apply_job(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
         self._listing("job", event_type)
@@ -550,7 +548,7 @@ class Cache(BackgroundTask):
         """A new leader's consistent read of what decides admission (see the module)."""
         started = time.monotonic()
         for kind, path, selector in _LISTS:
-            if kind in ("job", "node", "budget", "modeldeployment"):
+            if kind in ("trainingjob", "job", "node", "budget", "modeldeployment"):
                 await self._merge(kind, path, selector)
         log.info("takeover sync done", seconds=round(time.monotonic() - started, 2))
 

@@ -4,19 +4,14 @@ Watch events only put a key on the work queue; `reconcile(key)` looks at what th
 holds for that TrainingJob, its Job and its pods, and brings the cluster to what the spec
 asks, whatever happened before and in whatever order the events came:
 
-- no Job: create the headless Service (more than one worker) and the suspended Indexed
-  Job (deterministic names; a 409 means it is there already: read back; a child left by
-  an earlier TrainingJob of the same name is deleted, by UID, first). A spec the models
-  refuse, or whose children the API server refuses (400/422), is reported as
-  InvalidSpec with what to fix, and not retried until the spec changes;
-- a waiting Job built from an earlier spec (or team), or changed by someone else (its
-  placement and resources as observed, not its annotation): deleted by UID and rebuilt,
-  so the admission pass only ever admits a Job the current spec builds;
-- `spec.suspend: true`: suspend an admitted Job (its pods go, its quota is released),
-  phase Suspended; back to false: Queued, and the loop decides;
+- no Job: nothing to create. A waiting job has none; the admission loop creates the Job
+  of an admitted one (`training_children.py`), and is woken when one is missing;
+- `spec.suspend: true`: revoke the admission and delete the Job (its pods go, its quota
+  is released), phase Suspended; back to false: Queued, and the loop decides;
 - a failed gang with retries left: the restart is recorded with the failed Job's UID
-  first (counted once however often this is retried), then that Job is deleted by UID
-  and a new one created, which the loop admits like any other;
+  first (counted once however often this is retried, the admission going with it), then
+  that Job is deleted by UID; the job waits in the queue, and the loop makes a new Job
+  when it admits it again;
 - otherwise the status the Job implies (Admitted -> Running -> Succeeded / Failed, worker
   counts at most every positionRefreshSeconds), with GPU-hours and cost from the pods;
 - a finished TrainingJob with `ttlAfterFinished` is deleted (UID precondition) when due;
@@ -31,7 +26,7 @@ then (a TTL, a held-back worker count).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable
 from functools import partial
 from typing import Any, Final
 
@@ -44,20 +39,17 @@ from cadre.controller.client import (
     ApiError,
     collection_path,
     job_path,
-    service_path,
     trainingjob_path,
 )
 from cadre.controller.status_writer import JobRef, StatusWriter, set_job_suspend, utcnow
+from cadre.controller.training_children import remove_stale
 from cadre.core.api.config import OperatorConfig
 from cadre.core.api.names import LABEL_TRAININGJOB
 from cadre.core.api.trainingjob import TrainingJobSpec
-from cadre.core.cluster.snapshot import expected_job_shape
 from cadre.core.cluster.store import Store
 from cadre.core.objects import generation_of, owner_uids, parse_api_time
 from cadre.core.training import (
-    BuildError,
     build_pod_group,
-    build_training_job_children,
     uses_pod_group,
 )
 from cadre.core.training.job import JobRecord
@@ -89,11 +81,8 @@ class TrainingJobReconciler:
         status: StatusWriter,
         cache: Cache,
         notify: Callable[[], None],
-        job_hashes: MutableMapping[Any, Any] | None = None,
     ) -> None:
         self.client = client
-        self.job_hashes: MutableMapping[Any, Any] = {} if job_hashes is None else job_hashes
-        """Shared with the admission loop's snapshot cache: each spec's Job is built once."""
         self.store = store
         self.config = config
         self.status = status
@@ -112,14 +101,11 @@ class TrainingJobReconciler:
         if (tj.get("metadata") or {}).get("deletionTimestamp"):
             return None
         if job is None:
-            try:
-                return await self._ensure_children(key, tj)
-            except ApiError as err:
-                if not err.namespace_going:
-                    raise
-                # Its namespace is being deleted (or gone), and the TrainingJob with it.
-                log.info("namespace deleted: no children created", trainingjob=key)
-                return None
+            # Waiting, or admitted and its Job on its way: the admission loop creates it.
+            await self._reconcile_suspend(key, tj, None)
+            if self.store.awaits_job(key):
+                self._notify()
+            return await self._expire(key)
         if job.deleting:
             return None  # its DELETED event brings the key back
         team = self._known_team(key.split("/", 1)[0])  # as the admission pass sees it
@@ -127,8 +113,6 @@ class TrainingJobReconciler:
         group_again = (
             _CHILD_RETRY_SECONDS if await self._ensure_pod_group(key, tj, job, team) else None
         )
-        if await self._reshape(key, tj, job, team):
-            return 0.0  # create the new Job now
         await self._reconcile_suspend(key, tj, job)
         job = self.store.jobs.get(key)
         if job is None:
@@ -150,77 +134,6 @@ class TrainingJobReconciler:
     def _known_team(self, namespace: str) -> str | None:
         """The namespace's team as the cache knows it (no API call)."""
         return self.store.team_of(namespace)
-
-    async def _team_of(self, namespace: str) -> str | None:
-        """The namespace's team; reads the namespace and the budgets when the cache does
-        not know of one (a budget or namespace created just before the job)."""
-        if namespace not in self.store.namespaces:
-            ns = await self.client.get(f"/api/v1/namespaces/{namespace}")
-            if ns is not None:
-                self.store.upsert_namespace(ns)
-        team = self._known_team(namespace)
-        if team is None:
-            # A budget created just before the job may not have reached the cache yet (the
-            # watches are independent): read the budgets before labelling children teamless.
-            for budget in await self.client.list("/apis/cadre.dev/v1alpha1/resourcebudgets"):
-                self.store.upsert_budget(budget)
-            team = self._known_team(namespace)
-        return team
-
-    async def _ensure_children(self, key: str, tj: dict[str, Any]) -> float | None:
-        """Create the Service and the suspended Job; a delay when an earlier TrainingJob's
-        child of the same name must go first."""
-        metadata = tj["metadata"]
-        namespace, name, uid = metadata["namespace"], metadata["name"], metadata["uid"]
-        if tj.get("status"):
-            # It had children before (a restart, or its Job was deleted): make sure the
-            # TrainingJob still exists. A ghost (deleted while a watch was cut, until the
-            # resync drops it) would otherwise get a Job the garbage collector deletes, and
-            # again, and again.
-            fresh = await self.client.get(trainingjob_path(namespace, name))
-            if fresh is None or (fresh.get("metadata") or {}).get("uid") != uid:
-                if self.store.delete_trainingjob(key, uid=uid):
-                    self._notify()
-                return None
-            self.store.upsert_trainingjob(fresh, read=True)
-        team = await self._team_of(namespace)
-        try:
-            children = build_training_job_children(
-                tj, name=name, namespace=namespace, uid=uid, team=team, config=self.config
-            )
-        except BuildError as err:
-            await self._cannot_build(key, team, err.reason, str(err))
-            return None
-        try:
-            if children.service is not None:
-                service, _ = await self.client.create(children.service)
-                if uid not in owner_uids(service):
-                    await self._remove_stale(key, service, service_path(namespace, name))
-                    return _CHILD_RETRY_SECONDS
-            job, created = await self.client.create(children.job)
-        except ApiError as err:
-            if err.status not in (400, 422):
-                raise
-            # The CRD let the spec through, the API server refuses what it builds (a
-            # label value, an env reference, a deadline too large...): say so with the
-            # server's words. Not retried: nothing changes until the spec does (a new
-            # generation brings the key back).
-            message = f"the API server refused its {err.path.rsplit('/', 1)[-1][:-1]}: "
-            await self._cannot_build(key, team, "InvalidSpec", message + err.message)
-            return None
-        job_metadata = job.get("metadata") or {}
-        if job_metadata.get("deletionTimestamp") or job_metadata.get("uid") in (
-            self.store.retired_jobs
-        ):
-            log.info("previous job still being deleted; waiting", trainingjob=key)
-            return _CHILD_RETRY_SECONDS
-        if uid not in owner_uids(job):
-            await self._remove_stale(key, job, job_path(namespace, name))
-            return _CHILD_RETRY_SECONDS
-        self.store.upsert_job(job)
-        log.info("children created" if created else "children found", trainingjob=key, team=team)
-        self._notify()
-        return None
 
     async def _ensure_pod_group(
         self, key: str, tj: dict[str, Any], job: JobRecord, team: str | None
@@ -253,76 +166,28 @@ class TrainingJobReconciler:
             return False  # its namespace is being deleted, and the Job with it
         if job.uid not in owner_uids(found):
             path = f"{collection_path(wanted)}/{(found.get('metadata') or {}).get('name')}"
-            await self._remove_stale(key, found, path)
+            await remove_stale(self.client, key, found, path)
             return True
         self._pod_groups[key] = job.uid
         return False
 
-    async def _cannot_build(self, key: str, team: str | None, reason: str, message: str) -> None:
-        """No children can be made from the spec: the status says why (Queued, with the
-        reason), and nothing is retried until the spec changes."""
-        log.info("no children can be built", trainingjob=key, reason=reason)
-        await self.status.update(
-            key,
-            lambda status, obj: queued(
-                status,
-                generation=generation_of(obj),
-                now=utcnow(),
-                reason=reason,
-                message=message[:1000],
-                position=None,
-                team=team,
-                gpus=None,
-            ),
-        )
-
-    async def _remove_stale(self, key: str, obj: dict[str, Any], path: str) -> None:
-        """A child of an earlier owner of the same name (a deleted TrainingJob, or, for a
-        PodGroup, an earlier Job), which the garbage collector has not reached yet (it
-        takes seconds): delete it now (that very object, by UID), so the new one can be
-        created."""
-        metadata = obj.get("metadata") or {}
-        log.info("deleting a child of an earlier owner", trainingjob=key, kind=obj.get("kind"))
-        if not metadata.get("deletionTimestamp"):
-            await self.client.delete(path, uid=str(metadata.get("uid")))
-
-    async def _reshape(
-        self, key: str, tj: dict[str, Any], job: JobRecord, team: str | None
-    ) -> bool:
-        """A spec (or team) changed while the job waits: a Job built from the old one must
-        not be admitted. It is deleted (by UID); True when it was."""
-        if job.finished or self.store.admitted(key):
-            return False
-        wanted = expected_job_shape(tj, team, self.config, self.job_hashes)
-        if wanted is None or wanted == job.shape:
-            return False  # (None: it builds no Job; the status says why)
-        async with self.status.lock(key):
-            current = self.store.jobs.get(key)
-            if current is None or current.uid != job.uid or self.store.admitted(key):
-                return False
-            log.info(
-                "the job is not what the spec builds (the spec or the Job changed while "
-                "queued): replacing it",
-                trainingjob=key,
-            )
-            await self.client.delete(job_path(job.namespace, job.name), uid=job.uid)
-            self.store.retire_job(key, job.uid)
-        return True
-
     # -- suspend ---------------------------------------------------------------------------
-    async def _reconcile_suspend(self, key: str, tj: dict[str, Any], job: JobRecord) -> None:
-        """spec.suspend true: stop the Job and say Suspended; false after Suspended: queue."""
-        if job.finished:
+    async def _reconcile_suspend(self, key: str, tj: dict[str, Any], job: JobRecord | None) -> None:
+        """spec.suspend true: revoke the admission, delete the Job (its pods go, its quota
+        is released) and say Suspended; false after Suspended: queue."""
+        if job is not None and job.finished:
             return
         phase = (tj.get("status") or {}).get("phase")
         if phase in TERMINAL:
             return
         if (tj.get("spec") or {}).get("suspend"):
-            # The admission is revoked first, then the Job is suspended: a Job never runs
-            # on an admission that is gone for long (the loop suspends one that does).
+            # The admission is revoked first, then the Job deleted: a Job never runs on an
+            # admission that is gone for long (the loop deletes one that does).
             async with self.status.lock(key):
+                current = self.store.jobs.get(key)
                 if phase != "Suspended":
-                    self.store.mark_stopping(key, job.uid)
+                    if current is not None:
+                        self.store.mark_stopping(key, current.uid)
                     await self.status.update(
                         key,
                         lambda status, obj: suspended(
@@ -330,9 +195,11 @@ class TrainingJobReconciler:
                         ),
                         locked=True,
                     )
-                if self.store.admitted(key) or not job.suspended:
-                    ref = JobRef(job.namespace, job.name, job.uid)
-                    await set_job_suspend(self.client, self.store, key, ref, suspend=True)
+                if current is not None and not current.deleting:
+                    await self.client.delete(
+                        job_path(current.namespace, current.name), uid=current.uid
+                    )
+                    self.store.retire_job(key, current.uid)
                     self.store.admitted_at.pop(key, None)
                     self._notify()
         elif phase == "Suspended":
@@ -359,9 +226,9 @@ class TrainingJobReconciler:
     # -- restart ---------------------------------------------------------------------------
     async def _restart(self, key: str, job: JobRecord, failure: GangFailure, retries: int) -> None:
         """A worker failed and retries are left: record the restart against the failed
-        Job's UID, delete that Job (its pods are gone already: the Job fails at the first
-        failed worker and stops the others), and let the next reconcile create a new
-        suspended one, which the loop admits like any other."""
+        Job's UID (the admission goes with it), delete that Job (its pods are gone
+        already: the Job fails at the first failed worker and stops the others); the job
+        waits in the queue, and the loop creates a new Job when it admits it again."""
         async with self.status.lock(key):
             record = self.store.jobs.get(key)
             if record is None or record.uid != job.uid or not record.failed:

@@ -94,7 +94,6 @@ class Runtime:
             status=status,
             cache=cache,
             notify=loop.notify,
-            job_hashes=loop.snapshot_cache,
         )
         serving = ModelDeploymentReconciler(
             client,

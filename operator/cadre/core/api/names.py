@@ -27,6 +27,10 @@ ACCOUNTING_FINALIZER: Final = "cadre.dev/accounting"
 # can tell "already there, as wanted" from "built from another spec or builder version".
 ANNOTATION_SPEC_HASH: Final = "cadre.dev/spec-hash"
 
+# On a Job Cadre created for an admission: the admission's `id` (TrainingJob
+# status.admission.id). The status, which users cannot write, names the Job by it.
+ANNOTATION_ADMISSION: Final = "cadre.dev/admission"
+
 # Set on pods by the Job controller (Kubernetes >= 1.27 for the label).
 JOB_NAME_LABEL: Final = "batch.kubernetes.io/job-name"
 COMPLETION_INDEX_ANNOTATION: Final = "batch.kubernetes.io/job-completion-index"

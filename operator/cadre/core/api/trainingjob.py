@@ -170,11 +170,27 @@ class WorkerCounts(CadreModel):
 
 class Admission(CadreModel):
     """What Cadre admitted: the one record that lets a Job run and decides what it is
-    charged. Written by the operator only (users cannot write status), before it
-    unsuspends the Job; a Job running without it is suspended again."""
+    charged. Written by the operator only (users cannot write status), before it creates
+    the Job; a Job without it is deleted."""
 
-    job_uid: str = Field(
-        alias="jobUID", max_length=64, description="The UID of the Job admitted (that one only)."
+    id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Names the Job made for this admission (its annotation cadre.dev/admission).",
+    )
+    job_digest: str | None = Field(
+        default=None,
+        alias="jobDigest",
+        max_length=64,
+        description="Where the admitted Job runs and what it holds (a digest of its "
+        "parallelism, placement and resources): a Job of another shape holds nothing.",
+    )
+    job_uid: str | None = Field(
+        default=None,
+        alias="jobUID",
+        max_length=64,
+        description="The UID of the Job admitted, in admissions written before Cadre "
+        "created Jobs at admission.",
     )
     team: str | None = Field(
         default=None, max_length=253, description="The ResourceBudget whose quota it holds."

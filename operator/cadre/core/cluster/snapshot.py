@@ -1,19 +1,19 @@
 """The store, as the admission core's `Snapshot`. Pure: no I/O, no Kubernetes client.
 
-Which TrainingJobs are workloads:
-- a job whose children are not created yet (no Job in the store) is not (yet);
-- a finished Job, or a TrainingJob being deleted, holds nothing;
-- `spec.suspend: true` holds nothing, unless its Job still runs (it is being suspended);
-- admitted = its status holds the admission of its Job (the durable truth, which users
-  cannot write), or its Job runs (a Job unsuspended by someone else holds what it uses
-  until the loop suspends it again: it is in `unadmitted`);
-- a waiting job whose Job still has pods of its last run (stopping, or stopped and held
-  by Cadre's accounting finalizer) is not admitted until they are gone (problem
-  `Stopping`): unsuspended sooner, the Job controller fails the new run at once on the
-  old pods' SIGKILL exit code (it reads every pod it owns against its podFailurePolicy);
-- a waiting job whose Job was built from an earlier spec (changed while it waited) is
-  not admitted until the Job is rebuilt (problem `Reshaping`): the pass decides on the
-  Job it names (its UID and spec hash), and that Job must be the spec's.
+Which TrainingJobs are workloads (a waiting one has no Job: Cadre creates it at
+admission):
+- every TrainingJob not finished, not being deleted and not `spec.suspend`, with or
+  without a Job; a finished Job holds nothing;
+- `spec.suspend: true` holds nothing, unless its Job still runs (it is being stopped);
+- admitted = its status holds an admission (the durable truth, which users cannot
+  write): the Job it names, or none yet (`to_start`: the loop creates it); or a Job of
+  it runs that no admission names (someone else made or unsuspended it): it holds what
+  it uses until the loop deletes it (`unadmitted`);
+- a waiting job whose last run's pods still run (preempted, their deletion on its way)
+  is not admitted until they stop (problem `Stopping`), nor one whose Job of an earlier
+  Cadre, suspended, still has pods;
+- a job whose Job cannot be built, or whose Job the API server refused for this
+  generation of the spec, waits with reason InvalidSpec until the spec changes.
 
 A job that cannot be scheduled at all (no budget covers its namespace, no flavour, an
 unknown flavour or priority) is not given to the core; it is returned in `problems`
@@ -61,11 +61,13 @@ from cadre.core.workloads.resources import PodRequest, pod_request
 from cadre.core.workloads.scheduling import PODS_READY_TIMEOUT
 
 __all__ = [
+    "REFUSED_PREFIX",
+    "JobShape",
     "Problem",
     "SnapshotBuild",
     "WorkloadInfo",
     "build_snapshot",
-    "expected_job_shape",
+    "expected_job",
     "node_of",
     "team_of_budget",
 ]
@@ -87,9 +89,11 @@ class WorkloadInfo:
     gpus: int
     generation: int
     admitted: bool
-    job_uid: str = ""
-    """The Job the pass decided on: an admission unsuspends only this one."""
-    spec_hash: str | None = None
+    uid: str = ""
+    """The UID of the object the pass decided on (a TrainingJob or ModelDeployment)."""
+    job_digest: str | None = None
+    """The placement digest of the Job the TrainingJob's spec builds: what its admission
+    allows (`admission.jobDigest`)."""
     flavor: str | None = None
     priority: str | None = None
 
@@ -105,10 +109,12 @@ class SnapshotBuild:
     conflicts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """namespace -> other budgets that also claim it (the first by name wins)."""
     unadmitted: tuple[str, ...] = ()
-    """Jobs running without their TrainingJob's admission: to suspend at once."""
+    """TrainingJobs with a Job that no admission names (`Store.stray`): to delete at once
+    (reported when it ran)."""
     to_start: tuple[str, ...] = ()
-    """Admitted jobs whose Job is still suspended (the unsuspension after the admission's
-    write failed or was cut short): to unsuspend."""
+    """Admitted jobs without their Job (its creation after the admission's write failed
+    or was cut short, or the Job was deleted), or with an earlier Cadre's Job still
+    suspended: to create, or unsuspend."""
     invalid_running: tuple[str, ...] = ()
     """Admitted jobs whose spec no longer parses (what they hold cannot be counted): to
     stop, like victims, before anything is admitted (their reason is in `problems`)."""
@@ -391,7 +397,13 @@ def _serving_workload(
         else PodRequest(flavor, int(admission.get("gpusPerReplica") or 0), 0, 0)
     )
     info = WorkloadInfo(
-        view.team, per_replica.gpus, view.generation, running, view.uid, None, flavor, priority
+        view.team,
+        per_replica.gpus,
+        view.generation,
+        running,
+        uid=view.uid,
+        flavor=flavor,
+        priority=priority,
     )
     created = parse_api_time(metadata.get("creationTimestamp")) or 0.0
     admitted_at = (
@@ -483,20 +495,33 @@ def _serving_workload(
     return _ServingOutcome(info, workload=workload)
 
 
-def expected_job_shape(
+@dataclass(frozen=True, slots=True)
+class JobShape:
+    """What the Job a TrainingJob's spec builds runs and where."""
+
+    spec_hash: str
+    placement: str
+    """`placement_digest` of its spec: what its admission allows (`admission.jobDigest`)."""
+
+
+REFUSED_PREFIX = "the API server refused its "
+"""How the status's InvalidSpec message starts when the API server refused a child."""
+
+
+def expected_job(
     tj: Mapping[str, Any],
     team: str | None,
     config: OperatorConfig,
     cache: MutableMapping[Any, Any] | None = None,
-) -> str | None:
-    """The shape (`JobRecord.shape`: spec hash and placement digest) of the Job the
-    TrainingJob's spec builds now for `team` (None: it builds none). `cache` keeps it
-    per (key, uid, generation, team): building a Job is the costly part of telling
-    whether a waiting job's Job is still the spec's."""
+) -> JobShape | Problem:
+    """The shape of the Job the TrainingJob's spec builds now for `team`, or why none can
+    be built. `cache` keeps it per (key, uid, generation, team): building a Job is the
+    costly part."""
     metadata = tj.get("metadata") or {}
     cache_key = (key_of(tj), str(metadata.get("uid", "")), generation_of(tj), team)
     if cache is not None and cache_key in cache:
-        return cast("str | None", cache[cache_key])
+        return cast("JobShape | Problem", cache[cache_key])
+    shape: JobShape | Problem
     try:
         job = build_job(
             tj,
@@ -507,12 +532,26 @@ def expected_job_shape(
             config=config,
         )
         annotation = str(job["metadata"]["annotations"][ANNOTATION_SPEC_HASH])
-        shape: str | None = f"{annotation}:{placement_digest(job['spec'])}"
-    except BuildError:
-        shape = None
+        shape = JobShape(annotation, placement_digest(job["spec"]))
+    except BuildError as err:
+        shape = Problem(err.reason, str(err))
     if cache is not None:
         cache[cache_key] = shape
     return shape
+
+
+def _refused(status: Mapping[str, Any], generation: int) -> Problem | None:
+    """The API server refused the children this generation builds (the loop said so in
+    the status, InvalidSpec): it is not admitted again until the spec changes."""
+    said = find_condition(status, "Admitted") or {}
+    message = str(said.get("message") or "")
+    if (
+        said.get("reason") == "InvalidSpec"
+        and message.startswith(REFUSED_PREFIX)
+        and said.get("observedGeneration") == generation
+    ):
+        return Problem("InvalidSpec", message)
+    return None
 
 
 def build_snapshot(
@@ -558,26 +597,30 @@ def build_snapshot(
     for key, tj in store.trainingjobs.items():
         job = store.jobs.get(key)
         metadata = tj.get("metadata") or {}
-        if job is None or job.finished:
+        if job is not None and job.finished:
             continue
-        if store.runs_unadmitted(key):
-            unadmitted.append(key)  # it holds what it uses until it is suspended
-        if (tj.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
-            continue  # its Job may stay suspended (a gang that timed out its last requeue)
+        if store.stray(key):
+            unadmitted.append(key)  # a running one holds what it uses until it is gone
+        status = tj.get("status") or {}
+        if status.get("phase") in ("Succeeded", "Failed"):
+            continue
         if metadata.get("deletionTimestamp"):
             continue
         running = store.admitted(key)
         suspend = bool((tj.get("spec") or {}).get("suspend", False))
         if suspend and not running:
             continue
-        if (
+        if running and not suspend and store.awaits_job(key):
+            to_start.append(key)
+        elif (
             running
             and not suspend
+            and job is not None
             and job.suspended
             and not _stopping(store, key, job)
             and store.has_admission(key)
         ):
-            to_start.append(key)
+            to_start.append(key)  # an earlier Cadre's Job, admitted and still suspended
         namespace = str(metadata.get("namespace", ""))
         if namespace not in team_of_ns:
             resolution = resolve_team(namespace, store.namespaces.get(namespace), scopes)
@@ -586,12 +629,13 @@ def build_snapshot(
                 conflicts[namespace] = resolution.conflicts
         team = team_of_ns[namespace]
         generation = generation_of(tj)
-        cache_key = (key, str(metadata.get("uid", "")), generation)
+        uid = str(metadata.get("uid", ""))
+        cache_key = (key, uid, generation)
         parsed = cache.get(cache_key)
         if parsed is None:
             parsed = cache[cache_key] = _parse(tj, config)
         if isinstance(parsed, Problem):
-            info[key] = WorkloadInfo(team, 0, generation, running, job.uid, job.spec_hash)
+            info[key] = WorkloadInfo(team, 0, generation, running, uid=uid)
             problems[key] = parsed
             if running:
                 # Admitted, and its spec no longer parses (stored under an older, looser
@@ -600,15 +644,16 @@ def build_snapshot(
                 invalid_running.append(key)
             continue
         request, priority = parsed
+        shape = None if running else expected_job(tj, team, config, cache)
         info[key] = WorkloadInfo(
             team,
             request.gpus,
             generation,
             running,
-            job.uid,
-            job.spec_hash,
-            request.flavor,
-            priority,
+            uid=uid,
+            job_digest=shape.placement if isinstance(shape, JobShape) else None,
+            flavor=request.flavor,
+            priority=priority,
         )
         if now is not None and readiness.enabled:
             late, deadline = _pods_ready_timeout(tj, job, running, now, readiness.timeout_seconds)
@@ -623,19 +668,19 @@ def build_snapshot(
                 problems[key] = _backoff_problem(tj, waiting_until, readiness.timeout_seconds)
                 deadlines.append(waiting_until)
                 continue
-        if not running and _stopping(store, key, job):
+        if not running and (store.pods_open(key) if job is None else _stopping(store, key, job)):
             problems[key] = Problem(
                 "Stopping",
                 "the pods of its last run are still stopping: it is considered again once "
                 "they are gone",
             )
             continue
-        if not running and expected_job_shape(tj, team, config, cache) != job.shape:
-            problems[key] = Problem(
-                "Reshaping",
-                "its Job is not what the spec builds (the spec changed while the job waited, "
-                "or someone changed the Job): it is being rebuilt from the spec",
-            )
+        if isinstance(shape, Problem):
+            problems[key] = shape  # its Job cannot be built: InvalidSpec, with why
+            continue
+        refused = _refused(status, generation)
+        if not running and refused is not None:
+            problems[key] = refused
             continue
         verdict = _placement_problem(
             namespace,
@@ -734,13 +779,17 @@ def build_snapshot(
 
 
 def _pods_ready_timeout(
-    tj: Mapping[str, Any], job: JobRecord, running: bool, now: datetime, timeout_seconds: int
+    tj: Mapping[str, Any],
+    job: JobRecord | None,
+    running: bool,
+    now: datetime,
+    timeout_seconds: int,
 ) -> tuple[Problem | None, datetime | None]:
     """(The reason to requeue it, or None; when its time runs out) for an admitted gang
     whose workers are not all running (phase Admitted: Running once they all are),
     `timeout_seconds` after its admission."""
     status = tj.get("status") or {}
-    if not running or job.suspended or status.get("phase") != "Admitted":
+    if not running or (job is not None and job.suspended) or status.get("phase") != "Admitted":
         return None, None
     admitted_at = parse_api_time(status.get("admittedAt"))
     if not isinstance(admitted_at, datetime):
@@ -749,7 +798,7 @@ def _pods_ready_timeout(
     if now < deadline:
         return None, deadline
     workers = int((tj.get("spec") or {}).get("workers") or 1)
-    ready = job.ready if job.ready is not None else job.active
+    ready = 0 if job is None else job.ready if job.ready is not None else job.active
     why = str((find_condition(status, "Running") or {}).get("message") or "")
     problem = Problem(
         PODS_READY_TIMEOUT,

@@ -19,10 +19,11 @@ says they are opaque). What keeps the view safe without that:
   precondition replaces exactly that version; a late watch event carrying that very
   version is older, and is ignored (an equality check, no ordering). Any other stale
   event can only cost a write a 409, which re-reads (`conflict-safe writes`).
-- **Admissions are expectations until observed.** When the loop unsuspends a Job, or a
-  relist shows one running, the Job counts as admitted until the watch shows it (or it
-  finishes, or goes), so no stale event can make its quota look free
-  (`expect_admitted`, as Kubernetes' own controllers keep expectations).
+- **Admissions are expectations until observed.** When the loop creates (or unsuspends)
+  a Job, or a relist shows one running, the Job counts as admitted until the watch
+  shows it (or it finishes, or goes), so no stale event can make its quota look free
+  (`expect_admitted`, as Kubernetes' own controllers keep expectations). An admission
+  in a TrainingJob's status holds its quota before its Job exists.
 
 Every `upsert_*` / `delete_*` returns True when the change can alter an admission
 decision, so the caller knows whether to wake the loop.
@@ -48,7 +49,7 @@ from cadre.core.serving.observed import (
     deployment_record,
 )
 from cadre.core.training.job import JobRecord, job_record
-from cadre.core.training.lifecycle import holds_admission
+from cadre.core.training.lifecycle import holds_admission, pending_admission
 from cadre.core.workloads.scheduling import UnscheduledPod
 
 __all__ = [
@@ -500,16 +501,35 @@ class Store:
         self.stopping[key] = uid
 
     def admitted(self, key: str) -> bool:
-        """The Job of `key` holds its quota: its TrainingJob's status admits it (and it
-        has not finished), or it runs as observed or expected (a Job running without an
-        admission holds what it uses until it is suspended: never over-admit)."""
+        """The TrainingJob `key` holds its quota: its status holds an admission (whose Job
+        Cadre creates, or created and it has not finished), or its Job runs as observed
+        or expected (a Job running without an admission holds what it uses until it is
+        stopped: never over-admit)."""
         job = self.jobs.get(key)
         if job is not None and not job.finished and self.has_admission(key):
             return True
+        tj = self.trainingjobs.get(key)
+        if (
+            tj is not None
+            and pending_admission(tj.get("status")) is not None
+            and (job is None or not (job.finished and self.has_admission(key)))
+        ):
+            return True  # its Job is on its way (or someone else's is in its place)
         expected = self.expectations.get(key)
         if expected is not None and self.clock() < expected.until:
             return True
         return job is not None and job.running
+
+    def awaits_job(self, key: str) -> bool:
+        """Admitted, and its Job is to be created (or was deleted since): the status holds
+        an admission and no Job of the TrainingJob is in the store."""
+        tj = self.trainingjobs.get(key)
+        return (
+            key not in self.jobs
+            and tj is not None
+            and not (tj.get("metadata") or {}).get("deletionTimestamp")
+            and pending_admission(tj.get("status")) is not None
+        )
 
     def has_admission(self, key: str) -> bool:
         """The TrainingJob's status admits its current Job (`holds_admission`)."""
@@ -517,11 +537,11 @@ class Store:
         tj = self.trainingjobs.get(key)
         if job is None or tj is None:
             return False
-        return holds_admission(tj.get("status"), job.uid)
+        return holds_admission(tj.get("status"), job)
 
     def runs_unadmitted(self, key: str) -> bool:
         """The Job of `key` runs (or is expected to) without its TrainingJob's admission:
-        someone unsuspended it, or this replica's own suspension of it is on its way."""
+        someone made or unsuspended it, or this replica's own stop of it is on its way."""
         job = self.jobs.get(key)
         if job is None or job.finished or key not in self.trainingjobs:
             return False
@@ -529,8 +549,18 @@ class Store:
         expected_running = expected is not None and self.clock() < expected.until
         return (job.running or expected_running) and not self.has_admission(key)
 
+    def stray(self, key: str) -> bool:
+        """The TrainingJob has a Job, not finished and not being deleted, that no admission
+        names: Cadre creates Jobs only at admission, so it is one left from an earlier
+        Cadre (which created them suspended, to wait), one whose admission was revoked
+        and whose deletion failed, or one someone else made. It is deleted."""
+        job = self.jobs.get(key)
+        if job is None or job.finished or job.deleting or key not in self.trainingjobs:
+            return False
+        return not self.has_admission(key)
+
     def stopping_by_cadre(self, key: str) -> bool:
-        """This replica revoked the admission of `key` and is suspending its Job (a
+        """This replica revoked the admission of `key` and is stopping its Job (a
         preemption or spec.suspend): a Job still running then is no user's doing."""
         job = self.jobs.get(key)
         return job is not None and self.stopping.get(key) == job.uid

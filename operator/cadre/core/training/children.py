@@ -1,4 +1,4 @@
-"""The children of a TrainingJob: a suspended Indexed batch/v1 Job and a headless Service.
+"""The children of a TrainingJob: an Indexed batch/v1 Job and a headless Service.
 
 Pure: plain dicts (the API's wire form) out, nothing read or written. Same input, same
 output, byte for byte: names derive from the TrainingJob's name, maps are sorted.
@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from cadre.core.api.config import Flavor, OperatorConfig
 from cadre.core.api.names import (
     ACCOUNTING_FINALIZER,
+    ANNOTATION_ADMISSION,
     ANNOTATION_SPEC_HASH,
     JOB_NAME_LABEL,
     LABEL_TRAININGJOB,
@@ -194,12 +195,16 @@ def build_job(
     uid: str,
     team: str | None,
     config: OperatorConfig,
+    admission_id: str | None = None,
 ) -> dict[str, Any]:
-    """The batch/v1 Job that runs the gang: Indexed, `workers` pods at once, suspended.
+    """The batch/v1 Job that runs the gang: Indexed, `workers` pods at once.
 
     `name`, `namespace`, `uid`: the TrainingJob's. `team`: the ResourceBudget it is charged
-    to (None: no team label). Raises a `BuildError` (UnknownFlavourError, ...) whose message
-    is fit for a status condition.
+    to (None: no team label). `admission_id`: the admission it is created for (Cadre
+    creates a Job only once it is admitted, so it starts at once, annotated with the id
+    the status names it by); without one it is built suspended (a preview, or the shape
+    to compare with). Raises a `BuildError` (UnknownFlavourError, ...) whose message is
+    fit for a status condition.
     """
     spec = as_spec(job)
     flavour = resolve_flavour(spec, config)
@@ -208,8 +213,8 @@ def build_job(
         "completionMode": "Indexed",
         "completions": spec.workers,
         "parallelism": spec.workers,
-        # Created suspended: no pod exists until Cadre admits the whole gang and unsuspends.
-        "suspend": True,
+        # Created at admission, it runs at once; built without one, nothing may start.
+        "suspend": admission_id is None,
         # 0: the Job never replaces a failed worker. A gang cannot continue with one member
         # restarted alone (the rendezvous is fixed at start), so Cadre restarts the whole
         # gang itself, counting spec.retries; the Job only reports the first failure.
@@ -229,6 +234,11 @@ def build_job(
         # The pods wait (kube-scheduler's PreEnqueue) until the PodGroup exists, then are
         # bound all together or not at all.
         job_spec["template"]["spec"]["schedulingGroup"] = {"podGroupName": pod_group_name(name)}
+    # The hash leaves `suspend` out: it tells what the Job runs, not whether it runs yet.
+    hashed = {k: v for k, v in job_spec.items() if k != "suspend"}
+    annotations = {ANNOTATION_SPEC_HASH: spec_hash({"labels": labels, "spec": hashed})}
+    if admission_id is not None:
+        annotations[ANNOTATION_ADMISSION] = admission_id
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -236,7 +246,7 @@ def build_job(
             "name": job_name(name),
             "namespace": namespace,
             "labels": labels,
-            "annotations": {ANNOTATION_SPEC_HASH: spec_hash({"labels": labels, "spec": job_spec})},
+            "annotations": annotations,
             "ownerReferences": [owner_reference(KIND, name, uid)],
         },
         "spec": job_spec,
@@ -353,9 +363,10 @@ def build_training_job_children(
     uid: str,
     team: str | None,
     config: OperatorConfig,
+    admission_id: str | None = None,
 ) -> TrainingJobChildren:
-    """The Service (for more than one worker) and the suspended Job of a TrainingJob
-    (see `build_job`)."""
+    """The Service (for more than one worker) and the Job of a TrainingJob (see
+    `build_job`)."""
     spec = as_spec(job)
     service = (
         build_headless_service(spec, name=name, namespace=namespace, uid=uid, team=team)
@@ -364,5 +375,13 @@ def build_training_job_children(
     )
     return TrainingJobChildren(
         service=service,
-        job=build_job(spec, name=name, namespace=namespace, uid=uid, team=team, config=config),
+        job=build_job(
+            spec,
+            name=name,
+            namespace=namespace,
+            uid=uid,
+            team=team,
+            config=config,
+            admission_id=admission_id,
+        ),
     )

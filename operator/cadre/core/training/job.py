@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cadre.core.api.names import ANNOTATION_SPEC_HASH
+from cadre.core.api.names import ANNOTATION_ADMISSION, ANNOTATION_SPEC_HASH
 from cadre.core.units.quantity import QuantityError, parse_quantity
 
 __all__ = ["JobRecord", "job_record", "placement_digest"]
@@ -43,6 +43,9 @@ class JobRecord:
     owner_uid: str | None = None
     """The UID of the TrainingJob that controls it (its controller owner reference)."""
     deleting: bool = False
+    admission_id: str | None = None
+    """The admission it was created for (annotation cadre.dev/admission): the status's
+    `admission.id` names the Job it admits by this."""
 
     @property
     def shape(self) -> str:
@@ -149,4 +152,5 @@ def job_record(job: Mapping[str, Any]) -> JobRecord:
             None,
         ),
         deleting=bool(metadata.get("deletionTimestamp")),
+        admission_id=(metadata.get("annotations") or {}).get(ANNOTATION_ADMISSION),
     )

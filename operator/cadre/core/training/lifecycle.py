@@ -13,10 +13,11 @@ Conditions are the truth, `phase` is their one-word summary for `kubectl get`:
 | Suspended | False (Suspended) | False (Suspended) | |
 | Queued, restarting | False (Restarting) | False (WorkerFailed...) | |
 
-Admission lives in the status, never in the Job: `admission` names the Job Cadre admitted
-(its UID) with the team, flavour, priority and GPUs it holds; it is written before the
-Job is unsuspended and removed before it is suspended, and a Job running without it is
-suspended again (condition UnadmittedRun). Users cannot write status.
+Admission lives in the status, never in the Job: `admission` names the Job Cadre creates
+for it (by an id the Job carries as an annotation, and the shape it may have) with the
+team, flavour, priority and GPUs it holds; it is written before the Job is created and
+removed before the Job is deleted, and a Job found without it is deleted (condition
+UnadmittedRun when it ran). Users cannot write status.
 
 Every condition carries the generation it was computed from; `observedGeneration` at the
 top says which spec the whole status describes. A failed gang with retries left is
@@ -59,6 +60,7 @@ __all__ = [
     "from_job",
     "gang_failure",
     "holds_admission",
+    "pending_admission",
     "preempted",
     "queued",
     "ran_without_admission",
@@ -77,7 +79,7 @@ ADMITTED: Final = "Admitted"
 RUNNING: Final = "Running"
 FINISHED: Final = "Finished"
 UNADMITTED_RUN: Final = "UnadmittedRun"
-"""A condition: its Job was found running without Cadre's admission and suspended."""
+"""A condition: its Job was found running without Cadre's admission and stopped."""
 TERMINAL: Final = ("Succeeded", "Failed")
 
 Status = dict[str, Any]
@@ -242,33 +244,52 @@ def suspended(status: Mapping[str, Any] | None, *, generation: int, now: datetim
     return out
 
 
-def holds_admission(status: Mapping[str, Any] | None, job_uid: str) -> bool:
-    """True when the status admits the Job `job_uid`: its `admission` names that Job. A
-    status an earlier Cadre wrote (phase Admitted or Running with admittedAt, before the
-    admission record existed) counts too, so an upgrade does not stop running gangs;
-    users cannot write status, so neither can be forged."""
+def holds_admission(status: Mapping[str, Any] | None, job: JobRecord) -> bool:
+    """True when the status admits the Job `job`. Cadre creates a Job only once it is
+    admitted: `admission.id` names it (the Job's annotation cadre.dev/admission) and
+    `admission.jobDigest` says what it may hold, checked against the Job as observed, so
+    a Job someone else made in its place holds nothing unless it is the very shape
+    admitted. An admission of an earlier Cadre names the Job's UID (`jobUID`), or is a
+    phase Admitted or Running with admittedAt; both count, so an upgrade does not stop
+    running gangs. Users cannot write status, so none of these can be forged."""
     status = status or {}
     admission = status.get("admission")
     if isinstance(admission, Mapping):
-        return bool(job_uid) and admission.get("jobUID") == job_uid
+        if admission.get("id"):
+            digest = admission.get("jobDigest")
+            return job.admission_id == admission["id"] and (
+                digest is None or digest == job.placement
+            )
+        return bool(job.uid) and admission.get("jobUID") == job.uid
     return status.get("phase") in ("Admitted", "Running") and bool(status.get("admittedAt"))
+
+
+def pending_admission(status: Mapping[str, Any] | None) -> str | None:
+    """The id of the admission the status holds for a Job Cadre is to create (None:
+    none, an earlier Cadre's, or the job finished): admitted, its Job may not exist yet."""
+    status = status or {}
+    admission = status.get("admission")
+    if not isinstance(admission, Mapping) or status.get("phase") in TERMINAL:
+        return None
+    ident = admission.get("id")
+    return str(ident) if ident else None
 
 
 def ran_without_admission(
     status: Mapping[str, Any] | None, *, generation: int, now: datetime
 ) -> Status:
-    """Its Job was found running without an admission (someone unsuspended it): Cadre
-    suspended it again. The condition stays until the job is admitted."""
+    """Its Job was found running without an admission (someone made or unsuspended it,
+    not Cadre): Cadre stopped it. The condition stays until the job is admitted."""
     out = _base(status, generation)
     message = (
-        "its Job ran without an admission (spec.suspend was set to false on the Job, not "
-        "by Cadre): Cadre suspended it again; the job waits in the queue like any other"
+        "its Job ran without an admission (someone else made or unsuspended it, not "
+        "Cadre): Cadre stopped it; the job waits in the queue like any other"
     )
     out["conditions"] = with_condition(
         out.get("conditions"),
         UNADMITTED_RUN,
         "True",
-        "JobUnsuspendedWithoutAdmission",
+        "JobRanWithoutAdmission",
         message,
         generation,
         now,
@@ -281,8 +302,8 @@ def unadmitted_run_event(tj: Mapping[str, Any], now: datetime) -> dict[str, Any]
     return _event(
         tj,
         "UnadmittedRunSuspended",
-        "its Job was unsuspended without Cadre's admission (not by Cadre): "
-        "suspended again; the job waits in the queue like any other",
+        "its Job ran without Cadre's admission (someone else made or unsuspended it): "
+        "stopped; the job waits in the queue like any other",
         "Warning",
         now,
     )
@@ -426,7 +447,7 @@ def from_job(
             conditions, FINISHED, "True", reason, message, generation, now
         )
         return out
-    if not job.running or not holds_admission(status, job.uid):
+    if not job.running or not holds_admission(status, job):
         # A Job that runs without Cadre's admission is never called Admitted: the
         # admission loop suspends it again (`ran_without_admission`).
         return dict(status or {})
