@@ -1,6 +1,7 @@
-"""Admission latency on an idle cluster (S4) and reclaim of borrowed quota (S5), issue #15.
+"""Admission latency on an idle cluster (S4), reclaim of borrowed quota (S5), a cold start
+(S7) and the metrics endpoint (S8), issue #15.
 
-    .venv/bin/python bench/bench_latency.py [--scenario s4|s5|both] [--runs 3] [--jobs 60]
+    .venv/bin/python bench/bench_latency.py [--scenario s4|s5|s7|s8|both] [--runs 3]
 
 Each scenario gets its own etcd and kube-apiserver (the project's binaries, 127.0.0.1),
 the CRDs, Node objects of one flavour `rf`, and `cadre run` under its ServiceAccount with
@@ -20,6 +21,12 @@ just before the create's POST to the watch event that shows the status.
   GPUs of every Job not suspended against the 40 there are (over-admission: any sample
   above).
 
+- **S7, cold start** (`--scenario s7`): --teams budgets of 20 GPUs (cohorts of 10) and
+  --trainingjobs one-GPU TrainingJobs spread over them, settled by a first operator (its
+  statuses written, most jobs queued); it stops, one more team and job are created, and a
+  new operator starts: the time from its start to leading, and to that job's admission
+  (the first decision that needs the whole cache), its writes until it has been quiet for
+  5 s (those of that one admission included), and its peak RSS.
 - **S8, metrics** (`--scenario s8`): --teams budgets (cohorts of 10), one running job
   each; 20 reads of the operator's /metrics: series, size, time per scrape.
 
@@ -35,6 +42,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -255,6 +263,81 @@ async def s5(world: World, runs: int) -> list[dict[str, float]]:
     return out
 
 
+# ---- S7 ----------------------------------------------------------------------------
+TEAM_GPUS = 20
+
+
+def s7(cluster: Any, folder: Path, teams: int, trainingjobs: int) -> dict[str, float]:
+    """See the module: a restart of the operator with `trainingjobs` TrainingJobs settled."""
+    api = cluster.api
+    for t in range(teams):
+        name = f"team-{t:04d}"
+        api.create("/api/v1/namespaces", {"metadata": {"name": name}})
+        api.create(
+            f"{GROUP}/resourcebudgets", budget(name, TEAM_GPUS, cohort=f"cohort-{t // 10:03d}")
+        )
+    first = start_operator(cluster, folder / "first", PRIORITIES)
+    try:
+        docs = [(f"team-{i % teams:04d}", f"job-{i:05d}") for i in range(trainingjobs)]
+
+        def post(doc: tuple[str, str]) -> None:
+            namespace, name = doc
+            api.create(
+                f"{GROUP}/namespaces/{namespace}/trainingjobs", training_job(namespace, name, 1)
+            )
+
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(post, docs))
+        waiting = max(0, trainingjobs - teams * TEAM_GPUS)
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:
+            if first.metric("cadre_admission_pending_workloads") == waiting:
+                break
+            time.sleep(2)
+        first.quiet_writes(quiet=10, timeout=900)  # every status written
+        settle_writes = first.writes(accounting=True)
+    finally:
+        first.stop()
+    # While no operator runs: a new team and its first job.
+    api.create("/api/v1/namespaces", {"metadata": {"name": "team-new"}})
+    api.create(f"{GROUP}/resourcebudgets", budget("team-new", TEAM_GPUS))
+    path = f"{GROUP}/namespaces/team-new/trainingjobs"
+    api.create(path, training_job("team-new", "first", 1))
+    started = time.monotonic()
+    second = start_operator(cluster, folder / "restart", PRIORITIES)
+    try:
+        leading = time.monotonic() - started
+        while (api.get(f"{path}/first").get("status") or {}).get("phase") != "Admitted":
+            time.sleep(0.05)
+        decided = time.monotonic() - started
+        second.quiet_writes(quiet=5, timeout=600)
+        requests = second.api_requests(ok_only=True)
+        writes = {
+            f"{verb} {resource}": n
+            for (verb, resource), n in sorted(requests.items())
+            if verb in ("POST", "PUT", "PATCH", "DELETE")
+        }
+        figures = {
+            "leading": leading,
+            "decided": decided,
+            "writes": float(sum(n for k, n in writes.items() if not k.endswith("leases"))),
+            "rss_peak_mib": second.memory_kib()[1] / 1024,
+            "settle_writes": settle_writes,
+        }
+    finally:
+        second.stop()
+    print(
+        f"S7: {trainingjobs} TrainingJobs in {teams} budgets (settled with "
+        f"{settle_writes:.0f} writes); restarted operator leading after "
+        f"{figures['leading']:.1f} s, first decision (a new job admitted) after "
+        f"{figures['decided']:.1f} s; {figures['writes']:.0f} writes until quiet "
+        f"({', '.join(f'{k} {v:.0f}' for k, v in writes.items())}); peak RSS "
+        f"{figures['rss_peak_mib']:.0f} MiB",
+        flush=True,
+    )
+    return figures
+
+
 # ---- S8 ----------------------------------------------------------------------------
 def s8(cluster: Any, op: Any, teams: int, scrapes: int, *, create: bool) -> dict[str, float]:
     """`teams` budgets (cohorts of 10, one namespace each) with one running job each
@@ -298,8 +381,9 @@ def s8(cluster: Any, op: Any, teams: int, scrapes: int, *, create: bool) -> dict
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenario", choices=("s4", "s5", "s8", "both"), default="both")
-    parser.add_argument("--teams", type=int, default=1000, help="S8: budgets")
+    parser.add_argument("--scenario", choices=("s4", "s5", "s7", "s8", "both"), default="both")
+    parser.add_argument("--teams", type=int, default=None, help="S7, S8: budgets (100, 1000)")
+    parser.add_argument("--trainingjobs", type=int, default=10000, help="S7: TrainingJobs")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=60, help="S4: jobs per run (one a second)")
     parser.add_argument("--out", type=Path, default=None)
@@ -309,16 +393,29 @@ def main() -> None:
     for scenario in chosen:
         folder = out / scenario
         folder.mkdir(parents=True, exist_ok=True)
-        gpus = {"s4": args.runs * args.jobs, "s5": COHORT_GPUS, "s8": args.teams}[scenario]
+        teams = args.teams or (100 if scenario == "s7" else 1000)
+        gpus = {
+            "s4": args.runs * args.jobs,
+            "s5": COHORT_GPUS,
+            "s7": (teams + 1) * TEAM_GPUS,
+            "s8": teams,
+        }[scenario]
         cluster = None
         op = None
         try:
             cluster = start_cluster(folder, gpus)
+            if scenario == "s7":
+                for r in range(args.runs):  # a cluster each: a restart of a settled one
+                    if r:
+                        cluster.down()
+                        cluster = start_cluster(folder / f"run-{r}", gpus)
+                    s7(cluster, folder / f"run-{r}", teams, args.trainingjobs)
+                continue
             op = start_operator(cluster, folder, PRIORITIES)
             print(f"{scenario}: operator pid {op.pid} leading, output {folder}", flush=True)
             if scenario == "s8":
                 for r in range(args.runs):  # the same operator, scraped again
-                    s8(cluster, op, args.teams, scrapes=20, create=r == 0)
+                    s8(cluster, op, teams, scrapes=20, create=r == 0)
                 continue
             if scenario == "s4":
                 body: Callable[[World], Awaitable[Any]] = lambda w: s4(w, args.runs, args.jobs)  # noqa: E731

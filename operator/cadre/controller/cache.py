@@ -36,6 +36,7 @@ from prometheus_client import Counter, Gauge
 from cadre.controller.bound_pods import BoundPodWatch
 from cadre.controller.client import ApiClient, ApiError, NotLeaderError, job_path
 from cadre.controller.tasks import BackgroundTask
+from cadre.controller.watches import ListWatch
 from cadre.core.accounting import PodCharge, PodUsage, pod_charge
 from cadre.core.api.config import OperatorConfig
 from cadre.core.api.names import (
@@ -163,6 +164,30 @@ class Cache(BackgroundTask):
             else None
         )
         """Every bound pod of the cluster, for placement (admission.nodePlacement)."""
+        self.versions: dict[Kind, str] = {}
+        """The resourceVersion of the last listing of each kind (a watch starts there)."""
+        self.watches = (
+            ListWatch(
+                client,
+                kind="trainingjob",
+                path=TRAININGJOBS,
+                label_selector=None,
+                apply=self.apply_trainingjob,
+                relist=lambda: self.relist_for_watch("trainingjob"),
+                version=lambda: self.versions.get("trainingjob"),
+            ),
+            ListWatch(
+                client,
+                kind="job",
+                path=JOBS,
+                label_selector=LABEL_TRAININGJOB,
+                apply=self.apply_job,
+                relist=lambda: self.relist_for_watch("job"),
+                version=lambda: self.versions.get("job"),
+            ),
+        )
+        """TrainingJobs and their Jobs, the busiest kinds, come through Cadre's own
+        list-and-watch (`watches.py`), not Kopf's per-object workers."""
 
     # -- watch events --------------------------------------------------------------------
     def _listing(self, kind: Kind | Literal["pod"], event_type: str | None) -> None:
@@ -447,8 +472,9 @@ class Cache(BackgroundTask):
         listed_at = self.store.clock()
         listed: set[str] = set()
         changed = False
-        async for page in self.client.pages(path, label_selector=selector):
+        async for page, page_version in self.client.versioned_pages(path, label_selector=selector):
             changed |= self.store.merge_listed(kind, page, listed_at, listed)
+            self.versions[kind] = page_version
         if kind == "job":
             listed |= self._jobs_still_there(listed, listed_at)
         changed |= self.store.drop_unlisted(kind, listed, listed_at)
@@ -552,19 +578,28 @@ class Cache(BackgroundTask):
                 await self._merge(kind, path, selector)
         log.info("takeover sync done", seconds=round(time.monotonic() - started, 2))
 
-    # -- the task, and the bound-pod watch beside it ----------------------------------------
+    async def relist_for_watch(self, kind: Kind) -> str:
+        """A watch cannot go on from where it was (its version expired): relist its kind,
+        merged as a resync is; the version the watch starts from again."""
+        await self.resync(kinds=(kind,))
+        return self.versions.get(kind, "")
+
+    # -- the task, and the watches beside it ------------------------------------------------
+    def _companions(self) -> tuple[BackgroundTask, ...]:
+        return (*self.watches, *((self.bound_pods,) if self.bound_pods is not None else ()))
+
     def start(self) -> None:
         super().start()
-        if self.bound_pods is not None:
-            self.bound_pods.start()
+        for task in self._companions():
+            task.start()
 
     async def stop(self) -> None:
-        if self.bound_pods is not None:
-            await self.bound_pods.stop()
+        for task in self._companions():
+            await task.stop()
         await super().stop()
 
     def alive(self) -> bool:
-        return super().alive() and (self.bound_pods is None or self.bound_pods.alive())
+        return super().alive() and all(task.alive() for task in self._companions())
 
     # -- periodic resync -------------------------------------------------------------------
     def trigger(self) -> None:

@@ -1,10 +1,13 @@
-"""TrainingJobs, their Jobs and their pods: watch events into the cache.
+"""The pods of TrainingJobs and ModelDeployments: watch events into the cache.
 
-`kopf.on.event`, not Kopf's create/update handlers: those would write a finalizer and a
-last-handled-configuration annotation on every TrainingJob (extra writes on the user's
-object, and drift that Argo CD sees). Deletion needs no finalizer: the DELETED event
-frees the quota; the garbage collector removes the children (owner references); pods
-keep Cadre's accounting finalizer until their cost is recorded (`budget_writer.py`).
+TrainingJobs and their Jobs do not come through Kopf: Cadre's own list-and-watch takes
+their events straight into the cache (`controller/watches.py`), as Kopf's per-object
+workers were the limit at 15,000 TrainingJobs a minute. Neither uses Kopf's
+create/update handlers: those would write a finalizer and a last-handled-configuration
+annotation on every object (extra writes on the user's object, and drift that Argo CD
+sees). Deletion needs no finalizer: the DELETED event frees the quota; the garbage
+collector removes the children (owner references); pods keep Cadre's accounting
+finalizer until their cost is recorded (`budget_writer.py`).
 """
 
 from __future__ import annotations
@@ -14,17 +17,6 @@ from typing import Any
 import kopf
 
 from cadre.controller.runtime.context import Runtime
-from cadre.core.api.names import LABEL_TRAININGJOB
-
-
-@kopf.on.event("cadre.dev", "v1alpha1", "trainingjobs")
-async def trainingjob_event(event: kopf.RawEvent, memo: Runtime, **_: Any) -> None:
-    memo.cache.apply_trainingjob(event["type"], event["object"])
-
-
-@kopf.on.event("batch", "v1", "jobs", labels={LABEL_TRAININGJOB: kopf.PRESENT})
-async def job_event(event: kopf.RawEvent, memo: Runtime, **_: Any) -> None:
-    memo.cache.apply_job(event["type"], event["object"])
 
 
 @kopf.on.event("", "v1", "pods")

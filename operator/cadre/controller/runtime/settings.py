@@ -13,7 +13,7 @@ import kopf
 
 from cadre.controller.client import USER_AGENT, credentials_of
 from cadre.controller.runtime.context import Runtime
-from cadre.core.api.names import LABEL_MODELDEPLOYMENT, LABEL_TRAININGJOB, MANAGED_SELECTOR
+from cadre.core.api.names import LABEL_MODELDEPLOYMENT, MANAGED_SELECTOR
 
 FINALIZER = "cadre.dev/finalizer"
 ANNOTATION_PREFIX = "cadre.dev"
@@ -56,8 +56,6 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.inactivity_timeout = 70.0
     settings.watching.chunk_size = 500
     settings.watching.initial_streaming = False
-    # Only Cadre's Jobs are watched (server-side), not every Job of the cluster.
-    settings.watching.label_selectors["batch", "jobs"] = LABEL_TRAININGJOB
     # Likewise the serving children: Deployments and autoscalers of ModelDeployments.
     settings.watching.label_selectors["apps", "deployments"] = LABEL_MODELDEPLOYMENT
     settings.watching.label_selectors["autoscaling", "horizontalpodautoscalers"] = (
