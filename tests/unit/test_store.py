@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from cadre.core.cluster.store import EXPECTATION_SECONDS, FORGET_AFTER_SECONDS, Store
+from cadre.core.objects import key_of
 
 NS = "team-a"
 
@@ -185,3 +186,26 @@ def test_no_tombstone_when_the_job_went_first() -> None:
     store.delete_trainingjob(key, uid="uid-a")
     assert store.deleted_trainingjobs == {}
     assert all(size == 0 for size in store.sizes().values())
+
+
+def test_the_reconciler_is_handed_only_trainingjobs_it_has_work_for() -> None:
+    """A waiting job (no Job, no admission) is the loop's and the queue writer's: their
+    status writes come back as watch events, which need no reconcile."""
+    store = Store(clock=Clock())
+    for name, phase in (("waiting", "Queued"), ("new", None), ("preempted", "Preempted")):
+        store.upsert_trainingjob(tj(name, phase=phase))
+        assert not store.reconciler_has_work(f"{NS}/{name}")
+    for name, phase in (("done", "Succeeded"), ("failed", "Failed"), ("paused", "Suspended")):
+        store.upsert_trainingjob(tj(name, phase=phase))  # a TTL, a resume
+        assert store.reconciler_has_work(f"{NS}/{name}")
+    admitted = tj("admitted", phase="Admitted")
+    admitted["status"]["admission"] = {"id": "a1"}  # its Job is on its way
+    suspending = tj("suspending", phase="Queued")
+    suspending["spec"]["suspend"] = True
+    for obj in (admitted, suspending):
+        store.upsert_trainingjob(obj)
+        assert store.reconciler_has_work(key_of(obj))
+    store.upsert_trainingjob(tj("running", phase="Queued"))
+    store.upsert_job(job("running", running=True))
+    assert store.reconciler_has_work(f"{NS}/running")  # its Job's status to follow
+    assert store.reconciler_has_work(f"{NS}/gone")  # deleted: its Job may need stopping

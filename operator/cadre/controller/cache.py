@@ -209,7 +209,8 @@ class Cache(BackgroundTask):
                 self._forget(key)
         else:
             changed = self.store.upsert_trainingjob(obj)
-        self._reconcile(key)
+        if self.store.reconciler_has_work(key):
+            self._reconcile(key)
         if changed:
             self._changed()  # a waiting TrainingJob has no Job: the pass decides on it
 

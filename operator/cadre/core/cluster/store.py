@@ -291,8 +291,12 @@ class Store:
         return tuple(u for pod in (self.pod_usage.get(key) or {}).values() for u in pod)
 
     def pods_open(self, key: str) -> bool:
-        """True if a container of the job is still counted as running."""
-        return any(u.interval.end is None for u in self.usages_of(key))
+        """True if a container of the job is still counted as running. (Asked of every
+        TrainingJob in every pass, most of which have no pod: no tuple is built.)"""
+        pods = self.pod_usage.get(key)
+        if not pods:
+            return False
+        return any(u.interval.end is None for usages in pods.values() for u in usages)
 
     def pods_present(self, key: str) -> bool:
         """True while a pod of the job still exists (stopped or not, held by a finalizer):
@@ -548,6 +552,23 @@ class Store:
         expected = self.expectations.get(key)
         expected_running = expected is not None and self.clock() < expected.until
         return (job.running or expected_running) and not self.has_admission(key)
+
+    def reconciler_has_work(self, key: str) -> bool:
+        """Whether the TrainingJob reconciler has anything to do for `key`: not for one
+        that waits (no Job, no admission, not suspended, not finished), whose status the
+        loop and the queue writer write. At 10,000 waiting, each of their status writes
+        comes back as a watch event, and reconciling each for nothing kept the workers
+        from the jobs that finished (S1)."""
+        tj = self.trainingjobs.get(key)
+        if tj is None or key in self.jobs:
+            return True
+        status = tj.get("status") or {}
+        return bool(
+            status.get("admission")
+            or status.get("phase") in ("Suspended", "Succeeded", "Failed")
+            or (tj.get("spec") or {}).get("suspend")
+            or (tj.get("metadata") or {}).get("deletionTimestamp")
+        )
 
     def stray(self, key: str) -> bool:
         """The TrainingJob has a Job, not finished and not being deleted, that no admission
