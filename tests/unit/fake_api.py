@@ -36,6 +36,9 @@ class FakeApi:
         self.fail: dict[str, list[int]] = {}
         """path -> statuses the next writes of that path fail with (in order)."""
         self.fail_message = "{}"
+        self.on_create: list[Any] = []
+        """Called with each object's path after it is created, before the answer: what
+        a watch may deliver before the creator handles its answer."""
         self._rv = 100
 
     def put(self, path: str, obj: dict[str, Any]) -> None:
@@ -78,7 +81,10 @@ class FakeApi:
         obj["metadata"].setdefault("uid", f"uid-{self._rv + 1}")  # the server names it
         self.put(path, obj)
         self.writes.append((path, "create"))
-        return copy.deepcopy(self.objects[path]), True
+        answer = copy.deepcopy(self.objects[path])
+        for hook in self.on_create:
+            hook(path)
+        return answer, True
 
     async def merge_patch(
         self, path: str, patch: dict[str, Any], *, resource_version: str | None = None

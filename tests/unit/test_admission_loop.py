@@ -604,3 +604,28 @@ def test_the_oldest_queued_workloads_age_is_exported_per_team(
     world.store.delete_trainingjob(f"{NS}/first")  # the oldest goes: the next in line counts
     world.run_pass()
     assert oldest("vision") == 3598
+
+
+def test_a_jobs_create_answer_never_undoes_what_the_watch_showed_since(world: World) -> None:
+    """The Job's watch can be quicker than the loop handling the create's answer: the Job
+    created, run and finished before the answer is read. The answer is older than what
+    the watch showed, and must not make the finished Job look running (holding its
+    quota, its TrainingJob never Succeeded until a resync)."""
+    key = world.add("quick", gpus=2)
+    path = job_path(NS, "quick")
+
+    def finished_at_once(created: str) -> None:
+        if created != path:
+            return
+        job = world.kube.objects[path]
+        job["status"] = {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1}
+        world.kube.put(path, job)
+        world.clock += 0.1
+        world.store.upsert_job(world.kube.objects[path])  # the watch's event
+
+    world.kube.on_create.append(finished_at_once)
+    world.run_pass()
+    assert world.store.jobs[key].complete
+    assert not world.store.admitted(key)  # its GPUs are free
+    asyncio.run(world.reconciler.reconcile(key))
+    assert world.status("quick")["phase"] == "Succeeded"

@@ -230,6 +230,7 @@ async def set_job_suspend(
         hash_path = "/metadata/annotations/" + ANNOTATION_SPEC_HASH.replace("/", "~1")
         operations.append({"op": "test", "path": hash_path, "value": job.spec_hash})
     operations.append({"op": "add", "path": "/spec/suspend", "value": suspend})
+    sent_at = store.clock()
     try:
         updated = await client.json_patch(job_path(job.namespace, job.name), operations)
     except ApiError as err:
@@ -239,10 +240,11 @@ async def set_job_suspend(
         if err.status == 422:
             return "gone"
         raise
-    store.upsert_job(updated)
     if suspend:
         store.unexpect(key)
-    else:
-        store.expect_admitted(key, job.uid)
+    if not store.job_seen_since(key, job.uid, sent_at):  # else the watch is newer
+        store.upsert_job(updated)
+        if not suspend:
+            store.expect_admitted(key, job.uid)
     log.info("job suspended" if suspend else "job unsuspended", trainingjob=key)
     return "done"

@@ -61,6 +61,7 @@ async def create_admitted_children(
         )
     except BuildError as err:
         return Creation("refused", str(err))
+    sent_at = store.clock()
     try:
         if children.service is not None:
             service, _ = await client.create(children.service)
@@ -84,9 +85,11 @@ async def create_admitted_children(
     if uid not in owner_uids(job):
         await remove_stale(client, key, job, job_path(namespace, name))
         return Creation("wait")
-    store.upsert_job(job)
-    if created:
-        store.expect_admitted(key, str(job_metadata.get("uid")))
+    uid_of_job = str(job_metadata.get("uid"))
+    if not store.job_seen_since(key, uid_of_job, sent_at):
+        store.upsert_job(job)
+        if created:
+            store.expect_admitted(key, uid_of_job)
     log.info("job created" if created else "job found", trainingjob=key, team=team)
     return Creation("created" if created else "found")
 

@@ -461,6 +461,19 @@ class Store:
             or was_admitted != self.admitted(key)
         )
 
+    def job_seen_since(self, key: str, uid: str, since: float) -> bool:
+        """The watch has shown the Job `uid` of `key` since `since` (the store's clock):
+        the answer of a write sent at `since` is no newer than that, and must not replace
+        it. (A create's answer handled after the watch had shown the Job finished once
+        made a finished Job look running again, holding its quota and its TrainingJob
+        short of Succeeded until a resync: S1, with Cadre's own watches.)"""
+        record = self.jobs.get(key)
+        return (
+            record is not None
+            and record.uid == uid
+            and self.seen_at.get(("job", key), float("-inf")) >= since
+        )
+
     def retire_job(self, key: str, uid: str) -> None:
         """Forget the Job `uid` of `key` for good (Cadre deleted it): late events of it
         are ignored until its deletion is seen."""
