@@ -167,27 +167,33 @@ class Cache(BackgroundTask):
         self.versions: dict[Kind, str] = {}
         """The resourceVersion of the last listing of each kind (a watch starts there)."""
         self.watches = (
-            ListWatch(
-                client,
-                kind="trainingjob",
-                path=TRAININGJOBS,
-                label_selector=None,
-                apply=self.apply_trainingjob,
-                relist=lambda: self.relist_for_watch("trainingjob"),
-                version=lambda: self.versions.get("trainingjob"),
-            ),
-            ListWatch(
-                client,
-                kind="job",
-                path=JOBS,
-                label_selector=LABEL_TRAININGJOB,
-                apply=self.apply_job,
-                relist=lambda: self.relist_for_watch("job"),
-                version=lambda: self.versions.get("job"),
-            ),
+            self._list_watch("trainingjob", TRAININGJOBS, None, self.apply_trainingjob),
+            self._list_watch("job", JOBS, LABEL_TRAININGJOB, self.apply_job),
         )
         """TrainingJobs and their Jobs, the busiest kinds, come through Cadre's own
         list-and-watch (`watches.py`), not Kopf's per-object workers."""
+
+    def _list_watch(
+        self,
+        kind: Kind,
+        path: str,
+        selector: str | None,
+        apply: Callable[[str | None, Mapping[str, Any]], None],
+    ) -> ListWatch:
+        """A watch of `kind` that starts from this cache's listing and lists through it."""
+
+        async def relist() -> str:
+            return await self.relist_for_watch(kind)
+
+        return ListWatch(
+            self.client,
+            kind=kind,
+            path=path,
+            label_selector=selector,
+            apply=apply,
+            relist=relist,
+            version=lambda: self.versions.get(kind),
+        )
 
     # -- watch events --------------------------------------------------------------------
     def _listing(self, kind: Kind | Literal["pod"], event_type: str | None) -> None:
