@@ -240,7 +240,12 @@ def test_a_job_an_editor_makes_for_a_queued_job_is_deleted_and_reported(
         timeout=120,
     )
     assert not [c for c in admitted["conditions"] if c["type"] == "UnadmittedRun"]
-    own = cluster.api.get(job_path(namespace, "second"))
+    # The admission is written before its Job is created: wait for the Job.
+    own = eventually(
+        "second's own Job",
+        lambda: (j := cluster.api.request("GET", job_path(namespace, "second")))[0] == 200 and j[1],
+        timeout=30,
+    )
     assert own["metadata"]["uid"] != forged_uid
     assert own["metadata"]["annotations"]["cadre.dev/admission"] == admitted["admission"]["id"]
 
