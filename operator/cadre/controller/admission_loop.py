@@ -51,11 +51,16 @@ from cadre.controller.client import (
     ApiClient,
     ApiError,
     NotLeaderError,
-    job_path,
     trainingjob_path,
 )
 from cadre.controller.queue_status import QueueEntry, QueueStatusWriter
-from cadre.controller.status_writer import JobRef, StatusWriter, set_job_suspend, utcnow
+from cadre.controller.status_writer import (
+    JobRef,
+    StatusWriter,
+    delete_job,
+    set_job_suspend,
+    utcnow,
+)
 from cadre.controller.tasks import BackgroundTask
 from cadre.controller.training_children import create_admitted_children
 from cadre.core.api.config import OperatorConfig, WaitForPodsReady
@@ -455,9 +460,13 @@ class AdmissionLoop(BackgroundTask):
             self.notify()
 
     async def _confirm_exists(self, key: str, tj: dict[str, Any]) -> None:
-        """Its Job is being deleted: make sure the TrainingJob itself still exists. A ghost
-        (deleted while a watch was cut, until the resync drops it) would otherwise hold
-        its quota and get a Job the garbage collector deletes, again and again."""
+        """Read the TrainingJob afresh into the cache, or drop it if it is gone. Two uses:
+        - an admitted job whose Job is missing: a ghost (deleted while a watch was cut,
+          until the resync drops it) would otherwise hold its quota and get a Job the
+          garbage collector deletes, again and again;
+        - a Job no admission seems to name: the cached TrainingJob may lag behind its Job
+          (a new leader, the old one's last admission), and a gang must not lose its Job
+          to a stale view."""
         metadata = tj.get("metadata") or {}
         uid = str(metadata.get("uid"))
         fresh = await self.client.get(
@@ -504,8 +513,7 @@ class AdmissionLoop(BackgroundTask):
                 if not self.store.stray(key):
                     return True
             ran = self.store.runs_unadmitted(key)
-            await self.client.delete(job_path(job.namespace, job.name), uid=job.uid)
-            self.store.retire_job(key, job.uid)
+            await delete_job(self.client, self.store, key, JobRef(job.namespace, job.name, job.uid))
             self.store.admitted_at.pop(key, None)
             if ours or not ran:
                 self.notify()
@@ -577,8 +585,9 @@ class AdmissionLoop(BackgroundTask):
             self.store.admitted_at.pop(key, None)
             DECISIONS.labels(decision).inc()
             if job is not None:
-                await self.client.delete(job_path(job.namespace, job.name), uid=job.uid)
-                self.store.retire_job(key, job.uid)
+                await delete_job(
+                    self.client, self.store, key, JobRef(job.namespace, job.name, job.uid)
+                )
             self.store.unexpect(key)
         return True
 

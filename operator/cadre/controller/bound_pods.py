@@ -4,43 +4,45 @@ to place gangs on nodes as they are (`cadre.core.cluster.nodes`).
 Kopf's pod watch selects Cadre's pods by label (accounting); this one selects by field
 (`spec.nodeName` set, not Succeeded or Failed) and keeps a few numbers per pod, so a
 cluster of 10,000 pods costs a small dict, not 10,000 pod objects. A list, then a watch
-from its resourceVersion with bookmarks; an expired version (410) or a broken stream lists
-again, and the list replaces what was known (level-based: a missed event is repaired).
-Every replica runs it (a standby's cache stays warm); it never writes.
+from its resourceVersion with bookmarks (`cadre.controller.watches.ListWatch`); an expired
+version (410) or a refused watch lists again, and the list replaces what was known
+(level-based: a missed event is repaired). Every replica runs it (a standby's cache stays
+warm); it never writes.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-from typing import Final
+from collections.abc import Callable, Mapping
+from typing import Any, Final
 
-import structlog
-
-from cadre.controller.client import ApiClient, ApiError, ApiUnreachableError
-from cadre.controller.tasks import BackgroundTask
+from cadre.controller.client import ApiClient
+from cadre.controller.watches import ListWatch
 from cadre.core.cluster.nodes import BoundPod, bound_pod
 from cadre.core.cluster.store import Store
 
-log = structlog.get_logger("cadre.bound_pods")
-
 PODS: Final = "/api/v1/pods"
 BOUND_SELECTOR: Final = "spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed"
-WATCH_SECONDS: Final = 300
-RETRY_SECONDS: Final = 2.0
 
 
-class BoundPodWatch(BackgroundTask):
-    task_name = "cadre bound pods"
+class BoundPodWatch(ListWatch):
+    """A `ListWatch` of bound pods whose listing replaces the store's table."""
 
     def __init__(self, client: ApiClient, store: Store, *, changed: Callable[[], None]) -> None:
-        super().__init__()
-        self.client = client
+        super().__init__(
+            client,
+            kind="bound pod",
+            path=PODS,
+            field_selector=BOUND_SELECTOR,
+            apply=self._apply_event,
+            relist=self.relist,
+            version=lambda: self._listed,
+        )
         self.store = store
         self._changed = changed
-        self._version: str | None = None
+        self._listed: str | None = None
+        """The version of a listing not yet watched from (None: list first)."""
 
-    async def relist(self) -> None:
+    async def relist(self) -> str:
         """List every bound pod; the listing replaces what the store knew."""
         listed: dict[str, BoundPod] = {}
         version = ""
@@ -56,51 +58,15 @@ class BoundPodWatch(BackgroundTask):
         changed = listed != self.store.bound_pods or not self.store.bound_pods_listed
         self.store.bound_pods = listed
         self.store.bound_pods_listed = True
-        self._version = version
+        self._listed = version
         if changed:
             self._changed()
+        return version
 
-    async def _watch(self) -> None:
-        """One watch request from the last version seen, until the server ends it."""
-        assert self._version is not None
-        query = {
-            "fieldSelector": BOUND_SELECTOR,
-            "resourceVersion": self._version,
-            "allowWatchBookmarks": "true",
-            "timeoutSeconds": str(WATCH_SECONDS),
-        }
-        async for event in self.client.watch(PODS, query, read_timeout=WATCH_SECONDS + 30):
-            obj = event.get("object") or {}
-            metadata = obj.get("metadata") or {}
-            self._version = str(metadata.get("resourceVersion") or self._version)
-            kind = event.get("type")
-            if kind == "BOOKMARK":
-                continue
-            uid = str(metadata.get("uid") or "")
-            if not uid:
-                continue
-            record = None if kind == "DELETED" else bound_pod(obj)
-            if self.store.set_bound_pod(uid, record):
-                self._changed()
-
-    async def run(self) -> None:
-        while True:
-            try:
-                if self._version is None:
-                    await self.relist()
-                await self._watch()
-            except asyncio.CancelledError:
-                raise
-            except ApiUnreachableError as err:
-                log.info("bound pods watch cut; listing again", error=str(err))
-                self._version = None
-                await asyncio.sleep(RETRY_SECONDS)
-            except ApiError as err:
-                if err.status != 410:
-                    log.warning("bound pods watch failed; listing again", error=str(err))
-                    await asyncio.sleep(RETRY_SECONDS)
-                self._version = None  # expired (410) or refused: list again
-            except Exception:  # a bad event must not end the watch: list again
-                log.exception("bound pods watch broke; listing again")
-                self._version = None
-                await asyncio.sleep(RETRY_SECONDS)
+    def _apply_event(self, kind: str, pod: Mapping[str, Any]) -> None:
+        uid = str((pod.get("metadata") or {}).get("uid") or "")
+        if not uid:
+            return
+        record = None if kind == "DELETED" else bound_pod(pod)
+        if self.store.set_bound_pod(uid, record):
+            self._changed()

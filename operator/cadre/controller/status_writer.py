@@ -216,6 +216,14 @@ class JobRef:
     spec_hash: str | None = None
 
 
+async def delete_job(client: ApiClient, store: Store, key: str, job: JobRef) -> bool:
+    """Delete the Job `job` of TrainingJob `key` by its UID (never a newer Job of the same
+    name), and stop counting it as TrainingJob `key`'s run. False: it was gone already."""
+    deleted = await client.delete(job_path(job.namespace, job.name), uid=job.uid)
+    store.retire_job(key, job.uid)
+    return deleted
+
+
 SuspendOutcome = Literal["done", "gone"]
 
 

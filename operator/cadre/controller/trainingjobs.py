@@ -38,10 +38,15 @@ from cadre.controller.client import (
     ApiClient,
     ApiError,
     collection_path,
-    job_path,
     trainingjob_path,
 )
-from cadre.controller.status_writer import JobRef, StatusWriter, set_job_suspend, utcnow
+from cadre.controller.status_writer import (
+    JobRef,
+    StatusWriter,
+    delete_job,
+    set_job_suspend,
+    utcnow,
+)
 from cadre.controller.training_children import remove_stale
 from cadre.core.api.config import OperatorConfig
 from cadre.core.api.names import LABEL_TRAININGJOB
@@ -196,10 +201,8 @@ class TrainingJobReconciler:
                         locked=True,
                     )
                 if current is not None and not current.deleting:
-                    await self.client.delete(
-                        job_path(current.namespace, current.name), uid=current.uid
-                    )
-                    self.store.retire_job(key, current.uid)
+                    ref = JobRef(current.namespace, current.name, current.uid)
+                    await delete_job(self.client, self.store, key, ref)
                     self.store.admitted_at.pop(key, None)
                     self._notify()
         elif phase == "Suspended":
@@ -245,8 +248,8 @@ class TrainingJobReconciler:
                 ),
                 locked=True,
             )
-            await self.client.delete(job_path(record.namespace, record.name), uid=record.uid)
-            self.store.retire_job(key, record.uid)
+            ref = JobRef(record.namespace, record.name, record.uid)
+            await delete_job(self.client, self.store, key, ref)
             self.store.admitted_at.pop(key, None)
         log.info("restarting the gang", trainingjob=key, reason=failure.reason)
         self._notify()
