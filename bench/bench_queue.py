@@ -54,6 +54,7 @@ for extra in (REPO / "e2e", REPO / "tests"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
+from cadre.core.workloads.queue import queue_place  # noqa: E402
 from cadre_process import OperatorProcess, operator_kubeconfig  # noqa: E402
 from localcluster import LocalCluster, procs  # noqa: E402
 
@@ -67,6 +68,8 @@ TIERS = {f"tier-{i}": 100 * (i + 1) for i in range(10)}  # tier-0 100 ... tier-9
 WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")
 AUDIT_WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
 WAITING, RUNNING = ("Queued", "Preempted"), ("Admitted", "Running")
+EXACT_POSITIONS = 10
+"""admission.exactQueuePositions: the bench config keeps the default."""
 
 
 # ---- the operator ------------------------------------------------------------------
@@ -345,6 +348,21 @@ def queue_key(tj: dict[str, Any]) -> tuple[int, str, str]:
     )
 
 
+def places_wrong(items: list[dict[str, Any]], exact: int) -> tuple[int, int]:
+    """Waiting jobs whose stored place (exact position near the head, a range behind)
+    differs from their place in the queue order; and how many wait."""
+    waiting = sorted(
+        (tj for tj in items if (tj.get("status") or {}).get("phase") in WAITING), key=queue_key
+    )
+    wrong = 0
+    for position, tj in enumerate(waiting, 1):
+        queue = (tj.get("status") or {}).get("queue") or {}
+        place = queue_place(position, exact)
+        if (queue.get("position"), queue.get("positionRange")) != (place.position, place.range):
+            wrong += 1
+    return wrong, len(waiting)
+
+
 def count(cluster: LocalCluster, path: str) -> int:
     return len(cluster.api.get(path)["items"])
 
@@ -606,6 +624,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             t0,
         )
 
+        fig["places_wrong"] = places_wrong(watch.items(), EXACT_POSITIONS)
         fig["rss_end"] = op.memory_kib()
         fig["cluster_rss_mib"] = {k: v // 1024 for k, v in cluster.rss_kib().items()}
         fig["operator_problems"] = Counter(
@@ -744,6 +763,14 @@ def report(fig: dict[str, Any], args: argparse.Namespace) -> None:
             (
                 "  admission passes meanwhile",
                 f"{p} passes, mean {mean * 1000:,.0f} ms, max {bucket_quantile(buckets, 1.0)}",
+            )
+        )
+    if "places_wrong" in fig:
+        wrong, waiting = fig["places_wrong"]
+        rows.append(
+            (
+                "stored places off the queue order at the end",
+                f"{wrong:,} of {waiting:,} (exact for the first {EXACT_POSITIONS}, ranges behind)",
             )
         )
     rows.append(("cluster RSS (MiB)", str(fig["cluster_rss_mib"])))

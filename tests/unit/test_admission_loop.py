@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from fake_api import FakeApi
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NS = "vision-research"
+CREATED = datetime(2026, 11, 27, 3, tzinfo=UTC)
 
 
 class World:
@@ -79,7 +80,9 @@ class World:
                 "uid": f"uid-{name}",
                 "generation": 1,
                 "resourceVersion": "1",
-                "creationTimestamp": f"2026-11-27T03:00:{len(self.store.trainingjobs):02d}Z",
+                "creationTimestamp": (
+                    CREATED + timedelta(seconds=len(self.store.trainingjobs))
+                ).strftime("%Y-%m-%dT%H:%M:%SZ"),
             },
             "spec": {
                 "image": "train:1",
@@ -366,7 +369,55 @@ def test_a_pass_never_waits_for_queued_statuses(world: World) -> None:
     assert world.status("w00")["phase"] == "Admitted"
     assert world.status("w02")["phase"] == "Queued"
     assert world.status("w02")["queue"]["position"] == 1
-    assert world.status("w29")["queue"]["position"] == 28
+    assert world.status("w11")["queue"]["position"] == 10
+    assert world.status("w12")["queue"]["positionRange"] == "11-100"
+    assert "position" not in world.status("w12")["queue"]
+
+
+def test_a_queue_move_rewrites_the_head_and_the_range_bounds_not_the_queue(
+    world: World,
+) -> None:
+    """Issue #15: at 10,000 waiting, two admissions rewrote 19,985 statuses, since every
+    waiting job's position changed. Positions are exact only for the first
+    admission.exactQueuePositions (10) of a team's queue, ranges behind: an admission
+    moves at most the head and the jobs crossing a range's bound."""
+    assert world.config.admission.exact_queue_positions == 10
+    world.add("running", gpus=8, running=True)  # all 8 t4 GPUs
+    for i in range(150):
+        world.add(f"w{i:03d}", gpus=4)
+    queued = world.run_pass()
+    assert len(queued) == 150  # each waiting job's reason, once
+    assert world.status("w009")["queue"]["position"] == 10
+    assert world.status("w010")["queue"]["positionRange"] == "11-100"
+    assert world.status("w099")["queue"]["positionRange"] == "11-100"
+    assert world.status("w100")["queue"]["positionRange"] == "101-1,000"
+    reason_behind = world.status("w050")["queue"]["reason"]
+
+    # The running job ends: w000 and w001 are admitted, everyone else moves up two.
+    world.store.delete_trainingjob(f"{NS}/running")
+    writes = world.run_pass()
+    assert sorted(path for path, _ in writes) == sorted(
+        [trainingjob_path(NS, name) + "/status" for name in ("w000", "w001")]
+        + [job_path(NS, name) for name in ("w000", "w001")]
+    )  # the admissions; places are refreshed when due, not at once
+
+    # Once positionRefreshSeconds has passed: the new head (w002-w011, ten positions),
+    # and the two jobs that crossed into 11-100 (w100, w101). Not the other 136.
+    for key, (code, _) in list(world.queue._written.items()):
+        world.queue._written[key] = (code, -1e9)
+    writes = world.run_pass()
+    moved = sorted(path.split("/")[-2] for path, _ in writes)
+    assert moved == [f"w{i:03d}" for i in range(2, 12)] + ["w100", "w101"]
+    assert [world.status(f"w{i:03d}")["queue"]["position"] for i in range(2, 12)] == list(
+        range(1, 11)
+    )
+    assert world.status("w012")["queue"]["positionRange"] == "11-100"
+    assert world.status("w101")["queue"] == {
+        "reason": world.status("w101")["queue"]["reason"],
+        "positionRange": "11-100",
+    }
+    assert world.status("w050")["queue"]["reason"] == reason_behind
+    assert world.run_pass() == []  # nothing moved since
 
 
 def test_no_children_and_no_error_in_a_namespace_being_deleted(world: World) -> None:

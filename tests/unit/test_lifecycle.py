@@ -20,6 +20,7 @@ from cadre.core.training.lifecycle import (
     suspended,
     transition_event,
 )
+from cadre.core.workloads.queue import QueuePlace
 
 T0 = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
 T1 = T0 + timedelta(seconds=30)
@@ -75,7 +76,7 @@ def test_queued_then_admitted() -> None:
         now=T0,
         reason="QuotaExhausted",
         message="team vision: 8/8",
-        position=3,
+        place=QueuePlace(3, None),
         team="vision",
         gpus=8,
     )
@@ -90,11 +91,24 @@ def test_queued_then_admitted() -> None:
         now=T1,
         reason="QuotaExhausted",
         message="other",
-        position=None,
+        place=None,
         team=None,
         gpus=None,
     )
     assert q2["queue"] == {"reason": "other", "position": 3}
+    # Behind the exact positions the range replaces the position, and back.
+    behind = queued(
+        q2,
+        generation=1,
+        now=T1,
+        reason="QuotaExhausted",
+        message="other",
+        place=QueuePlace(None, "11-100"),
+        team=None,
+        gpus=None,
+    )
+    assert behind["queue"] == {"reason": "other", "positionRange": "11-100"}
+    assert q2["queue"] == {"reason": "other", "position": 3}  # the input is not changed
     a = admitted(q2, generation=1, now=T1, admission=admission(8), team="vision", gpus=8)
     assert a["phase"] == "Admitted"
     assert "queue" not in a
@@ -164,7 +178,7 @@ def test_worker_counts_are_refreshed_without_a_phase_change() -> None:
         now=T0,
         reason="QuotaExhausted",
         message="m",
-        position=1,
+        place=QueuePlace(1, None),
         team="t",
         gpus=4,
     )
@@ -212,7 +226,7 @@ def test_preempted_keeps_its_phase_and_reason_while_queued() -> None:
         now=T1,
         reason="QuotaExhausted",
         message="waiting",
-        position=2,
+        place=QueuePlace(2, None),
         team=None,
         gpus=None,
     )
@@ -238,7 +252,7 @@ def test_a_job_running_without_admission_is_never_called_admitted() -> None:
         now=T0,
         reason="QuotaExhausted",
         message="m",
-        position=1,
+        place=QueuePlace(1, None),
         team="t",
         gpus=4,
     )
@@ -363,7 +377,7 @@ def test_transition_events() -> None:
         now=T0,
         reason="QuotaExhausted",
         message="waiting",
-        position=3,
+        place=QueuePlace(3, None),
         team="t",
         gpus=2,
     )
@@ -375,7 +389,7 @@ def test_transition_events() -> None:
         now=T1,
         reason="CapacityExhausted",
         message="full",
-        position=1,
+        place=QueuePlace(1, None),
         team="t",
         gpus=2,
     )

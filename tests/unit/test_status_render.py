@@ -130,6 +130,7 @@ def test_json_keys_and_exact_money() -> None:
         "since": (NOW - timedelta(minutes=133)).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "waitingSeconds": 133 * 60,
         "position": 1,
+        "positionRange": None,
         "reason": "waiting for 8 a100 GPUs: team vision uses 20/16 nominal, cohort research "
         "has 0 idle",
     }

@@ -451,7 +451,7 @@ class AdmissionLoop(BackgroundTask):
                     now=utcnow(),
                     reason="InvalidSpec",
                     message=created.message[:1000],
-                    position=None,
+                    place=None,
                     team=None,
                     gpus=None,
                 ),

@@ -2,8 +2,11 @@
 
 Each admission pass hands it what it says of every waiting job (why it waits, where it
 stands). It writes status Queued with the reason when the reason changes ("urgent"), and
-the position and the message's live figures at most every
-`admission.positionRefreshSeconds` per job ("due"), at most
+the place (an exact position near the head of the team's queue, a range behind:
+`cadre.core.workloads.queue`) at most every `admission.positionRefreshSeconds` per job
+("due"), with the message's live figures for the jobs at exact positions only. So one
+admission costs at most `admission.exactQueuePositions` position writes and one per
+range bound crossed, not one per waiting job. At most
 `admission.queueStatusWritesPerSecond` writes in all, urgent ones first. A pass never
 waits for these writes: a queue of 10,000 is no write storm and never delays an
 admission (the 10,000-job benchmark found admissions 49-72 s behind such writes when the
@@ -30,6 +33,7 @@ from cadre.core.cluster.store import Store, is_serving, stored_key
 from cadre.core.objects import generation_of
 from cadre.core.serving.lifecycle import admission_of, serving_queued
 from cadre.core.training.lifecycle import queued
+from cadre.core.workloads.queue import QueuePlace, queue_place
 
 log = structlog.get_logger("cadre.queue")
 
@@ -147,8 +151,8 @@ class QueueStatusWriter(BackgroundTask):
         now: float,
     ) -> WriteKind | None:
         """ "urgent" (the status does not say why it waits, or says another reason),
-        "due" (the live figures or the position moved, last written long enough ago),
-        or None (nothing to write)."""
+        "due" (the place moved, or a job at an exact position has new live figures, and
+        it was last written long enough ago), or None (nothing to write)."""
         if self._holds(key, tj):
             return None  # admitted since that pass: never written back to Queued
         queue = current.get("queue") or {}
@@ -157,23 +161,31 @@ class QueueStatusWriter(BackgroundTask):
             _waiting_reason(current),
             0.0,
         )
+        place = self._place(entry)
         if (
             written[0] != entry.reason
             or "reason" not in queue
-            or (entry.position is not None and "position" not in queue)
+            or (place is not None and "position" not in queue and "positionRange" not in queue)
             or current.get("phase") not in ("Queued", "Preempted")
             or current.get("observedGeneration") != generation_of(tj)
         ):
             return "urgent"
+        if now - written[1] < self.config.admission.position_refresh_seconds:
+            return None
+        if place is None:  # a problem (InvalidSpec ...): its message, whenever it changes
+            return "due" if queue.get("reason") != entry.message else None
+        if queue.get("position") != place.position or queue.get("positionRange") != place.range:
+            return "due"
         # The message carries live figures ("team vision uses 6/8"): refreshed with the
-        # position, at most every positionRefreshSeconds, unless the reason changes.
-        refresh = self.config.admission.position_refresh_seconds
-        if now - written[1] >= refresh and (
-            queue.get("reason") != entry.message
-            or (entry.position is not None and queue.get("position") != entry.position)
-        ):
+        # position near the head; behind it they would rewrite the queue at each admission.
+        if place.position is not None and queue.get("reason") != entry.message:
             return "due"
         return None
+
+    def _place(self, entry: QueueEntry) -> QueuePlace | None:
+        if entry.position is None:
+            return None
+        return queue_place(entry.position, self.config.admission.exact_queue_positions)
 
     async def _write(self, key: str, entry: QueueEntry) -> bool:
         wall = utcnow()
@@ -193,7 +205,7 @@ class QueueStatusWriter(BackgroundTask):
                     now=wall,
                     reason=entry.reason,
                     message=entry.message,
-                    position=entry.position,
+                    place=self._place(entry),
                     team=info.team if info else None,
                 )
             return queued(
@@ -202,7 +214,7 @@ class QueueStatusWriter(BackgroundTask):
                 now=wall,
                 reason=entry.reason,
                 message=entry.message,
-                position=entry.position,
+                place=self._place(entry),
                 team=info.team if info else None,
                 gpus=info.gpus if info else None,
             )

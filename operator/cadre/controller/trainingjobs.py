@@ -216,7 +216,7 @@ class TrainingJobReconciler:
                         reason="Resumed",
                         message="resumed (spec.suspend is false): waiting for the next "
                         "admission pass",
-                        position=None,
+                        place=None,
                         team=None,
                         gpus=None,
                     )

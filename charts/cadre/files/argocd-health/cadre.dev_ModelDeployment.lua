@@ -117,6 +117,9 @@ elseif phase == "Queued" then
   local label = "Queued"
   if status.queue ~= nil and status.queue.position ~= nil then
     label = "Queued (position " .. status.queue.position .. ")"
+  elseif status.queue ~= nil and status.queue.positionRange ~= nil then
+    -- behind the head of the team's queue its place is a range (11-100, ...)
+    label = "Queued (position " .. status.queue.positionRange .. ")"
   end
   if reason == "BudgetExceeded" then
     -- Held until the budget period rolls over or the limit is raised: paused by policy.

@@ -86,7 +86,14 @@ KINDS: Final[dict[str, KindInfo]] = {
                 "name": "Position",
                 "type": "integer",
                 "jsonPath": ".status.queue.position",
-                "description": "Place in the team's queue while queued.",
+                "description": "Place in the team's queue while queued, near its head.",
+            },
+            {
+                "name": "Position-Range",
+                "type": "string",
+                "jsonPath": ".status.queue.positionRange",
+                "description": "Behind the exact positions: the range of the place.",
+                "priority": 1,
             },
             {
                 "name": "GPU-Hours",

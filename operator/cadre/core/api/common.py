@@ -262,7 +262,14 @@ class QueueStatus(CadreModel):
     position: int | None = Field(
         default=None,
         ge=1,
-        description="Place in the team's queue (1 = next). Refreshed about once a minute.",
+        description="Place in the team's queue (1 = next), while among the first "
+        "admission.exactQueuePositions (10). Refreshed about once a minute.",
+    )
+    position_range: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Behind the exact positions: the range the place is in (11-100, "
+        "101-1,000, ...).",
     )
     reason: str | None = Field(
         default=None, max_length=1024, description="Why the job is waiting, in one sentence."

@@ -110,8 +110,17 @@ class AdmissionSettings(CadreModel):
         default=60,
         ge=5,
         le=3600,
-        description="Write a queued job's position at most this often (its reason is written "
-        "whenever it changes).",
+        description="Write a queued job's position, range and the figures in its message at "
+        "most this often (its reason is written whenever it changes). Behind the exact "
+        "positions a message's figures are not refreshed: only its reason and range.",
+    )
+    exact_queue_positions: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description="A waiting job's status gives its exact place while it is among the "
+        "first this many of its team's queue, and a range behind (11-100, 101-1,000, ...): "
+        "an admission rewrites at most this many positions, not the whole queue.",
     )
     queue_status_writes_per_second: int = Field(
         default=50,

@@ -38,6 +38,7 @@ from cadre.core.serving.canary import effective_percent, split_text
 from cadre.core.serving.children import service_url
 from cadre.core.serving.observed import ServingPod
 from cadre.core.serving.plan import Observed, ReplicaPlan
+from cadre.core.workloads.queue import QueuePlace
 from cadre.core.workloads.scheduling import (
     PODS_READY_TIMEOUT,
     Backoff,
@@ -96,7 +97,7 @@ def serving_queued(
     now: datetime,
     reason: str,
     message: str,
-    position: int | None,
+    place: QueuePlace | None,
     team: str | None,
 ) -> Status:
     """Its gang of replicas.min waits for quota (never written while it is admitted)."""
@@ -104,8 +105,13 @@ def serving_queued(
     out["phase"] = "Queued"
     queue = dict(out.get("queue") or {})
     queue["reason"] = message
-    if position is not None:
-        queue["position"] = position
+    if place is not None:  # exact near the head, a range behind (cadre.core.workloads.queue)
+        queue.pop("position", None)
+        queue.pop("positionRange", None)
+        if place.position is not None:
+            queue["position"] = place.position
+        if place.range is not None:
+            queue["positionRange"] = place.range
     out["queue"] = queue
     if team is not None:
         out["team"] = team

@@ -38,6 +38,7 @@ from cadre.core.accounting import PodUsage, Rates, format_figures, usage_and_cos
 from cadre.core.objects import event_about, find_condition, timestamp, with_condition
 from cadre.core.training.failure import parse_job_failure
 from cadre.core.training.job import JobRecord
+from cadre.core.workloads.queue import QueuePlace
 from cadre.core.workloads.scheduling import (
     PODS_READY_TIMEOUT,
     Backoff,
@@ -107,12 +108,12 @@ def queued(
     now: datetime,
     reason: str,
     message: str,
-    position: int | None,
+    place: QueuePlace | None,
     team: str | None,
     gpus: int | None,
 ) -> Status:
     """Waiting for admission. A preempted job keeps phase Preempted while it waits; the
-    position is only changed when given (its writes are rate-limited by the caller)."""
+    place is only changed when given (its writes are rate-limited by the caller)."""
     out = _base(status, generation)
     if out.get("phase") != "Preempted":
         out["phase"] = "Queued"
@@ -120,8 +121,13 @@ def queued(
     out.pop("admittedAt", None)
     queue = dict(out.get("queue") or {})
     queue["reason"] = message
-    if position is not None:
-        queue["position"] = position
+    if place is not None:  # exact near the head, a range behind (cadre.core.workloads.queue)
+        queue.pop("position", None)
+        queue.pop("positionRange", None)
+        if place.position is not None:
+            queue["position"] = place.position
+        if place.range is not None:
+            queue["positionRange"] = place.range
     out["queue"] = queue
     if team is not None:
         out["team"] = team

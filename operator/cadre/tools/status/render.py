@@ -105,7 +105,7 @@ def _waiting_table(teams: tuple[TeamStatus, ...]) -> RenderableType:
             team.name,
             f"{_short_kind(job)} {job.namespace}/{job.name}",
             _duration(job.waited_seconds),
-            str(job.position) if job.position is not None else "-",
+            str(job.position) if job.position is not None else job.position_range or "-",
             job.reason,
         )
     return table
@@ -238,6 +238,7 @@ def _team_json(team: TeamStatus) -> dict[str, Any]:
             "since": _time(job.since),
             "waitingSeconds": job.waited_seconds,
             "position": job.position,
+            "positionRange": job.position_range,
             "reason": job.reason,
         },
     }

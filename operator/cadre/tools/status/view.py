@@ -115,6 +115,8 @@ class WaitingJob:
     since: datetime | None
     waited_seconds: int | None
     position: int | None
+    position_range: str | None
+    """Behind the exact positions of the team's queue: the range of its place."""
     reason: str
 
 
@@ -319,6 +321,7 @@ def waiting_job(kind: WorkloadKind, obj: Mapping[str, Any], now: datetime) -> Wa
         since=since,
         waited_seconds=max(0, int((now - since).total_seconds())) if since else None,
         position=_int(queue.get("position")),
+        position_range=_str(queue.get("positionRange")),
         reason=reason,
     )
 
