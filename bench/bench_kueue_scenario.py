@@ -67,6 +67,7 @@ for extra in (REPO / "e2e", REPO / "tests", REPO / "bench"):
         sys.path.insert(0, str(extra))
 
 from bench_queue import BenchOperator, calibrate  # noqa: E402
+from cadre.controller.client import WRITE_VERBS  # noqa: E402
 from cadre_process import operator_kubeconfig  # noqa: E402
 from kueue_harness import harness_config, percentile  # noqa: E402
 from localcluster import LocalCluster  # noqa: E402
@@ -511,12 +512,38 @@ def report(fig: dict[str, Any]) -> str:
     lines.append("  the operator's requests (cadre_api_requests_total, verb resource code):")
     for key, n in sorted(fig["operator"].items(), key=lambda kv: -kv[1]):
         lines.append(f"    {n:>8}  {key}")
+    lines.extend(lifecycle_economy(fig["operator"], fig["workloads"]))
     if fig.get("profile"):
         lines.append("  the operator's hot spots (py-spy, share of samples on the stack):")
         lines.extend(f"    {share:6.1%}  {frame}" for frame, share in fig["profile"])
     if fig["errors"]:
         lines.append(f"  harness retries: {fig['errors']}")
     return "\n".join(lines)
+
+
+def lifecycle_economy(operator: dict[str, int], workloads: int) -> list[str]:
+    """S6: the operator's requests (after it led: its initial sync is not counted) per
+    TrainingJob lifecycle, by verb and resource; the ResourceBudget status and Lease
+    writes are shared by all jobs and shown apart."""
+    by_call: Counter[str] = Counter()
+    for key, n in operator.items():
+        verb, resource, _code = key.split(" ")
+        if verb != "WATCH":
+            by_call[f"{verb} {resource}"] += n
+    shared = {"PATCH resourcebudgets/status", "PUT leases"}
+    per_job = {k: n / workloads for k, n in by_call.items() if k not in shared}
+    writes = sum(n for k, n in per_job.items() if k.split(" ")[0] in WRITE_VERBS)
+    reads = {
+        v: sum(n for k, n in per_job.items() if k.startswith(v + " ")) for v in ("GET", "LIST")
+    }
+    lines = [
+        f"  S6, per TrainingJob lifecycle (the operator's requests after it led / {workloads}): "
+        f"{writes:.2f} writes ({per_job.get('POST events', 0.0):.2f} Events), "
+        f"{reads['GET']:.4f} GETs, {reads['LIST']:.4f} LISTs; shared: "
+        + ", ".join(f"{k} {by_call.get(k, 0)}" for k in sorted(shared))
+    ]
+    lines.extend(f"    {n:8.4f}  {k}" for k, n in sorted(per_job.items(), key=lambda kv: -kv[1]))
+    return lines
 
 
 def start_cluster(out: Path, gpus: int) -> LocalCluster:

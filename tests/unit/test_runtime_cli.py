@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cadre.controller.client import collection_path, resource_of
+from cadre.controller.client import collection_path, resource_of, verb_of
 from cadre.controller.runtime.main import load_config
 from cadre.tools.cli import build_parser
 
@@ -32,6 +32,26 @@ def test_config_errors_are_one_clear_line(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="not a valid OperatorConfig"):
         load_config(str(bad))
     assert load_config(str(EXAMPLES / "operator-config.yaml")).flavor("t4") is not None
+
+
+@pytest.mark.parametrize(
+    ("path", "verb"),
+    [
+        ("/apis/batch/v1/namespaces/ns/jobs", "LIST"),
+        ("/apis/batch/v1/namespaces/ns/jobs/j", "GET"),
+        ("/apis/cadre.dev/v1alpha1/namespaces/ns/trainingjobs/t/status", "GET"),
+        ("/apis/cadre.dev/v1alpha1/resourcebudgets?limit=500", "LIST"),
+        ("/apis/cadre.dev/v1alpha1/resourcebudgets/vision", "GET"),
+        ("/api/v1/nodes", "LIST"),
+        ("/api/v1/namespaces", "LIST"),
+        ("/api/v1/namespaces/ns", "GET"),
+        ("/apis/batch/v1/jobs?labelSelector=x", "LIST"),
+    ],
+)
+def test_metric_verb_label_says_list_for_a_collection(path: str, verb: str) -> None:
+    """As the API server's own metrics: S6 counts GETs and LISTs apart."""
+    assert verb_of("GET", path) == verb
+    assert verb_of("PATCH", path) == "PATCH"
 
 
 @pytest.mark.parametrize(

@@ -66,7 +66,8 @@ _MAX_RETRY_AFTER: Final = 60.0
 API_REQUESTS = Counter(
     "cadre_api_requests_total",
     "Requests the operator sent to the Kubernetes API, each attempt (Kopf's watches not "
-    "included); code is the HTTP status, or timeout / network.",
+    "included); verb as the API server's metrics name it (LIST: a GET of a collection); "
+    "code is the HTTP status, or timeout / network.",
     ["verb", "resource", "code"],
 )
 API_RETRIES = Counter(
@@ -328,6 +329,18 @@ def resource_of(path: str) -> str:
     return parts[0] if parts else "unknown"
 
 
+def verb_of(method: str, path: str) -> str:
+    """The verb as the API server's own metrics name it: LIST for a GET of a collection."""
+    if method != "GET":
+        return method
+    parts = [p for p in path.split("?", 1)[0].split("/") if p]
+    if "namespaces" in parts and len(parts) > parts.index("namespaces") + 2:
+        parts = parts[parts.index("namespaces") + 2 :]
+    else:
+        parts = parts[2:] if parts and parts[0] == "api" else parts[3:]
+    return "LIST" if len(parts) == 1 else "GET"
+
+
 _PLURALS: Final = {
     "Job": "jobs",
     "Service": "services",
@@ -488,11 +501,12 @@ class ApiClient:
         """Send one call (with its retries); returns (status, decoded body). Statuses in
         `ok` are answers, not errors. `fenced=False` only for the leader's own Lease."""
         resource = resource_of(path)
+        verb = verb_of(method, path)
         started = time.perf_counter()
         attempts = 1 + (self.settings.retries if retries is None else retries)
 
         def before_sleep(state: RetryCallState) -> None:
-            API_RETRIES.labels(method, resource).inc()
+            API_RETRIES.labels(verb, resource).inc()
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(attempts),
@@ -511,7 +525,7 @@ class ApiClient:
             raise
         except ApiError as err:
             if err.retryable and attempts > 1:  # a single try is its caller's to report
-                API_FAILURES.labels(method, resource).inc()
+                API_FAILURES.labels(verb, resource).inc()
                 log.error(
                     "API call failed after retries: giving up",
                     verb=method,
@@ -523,7 +537,7 @@ class ApiClient:
                 )
             raise
         finally:
-            API_SECONDS.labels(method).observe(time.perf_counter() - started)
+            API_SECONDS.labels(verb).observe(time.perf_counter() - started)
         if self._unreachable_since is not None:
             down = time.monotonic() - self._unreachable_since
             self._unreachable_since = None
@@ -551,17 +565,18 @@ class ApiClient:
         resource: str,
     ) -> tuple[int, Any]:
         write = method in WRITE_VERBS
+        verb = verb_of(method, path)
         if write and fenced and not self._may_write():
             raise NotLeaderError(method, path)
         fault = self.faults.take(method, resource) if self.faults is not None else None
         if isinstance(fault, int):
-            API_REQUESTS.labels(method, resource, str(fault)).inc()
+            API_REQUESTS.labels(verb, resource, str(fault)).inc()
             err = ApiError(method, path, fault, json.dumps({"reason": "InjectedFault"}))
             if fault == 429:
                 err.retry_after = 0.0
             raise err
         if fault in ("timeout", "network"):
-            API_REQUESTS.labels(method, resource, fault).inc()
+            API_REQUESTS.labels(verb, resource, fault).inc()
             cause: BaseException = (
                 TimeoutError("injected") if fault == "timeout" else ConnectionError("injected")
             )
@@ -592,10 +607,10 @@ class ApiClient:
             if refusal is not None:
                 raise refusal from None
             API_REQUESTS.labels(
-                method, resource, "timeout" if isinstance(exc, TimeoutError) else "network"
+                verb, resource, "timeout" if isinstance(exc, TimeoutError) else "network"
             ).inc()
             raise self._unreachable(method, path, exc) from exc
-        API_REQUESTS.labels(method, resource, str(status)).inc()
+        API_REQUESTS.labels(verb, resource, str(status)).inc()
         if fault == "lost-response":
             raise self._unreachable(method, path, TimeoutError("injected: answer lost"))
         if 200 <= status < 300 or status in ok:
