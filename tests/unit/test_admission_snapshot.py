@@ -302,10 +302,12 @@ def test_cache_keeps_parsed_specs_per_generation(config: OperatorConfig) -> None
     add(store, tj("a"))
     cache: dict[Any, Any] = {}
     build_snapshot(store, config, cache)
-    # The parsed spec, and the hash of the Job that spec builds for its team.
+    # The parsed spec, the hash of the Job that spec builds for its team, and the
+    # waiting job's outcome (tests/unit/test_snapshot_memo.py).
     assert list(cache) == [
         ("vision-research/a", "uid-a", 1),
         ("vision-research/a", "uid-a", 1, "vision"),
+        ("waiting", "vision-research/a"),
     ]
     changed = tj("a", workers=2)
     changed["metadata"].update(generation=2, resourceVersion="2")

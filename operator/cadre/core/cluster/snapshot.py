@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Literal, cast
+from typing import Any, Final, Literal, cast
 
 from pydantic import ValidationError
 
@@ -596,134 +596,55 @@ def build_snapshot(
     readiness = config.admission.wait_for_pods_ready
     for key, tj in store.trainingjobs.items():
         job = store.jobs.get(key)
-        metadata = tj.get("metadata") or {}
-        if job is not None and job.finished:
-            continue
-        if store.stray(key):
-            unadmitted.append(key)  # a running one holds what it uses until it is gone
-        status = tj.get("status") or {}
-        if status.get("phase") in ("Succeeded", "Failed"):
-            continue
-        if metadata.get("deletionTimestamp"):
-            continue
-        running = store.admitted(key)
-        suspend = bool((tj.get("spec") or {}).get("suspend", False))
-        if suspend and not running:
-            continue
-        if running and not suspend and store.awaits_job(key):
-            to_start.append(key)
-        elif (
-            running
-            and not suspend
-            and job is not None
-            and job.suspended
-            and not _stopping(store, key, job)
-            and store.has_admission(key)
-        ):
-            to_start.append(key)  # an earlier Cadre's Job, admitted and still suspended
-        namespace = str(metadata.get("namespace", ""))
+        namespace = str((tj.get("metadata") or {}).get("namespace", ""))
         if namespace not in team_of_ns:
             resolution = resolve_team(namespace, store.namespaces.get(namespace), scopes)
             team_of_ns[namespace] = resolution.team
             if resolution.conflicts:
                 conflicts[namespace] = resolution.conflicts
         team = team_of_ns[namespace]
-        generation = generation_of(tj)
-        uid = str(metadata.get("uid", ""))
-        cache_key = (key, uid, generation)
-        parsed = cache.get(cache_key)
-        if parsed is None:
-            parsed = cache[cache_key] = _parse(tj, config)
-        if isinstance(parsed, Problem):
-            info[key] = WorkloadInfo(team, 0, generation, running, uid=uid)
-            problems[key] = parsed
-            if running:
-                # Admitted, and its spec no longer parses (stored under an older, looser
-                # CRD, then edited): what it holds cannot be counted, so it is stopped
-                # before anything else is admitted.
-                invalid_running.append(key)
-            continue
-        request, priority = parsed
-        shape = None if running else expected_job(tj, team, config, cache)
-        info[key] = WorkloadInfo(
-            team,
-            request.gpus,
-            generation,
-            running,
-            uid=uid,
-            job_digest=shape.placement if isinstance(shape, JobShape) else None,
-            flavor=request.flavor,
-            priority=priority,
-        )
-        if now is not None and readiness.enabled:
-            late, deadline = _pods_ready_timeout(tj, job, running, now, readiness.timeout_seconds)
-            if deadline is not None:
-                deadlines.append(deadline)
-            if late is not None:
-                problems[key] = late
-                timed_out.append(key)  # stopped this pass: what it holds is not counted
-                continue
-            waiting_until = _requeue_at(tj, running, now)
-            if waiting_until is not None:
-                problems[key] = _backoff_problem(tj, waiting_until, readiness.timeout_seconds)
-                deadlines.append(waiting_until)
-                continue
-        if not running and (store.pods_open(key) if job is None else _stopping(store, key, job)):
-            problems[key] = Problem(
-                "Stopping",
-                "the pods of its last run are still stopping: it is considered again once "
-                "they are gone",
-            )
-            continue
-        if isinstance(shape, Problem):
-            problems[key] = shape  # its Job cannot be built: InvalidSpec, with why
-            continue
-        refused = _refused(status, generation)
-        if not running and refused is not None:
-            problems[key] = refused
-            continue
-        verdict = _placement_problem(
-            namespace,
-            team=team,
-            conflicts=conflicts,
-            running=running,
-            priority=priority,
-            max_priority=max_priority,
-            config=config,
-        )
-        if verdict == "unbudgeted":
-            if not running:
-                unbudgeted.append(key)
-            continue
-        if verdict is not None:
-            problems[key] = verdict
-            continue
-        if team is None:
-            continue
-        created = parse_api_time(metadata.get("creationTimestamp")) or 0.0
-        admitted_at: datetime | float | None = None
-        if running:
-            admitted_at = (
-                parse_api_time((tj.get("status") or {}).get("admittedAt"))
-                or store.admitted_at.get(key)
-                or created
-            )
-        assert request.flavor is not None  # _parse made it a Problem otherwise
-        workloads.append(
-            Workload(
-                key=key,
+        # A job that only waits (no Job, no pods, nothing expected of it, no admission,
+        # no requeue: see _WaitingMemo) decides as it did in the last pass while the
+        # stored object itself and its team's say are the same: most of a long queue.
+        plain = job is None and key not in store.expectations and not store.pod_usage.get(key)
+        depends = (team, conflicts.get(namespace), max_priority.get(team) if team else None)
+        memo = cache.get((_WAITING, key)) if plain else None
+        if isinstance(memo, _WaitingMemo) and memo.tj is tj and memo.depends == depends:
+            result = memo.outcome
+        else:
+            result = _training_outcome(
+                store,
+                key,
+                tj,
+                job,
                 team=team,
-                flavour=request.flavor,
-                per_pod=Resources(
-                    request.gpus_per_pod, request.cpu_milli_per_pod, request.memory_bytes_per_pod
-                ),
-                pods=request.pods,
-                priority=config.priority_value(priority) or 0,
-                created=created,
-                admitted=running,
-                admitted_at=admitted_at,
+                conflicts=conflicts,
+                max_priority=max_priority,
+                config=config,
+                cache=cache,
+                now=now,
             )
-        )
+            if plain and result.waits_only:
+                cache[(_WAITING, key)] = _WaitingMemo(tj, depends, result)
+        if result.unadmitted:
+            unadmitted.append(key)  # a running one holds what it uses until it is gone
+        if result.info is None:
+            continue
+        info[key] = result.info
+        if result.to_start:
+            to_start.append(key)
+        if result.deadline is not None:
+            deadlines.append(result.deadline)
+        if result.problem is not None:
+            problems[key] = result.problem
+            if result.invalid_running:
+                invalid_running.append(key)
+            if result.timed_out:
+                timed_out.append(key)  # stopped this pass: what it holds is not counted
+        elif result.unbudgeted:
+            unbudgeted.append(key)
+        elif result.workload is not None:
+            workloads.append(result.workload)
     serving: dict[str, ServingView] = {}
     for key, md in store.modeldeployments.items():
         namespace = key.split("/", 1)[0]
@@ -775,6 +696,198 @@ def build_snapshot(
         serving=serving,
         timed_out=tuple(timed_out),
         next_deadline=min(deadlines, default=None),
+    )
+
+
+_WAITING: Final = "waiting"
+"""The snapshot cache's key prefix of a waiting job's memo."""
+
+
+@dataclass(frozen=True, slots=True)
+class _TrainingOutcome:
+    """What one TrainingJob is in a pass (see build_snapshot)."""
+
+    info: WorkloadInfo | None = None
+    """None: not considered at all (finished, being deleted, suspended and stopped)."""
+    workload: Workload | None = None
+    problem: Problem | None = None
+    unbudgeted: bool = False
+    unadmitted: bool = False
+    to_start: bool = False
+    invalid_running: bool = False
+    timed_out: bool = False
+    deadline: datetime | None = None
+    waits_only: bool = False
+    """Not admitted and not requeued: the outcome depends on the stored object, its team,
+    the namespace's conflicts and the team's maxPriority only (not on the clock)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _WaitingMemo:
+    """A waiting job's outcome, valid while the store holds this very object (the store
+    replaces an object on every change, never edits it) and `depends` is unchanged."""
+
+    tj: Mapping[str, Any]
+    depends: tuple[str | None, tuple[str, ...] | None, str | None]
+    outcome: _TrainingOutcome
+
+
+def _training_outcome(
+    store: Store,
+    key: str,
+    tj: Mapping[str, Any],
+    job: JobRecord | None,
+    *,
+    team: str | None,
+    conflicts: Mapping[str, tuple[str, ...]],
+    max_priority: Mapping[str, str],
+    config: OperatorConfig,
+    cache: MutableMapping[Any, Any],
+    now: datetime | None,
+) -> _TrainingOutcome:
+    """One TrainingJob as the pass sees it (the rules are in the module's docstring)."""
+    metadata = tj.get("metadata") or {}
+    if job is not None and job.finished:
+        return _TrainingOutcome()
+    unadmitted = store.stray(key)
+    status = tj.get("status") or {}
+    if status.get("phase") in ("Succeeded", "Failed") or metadata.get("deletionTimestamp"):
+        return _TrainingOutcome(unadmitted=unadmitted)
+    running = store.admitted(key)
+    suspend = bool((tj.get("spec") or {}).get("suspend", False))
+    if suspend and not running:
+        return _TrainingOutcome(unadmitted=unadmitted)
+    to_start = (running and not suspend and store.awaits_job(key)) or (
+        running
+        and not suspend
+        and job is not None
+        and job.suspended
+        and not _stopping(store, key, job)
+        and store.has_admission(key)  # an earlier Cadre's Job, admitted and still suspended
+    )
+    namespace = str(metadata.get("namespace", ""))
+    generation = generation_of(tj)
+    uid = str(metadata.get("uid", ""))
+    cache_key = (key, uid, generation)
+    parsed = cache.get(cache_key)
+    if parsed is None:
+        parsed = cache[cache_key] = _parse(tj, config)
+    if isinstance(parsed, Problem):
+        # Admitted, and its spec no longer parses (stored under an older, looser CRD, then
+        # edited): what it holds cannot be counted, so it is stopped before anything else
+        # is admitted.
+        return _TrainingOutcome(
+            WorkloadInfo(team, 0, generation, running, uid=uid),
+            problem=parsed,
+            invalid_running=running,
+            waits_only=not running and "requeue" not in status,
+            unadmitted=unadmitted,
+            to_start=to_start,
+        )
+    request, priority = parsed
+    shape = None if running else expected_job(tj, team, config, cache)
+    info = WorkloadInfo(
+        team,
+        request.gpus,
+        generation,
+        running,
+        uid=uid,
+        job_digest=shape.placement if isinstance(shape, JobShape) else None,
+        flavor=request.flavor,
+        priority=priority,
+    )
+    deadline: datetime | None = None
+    readiness = config.admission.wait_for_pods_ready
+    if now is not None and readiness.enabled:
+        late, deadline = _pods_ready_timeout(tj, job, running, now, readiness.timeout_seconds)
+        if late is not None:
+            return _TrainingOutcome(
+                info, problem=late, timed_out=True, unadmitted=unadmitted, to_start=to_start
+            )
+        waiting_until = _requeue_at(tj, running, now)
+        if waiting_until is not None:
+            problem = _backoff_problem(tj, waiting_until, readiness.timeout_seconds)
+            return _TrainingOutcome(
+                info,
+                problem=problem,
+                deadline=waiting_until,
+                unadmitted=unadmitted,
+                to_start=to_start,
+            )
+    waits_only = not running and "requeue" not in status
+
+    def waiting(problem: Problem) -> _TrainingOutcome:
+        return _TrainingOutcome(
+            info,
+            problem=problem,
+            deadline=deadline,
+            waits_only=waits_only,
+            unadmitted=unadmitted,
+            to_start=to_start,
+        )
+
+    if not running and (store.pods_open(key) if job is None else _stopping(store, key, job)):
+        return waiting(
+            Problem(
+                "Stopping",
+                "the pods of its last run are still stopping: it is considered again once "
+                "they are gone",
+            )
+        )
+    if isinstance(shape, Problem):
+        return waiting(shape)  # its Job cannot be built: InvalidSpec, with why
+    refused = _refused(status, generation)
+    if not running and refused is not None:
+        return waiting(refused)
+    verdict = _placement_problem(
+        namespace,
+        team=team,
+        conflicts=conflicts,
+        running=running,
+        priority=priority,
+        max_priority=max_priority,
+        config=config,
+    )
+    if verdict == "unbudgeted":
+        return _TrainingOutcome(
+            info,
+            unbudgeted=not running,
+            deadline=deadline,
+            waits_only=waits_only,
+            unadmitted=unadmitted,
+            to_start=to_start,
+        )
+    if verdict is not None:
+        return waiting(verdict)
+    if team is None:
+        return _TrainingOutcome(info, deadline=deadline, unadmitted=unadmitted, to_start=to_start)
+    created = parse_api_time(metadata.get("creationTimestamp")) or 0.0
+    admitted_at: datetime | float | None = None
+    if running:
+        admitted_at = (
+            parse_api_time(status.get("admittedAt")) or store.admitted_at.get(key) or created
+        )
+    assert request.flavor is not None  # _parse made it a Problem otherwise
+    workload = Workload(
+        key=key,
+        team=team,
+        flavour=request.flavor,
+        per_pod=Resources(
+            request.gpus_per_pod, request.cpu_milli_per_pod, request.memory_bytes_per_pod
+        ),
+        pods=request.pods,
+        priority=config.priority_value(priority) or 0,
+        created=created,
+        admitted=running,
+        admitted_at=admitted_at,
+    )
+    return _TrainingOutcome(
+        info,
+        workload=workload,
+        deadline=deadline,
+        waits_only=waits_only,
+        unadmitted=unadmitted,
+        to_start=to_start,
     )
 
 
