@@ -276,6 +276,8 @@ def s7(cluster: Any, folder: Path, teams: int, trainingjobs: int) -> dict[str, f
         api.create(
             f"{GROUP}/resourcebudgets", budget(name, TEAM_GPUS, cohort=f"cohort-{t // 10:03d}")
         )
+    for part in ("first", "restart"):
+        (folder / part).mkdir(parents=True, exist_ok=True)
     first = start_operator(cluster, folder / "first", PRIORITIES)
     try:
         docs = [(f"team-{i % teams:04d}", f"job-{i:05d}") for i in range(trainingjobs)]

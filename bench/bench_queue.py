@@ -42,6 +42,7 @@ import threading
 import time
 import timeit
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -269,46 +270,41 @@ def phases(items: list[dict[str, Any]]) -> Counter[str]:
     return Counter((tj.get("status") or {}).get("phase") or "-" for tj in items)
 
 
-class PhaseWatch:
-    """The TrainingJobs' phases kept current by one watch (a list every few seconds of
-    10,000 objects would load the API server more than the operator does)."""
+class ObjectWatch:
+    """A list, then a watch of the collection at `path` (listed again after a 410), each
+    object handed to `on_event(type, object)` in a thread of its own (a list every few
+    seconds of 10,000 objects would load the API server more than the operator does)."""
 
-    def __init__(self, cluster: LocalCluster) -> None:
+    def __init__(
+        self, cluster: LocalCluster, path: str, on_event: Callable[[str, dict[str, Any]], None]
+    ) -> None:
         self.cluster = cluster
-        self.objects: dict[str, dict[str, Any]] = {}
-        self.lock = threading.Lock()
+        self.path = path
+        self.on_event = on_event
         self.stopping = False
-        self.thread = threading.Thread(target=self._run, name="phase-watch", daemon=True)
+        self.thread = threading.Thread(target=self._run, name="object-watch", daemon=True)
 
-    def start(self) -> PhaseWatch:
+    def start(self) -> ObjectWatch:
         self.thread.start()
         return self
 
     def stop(self) -> None:
         self.stopping = True
 
-    def counts(self) -> Counter[str]:
-        with self.lock:
-            return phases(list(self.objects.values()))
-
-    def items(self) -> list[dict[str, Any]]:
-        with self.lock:
-            return list(self.objects.values())
-
     def _run(self) -> None:
         api = self.cluster.api
         rv = ""
         while not self.stopping:
             if not rv:
-                data = api.get(TJS)
-                with self.lock:
-                    self.objects = {tj["metadata"]["name"]: tj for tj in data["items"]}
+                data = api.get(self.path)
+                for obj in data["items"]:
+                    self.on_event("ADDED", obj)
                 rv = data["metadata"]["resourceVersion"]
             conn = http.client.HTTPSConnection(api.host, api.port, context=api.tls, timeout=120)
             try:
                 conn.request(
                     "GET",
-                    f"{TJS}?watch=1&allowWatchBookmarks=true&timeoutSeconds=600"
+                    f"{self.path}?watch=1&allowWatchBookmarks=true&timeoutSeconds=600"
                     f"&resourceVersion={rv}",
                     headers={"Accept": "application/json"},
                 )
@@ -326,17 +322,43 @@ class PhaseWatch:
                         rv = ""  # 410 Gone: list again
                         break
                     rv = obj["metadata"].get("resourceVersion", rv)
-                    if ev["type"] == "BOOKMARK":
-                        continue
-                    with self.lock:
-                        if ev["type"] == "DELETED":
-                            self.objects.pop(obj["metadata"]["name"], None)
-                        else:
-                            self.objects[obj["metadata"]["name"]] = obj
+                    if ev["type"] != "BOOKMARK":
+                        self.on_event(ev["type"], obj)
             except (OSError, http.client.HTTPException, ValueError):
                 time.sleep(0.5)
             finally:
                 conn.close()
+
+
+class PhaseWatch:
+    """The TrainingJobs of the bench's namespace, kept current by an ObjectWatch."""
+
+    def __init__(self, cluster: LocalCluster) -> None:
+        self.objects: dict[str, dict[str, Any]] = {}
+        self.lock = threading.Lock()
+        self.watch = ObjectWatch(cluster, TJS, self._on_event)
+
+    def start(self) -> PhaseWatch:
+        self.watch.start()
+        return self
+
+    def stop(self) -> None:
+        self.watch.stop()
+
+    def counts(self) -> Counter[str]:
+        with self.lock:
+            return phases(list(self.objects.values()))
+
+    def items(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return list(self.objects.values())
+
+    def _on_event(self, kind: str, obj: dict[str, Any]) -> None:
+        with self.lock:
+            if kind == "DELETED":
+                self.objects.pop(obj["metadata"]["name"], None)
+            else:
+                self.objects[obj["metadata"]["name"]] = obj
 
 
 def queue_key(tj: dict[str, Any]) -> tuple[int, str, str]:

@@ -191,6 +191,21 @@ def main() -> None:
         run(sizes, args.repeat, with_nodes)
 
 
+def best_of(
+    snaps: dict[int, Snapshot], repeat: int
+) -> tuple[dict[int, float], dict[int, tuple[int, int, int]]]:
+    """The best time of `repeat` passes over each snapshot, timed round-robin so that the
+    machine's slow moments hit all of them alike; and each pass's counts."""
+    times = dict.fromkeys(snaps, math.inf)
+    results: dict[int, tuple[int, int, int]] = {}
+    for _ in range(repeat):
+        for n, snap in snaps.items():
+            t, *counts = timed(snap, 1)
+            times[n] = min(times[n], t)
+            results[n] = (counts[0], counts[1], counts[2])
+    return times, results
+
+
 def run(sizes: list[int], repeat: int, with_nodes: bool) -> None:
     # how fast this machine is right now (shared and virtual: it varies by 2x and more)
     calibration = min(timeit.repeat("sum(range(10**6))", number=5, repeat=5)) / 5
@@ -199,38 +214,23 @@ def run(sizes: list[int], repeat: int, with_nodes: bool) -> None:
         f"{ADMITTED} admitted; best of {repeat}; "
         f"calibration sum(range(10**6)) = {calibration * 1000:.1f} ms"
     )
-    # sizes are timed round-robin, so that the machine's slow moments hit all of them alike
     snaps = {n: build(n) for n in sizes}
     if not with_nodes:
         snaps = {n: replace(snap, nodes=None) for n, snap in snaps.items()}
-    times = dict.fromkeys(sizes, math.inf)
-    results = {}
-    for _ in range(repeat):
-        for n in sizes:
-            t, *counts = timed(snaps[n], 1)
-            times[n] = min(times[n], t)
-            results[n] = counts
+    times, results = best_of(snaps, repeat)
     # The next pass, on the cluster as the first one left it: the steady state of a long
     # queue (a few admissions and preemptions, most work still pending).
-    nexts = {n: apply_result(snaps[n], schedule(snaps[n]), 3e6) for n in sizes}
-    next_times = dict.fromkeys(sizes, math.inf)
-    next_results = {}
-    for _ in range(repeat):
-        for n in sizes:
-            t, *counts = timed(nexts[n], 1)
-            next_times[n] = min(next_times[n], t)
-            next_results[n] = counts
+    nexts = {n: apply_result(snap, schedule(snap), 3e6) for n, snap in snaps.items()}
+    next_times, next_results = best_of(nexts, repeat)
     for n in sizes:
-        adm, vic, pend = results[n]
-        print(
-            f"pending {n:>6,}: {times[n] * 1000:8.1f} ms   admitted {adm:>5}  victims {vic:>4}  "
-            f"still pending {pend:>6}"
-        )
-        adm, vic, pend = next_results[n]
-        print(
-            f"   next pass: {next_times[n] * 1000:8.1f} ms   admitted {adm:>5}  victims {vic:>4}  "
-            f"still pending {pend:>6}"
-        )
+        for label, took, (adm, vic, pend) in (
+            (f"pending {n:>6,}", times[n], results[n]),
+            ("   next pass", next_times[n], next_results[n]),
+        ):
+            print(
+                f"{label}: {took * 1000:8.1f} ms   admitted {adm:>5}  victims {vic:>4}  "
+                f"still pending {pend:>6}"
+            )
     for a, b in itertools.pairwise(sizes):
         nlogn = (b * math.log(b)) / (a * math.log(a))
         print(

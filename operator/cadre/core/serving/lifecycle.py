@@ -38,7 +38,7 @@ from cadre.core.serving.canary import effective_percent, split_text
 from cadre.core.serving.children import service_url
 from cadre.core.serving.observed import ServingPod
 from cadre.core.serving.plan import Observed, ReplicaPlan
-from cadre.core.workloads.queue import QueuePlace
+from cadre.core.workloads.queue import QueuePlace, with_place
 from cadre.core.workloads.scheduling import (
     PODS_READY_TIMEOUT,
     Backoff,
@@ -103,16 +103,8 @@ def serving_queued(
     """Its gang of replicas.min waits for quota (never written while it is admitted)."""
     out = _base(status, generation)
     out["phase"] = "Queued"
-    queue = dict(out.get("queue") or {})
-    queue["reason"] = message
-    if place is not None:  # exact near the head, a range behind (cadre.core.workloads.queue)
-        queue.pop("position", None)
-        queue.pop("positionRange", None)
-        if place.position is not None:
-            queue["position"] = place.position
-        if place.range is not None:
-            queue["positionRange"] = place.range
-    out["queue"] = queue
+    # The place: exact near the head, a range behind (cadre.core.workloads.queue).
+    out["queue"] = {**with_place(out.get("queue") or {}, place), "reason": message}
     if team is not None:
         out["team"] = team
     out["conditions"] = with_condition(

@@ -38,7 +38,7 @@ from cadre.core.accounting import PodUsage, Rates, format_figures, usage_and_cos
 from cadre.core.objects import event_about, find_condition, timestamp, with_condition
 from cadre.core.training.failure import parse_job_failure
 from cadre.core.training.job import JobRecord
-from cadre.core.workloads.queue import QueuePlace
+from cadre.core.workloads.queue import QueuePlace, with_place
 from cadre.core.workloads.scheduling import (
     PODS_READY_TIMEOUT,
     Backoff,
@@ -119,16 +119,8 @@ def queued(
         out["phase"] = "Queued"
     out.pop("admission", None)  # (the caller never queues a job that is admitted)
     out.pop("admittedAt", None)
-    queue = dict(out.get("queue") or {})
-    queue["reason"] = message
-    if place is not None:  # exact near the head, a range behind (cadre.core.workloads.queue)
-        queue.pop("position", None)
-        queue.pop("positionRange", None)
-        if place.position is not None:
-            queue["position"] = place.position
-        if place.range is not None:
-            queue["positionRange"] = place.range
-    out["queue"] = queue
+    # The place: exact near the head, a range behind (cadre.core.workloads.queue).
+    out["queue"] = {**with_place(out.get("queue") or {}, place), "reason": message}
     if team is not None:
         out["team"] = team
     if gpus is not None:

@@ -11,9 +11,11 @@ range per bound, whatever the queue's length.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["QueuePlace", "queue_place"]
+__all__ = ["QueuePlace", "queue_place", "with_place"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,3 +35,16 @@ def queue_place(position: int, exact: int) -> QueuePlace:
     while position > high:
         low, high = high + 1, high * 10
     return QueuePlace(None, f"{low:,}-{high:,}")
+
+
+def with_place(queue: Mapping[str, Any], place: QueuePlace | None) -> dict[str, Any]:
+    """`status.queue` with `place` written (None: left as it was)."""
+    out = dict(queue)
+    if place is not None:
+        out.pop("position", None)
+        out.pop("positionRange", None)
+        if place.position is not None:
+            out["position"] = place.position
+        if place.range is not None:
+            out["positionRange"] = place.range
+    return out
