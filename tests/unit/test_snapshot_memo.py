@@ -16,6 +16,7 @@ from test_admission_snapshot import example_store, job, tj
 
 from cadre.core.accounting import Interval, PodUsage
 from cadre.core.api.config import parse_config
+from cadre.core.budget.teams import budget_scope, resolve_team
 from cadre.core.cluster.snapshot import SnapshotBuild, build_snapshot
 from cadre.core.cluster.store import Store
 
@@ -166,6 +167,11 @@ def test_a_kept_cache_decides_as_a_fresh_one(passes: list[list[tuple[Any, ...]]]
         kept = build_snapshot(store, CONFIG, cache, now=now)
         fresh = build_snapshot(store, CONFIG, {}, now=now)
         assert decisions(kept) == decisions(fresh)
+        # The store keeps each namespace's team too: never another than the budgets say.
+        scopes = [budget_scope(b) for b in store.budgets.values()]
+        for namespace in NAMESPACES:
+            labels = store.namespaces.get(namespace)
+            assert store.team_resolution(namespace) == resolve_team(namespace, labels, scopes)
 
 
 def test_a_waiting_job_is_decided_from_its_memo_until_its_object_changes() -> None:

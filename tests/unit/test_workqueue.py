@@ -80,3 +80,33 @@ def test_workers_retry_a_failing_key_until_it_succeeds() -> None:
     asyncio.run(scenario())
     assert calls == ["k", "k", "k"]
     assert errors == ["API down", "API down"]
+
+
+def test_a_long_run_of_ready_keys_lets_the_rest_of_the_process_run() -> None:
+    """Keys that need nothing (no await in their reconcile) must not hold the event loop:
+    50,000 of them after a resync once starved the leader's lease renewal for 25 s."""
+    done: list[str] = []
+    seen_while_working: list[int] = []
+
+    async def reconcile(key: str) -> float | None:
+        done.append(key)  # nothing to write: returns without awaiting anything
+        return None
+
+    async def other_task() -> None:
+        while len(done) < 1000:
+            seen_while_working.append(len(done))
+            await asyncio.sleep(0)
+
+    async def scenario() -> None:
+        queue = WorkQueue("test")
+        for i in range(1000):
+            queue.add(f"k{i}")
+        workers = asyncio.create_task(queue.run_workers(1, reconcile, lambda key, err: None))
+        await asyncio.wait_for(other_task(), timeout=5)
+        workers.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await workers
+
+    asyncio.run(scenario())
+    # The other task ran between the keys, not only before the first and after the last.
+    assert len([n for n in seen_while_working if 0 < n < 1000]) > 100

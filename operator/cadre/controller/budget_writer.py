@@ -51,7 +51,6 @@ from cadre.core.budget.status import (
     invalid_budget_status,
     team_inputs,
 )
-from cadre.core.budget.teams import budget_scope, resolve_team
 from cadre.core.cluster.snapshot import SnapshotBuild
 from cadre.core.cluster.store import Store
 from cadre.core.objects.events import event_about
@@ -173,10 +172,9 @@ class BudgetWriter(BackgroundTask):
 
     def after_pass(self, build: SnapshotBuild, result: PassResult) -> None:
         """Take the pass's view of each team; wake for the teams whose view changed."""
-        scopes = [budget_scope(b) for b in self.store.budgets.values()]
         claims: dict[str, tuple[str, ...]] = {}
-        for namespace, labels in self.store.namespaces.items():
-            resolution = resolve_team(namespace, labels, scopes)
+        for namespace in self.store.namespaces:
+            resolution = self.store.team_resolution(namespace)
             if resolution.team is not None:
                 claims[namespace] = (resolution.team, *resolution.conflicts)
         waiting: dict[str, int] = {}

@@ -563,8 +563,10 @@ class Cache(BackgroundTask):
         if kinds is None or {"trainingjob", "job", "pod"} & set(kinds):
             # What a TrainingJob's reconcile reads may have changed: every one looks again
             # (a relist of nodes or namespaces alone changes admission, the loop's work).
+            # (Not the jobs that only wait: nothing of theirs is the reconciler's to write.)
             for key in list(self.store.trainingjobs) + list(self.store.deleted_trainingjobs):
-                self._reconcile(key)
+                if self.store.reconciler_has_work(key):
+                    self._reconcile(key)
         if kinds is None or (SERVING_KINDS | {"pod"}) & set(kinds):
             for key in list(self.store.modeldeployments):
                 self._reconcile(serving_key(key))

@@ -35,7 +35,6 @@ from cadre.core.api.names import ANNOTATION_SPEC_HASH
 from cadre.core.api.resourcebudget import ResourceAmounts, ResourceBudgetSpec
 from cadre.core.api.trainingjob import TrainingJobSpec
 from cadre.core.budget.status import spend_from_status
-from cadre.core.budget.teams import BudgetScope, budget_scope, resolve_team
 from cadre.core.cluster.nodes import flavour_of, node_capacities
 from cadre.core.cluster.serving import ServingView, serving_view
 from cadre.core.cluster.store import NodeRecord, Store
@@ -575,7 +574,6 @@ def build_snapshot(
             continue
         spend = store.spend.get(budget_team.name) or spend_from_status(budget)
         teams.append(budget_team if spend is None else replace(budget_team, spend=spend))
-    scopes: list[BudgetScope] = [budget_scope(b) for b in store.budgets.values()]
     max_priority = {
         name: str(limit)
         for name, budget in store.budgets.items()
@@ -598,7 +596,7 @@ def build_snapshot(
         job = store.jobs.get(key)
         namespace = str((tj.get("metadata") or {}).get("namespace", ""))
         if namespace not in team_of_ns:
-            resolution = resolve_team(namespace, store.namespaces.get(namespace), scopes)
+            resolution = store.team_resolution(namespace)
             team_of_ns[namespace] = resolution.team
             if resolution.conflicts:
                 conflicts[namespace] = resolution.conflicts
@@ -649,7 +647,7 @@ def build_snapshot(
     for key, md in store.modeldeployments.items():
         namespace = key.split("/", 1)[0]
         if namespace not in team_of_ns:
-            resolution = resolve_team(namespace, store.namespaces.get(namespace), scopes)
+            resolution = store.team_resolution(namespace)
             team_of_ns[namespace] = resolution.team
             if resolution.conflicts:
                 conflicts[namespace] = resolution.conflicts
