@@ -163,7 +163,7 @@ def generator_file(config: str, out: Path, built: Harness | None = None) -> Path
         path = out / "quick-generator.yaml"
         path.write_text(yaml.safe_dump(QUICK, sort_keys=False))
         return path
-    return Path(config)
+    return Path(config).resolve()  # the runner runs in Kueue's source tree: no relative path
 
 
 def harness_config(config: str, out: Path) -> dict[str, Any]:
