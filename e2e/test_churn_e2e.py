@@ -32,18 +32,18 @@ def test_create_admit_delete_cycles_leave_nothing_behind(
         one_cycle(cluster, team, "warm-up")
         # (A deleted pod is held by Cadre's finalizer until its containers stopped: KWOK
         # does not say so, so it is closed at the end of its grace period, 30 s, + 30 s.)
-        eventually("warm-up gone", lambda: not operator_leftovers(op.readiness()), timeout=120)
+        held = lambda: operator_leftovers(op.readiness())  # noqa: E731
+        eventually("warm-up gone", lambda: not held(), timeout=120, state=held)
         rss_before = rss_kib(op.pid)
         churn(cluster, team, CYCLES)
         eventually(
             "no Job, Service, pod or TrainingJob left",
             lambda: not leftovers(cluster, team),
             timeout=180,
+            state=lambda: leftovers(cluster, team),
         )
         eventually(
-            "the operator's per-object state empty",
-            lambda: not operator_leftovers(op.readiness()),
-            timeout=120,
+            "the operator's per-object state empty", lambda: not held(), timeout=120, state=held
         )
         rss_after = rss_kib(op.pid)
         growth = (rss_after - rss_before) / rss_before

@@ -18,10 +18,11 @@ def eventually(
     interval: float = 0.1,
     *,
     expected: tuple[type[Exception], ...] = (KeyError, OSError, ApiError),
+    state: Callable[[], object] | None = None,
 ) -> T:
     """Call `fn` until it returns something truthy, and return that; fail after `timeout`
     seconds naming `what` (and the last of the `expected` errors, which count as "not
-    yet")."""
+    yet"; and what `state` returns then, to say what was still in the way)."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while True:
@@ -33,5 +34,7 @@ def eventually(
             last = err
         if time.monotonic() >= deadline:
             detail = f" (last error: {last})" if last else ""
+            if state is not None:
+                detail += f"; still: {state()}"
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
         time.sleep(interval)

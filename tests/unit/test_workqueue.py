@@ -95,7 +95,7 @@ def test_a_long_run_of_ready_keys_lets_the_rest_of_the_process_run() -> None:
     async def other_task() -> None:
         while len(done) < 1000:
             seen_while_working.append(len(done))
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # no wait: a bare yield, as any other task of the loop
 
     async def scenario() -> None:
         queue = WorkQueue("test")

@@ -313,17 +313,20 @@ def ssl_context_of(configuration: k8s_client.Configuration) -> ssl.SSLContext | 
     return context
 
 
-def resource_of(path: str) -> str:
-    """`jobs`, `trainingjobs/status`... from an API path, for the metric's label."""
+def _resource_parts(path: str) -> list[str]:
+    """An API path after its group, version and namespace: [resource, name, subresource],
+    as far as the path goes (`/api/v1/namespaces/<name>` is the namespaces resource)."""
     parts = [p for p in path.split("?", 1)[0].split("/") if p]
     if "namespaces" in parts:
         i = parts.index("namespaces")
-        rest = parts[i + 2 :]
-        if not rest:  # /api/v1/namespaces/<name>
-            return "namespaces"
-        parts = rest
-    else:
-        parts = parts[2:] if parts[0] == "api" else parts[3:]
+        if len(parts) > i + 2:
+            return parts[i + 2 :]
+    return parts[2:] if parts and parts[0] == "api" else parts[3:]
+
+
+def resource_of(path: str) -> str:
+    """`jobs`, `trainingjobs/status`... from an API path, for the metric's label."""
+    parts = _resource_parts(path)
     if len(parts) >= 3:
         return f"{parts[0]}/{parts[2]}"
     return parts[0] if parts else "unknown"
@@ -331,14 +334,9 @@ def resource_of(path: str) -> str:
 
 def verb_of(method: str, path: str) -> str:
     """The verb as the API server's own metrics name it: LIST for a GET of a collection."""
-    if method != "GET":
-        return method
-    parts = [p for p in path.split("?", 1)[0].split("/") if p]
-    if "namespaces" in parts and len(parts) > parts.index("namespaces") + 2:
-        parts = parts[parts.index("namespaces") + 2 :]
-    else:
-        parts = parts[2:] if parts and parts[0] == "api" else parts[3:]
-    return "LIST" if len(parts) == 1 else "GET"
+    if method == "GET" and len(_resource_parts(path)) == 1:
+        return "LIST"
+    return method
 
 
 _PLURALS: Final = {
@@ -519,7 +517,7 @@ class ApiClient:
             async for attempt in retrying:
                 with attempt:
                     result = await self._attempt(
-                        method, path, body, content_type, ok, fenced, resource
+                        method, path, body, content_type, ok, fenced, resource, verb
                     )
         except NotLeaderError:
             raise
@@ -563,9 +561,9 @@ class ApiClient:
         ok: tuple[int, ...],
         fenced: bool,
         resource: str,
+        verb: str,
     ) -> tuple[int, Any]:
         write = method in WRITE_VERBS
-        verb = verb_of(method, path)
         if write and fenced and not self._may_write():
             raise NotLeaderError(method, path)
         fault = self.faults.take(method, resource) if self.faults is not None else None

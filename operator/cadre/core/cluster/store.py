@@ -212,11 +212,12 @@ class Store:
     superseded: dict[tuple[Kind, str], str] = field(default_factory=dict)
     """The resourceVersion each record's last own write replaced (see the module)."""
     _teams: dict[str, TeamResolution] = field(default_factory=dict, repr=False, compare=False)
-    _scopes: list[BudgetScope] = field(default_factory=list, repr=False, compare=False)
     """Namespace -> its team, as resolved since the budgets' scopes or the namespaces'
     labels last changed (asked per reconcile, status write and pass: at 1,000 budgets a
     resolution against every scope took a millisecond, and 50,000 of them after a resync
     held the event loop for 25 s)."""
+    _scopes: list[BudgetScope] | None = field(default=None, repr=False, compare=False)
+    """Every budget's scope, since the budgets last changed (None: to compute)."""
 
     def _touch(self, kind: Kind, key: str) -> None:
         self.seen_at[(kind, key)] = self.clock()
@@ -333,13 +334,13 @@ class Store:
             self.superseded[("budget", name)] = written_from
         changed = old is None or old.get("spec") != budget.get("spec")
         if changed:
-            self._teams_changed()
+            self._teams_changed(scopes=True)
         return changed
 
     def delete_budget(self, name: str) -> bool:
         self.spend.pop(name, None)
         self._forget("budget", name)
-        self._teams_changed()
+        self._teams_changed(scopes=True)
         return self.budgets.pop(name, None) is not None
 
     def team_of(self, namespace: str) -> str | None:
@@ -352,14 +353,17 @@ class Store:
         budget's scope or a namespace's labels change)."""
         found = self._teams.get(namespace)
         if found is None:
-            if not self._teams:  # the budgets or the namespaces changed: scopes again
+            if self._scopes is None:
                 self._scopes = [budget_scope(b) for b in self.budgets.values()]
             found = resolve_team(namespace, self.namespaces.get(namespace), self._scopes)
             self._teams[namespace] = found
         return found
 
-    def _teams_changed(self) -> None:
+    def _teams_changed(self, *, scopes: bool) -> None:
+        """Forget every namespace's team; with `scopes`, the budgets' scopes too."""
         self._teams.clear()
+        if scopes:
+            self._scopes = None
 
     # -- Nodes -----------------------------------------------------------------------
     def upsert_node(self, node: Mapping[str, Any]) -> bool:
@@ -391,12 +395,12 @@ class Store:
         self.namespaces[name] = labels
         self._touch("namespace", name)
         if old != labels:
-            self._teams_changed()
+            self._teams_changed(scopes=False)
         return old != labels
 
     def delete_namespace(self, name: str) -> bool:
         self._forget("namespace", name)
-        self._teams_changed()
+        self._teams_changed(scopes=False)
         return self.namespaces.pop(name, None) is not None
 
     # -- TrainingJobs ----------------------------------------------------------------
