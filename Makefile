@@ -83,14 +83,13 @@ down: $(STAMP)
 	PYTHONPATH=e2e $(PY) -m localcluster down
 
 # Figures, never assertions on wall clock (bench/README.md). bench-quick is the few-minute
-# version CI runs after the tests; bench the whole suite, BENCH_RUNS runs of each scenario
-# (several hours at 3): Kueue's baseline and Cadre on the same scenario in the same run
-# (S1), the same at 1,000 queues (S2), end to end with KWOK (S3), S4/S5, the cold start
-# (S7), the metrics endpoint (S8), and the plots of S1 and S2.
-BENCH_OUT ?= /tmp/cadre-bench
+# version CI runs after the tests; bench the whole suite (bench/suite.py): BENCH_RUNS runs
+# of each scenario (several hours at 3), Kueue's side and Cadre's back to back, each step
+# recorded in bench/results/<operator tree>/ as it ends, so that running it again resumes
+# (BENCH_ONLY=s1,s3 picks scenarios); then the tables (report.md there) and the plots.
 BENCH_RUNS ?= 3
+BENCH_ONLY ?=
 BENCH_STAMP := $(VENV)/.bench-installed
-S2_CONFIG := bench/configs/s2-large.yaml
 
 $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
@@ -103,20 +102,4 @@ bench-quick: $(STAMP) binaries
 	$(PY) bench/bench_latency.py --runs 1 --jobs 10
 
 bench: $(BENCH_STAMP) binaries
-	rm -rf $(BENCH_OUT)
-	$(PY) bench/bench_scheduler.py
-	$(PY) bench/bench_budgets.py
-	for run in $$(seq $(BENCH_RUNS)); do \
-	  $(PY) bench/kueue_harness.py --config baseline --out $(BENCH_OUT)/s1-$$run/kueue && \
-	  $(PY) bench/bench_kueue_scenario.py --config baseline --out $(BENCH_OUT)/s1-$$run/cadre && \
-	  $(PY) bench/kueue_harness.py --config $(S2_CONFIG) --out $(BENCH_OUT)/s2-$$run/kueue && \
-	  $(PY) bench/bench_kueue_scenario.py --config $(S2_CONFIG) --out $(BENCH_OUT)/s2-$$run/cadre && \
-	  $(PY) bench/bench_e2e.py --out $(BENCH_OUT)/s3-$$run || exit 1; \
-	done
-	$(PY) bench/plot_admission.py --config baseline --kueue $(BENCH_OUT)/s1-1/kueue \
-		--cadre $(BENCH_OUT)/s1-1/cadre --out docs/img/s1-time-to-admission.png
-	$(PY) bench/plot_admission.py --config $(S2_CONFIG) --kueue $(BENCH_OUT)/s2-1/kueue \
-		--cadre $(BENCH_OUT)/s2-1/cadre --out docs/img/s2-time-to-admission.png
-	$(PY) bench/bench_latency.py --runs $(BENCH_RUNS)
-	$(PY) bench/bench_latency.py --scenario s7 --runs $(BENCH_RUNS)
-	$(PY) bench/bench_latency.py --scenario s8 --runs $(BENCH_RUNS)
+	$(PY) bench/suite.py --runs $(BENCH_RUNS) $(if $(BENCH_ONLY),--only $(BENCH_ONLY))

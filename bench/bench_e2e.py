@@ -218,7 +218,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         fig["create_to_running"] = {
             "count": len(to_running),
             "p50": statistics.median(to_running) if to_running else float("nan"),
-            "p99": percentile(to_running, 99) if to_running else float("nan"),
+            "p99": percentile(to_running, 0.99) if to_running else float("nan"),
             "max": to_running[-1] if to_running else float("nan"),
         }
         fig["cpu"] = proc_cpu_seconds(op.pid) - cpu_before

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
 import sys
 import tempfile
@@ -392,6 +393,7 @@ def main() -> None:
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="cadre-latency-"))
     chosen = ("s4", "s5") if args.scenario == "both" else (args.scenario,)
+    figures: dict[str, list[Any]] = {}  # per scenario, its runs' figures (bench/suite.py)
     for scenario in chosen:
         folder = out / scenario
         folder.mkdir(parents=True, exist_ok=True)
@@ -411,24 +413,29 @@ def main() -> None:
                     if r:
                         cluster.down()
                         cluster = start_cluster(folder / f"run-{r}", gpus)
-                    s7(cluster, folder / f"run-{r}", teams, args.trainingjobs)
+                    figures.setdefault(scenario, []).append(
+                        s7(cluster, folder / f"run-{r}", teams, args.trainingjobs)
+                    )
                 continue
             op = start_operator(cluster, folder, PRIORITIES)
             print(f"{scenario}: operator pid {op.pid} leading, output {folder}", flush=True)
             if scenario == "s8":
                 for r in range(args.runs):  # the same operator, scraped again
-                    s8(cluster, op, teams, scrapes=20, create=r == 0)
+                    figures.setdefault(scenario, []).append(
+                        s8(cluster, op, teams, scrapes=20, create=r == 0)
+                    )
                 continue
             if scenario == "s4":
                 body: Callable[[World], Awaitable[Any]] = lambda w: s4(w, args.runs, args.jobs)  # noqa: E731
             else:
                 body = lambda w: s5(w, args.runs)  # noqa: E731
-            asyncio.run(with_world(cluster.server, cluster.api.tls, body))
+            figures[scenario] = asyncio.run(with_world(cluster.server, cluster.api.tls, body))
         finally:
             if op is not None:
                 op.stop()
             if cluster is not None:
                 cluster.down()
+    (out / "figures.json").write_text(json.dumps(figures, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -236,13 +236,21 @@ def report(figures: dict[str, Any]) -> str:
                 f"{wl['averageTimeToAdmissionMs'] / 1000:.1f} s, "
                 f"p99 {figures['p99'].get(name, math.nan):.1f} s, evictions {wl['totalEvictions']}"
             )
+    for name, usage in queue_usage(summary).items():
+        lines.append(f"  queue class {name}: usage {usage:.1f}% of nominal quota")
+    return "\n".join(lines)
+
+
+def queue_usage(summary: dict[str, Any]) -> dict[str, float]:
+    """Per queue class, its usage in % as Kueue's checker computes it: used / (nominal x
+    the monitored time)."""
+    out = {}
     for name, cq in (summary.get("clusterQueueClasses") or {}).items():
         first = _seconds(cq["firstEventTime"])
         last = _seconds(cq["lastEventTime"])
-        if last > first:  # Kueue's checker: used / (nominal x monitored time)
-            usage = cq["cpuUsed"] * 100 / (cq["nominalQuota"] * (last - first) * 1000)
-            lines.append(f"  queue class {name}: usage {usage:.1f}% of nominal quota")
-    return "\n".join(lines)
+        if last > first:
+            out[name] = cq["cpuUsed"] * 100 / (cq["nominalQuota"] * (last - first) * 1000)
+    return out
 
 
 def _seconds(stamp: str) -> float:
@@ -261,7 +269,9 @@ def main() -> None:
     out = args.out or Path(tempfile.mkdtemp(prefix=f"kueue-{args.config}-"))
     generator = generator_file(args.config, out, built)
     print(f"Kueue v{KUEUE_VERSION} performance harness, config {args.config}, output {out}")
-    print(report(run(built, generator, out, args.timeout_minutes)))
+    figures = run(built, generator, out, args.timeout_minutes)
+    (out / "figures.json").write_text(json.dumps(figures, indent=2, default=str) + "\n")
+    print(report(figures))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
         --out docs/img/s1-time-to-admission.png
 
 --kueue is the output folder of bench/kueue_harness.py (the runner's wlStates.csv),
---cadre that of bench/bench_kueue_scenario.py (workloads.csv). The x axis is when the
+--cadre that of bench/bench_kueue_scenario.py (workloads.csv); either may also name the
+file itself, gzipped as bench/suite.py records it. The x axis is when the
 workload arrived in the run. Kueue's runner records no creation time, so its arrival is
 taken from the generator's schedule: workload `si` of a set arrives after (si + 1)
 creation intervals (what its generator waits, leaving out the create's own time). Cadre's
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gzip
+import io
 import sys
 import tempfile
 from pathlib import Path
@@ -41,9 +44,15 @@ def intervals(config: dict[str, object]) -> dict[str, float]:
     return out
 
 
+def records(path: Path, name: str) -> io.TextIOBase:
+    """`name` in the folder `path`, or the file `path` itself (plain or gzipped)."""
+    path = path / name if path.is_dir() else path
+    return gzip.open(path, "rt") if path.suffix == ".gz" else path.open()  # type: ignore[return-value]
+
+
 def kueue_series(folder: Path, every: dict[str, float]) -> Series:
     out: Series = {}
-    with (folder / "wlStates.csv").open() as fh:
+    with records(folder, "wlStates.csv") as fh:
         for row in csv.DictReader(fh):
             klass = row["class name"]
             index = int(row["name"].split("-")[2])
@@ -55,7 +64,7 @@ def kueue_series(folder: Path, every: dict[str, float]) -> Series:
 
 def cadre_series(folder: Path) -> Series:
     out: Series = {}
-    with (folder / "workloads.csv").open() as fh:
+    with records(folder, "workloads.csv") as fh:
         for row in csv.DictReader(fh):
             if not row["created_s"] or not row["admitted_s"]:
                 continue
