@@ -69,14 +69,13 @@ def steps(runs: int) -> list[Step]:
                     keep=("workloads.csv",),
                 )
             )
-    out += [Step(f"s3-{n}", "s3", bench("bench_e2e.py")) for n in range(1, runs + 1)]
     runs_arg = ("--runs", str(runs))
     out += [
-        Step("s4-s5", "s4", bench("bench_latency.py", *runs_arg), figures="figures.json"),
+        Step("s4-s5", "s4", bench("bench_latency.py", *runs_arg)),
         Step("s7", "s7", bench("bench_latency.py", "--scenario", "s7", *runs_arg)),
         Step("s8", "s8", bench("bench_latency.py", "--scenario", "s8", *runs_arg)),
     ]
-    return out
+    return out + [Step(f"s3-{n}", "s3", bench("bench_e2e.py")) for n in range(1, runs + 1)]
 
 
 def git(*args: str) -> str:
