@@ -51,24 +51,16 @@ def steps(runs: int) -> list[Step]:
         Step("scheduler", "scheduler", bench("bench_scheduler.py"), out=False, figures=None),
         Step("budgets", "budgets", bench("bench_budgets.py"), out=False, figures=None),
     ]
-    for n in range(1, runs + 1):
-        for scenario, config in (("s1", "baseline"), ("s2", S2_CONFIG)):
-            out.append(
-                Step(
-                    f"{scenario}-{n}-kueue",
-                    scenario,
-                    bench("kueue_harness.py", "--config", config),
-                    keep=("wlStates.csv",),
-                )
-            )
-            out.append(
-                Step(
-                    f"{scenario}-{n}-cadre",
-                    scenario,
-                    bench("bench_kueue_scenario.py", "--config", config),
-                    keep=("workloads.csv",),
-                )
-            )
+    sides = (  # a run of S1 or S2: Kueue's harness, then Cadre, back to back
+        ("kueue", "kueue_harness.py", "wlStates.csv"),
+        ("cadre", "bench_kueue_scenario.py", "workloads.csv"),
+    )
+    out += [
+        Step(f"{scenario}-{n}-{side}", scenario, bench(script, "--config", config), keep=(kept,))
+        for n in range(1, runs + 1)
+        for scenario, config in (("s1", "baseline"), ("s2", S2_CONFIG))
+        for side, script, kept in sides
+    ]
     runs_arg = ("--runs", str(runs))
     out += [
         Step("s4-s5", "s4", bench("bench_latency.py", *runs_arg)),
