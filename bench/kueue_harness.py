@@ -246,14 +246,14 @@ def queue_usage(summary: dict[str, Any]) -> dict[str, float]:
     the monitored time)."""
     out = {}
     for name, cq in (summary.get("clusterQueueClasses") or {}).items():
-        first = _seconds(cq["firstEventTime"])
-        last = _seconds(cq["lastEventTime"])
+        first = rfc3339_seconds(cq["firstEventTime"])
+        last = rfc3339_seconds(cq["lastEventTime"])
         if last > first:
             out[name] = cq["cpuUsed"] * 100 / (cq["nominalQuota"] * (last - first) * 1000)
     return out
 
 
-def _seconds(stamp: str) -> float:
+def rfc3339_seconds(stamp: str) -> float:
     """An RFC 3339 time with nanoseconds (Go's), as epoch seconds."""
     base, _, fraction = stamp.rstrip("Z").partition(".")
     return datetime.fromisoformat(base + "+00:00").timestamp() + float("0." + (fraction or "0"))

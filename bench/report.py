@@ -11,6 +11,7 @@ images of S1 and S2 from their first run (bench/plot_admission.py).
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import statistics
@@ -22,8 +23,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_kueue_scenario import lifecycle_economy
-from kueue_harness import CLASSES, harness_config, queue_usage
-from plot_admission import cadre_series, intervals, kueue_series, plot
+from kueue_harness import CLASSES, harness_config, queue_usage, rfc3339_seconds
+from plot_admission import cadre_series, intervals, kueue_series, plot, records
 from suite import S2_CONFIG
 
 Fig = dict[str, Any]
@@ -38,11 +39,46 @@ def runs(record: Path, scenario: str, side: str = "") -> list[Fig]:
     """The recorded runs of `scenario` (`side`: kueue or cadre), in run order."""
     found = []
     for n in range(1, 100):
-        fig = load(record, f"{scenario}-{n}" + (f"-{side}" if side else ""))
+        step = f"{scenario}-{n}" + (f"-{side}" if side else "")
+        fig = load(record, step)
         if fig is None:
             break
+        if side == "kueue":
+            fig["held"] = held_usage(fig, record / f"{step}.wlStates.csv.gz", CONFIGS[scenario])
         found.append(fig)
     return found
+
+
+CONFIGS = {"s1": "baseline", "s2": S2_CONFIG}
+
+
+def held_usage(fig: Fig, states: Path, config: str) -> float:
+    """Kueue's side measured as Cadre's: the quota its workloads held, from admission to
+    finish (the runner's per-workload record), over nominal quota x the monitored time.
+    (Kueue's checker integrates the ClusterQueues' reported usage between their status
+    events instead, which counts a workload's quota until its queue next reports.)"""
+    generator = harness_config(config, Path(tempfile.mkdtemp(prefix="report-")))
+    units: dict[str, float] = {}
+    nominal = 0.0
+    for cohort in generator["cohorts"]:
+        for qset in cohort["queuesSets"]:
+            nominal += cohort["count"] * qset["count"] * qset["nominalQuota"]
+            for ws in qset["workloadsSets"]:
+                for wl in ws["workloads"]:
+                    units[wl["className"]] = wl["request"]
+    held = 0.0
+    with records(states, "wlStates.csv") as fh:
+        for row in csv.DictReader(fh):
+            held += (
+                units[row["class name"]]
+                * (int(row["ms to finish"]) - int(row["ms to admitted"]))
+                / 1000
+            )
+    spans = [
+        rfc3339_seconds(cq["lastEventTime"]) - rfc3339_seconds(cq["firstEventTime"])
+        for cq in (fig["summary"].get("clusterQueueClasses") or {}).values()
+    ]
+    return 100 * held / (nominal * max(spans)) if spans and max(spans) > 0 else math.nan
 
 
 def spread(values: Iterable[float], fmt: str = "{:,.1f}") -> str:
@@ -103,7 +139,13 @@ ROWS: list[tuple[str, Callable[[Fig], float], Callable[[Fig], float], str]] = [
         lambda c: c["rss_peak_kib"] / 1024,
         "{:,.0f}",
     ),
-    ("usage (% of nominal quota)", kueue_usage, lambda c: c["usage"], "{:.1f}"),
+    (
+        "quota held, admission to finish (% of nominal x span)",
+        lambda k: k["held"],
+        lambda c: c["usage"],
+        "{:.1f}",
+    ),
+    ("usage by Kueue's checker (%)", kueue_usage, lambda c: math.nan, "{:.1f}"),
     (
         "evictions",
         lambda k: sum(kueue_class(k, c, "evictions") for c in CLASSES),
