@@ -158,9 +158,9 @@ ROWS: list[tuple[str, Callable[[Fig], float], Callable[[Fig], float], str]] = [
 def side_by_side(record: Path, scenario: str, title: str) -> list[str]:
     kueue, cadre = runs(record, scenario, "kueue"), runs(record, scenario, "cadre")
     if not kueue and not cadre:
-        return [f"## {title}", "", "Not recorded.", ""]
+        return [f"### {title}", "", "Not recorded.", ""]
     lines = [
-        f"## {title}",
+        f"### {title}",
         "",
         f"Runs: {len(kueue)} of Kueue's harness, {len(cadre)} of Cadre; median (min-max).",
         "",
@@ -186,9 +186,9 @@ def per_run(
     title: str, figs: list[Fig], columns: list[tuple[str, Callable[[Fig], float], str]]
 ) -> list[str]:
     if not figs:
-        return [f"## {title}", "", "Not recorded.", ""]
+        return [f"### {title}", "", "Not recorded.", ""]
     head = "| run | " + " | ".join(name for name, _, _ in columns) + " |"
-    lines = [f"## {title}", "", head, "|" + " ---: |" * (len(columns) + 1)]
+    lines = [f"### {title}", "", head, "|" + " ---: |" * (len(columns) + 1)]
     for n, fig in enumerate(figs, 1):
         lines.append(
             f"| {n} | " + " | ".join(fmt.format(get(fig)) for _, get, fmt in columns) + " |"
@@ -210,7 +210,7 @@ def latency(record: Path, step: str, scenario: str) -> list[Fig]:
 def text(record: Path, step: str, title: str) -> list[str]:
     path = record / f"{step}.txt"
     body = path.read_text().rstrip() if path.exists() else "Not recorded."
-    return [f"## {title}", "", "```", body, "```", ""]
+    return [f"### {title}", "", "```", body, "```", ""]
 
 
 def targets(record: Path) -> list[str]:
@@ -225,7 +225,7 @@ def targets(record: Path) -> list[str]:
         return f"| {name} | < {fmt.format(bound)} {unit} | {fmt.format(value)} {unit} | {met} |"
 
     lines = [
-        "## Targets (issue #15), medians",
+        "### Targets (issue #15), medians",
         "",
         "| target | bound | measured | |",
         "| --- | ---: | ---: | --- |",
@@ -254,13 +254,13 @@ def targets(record: Path) -> list[str]:
 def header(record: Path) -> list[str]:
     metas = [json.loads(p.read_text()) for p in sorted(record.glob("*.meta.json"))]
     if not metas:
-        return [f"# Benchmark record {record.name}", "", "Nothing recorded yet.", ""]
+        return [f"## Benchmark record {record.name}", "", "Nothing recorded yet.", ""]
     machines = {json.dumps(m["machine"] | {"hostname": ""}, sort_keys=True) for m in metas}
     days = sorted({m["started"][:10] for m in metas})
     commits = sorted({m["commit"][:10] for m in metas})
     total = sum(m["seconds"] for m in metas)
     lines = [
-        f"# Benchmark record {record.name}",
+        f"## Benchmark record {record.name}",
         "",
         f"{len(metas)} steps, {total / 3600:.1f} hours of running, on {', '.join(days)}; "
         f"commits {', '.join(commits)} (one operator tree: {record.name}).",
@@ -344,6 +344,20 @@ def report(record: Path) -> str:
     return "\n".join(lines)
 
 
+BEGIN, END = "<!-- bench/report.py: begin -->", "<!-- bench/report.py: end -->"
+
+
+def into_page(page: Path, body: str) -> None:
+    """Replace what stands between the page's two markers with `body`."""
+    text = page.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{page} has no {BEGIN} ... {END} to put the tables between")
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    page.write_text(f"{head}{BEGIN}\n{body}\n{END}{tail}")
+    print(f"wrote the tables into {page}")
+
+
 def plots(record: Path, folder: Path) -> None:
     for scenario, config, title in (
         ("s1", "baseline", "S1, Kueue's baseline: time to admission"),
@@ -367,10 +381,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("record", type=Path)
     parser.add_argument("--plots", type=Path, default=None, help="folder for the images")
+    parser.add_argument("--docs", type=Path, default=None, help="a page to put the tables in")
     args = parser.parse_args()
     body = report(args.record)
     (args.record / "report.md").write_text(body + "\n")
     print(body)
+    if args.docs:
+        into_page(args.docs, body)
     if args.plots:
         plots(args.record, args.plots)
 

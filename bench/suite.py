@@ -109,7 +109,7 @@ def run_step(step: Step, work: Path, record: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     argv = [*step.argv, *(("--out", str(folder)) if step.out else ())]
-    started = time.time()
+    started, commit = time.time(), git("rev-parse", "HEAD")
     print(f"== {step.name}: {' '.join(argv[1:])}", flush=True)
     printed: list[str] = []
     with subprocess.Popen(
@@ -135,7 +135,7 @@ def run_step(step: Step, work: Path, record: Path) -> None:
         "argv": argv[1:],
         "started": datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
         "seconds": round(time.time() - started, 1),
-        "commit": git("rev-parse", "HEAD"),
+        "commit": commit,
         "dirty": bool(git("status", "--porcelain", "operator", "crds")),
         "machine": machine(),
     }
