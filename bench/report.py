@@ -294,6 +294,7 @@ def report(record: Path) -> str:
             ("create -> all Running p50 (s)", lambda f: f["create_to_running"]["p50"], "{:,.1f}"),
             ("p99 (s)", lambda f: f["create_to_running"]["p99"], "{:,.1f}"),
             ("operator CPU (s)", lambda f: f["cpu"], "{:,.1f}"),
+            ("operator restarts", lambda f: f.get("operator_restarts", 0), "{:,.0f}"),
         ],
     )
     lines += per_run(

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,12 @@ def release(kubeconfig: Path, config: Path, *args: str) -> subprocess.CompletedP
     )
 
 
+def ago(seconds: float) -> str:
+    """A time `seconds` before now, as a pod status gives it: a charge is counted in the
+    budget's current period, so a fixed date stops counting when the month turns."""
+    return (datetime.now(UTC) - timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def ledger(apiserver: LocalCluster, budget: str) -> tuple[list[str], Decimal]:
     """The pods the budget's ledger has settled, and what they cost."""
     status = apiserver.api.get(f"{BUDGETS}/{budget}").get("status") or {}
@@ -162,15 +169,14 @@ def test_pods_deleted_while_no_operator_runs_are_charged_then_released(
     tmp_path: Path,
 ) -> None:
     kubeconfig = operator_kubeconfig(apiserver, tmp_path / "kubeconfig")
-    finished = {"terminated": {"startedAt": "2026-11-29T10:00:00Z", "exitCode": 0}}
-    finished["terminated"]["finishedAt"] = "2026-11-29T10:01:40Z"  # 100 s
+    finished = {"terminated": {"startedAt": ago(200), "finishedAt": ago(100), "exitCode": 0}}
     done = held_pod(apiserver, namespace, a100_node, "done-0", finished)
     running = held_pod(
         apiserver,
         namespace,
         a100_node,
         "running-0",
-        {"running": {"startedAt": "2026-11-29T10:00:00Z"}},
+        {"running": {"startedAt": ago(200)}},
     )
     pods = f"/api/v1/namespaces/{namespace}/pods"
     apiserver.api.call("DELETE", f"{pods}/done-0", {"gracePeriodSeconds": 0})
@@ -234,8 +240,8 @@ def test_a_pod_whose_label_is_removed_is_still_released_by_the_operator(
     kubeconfig = operator_kubeconfig(apiserver, tmp_path / "kubeconfig")
     finished = {
         "terminated": {
-            "startedAt": "2026-11-29T10:00:00Z",
-            "finishedAt": "2026-11-29T10:00:30Z",
+            "startedAt": ago(130),
+            "finishedAt": ago(100),
             "exitCode": 0,
         }
     }
