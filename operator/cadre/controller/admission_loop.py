@@ -61,7 +61,7 @@ from cadre.controller.status_writer import (
     set_job_suspend,
     utcnow,
 )
-from cadre.controller.tasks import BackgroundTask
+from cadre.controller.tasks import BackgroundTask, wait_at_most
 from cadre.controller.training_children import create_admitted_children
 from cadre.core.api.config import OperatorConfig, WaitForPodsReady
 from cadre.core.cluster.serving import ServingView
@@ -216,8 +216,7 @@ class AdmissionLoop(BackgroundTask):
             if self._next_deadline is not None:
                 due = (self._next_deadline - utcnow()).total_seconds()
                 timeout = min(refresh, max(due, 0.0) + 0.05)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._dirty.wait(), timeout=timeout)
+            await wait_at_most(self._dirty.wait(), timeout)
             # Batch under load, not when idle: after a quiet spell a change is decided at
             # once; while passes follow each other, a burst of changes is gathered first.
             wait = self._pacer.wait(time.monotonic())

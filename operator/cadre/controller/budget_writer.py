@@ -31,7 +31,7 @@ from pydantic import ValidationError
 
 from cadre.controller.client import ApiClient, ApiError, NotLeaderError, budget_path, pod_path
 from cadre.controller.status_writer import CONFLICT_RETRIES, post_event
-from cadre.controller.tasks import BackgroundTask
+from cadre.controller.tasks import BackgroundTask, wait_at_most
 from cadre.core.accounting import (
     EPOCH_CHARGE_START,
     Charge,
@@ -208,8 +208,7 @@ class BudgetWriter(BackgroundTask):
         refresh = float(self.config.accounting.refresh_seconds)
         next_full = 0.0
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(0.0, next_full - time.monotonic()))
+            await wait_at_most(self._wake.wait(), max(0.0, next_full - time.monotonic()))
             await asyncio.sleep(_DEBOUNCE)
             self._wake.clear()
             full = time.monotonic() >= next_full

@@ -35,7 +35,7 @@ from prometheus_client import Counter, Gauge
 
 from cadre.controller.bound_pods import BoundPodWatch
 from cadre.controller.client import ApiClient, ApiError, NotLeaderError, job_path
-from cadre.controller.tasks import BackgroundTask
+from cadre.controller.tasks import BackgroundTask, wait_at_most
 from cadre.controller.watches import ListWatch
 from cadre.core.accounting import PodCharge, PodUsage, pod_charge
 from cadre.core.api.config import OperatorConfig
@@ -628,8 +628,7 @@ class Cache(BackgroundTask):
                 wait = max(0.0, min(wait, self._relisted_due - now))
             self._wake.clear()
             stalls.waiting(wait, now)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(_first(self._trigger.wait(), self._wake.wait()), wait)
+            await wait_at_most(_first(self._trigger.wait(), self._wake.wait()), wait)
             now = time.monotonic()
             late = stalls.late(now)
             if late is not None:

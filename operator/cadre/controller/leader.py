@@ -142,10 +142,12 @@ class LeaderElector:
                 if left <= 0:
                     return
                 try:
-                    if await asyncio.wait_for(self._attempt(), timeout=left):
-                        break
+                    async with asyncio.timeout(left):  # not wait_for: see tasks.wait_at_most
+                        renewed = await self._attempt()
                 except TimeoutError:
                     return
+                if renewed:
+                    break
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return

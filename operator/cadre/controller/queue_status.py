@@ -17,7 +17,6 @@ meanwhile is never written back to Queued.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -26,7 +25,7 @@ import structlog
 
 from cadre.controller.client import ApiError, NotLeaderError
 from cadre.controller.status_writer import StatusWriter, utcnow
-from cadre.controller.tasks import BackgroundTask
+from cadre.controller.tasks import BackgroundTask, wait_at_most
 from cadre.core.api.config import OperatorConfig
 from cadre.core.cluster.snapshot import WorkloadInfo
 from cadre.core.cluster.store import Store, is_serving, stored_key
@@ -95,8 +94,7 @@ class QueueStatusWriter(BackgroundTask):
     async def run(self) -> None:
         refresh = float(self.config.admission.position_refresh_seconds)
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=refresh / 4)
+            await wait_at_most(self._wake.wait(), refresh / 4)
             self._wake.clear()
             try:
                 await self.write_round()

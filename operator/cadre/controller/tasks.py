@@ -6,6 +6,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable
+
+
+async def wait_at_most(awaitable: Awaitable[object], seconds: float | None) -> bool:
+    """Await `awaitable` for at most `seconds` (None: no limit); True when it completed.
+
+    Not `asyncio.wait_for`: on Python 3.11 it swallows a cancellation that arrives as the
+    awaited thing completes (CPython gh-86296), and a loop whose event is set all the
+    time under load then never stops: a replica that lost its lease kept running its
+    admission loop for 16 minutes instead of exiting (S2, docs/benchmarks.md).
+    `asyncio.timeout` keeps the cancellation."""
+    try:
+        async with asyncio.timeout(seconds):
+            await awaitable
+    except TimeoutError:
+        return False
+    return True
 
 
 class BackgroundTask(ABC):

@@ -12,7 +12,6 @@ a success `forget`s the key's failures. `add_after` delays a key (a TTL, a flush
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import random
 import time
@@ -22,6 +21,8 @@ from typing import Final
 
 import structlog
 from prometheus_client import Counter, Gauge
+
+from cadre.controller.tasks import wait_at_most
 
 log = structlog.get_logger("cadre.workqueue")
 
@@ -126,8 +127,7 @@ class WorkQueue:
                 self._depth.set(len(self._ready))
                 return key
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+            await wait_at_most(self._wake.wait(), wait)
 
     def done(self, key: str) -> None:
         self._processing.discard(key)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -34,6 +36,10 @@ from cadre.core.api.config import OperatorConfig
 from cadre.core.cluster.store import Store, is_serving, serving_key
 
 log = structlog.get_logger("cadre.runtime")
+
+STEP_DOWN_EXIT_SECONDS = 30.0
+"""After losing the Lease the process stops gracefully; if that has not ended by then,
+it exits anyway: a replica that cannot write must be restarted, never linger."""
 
 DEFAULT_LEASE_NAMESPACE = "cadre-system"
 
@@ -184,6 +190,9 @@ class Runtime:
         for task in self._writers:
             task.cancel()
         self.stop_flag.set()
+        watchdog = threading.Timer(STEP_DOWN_EXIT_SECONDS, _exit_after_step_down)
+        watchdog.daemon = True  # a stop that ends in time exits without it
+        watchdog.start()
 
     async def stop(self) -> None:
         """A graceful stop: writers first, then give the Lease up for the standby."""
@@ -246,3 +255,13 @@ class Runtime:
             | self.queue.sizes()
             | self.budgets.sizes()
         )
+
+
+def _exit_after_step_down() -> None:
+    log.error(
+        "the stop after losing the lease did not end in time: exiting now",
+        seconds=STEP_DOWN_EXIT_SECONDS,
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)
