@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -23,10 +24,9 @@ async def _cancel_as_the_event_is_set(wait: Wait) -> str:
             with contextlib.suppress(TimeoutError):  # wait_for raises it, as it times out
                 await wait(event.wait(), 0.05)
             event.clear()
-            await asyncio.sleep(0)
 
     task = asyncio.create_task(loop())
-    for _ in range(3):  # the loop (and wait_for's inner task) now wait on the event
+    for _ in range(3):  # yields, not time: the loop (and wait_for's inner task) start waiting
         await asyncio.sleep(0)
     event.set()
     await asyncio.sleep(0)  # what waits on the event completes...
@@ -43,7 +43,7 @@ def test_wait_at_most_keeps_a_cancel_that_arrives_with_the_event() -> None:
 
 
 @pytest.mark.skipif(
-    not hasattr(asyncio, "timeout") or __import__("sys").version_info >= (3, 12),
+    sys.version_info >= (3, 12),
     reason="CPython 3.12 rewrote wait_for on asyncio.timeout (gh-86296)",
 )
 def test_the_python_311_wait_for_loses_that_cancel() -> None:
