@@ -25,7 +25,6 @@ temporary one unless --out is given).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import statistics
@@ -45,8 +44,13 @@ for extra in (REPO / "e2e", REPO / "tests", REPO / "bench"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
-from bench_kueue_scenario import proc_cpu_seconds  # noqa: E402
-from bench_queue import BenchOperator, ObjectWatch, Scrape, calibrate, fmt_writes  # noqa: E402
+from bench_queue import (  # noqa: E402
+    BenchOperator,
+    ObjectWatch,
+    Restarted,
+    calibrate,
+    fmt_writes,
+)
 from cadre_process import operator_kubeconfig  # noqa: E402
 from kueue_harness import percentile  # noqa: E402
 from localcluster import LocalCluster  # noqa: E402
@@ -126,54 +130,6 @@ def rate(times: list[float]) -> float:
     if len(times) < 2 or times[-1] <= times[0]:
         return float("nan")
     return (len(times) - 1) / (times[-1] - times[0])
-
-
-class Restarted:
-    """The operator kept as its Deployment keeps it: started again when it exits (it
-    does, by design, when it cannot renew its lease in time, as with an API server that
-    stops answering under load). CPU, peak RSS and writes are summed over its processes,
-    each read while it lived (a process's counters start again from zero)."""
-
-    def __init__(self, op: BenchOperator, cluster: LocalCluster) -> None:
-        self.op, self.cluster = op, cluster
-        self.restarts = 0
-        self.base: Scrape | None = op.scrape()
-        self.last: Scrape | None = self.base
-        self.cpu_base = self.cpu_seen = proc_cpu_seconds(op.pid)
-        self.cpu_done = 0.0
-        self.hwm_kib = 0
-        self.writes_done: Counter[str] = Counter()
-
-    def check(self, *, scrape: bool) -> None:
-        """Read the live process's counters; or, if it exited, start it again."""
-        if self.op.alive():
-            with contextlib.suppress(OSError):
-                self.cpu_seen = proc_cpu_seconds(self.op.pid)
-                self.hwm_kib = max(self.hwm_kib, self.op.memory_kib()[1])
-                if scrape:
-                    self.last = self.op.scrape()
-            return
-        self.cpu_done += self.cpu_seen - self.cpu_base
-        if self.last is not None:
-            self.writes_done += self.last.writes(self.base)
-        self.restarts += 1
-        print(
-            f"operator exited ({self.op.log_tail(1).strip()[:160]}); starting it again", flush=True
-        )
-        self.op.start_owned(self.cluster, keep=False)
-        self.base = self.last = None
-        self.cpu_base = self.cpu_seen = 0.0
-
-    def figures(self) -> dict[str, Any]:
-        self.check(scrape=True)
-        return {
-            "cpu": self.cpu_done + self.cpu_seen - self.cpu_base,
-            "rss_peak_mib": self.hwm_kib / 1024,
-            "writes": dict(
-                self.writes_done + (self.last.writes(self.base) if self.last else Counter())
-            ),
-            "operator_restarts": self.restarts,
-        }
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

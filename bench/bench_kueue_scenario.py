@@ -26,7 +26,10 @@ runner does for minimalkueue:
 - a recorder watches TrainingJobs and Jobs. Time to admission is from the TrainingJob's
   first watch event to its Job running (the moment the work may start; Kueue's
   runner measures from the Workload's first event to its admission), with the status's
-  Admitted also recorded.
+  Admitted also recorded;
+- the operator is kept as its Deployment would keep it: started again if it exits (a
+  replica that cannot renew its lease in time steps down and exits). Its CPU, peak RSS
+  and requests are summed over its processes, and the restarts are reported.
 
 Prints wall time (first create to last TrainingJob Succeeded), mean and p99 time to
 admission per class, quota usage as Kueue's checker computes it (held GPU-time over
@@ -43,7 +46,6 @@ import asyncio
 import csv
 import json
 import math
-import os
 import shutil
 import signal
 import statistics
@@ -66,7 +68,7 @@ for extra in (REPO / "e2e", REPO / "tests", REPO / "bench"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
-from bench_queue import BenchOperator, calibrate  # noqa: E402
+from bench_queue import BenchOperator, Restarted, calibrate  # noqa: E402
 from cadre.controller.client import WRITE_VERBS  # noqa: E402
 from cadre_process import operator_kubeconfig  # noqa: E402
 from kueue_harness import harness_config, percentile  # noqa: E402
@@ -379,11 +381,6 @@ class Run:
 
 
 # ---- figures -----------------------------------------------------------------------
-def proc_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def apiserver_requests(cluster: LocalCluster) -> tuple[Counter[str], Counter[str]]:
     """`apiserver_request_total` and the seconds of `apiserver_request_duration_seconds`
     summed by 'VERB resource[/subresource]' (every client; watches left out)."""
@@ -402,13 +399,6 @@ def apiserver_requests(cluster: LocalCluster) -> tuple[Counter[str], Counter[str
                 resource += "/" + labels["subresource"]
             out[f"{labels['verb']} {resource}"] += value
     return counts, seconds
-
-
-def operator_requests(text: str) -> Counter[str]:
-    out: Counter[str] = Counter()
-    for labels, value in samples(text, "cadre_api_requests_total"):
-        out[f"{labels['verb']} {labels['resource']} {labels['code']}"] += int(value)
-    return out
 
 
 def samples(text: str, metric: str) -> list[tuple[dict[str, str], float]]:
@@ -497,7 +487,8 @@ def report(fig: dict[str, Any]) -> str:
     lines = [
         f"Cadre wall {fig['wall']:.1f} s ({fig['succeeded']}/{fig['workloads']} Succeeded), "
         f"operator CPU {fig['cpu']:.1f} s, peak RSS {fig['rss_peak_kib'] / 1024:.0f} MiB, "
-        f"usage {fig['usage']:.1f}% of nominal quota, calibration {fig['calibration']}"
+        f"usage {fig['usage']:.1f}% of nominal quota, calibration {fig['calibration']}, "
+        f"operator restarts {fig.get('operator_restarts', 0)}"
     ]
     for klass, c in fig["classes"].items():
         lines.append(
@@ -586,21 +577,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         profiler = start_profiler(op.pid, out / "profile.txt") if args.profile else None
         api_before = apiserver_requests(cluster)
-        op_before = operator_requests(op.metrics())
-        cpu_before = proc_cpu_seconds(op.pid)
+        kept = Restarted(op, cluster)  # as a Deployment keeps it: started again if it exits
         scenario = Run(cluster, queues)
-        ended = asyncio.run(scenario.play(args.timeout_minutes * 60))
+        with kept.watching():
+            ended = asyncio.run(scenario.play(args.timeout_minutes * 60))
         fig = figures(scenario, ended)
-        fig["cpu"] = proc_cpu_seconds(op.pid) - cpu_before
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)
             profiler.wait(60)
             fig["profile"] = hot_spots(out / "profile.txt")
-        fig["rss_peak_kib"] = op.memory_kib()[1]
+        kept_figures = kept.figures()
+        fig["cpu"] = kept_figures["cpu"]
+        fig["rss_peak_kib"] = kept_figures["rss_peak_mib"] * 1024
+        fig["operator_restarts"] = kept_figures["operator_restarts"]
         api_after = apiserver_requests(cluster)
         fig["apiserver"] = +(api_after[0] - api_before[0])
         fig["apiserver_seconds"] = +(api_after[1] - api_before[1])
-        fig["operator"] = +(operator_requests(op.metrics()) - op_before)
+        fig["operator"] = Counter(
+            {
+                f"{verb} {resource} {code}": int(n)
+                for (verb, resource, code), n in kept.requests().items()
+            }
+        )
         fig["calibration"] = calibrate()
         write_csv(scenario, out / "workloads.csv")
         return fig

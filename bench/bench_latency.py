@@ -28,7 +28,9 @@ just before the create's POST to the watch event that shows the status.
   (the first decision that needs the whole cache), its writes until it has been quiet for
   5 s (those of that one admission included), and its peak RSS.
 - **S8, metrics** (`--scenario s8`): --teams budgets (cohorts of 10), one running job
-  each; 20 reads of the operator's /metrics: series, size, time per scrape.
+  each; 20 reads of the operator's /metrics: series, size, time per scrape, and the
+  event loop's stall during a scrape (the slowest /healthz answer, polled every 20 ms,
+  that overlapped a scrape, beside the slowest between scrapes).
 
 Prints figures only; asserts nothing on time.
 """
@@ -41,7 +43,9 @@ import json
 import statistics
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -360,23 +364,53 @@ def s8(cluster: Any, op: Any, teams: int, scrapes: int, *, create: bool) -> dict
             break
         time.sleep(2)
     times, sizes, series = [], [], []
+    scraping: list[tuple[float, float]] = []  # (start, end) of each scrape
+    probes: list[tuple[float, float]] = []  # (start, end) of each /healthz answer
+    stop = threading.Event()
+
+    def probe() -> None:
+        # /healthz is answered on the operator's event loop, /metrics in a thread of its
+        # own: a /healthz answer slower during a scrape is the loop held up by the scrape.
+        url = f"http://127.0.0.1:{op.health_port}/healthz"
+        while not stop.is_set():
+            started = time.perf_counter()
+            with urllib.request.urlopen(url, timeout=10) as answer:
+                answer.read()
+            probes.append((started, time.perf_counter()))
+            stop.wait(0.02)
+
+    prober = threading.Thread(target=probe, daemon=True)
+    prober.start()
     for _ in range(scrapes):
         started = time.perf_counter()
         text = op.metrics()
-        times.append(time.perf_counter() - started)
+        ended = time.perf_counter()
+        times.append(ended - started)
+        scraping.append((started, ended))
         sizes.append(len(text))
         series.append(sum(1 for line in text.splitlines() if line and not line.startswith("#")))
         time.sleep(0.5)
+    stop.set()
+    prober.join()
+    during = [e - b for b, e in probes if any(b < se and e > ss for ss, se in scraping)]
+    idle = [e - b for b, e in probes if not any(b < se and e > ss for ss, se in scraping)]
     figures = {
         "series": float(statistics.median(series)),
         "bytes": float(statistics.median(sizes)),
         "p50": statistics.median(times),
         "max": max(times),
+        "loop_during_p50": statistics.median(during) if during else 0.0,
+        "loop_during_max": max(during, default=0.0),
+        "loop_idle_max": max(idle, default=0.0),
     }
     print(
         f"S8: {teams} budgets, {teams} jobs running: {figures['series']:.0f} series, "
         f"{figures['bytes'] / 1024:.0f} KiB; scrape p50 {figures['p50'] * 1000:.0f} ms, "
-        f"max {figures['max'] * 1000:.0f} ms over {scrapes}",
+        f"max {figures['max'] * 1000:.0f} ms over {scrapes}; event loop (/healthz answer) "
+        f"p50 {figures['loop_during_p50'] * 1000:.0f} ms, "
+        f"max {figures['loop_during_max'] * 1000:.0f} ms "
+        "during scrapes, max "
+        f"{figures['loop_idle_max'] * 1000:.0f} ms between them",
         flush=True,
     )
     return figures

@@ -34,6 +34,7 @@ import argparse
 import contextlib
 import http.client
 import json
+import os
 import random
 import shutil
 import sys
@@ -42,7 +43,7 @@ import threading
 import time
 import timeit
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -161,6 +162,104 @@ class Scrape:
         mean = (self.pass_sum - since.pass_sum) / n if n else float("nan")
         buckets = {le: c - since.buckets.get(le, 0.0) for le, c in self.buckets.items()}
         return n, mean, buckets
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Restarted:
+    """The operator kept as its Deployment keeps it: started again when it exits (it
+    does, by design, when it cannot renew its lease in time, as with an API server that
+    stops answering under load). CPU, peak RSS and API requests are summed over its
+    processes, each read while it lived (a process's counters start again from zero; what
+    one did after its last read is lost, so reads come every `scrape_every` seconds).
+
+    `check()` from the bench's own loop, or `watching()` for a thread that checks every
+    second while the bench runs elsewhere (an asyncio scenario). An operator started
+    again from that thread belongs to the cluster (stopped with it), since one spawned
+    to die with its parent would die with the thread."""
+
+    def __init__(self, op: BenchOperator, cluster: LocalCluster, scrape_every: float = 5) -> None:
+        self.op, self.cluster = op, cluster
+        self.scrape_every = scrape_every
+        self.restarts = 0
+        self.base: Scrape | None = op.scrape()
+        self.last: Scrape | None = self.base
+        self.cpu_base = self.cpu_seen = proc_cpu_seconds(op.pid)
+        self.cpu_done = 0.0
+        self.hwm_kib = 0
+        self.requests_done: Counter[tuple[str, str, str]] = Counter()
+        self._scraped = time.monotonic()
+        self._owned_by_cluster = False
+
+    def check(self, *, scrape: bool | None = None) -> None:
+        """Read the live process's counters; or, if it exited, start it again."""
+        if scrape is None:
+            scrape = time.monotonic() - self._scraped >= self.scrape_every
+        if self.op.alive():
+            with contextlib.suppress(OSError):
+                self.cpu_seen = proc_cpu_seconds(self.op.pid)
+                self.hwm_kib = max(self.hwm_kib, self.op.memory_kib()[1])
+                if scrape:
+                    self.last = self.op.scrape()
+                    self._scraped = time.monotonic()
+            return
+        self.cpu_done += self.cpu_seen - self.cpu_base
+        self.requests_done += self._lived()
+        self.restarts += 1
+        print(
+            f"operator exited ({self.op.log_tail(1).strip()[:160]}); starting it again", flush=True
+        )
+        self.op.start_owned(self.cluster, keep=self._owned_by_cluster)
+        self.base = self.last = None
+        self.cpu_base = self.cpu_seen = 0.0
+
+    def _lived(self) -> Counter[tuple[str, str, str]]:
+        """The live process's requests since it started (or since the first read)."""
+        if self.last is None:
+            return Counter()
+        out = Counter(self.last.requests)
+        if self.base is not None:
+            out.subtract(self.base.requests)
+        return +out
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[Restarted]:
+        self._owned_by_cluster = True
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(1.0):
+                with contextlib.suppress(Exception):  # a bad read: the next one counts
+                    self.check()
+
+        thread = threading.Thread(target=loop, name="keep-operator", daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            stop.set()
+            thread.join()
+
+    def requests(self) -> Counter[tuple[str, str, str]]:
+        """(verb, resource, code) of the operator's API requests, over its processes."""
+        self.check(scrape=True)
+        return self.requests_done + self._lived()
+
+    def figures(self) -> dict[str, Any]:
+        requests = self.requests()
+        writes: Counter[str] = Counter()
+        for (verb, resource, code), n in requests.items():
+            if verb in WRITE_VERBS and code.startswith("2"):
+                writes[f"{verb} {resource}"] += int(n)
+        return {
+            "cpu": self.cpu_done + self.cpu_seen - self.cpu_base,
+            "rss_peak_mib": self.hwm_kib / 1024,
+            "writes": dict(writes),
+            "operator_restarts": self.restarts,
+        }
 
 
 def _labels(text: str) -> dict[str, str]:

@@ -11,13 +11,14 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
 
 from cadre.controller.admission_loop import AdmissionLoop
 from cadre.controller.cache import Cache
 from cadre.controller.client import job_path, trainingjob_path
 from cadre.controller.queue_status import QueueStatusWriter
 from cadre.controller.status_writer import StatusWriter
+from cadre.controller.team_metrics import render_all
 from cadre.controller.trainingjobs import TrainingJobReconciler
 from cadre.core.accounting import Interval, PodCharge, PodUsage
 from cadre.core.api.config import OperatorConfig, parse_config
@@ -623,9 +624,18 @@ def test_stopped_pods_held_for_accounting_do_not_hold_a_job_back(world: World) -
     assert world.kube.objects[job_path(NS, "again")]["spec"]["suspend"] is False
 
 
+def scraped(name: str, **labels: str) -> float | None:
+    """A sample of what the metrics endpoint serves (None when it has no such series)."""
+    for family in text_string_to_metric_families(render_all().decode()):
+        for found in family.samples:
+            if found.name == name and found.labels == labels:
+                return found.value
+    return None
+
+
 def test_an_admission_is_timed_and_allocation_is_exported(world: World) -> None:
     def sample(name: str, **labels: str) -> float:
-        return REGISTRY.get_sample_value(name, labels) or 0.0
+        return scraped(name, **labels) or 0.0
 
     before = sample("cadre_time_to_admission_seconds_count", team="vision")
     world.add("timed", gpus=2)
@@ -639,7 +649,7 @@ def test_the_oldest_queued_workloads_age_is_exported_per_team(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def oldest(team: str) -> float | None:
-        return REGISTRY.get_sample_value("cadre_team_oldest_queued_seconds", {"team": team})
+        return scraped("cadre_team_oldest_queued_seconds", team=team)
 
     now = datetime(2026, 11, 27, 4, 0, 0, tzinfo=UTC)
     monkeypatch.setattr("cadre.controller.admission_loop.utcnow", lambda: now)

@@ -11,6 +11,7 @@ from prometheus_client import REGISTRY
 
 import cadre.controller.runtime.context
 import cadre.controller.runtime.main  # noqa: F401
+from cadre.controller.team_metrics import FAMILIES
 
 CATALOGUE = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
 ROW = re.compile(r"^\| `(?P<name>cadre_[a-z_]+)` \| (?P<type>\w+) \| (?P<labels>[^|]+) \|")
@@ -41,6 +42,8 @@ def registered() -> dict[str, tuple[str, frozenset[str]]]:
         kind = str(collector._type)  # type: ignore[attr-defined]
         shown = name + "_total" if kind == "counter" else name
         out[shown] = (kind, frozenset(collector._labelnames))  # type: ignore[attr-defined]
+    for family in FAMILIES:  # the per-team families, served after the registry
+        out[family.sample_name] = (family.kind, frozenset(family.labelnames))
     return out
 
 

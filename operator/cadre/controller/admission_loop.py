@@ -37,7 +37,6 @@ what is observed, never replayed from the pass that failed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -62,6 +61,7 @@ from cadre.controller.status_writer import (
     utcnow,
 )
 from cadre.controller.tasks import BackgroundTask, wait_at_most
+from cadre.controller.team_metrics import TeamFamily
 from cadre.controller.training_children import create_admitted_children
 from cadre.core.api.config import OperatorConfig, WaitForPodsReady
 from cadre.core.cluster.serving import ServingView
@@ -120,18 +120,19 @@ ALLOCATED_GPUS = Gauge(
     "GPUs of the flavour admitted to teams after the last pass (allocated / capacity).",
     ["flavor"],
 )
-TIME_TO_ADMISSION = Histogram(
+TIME_TO_ADMISSION = TeamFamily(
     "cadre_time_to_admission_seconds",
     "From a workload's creation to the admission of its gang (TrainingJob or "
     "ModelDeployment), per team.",
     ["team"],
+    kind="histogram",
     buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400),
 )
 HELD_BACK = Counter(
     "cadre_admission_passes_held_back_total",
     "Passes whose admissions were not applied because a victim's suspension failed.",
 )
-OLDEST_QUEUED = Gauge(
+OLDEST_QUEUED = TeamFamily(
     "cadre_team_oldest_queued_seconds",
     "Age of the team's oldest workload whose gang waits for admission, at the last pass "
     "(0 when none waits).",
@@ -341,8 +342,7 @@ class AdmissionLoop(BackgroundTask):
     def _export_oldest_queued(self, ages: dict[str, float]) -> None:
         # Level-based: every budgeted team gets a value each pass, gone teams lose theirs.
         for team in self._queued_teams - set(ages):
-            with contextlib.suppress(KeyError):
-                OLDEST_QUEUED.remove(team)
+            OLDEST_QUEUED.remove_team(team)
         for team, age in ages.items():
             OLDEST_QUEUED.labels(team).set(age)
         self._queued_teams = set(ages)

@@ -18,7 +18,6 @@ usage or counts, when a pod of a Cadre Job is going away, and every
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -26,12 +25,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import structlog
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter
 from pydantic import ValidationError
 
 from cadre.controller.client import ApiClient, ApiError, NotLeaderError, budget_path, pod_path
 from cadre.controller.status_writer import CONFLICT_RETRIES, post_event
 from cadre.controller.tasks import BackgroundTask, wait_at_most
+from cadre.controller.team_metrics import TeamFamily
 from cadre.core.accounting import (
     EPOCH_CHARGE_START,
     Charge,
@@ -69,48 +69,52 @@ _MIN_WRITE_INTERVAL: Final = 2.0
 
 _TEAM = ["team"]
 _TEAM_FLAVOR = ["team", "flavor"]
-QUOTA_GPUS = Gauge("cadre_team_quota_gpus", "GPUs guaranteed to the team.", _TEAM_FLAVOR)
-QUOTA_CPU = Gauge("cadre_team_quota_cpu_cores", "CPU cores guaranteed to the team.", _TEAM_FLAVOR)
-QUOTA_MEMORY = Gauge(
+QUOTA_GPUS = TeamFamily("cadre_team_quota_gpus", "GPUs guaranteed to the team.", _TEAM_FLAVOR)
+QUOTA_CPU = TeamFamily(
+    "cadre_team_quota_cpu_cores", "CPU cores guaranteed to the team.", _TEAM_FLAVOR
+)
+QUOTA_MEMORY = TeamFamily(
     "cadre_team_quota_memory_bytes", "Memory guaranteed to the team.", _TEAM_FLAVOR
 )
-USAGE_GPUS = Gauge("cadre_team_usage_gpus", "GPUs admitted to the team now.", _TEAM_FLAVOR)
-USAGE_CPU = Gauge("cadre_team_usage_cpu_cores", "CPU cores admitted now.", _TEAM_FLAVOR)
-USAGE_MEMORY = Gauge("cadre_team_usage_memory_bytes", "Memory admitted now.", _TEAM_FLAVOR)
-BORROWED_GPUS = Gauge(
+USAGE_GPUS = TeamFamily("cadre_team_usage_gpus", "GPUs admitted to the team now.", _TEAM_FLAVOR)
+USAGE_CPU = TeamFamily("cadre_team_usage_cpu_cores", "CPU cores admitted now.", _TEAM_FLAVOR)
+USAGE_MEMORY = TeamFamily("cadre_team_usage_memory_bytes", "Memory admitted now.", _TEAM_FLAVOR)
+BORROWED_GPUS = TeamFamily(
     "cadre_team_borrowed_gpus", "Admitted GPUs beyond the team's guarantee.", _TEAM_FLAVOR
 )
-BORROWED_CPU = Gauge(
+BORROWED_CPU = TeamFamily(
     "cadre_team_borrowed_cpu_cores", "Admitted CPU beyond the guarantee.", _TEAM_FLAVOR
 )
-BORROWED_MEMORY = Gauge(
+BORROWED_MEMORY = TeamFamily(
     "cadre_team_borrowed_memory_bytes", "Admitted memory beyond the guarantee.", _TEAM_FLAVOR
 )
-WORKLOADS = Gauge("cadre_team_workloads", "The team's workloads by state.", ["team", "state"])
-SPEND = Gauge(
+WORKLOADS = TeamFamily("cadre_team_workloads", "The team's workloads by state.", ["team", "state"])
+SPEND = TeamFamily(
     "cadre_budget_spend",
     "Money spent in the budget period (price list currency); period current or previous.",
     ["team", "period"],
 )
-GPU_HOURS = Gauge(
+GPU_HOURS = TeamFamily(
     "cadre_budget_gpu_hours", "GPU-hours used in the budget period.", ["team", "period"]
 )
-LIMIT = Gauge("cadre_budget_limit", "Money the team may spend per period.", _TEAM)
-GPU_HOURS_LIMIT = Gauge("cadre_budget_gpu_hours_limit", "GPU-hours per period.", _TEAM)
-FORECAST = Gauge("cadre_budget_forecast", "Expected spend at the end of the period.", _TEAM)
-SPEND_RATIO = Gauge(
+LIMIT = TeamFamily("cadre_budget_limit", "Money the team may spend per period.", _TEAM)
+GPU_HOURS_LIMIT = TeamFamily("cadre_budget_gpu_hours_limit", "GPU-hours per period.", _TEAM)
+FORECAST = TeamFamily("cadre_budget_forecast", "Expected spend at the end of the period.", _TEAM)
+SPEND_RATIO = TeamFamily(
     "cadre_budget_spend_ratio", "Spent over limit (the first to run out counts).", _TEAM
 )
-STATE = Gauge("cadre_budget_state", "1 for the budget's spend state.", ["team", "state"])
-GPU_SECONDS = Counter(
+STATE = TeamFamily("cadre_budget_state", "1 for the budget's spend state.", ["team", "state"])
+GPU_SECONDS = TeamFamily(
     "cadre_gpu_seconds_total",
     "GPU-seconds used by Cadre workloads (counted while this process runs).",
     ["team", "namespace", "flavor"],
+    kind="counter",
 )
-COST = Counter(
+COST = TeamFamily(
     "cadre_cost_total",
     "Cost of Cadre workloads in the price list's currency (counted while this process runs).",
     ["team", "namespace", "flavor"],
+    kind="counter",
 )
 SETTLED = Counter("cadre_pods_settled_total", "Pods whose charge went into a budget's ledger.")
 REFRESHES = Counter(
@@ -118,7 +122,7 @@ REFRESHES = Counter(
     "Rounds that recomputed every budget's spend (every accounting.refreshSeconds).",
 )
 
-_GAUGES_BY_TEAM_FLAVOR = (
+_TEAM_GAUGES = (
     QUOTA_GPUS,
     QUOTA_CPU,
     QUOTA_MEMORY,
@@ -128,7 +132,16 @@ _GAUGES_BY_TEAM_FLAVOR = (
     BORROWED_GPUS,
     BORROWED_CPU,
     BORROWED_MEMORY,
+    WORKLOADS,
+    SPEND,
+    GPU_HOURS,
+    LIMIT,
+    GPU_HOURS_LIMIT,
+    FORECAST,
+    SPEND_RATIO,
+    STATE,
 )
+"""A budget's gauges, gone with the budget (its counters stay: what was spent was spent)."""
 
 
 def _utcnow() -> datetime:
@@ -162,7 +175,7 @@ class BudgetWriter(BackgroundTask):
         self._counted: dict[str, Charge] = {}
         """Pod uid -> its charge already added to the counters by this process."""
         self._baselined = False
-        self._exported: dict[str, set[tuple[str, ...]]] = {}
+        self._exported: set[str] = set()
         self._posting: set[asyncio.Task[None]] = set()
         self.writes = 0
 
@@ -536,9 +549,8 @@ class BudgetWriter(BackgroundTask):
         inputs: BudgetInputs,
         figures: BudgetFigures,
     ) -> None:
-        seen = self._exported.setdefault(team, set())
+        self._exported.add(team)
         for flavor, quota in (inputs.nominal or {}).items():
-            seen.add((flavor,))
             QUOTA_GPUS.labels(team, flavor).set(quota.gpus or 0)
             if quota.cpu is not None:
                 QUOTA_CPU.labels(team, flavor).set(quota.cpu / 1000)
@@ -546,7 +558,6 @@ class BudgetWriter(BackgroundTask):
                 QUOTA_MEMORY.labels(team, flavor).set(quota.memory)
         flavours = set(inputs.nominal or {}) | set(inputs.usage or {})
         for flavor in flavours:
-            seen.add((flavor,))
             used = (inputs.usage or {}).get(flavor)
             nominal = (inputs.nominal or {}).get(flavor)
             gpus, cpu, memory = (used.gpus, used.cpu, used.memory) if used else (0, 0, 0)
@@ -583,24 +594,10 @@ class BudgetWriter(BackgroundTask):
 
     def _forget_metrics(self, teams: set[str]) -> None:
         """Label sets of budgets that were deleted go (a bounded label space)."""
-        for team in set(self._exported) - teams:
-            for (flavor,) in self._exported.pop(team):
-                for gauge in _GAUGES_BY_TEAM_FLAVOR:
-                    with contextlib.suppress(KeyError):
-                        gauge.remove(team, flavor)
-            for gauge in (LIMIT, GPU_HOURS_LIMIT, FORECAST, SPEND_RATIO):
-                with contextlib.suppress(KeyError):
-                    gauge.remove(team)
-            for period in ("current", "previous"):
-                for gauge in (SPEND, GPU_HOURS):
-                    with contextlib.suppress(KeyError):
-                        gauge.remove(team, period)
-            for state in ("Ok", "Warning", "Exceeded"):
-                with contextlib.suppress(KeyError):
-                    STATE.remove(team, state)
-            for state in ("admitted", "queued"):
-                with contextlib.suppress(KeyError):
-                    WORKLOADS.remove(team, state)
+        for team in self._exported - teams:
+            for gauge in _TEAM_GAUGES:
+                gauge.remove_team(team)
+        self._exported &= teams
 
 
 def _with_finalizers(pod: PodCharge, finalizers: tuple[str, ...]) -> PodCharge:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import kopf
 import structlog
-from prometheus_client import disable_created_metrics, start_http_server
+from prometheus_client import disable_created_metrics
 from pydantic import ValidationError
 
 from cadre import __version__
@@ -26,6 +26,7 @@ from cadre.controller.runtime.args import add_run_arguments
 from cadre.controller.runtime.context import Runtime
 from cadre.controller.runtime.health import HealthServer
 from cadre.controller.runtime.logs import configure_logging
+from cadre.controller.team_metrics import serve_metrics
 from cadre.core.api.config import OperatorConfig, parse_config
 
 log = structlog.get_logger("cadre.runtime")
@@ -75,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     # No `_created` series: one more per team and counter or histogram (S8: 1,000 teams
     # gave 36,000 series), and no dashboard or alert reads them.
     disable_created_metrics()  # type: ignore[no-untyped-call]
-    server, _ = start_http_server(metrics_port, addr=args.bind_address)
+    # The per-team families come from cadre.controller.team_metrics (text kept per team).
+    server, _ = serve_metrics(metrics_port, args.bind_address)
     log.info(
         "cadre operator starting",
         version=__version__,
