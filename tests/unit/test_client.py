@@ -208,3 +208,40 @@ def test_fault_rules_are_validated() -> None:
         faults.add({"fault": "boom"})
     with pytest.raises(ValueError):
         faults.add({"fault": 500, "times": 0})
+
+
+def test_a_kubeconfigs_token_hook_runs_at_most_every_few_seconds(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kubernetes package's hook sets every field again on each request (5% of the
+    operator's CPU in S1); Cadre's wrapper runs it every REFRESH_SECONDS, and keeps
+    wrapping the hook the package installs anew each time."""
+    from cadre.controller import client as client_module
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: k, cluster: {server: 'https://127.0.0.1:6443'}}]\n"
+        "users: [{name: u, user: {token: abc}}]\n"
+        "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
+    )
+    configuration = client_module.load_configuration(str(kubeconfig))
+    wrapper = configuration.refresh_api_key_hook
+    assert isinstance(wrapper, client_module._ThrottledRefresh)
+    runs: list[float] = []
+    inner = wrapper._hook
+
+    def counted(conf: k8s_client.Configuration) -> None:
+        runs.append(now[0])
+        inner(conf)  # installs a new hook of its own on `conf`
+
+    wrapper._hook = counted
+    now = [1000.0]
+    monkeypatch.setattr(client_module.time, "monotonic", lambda: now[0])
+    for _ in range(50):
+        assert client_module._authorization(configuration) == "Bearer abc"
+    assert runs == [1000.0]
+    now[0] += client_module._ThrottledRefresh.REFRESH_SECONDS
+    assert client_module._authorization(configuration) == "Bearer abc"
+    assert configuration.refresh_api_key_hook is wrapper  # the package's new hook, wrapped
+    assert wrapper._hook is not counted
