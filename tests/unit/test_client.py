@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 from kubernetes import client as k8s_client
 
+from cadre.controller import client as client_module
 from cadre.controller.client import (
     ApiClient,
     ApiError,
@@ -216,8 +217,6 @@ def test_a_kubeconfigs_token_hook_runs_at_most_every_few_seconds(
     """The kubernetes package's hook sets every field again on each request (5% of the
     operator's CPU in S1); Cadre's wrapper runs it every REFRESH_SECONDS, and keeps
     wrapping the hook the package installs anew each time."""
-    from cadre.controller import client as client_module
-
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(
         "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
