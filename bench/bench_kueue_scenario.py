@@ -586,18 +586,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             profiler.send_signal(signal.SIGINT)
             profiler.wait(60)
             fig["profile"] = hot_spots(out / "profile.txt")
-        kept_figures = kept.figures()
-        fig["cpu"] = kept_figures["cpu"]
-        fig["rss_peak_kib"] = kept_figures["rss_peak_mib"] * 1024
-        fig["operator_restarts"] = kept_figures["operator_restarts"]
+        requests = kept.requests()  # a last read of the live process, its CPU and RSS too
+        fig["cpu"] = kept.cpu_seconds
+        fig["rss_peak_kib"] = kept.hwm_kib
+        fig["operator_restarts"] = kept.restarts
         api_after = apiserver_requests(cluster)
         fig["apiserver"] = +(api_after[0] - api_before[0])
         fig["apiserver_seconds"] = +(api_after[1] - api_before[1])
         fig["operator"] = Counter(
-            {
-                f"{verb} {resource} {code}": int(n)
-                for (verb, resource, code), n in kept.requests().items()
-            }
+            {f"{verb} {resource} {code}": int(n) for (verb, resource, code), n in requests.items()}
         )
         fig["calibration"] = calibrate()
         write_csv(scenario, out / "workloads.csv")

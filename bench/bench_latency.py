@@ -392,8 +392,11 @@ def s8(cluster: Any, op: Any, teams: int, scrapes: int, *, create: bool) -> dict
         time.sleep(0.5)
     stop.set()
     prober.join()
-    during = [e - b for b, e in probes if any(b < se and e > ss for ss, se in scraping)]
-    idle = [e - b for b, e in probes if not any(b < se and e > ss for ss, se in scraping)]
+    during: list[float] = []
+    idle: list[float] = []
+    for b, e in probes:
+        overlapped = any(b < se and e > ss for ss, se in scraping)
+        (during if overlapped else idle).append(e - b)
     figures = {
         "series": float(statistics.median(series)),
         "bytes": float(statistics.median(sizes)),

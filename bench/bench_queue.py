@@ -248,6 +248,11 @@ class Restarted:
         self.check(scrape=True)
         return self.requests_done + self._lived()
 
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU over the processes, as of the last check."""
+        return self.cpu_done + self.cpu_seen - self.cpu_base
+
     def figures(self) -> dict[str, Any]:
         requests = self.requests()
         writes: Counter[str] = Counter()
@@ -255,7 +260,7 @@ class Restarted:
             if verb in WRITE_VERBS and code.startswith("2"):
                 writes[f"{verb} {resource}"] += int(n)
         return {
-            "cpu": self.cpu_done + self.cpu_seen - self.cpu_base,
+            "cpu": self.cpu_seconds,
             "rss_peak_mib": self.hwm_kib / 1024,
             "writes": dict(writes),
             "operator_restarts": self.restarts,
