@@ -255,7 +255,12 @@ def header(record: Path) -> list[str]:
     metas = [json.loads(p.read_text()) for p in sorted(record.glob("*.meta.json"))]
     if not metas:
         return [f"## Benchmark record {record.name}", "", "Nothing recorded yet.", ""]
-    machines = {json.dumps(m["machine"] | {"hostname": ""}, sort_keys=True) for m in metas}
+    # A record may be finished in later sittings on another machine of the same kind; each
+    # machine is listed with the steps it ran (a run's two sides always share one).
+    machines: dict[str, list[str]] = {}
+    for m in metas:
+        key = json.dumps(m["machine"] | {"hostname": ""}, sort_keys=True)
+        machines.setdefault(key, []).append(m["step"])
     days = sorted({m["started"][:10] for m in metas})
     commits = sorted({m["commit"][:10] for m in metas})
     total = sum(m["seconds"] for m in metas)
@@ -266,11 +271,12 @@ def header(record: Path) -> list[str]:
         f"commits {', '.join(commits)} (one operator tree: {record.name}).",
         "",
     ]
-    for m in machines:
+    for m, stepnames in machines.items():
         d = json.loads(m)
+        ran = f": {', '.join(stepnames)}" if len(machines) > 1 else ""
         lines.append(
             f"- machine: {d['cpus']} CPUs ({d['cpu_model']}), {d['memory_gib']} GiB, "
-            f"Linux {d['kernel']}, Python {d['python']}"
+            f"Linux {d['kernel']}, Python {d['python']}{ran}"
         )
     return [*lines, ""]
 
