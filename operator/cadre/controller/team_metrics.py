@@ -90,8 +90,6 @@ class TeamFamily:
         shown = self.sample_name
         doc = documentation.replace("\\", r"\\").replace("\n", r"\n")
         self._header = f"# HELP {shown} {doc}\n# TYPE {shown} {kind}\n"
-        # Sample lines sort labels by name (as prometheus_client writes them).
-        self._order = sorted(range(len(self.labelnames)), key=lambda i: self.labelnames[i])
         if registry is not None:
             registry.register(self)
         if registry is TEAM_REGISTRY:
@@ -116,12 +114,6 @@ class TeamFamily:
         with self._lock:
             if self._values.pop(team, None) is not None:
                 self._changed(team)
-
-    def value(self, *values: str) -> float | None:
-        """A gauge's or counter's value (None when the series does not exist)."""
-        with self._lock:
-            got = self._values.get(values[0], {}).get(tuple(values))
-        return None if got is None or isinstance(got, _Histogram) else float(got)
 
     def _set(self, labels: Labels, value: float) -> None:
         with self._lock:
@@ -168,11 +160,12 @@ class TeamFamily:
                 self._text = self._header + "".join(self._lines.values())
             return self._text
 
-    def _label_text(self, labels: Labels, extra: str = "") -> str:
-        pairs = [f'{self.labelnames[i]}="{_escape_label(labels[i])}"' for i in self._order]
-        if extra:  # `le` sorts before every label name used here
-            pairs.insert(0, extra)
-        return "{" + ",".join(pairs) + "}"
+    def _label_text(self, labels: Labels, le: str | None = None) -> str:
+        # Sorted by label name, a bucket's `le` among them, as prometheus_client writes.
+        pairs = list(zip(self.labelnames, labels, strict=True))
+        if le is not None:
+            pairs.append(("le", le))
+        return "{" + ",".join(f'{k}="{_escape_label(v)}"' for k, v in sorted(pairs)) + "}"
 
     def _team_lines(self, series: dict[Labels, Any]) -> Iterator[str]:
         name = self.sample_name
@@ -183,8 +176,8 @@ class TeamFamily:
             cumulative = 0.0
             for bound, count in zip(self.buckets, value.counts, strict=True):
                 cumulative += count
-                le = f'le="{_go_float(bound)}"'
-                yield f"{name}_bucket{self._label_text(labels, le)} {_go_float(cumulative)}\n"
+                bucket = self._label_text(labels, _go_float(bound))
+                yield f"{name}_bucket{bucket} {_go_float(cumulative)}\n"
             plain = self._label_text(labels)
             yield f"{name}_count{plain} {_go_float(cumulative)}\n"
             yield f"{name}_sum{plain} {_go_float(value.total)}\n"
@@ -233,13 +226,11 @@ class _Child:
         self._family._observe(self._labels, float(value))
 
 
-def render_all(
-    families: Iterable[TeamFamily] | None = None, registry: CollectorRegistry = REGISTRY
-) -> bytes:
-    families = FAMILIES if families is None else families
-    """The scrape: the registry through prometheus_client, then the per-team families."""
-    text = "".join(family.render() for family in families)
-    return generate_latest(registry) + text.encode("utf-8")
+def render_all() -> bytes:
+    """The scrape: the default registry through prometheus_client, then the per-team
+    families."""
+    text = "".join(family.render() for family in FAMILIES)
+    return generate_latest(REGISTRY) + text.encode("utf-8")
 
 
 class _MetricsHandler(BaseHTTPRequestHandler):
