@@ -11,7 +11,12 @@ from __future__ import annotations
 import asyncio
 import time
 
-from cadre.controller.client import ApiClient, ClientSettings, NotLeaderError
+from cadre.controller.client import (
+    ApiClient,
+    ApiUnreachableError,
+    ClientSettings,
+    NotLeaderError,
+)
 from cadre.controller.faults import FaultInjector
 from cadre.controller.leader import LeaderElector
 from cadre.core.api.config import LeaderElectionSettings
@@ -28,14 +33,26 @@ SETTINGS = LeaderElectionSettings.model_validate(
 
 
 class Replica:
-    def __init__(self, apiserver: LocalCluster, namespace: str, identity: str) -> None:
+    def __init__(
+        self,
+        apiserver: LocalCluster,
+        namespace: str,
+        identity: str,
+        *,
+        settings: ClientSettings | None = None,
+        start_until: asyncio.Event | None = None,
+    ) -> None:
         self.faults = FaultInjector()
         self.client = ApiClient.connect(
-            str(apiserver.kubeconfig), ClientSettings(retries=0), faults=self.faults
+            str(apiserver.kubeconfig), settings or ClientSettings(retries=0), faults=self.faults
         )
         self.started = asyncio.Event()
         self.stopped_at: float | None = None
         self.started_at: float | None = None
+        self.start_until = start_until
+        """A start that lasts until this is set (a long takeover sync)."""
+        self.start_done = False
+        self.start_cancelled = False
         self.elector = LeaderElector(
             self.client,
             SETTINGS,
@@ -50,6 +67,13 @@ class Replica:
     async def _started(self) -> None:
         self.started_at = time.monotonic()
         self.started.set()
+        if self.start_until is not None:
+            try:
+                await self.start_until.wait()
+            except asyncio.CancelledError:
+                self.start_cancelled = True
+                raise
+        self.start_done = True
 
     def _stopped(self) -> None:
         self.stopped_at = time.monotonic()
@@ -58,6 +82,26 @@ class Replica:
         self.task.cancel()
         await asyncio.gather(self.task, return_exceptions=True)
         await self.client.close()
+
+
+def lease_path(namespace: str) -> str:
+    return f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/test-leader"
+
+
+async def renewals_seen(
+    replica: Replica, namespace: str, count: int, timeout: float, reader: ApiClient | None = None
+) -> None:
+    """Until `count` renewals of the replica's lease were seen on the Lease itself (read
+    through `reader`, by default the replica's own client)."""
+    reader = reader or replica.client
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while len(seen) < count:
+        assert time.monotonic() < deadline, f"{len(seen)} renewals seen, {count} wanted"
+        spec = (await reader.get(lease_path(namespace)) or {}).get("spec") or {}
+        if spec.get("holderIdentity") == replica.elector.identity:
+            seen.add(spec["renewTime"])
+        await asyncio.sleep(0.1)
 
 
 async def wait(what: str, check: object, timeout: float = 15) -> None:
@@ -130,5 +174,110 @@ def test_one_leader_fenced_before_takeover_and_released_at_once(
         finally:
             await a.close()
             await b.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_start_longer_than_the_renew_deadline_keeps_the_lease(
+    apiserver: LocalCluster, namespace: str
+) -> None:
+    """A takeover sync of a large cluster lasts longer than the renew deadline: the leader
+    renews while it starts (before, the renewals began only once the start returned, by
+    when the deadline had passed, and a big cluster's leader stepped down at every start);
+    a lease lost during the start stops the start."""
+
+    async def scenario() -> None:
+        long_start = asyncio.Event()
+        a = Replica(apiserver, namespace, "replica-a", start_until=long_start)
+        try:
+            await asyncio.wait_for(a.started.wait(), 10)
+            # Renewals through twice the renew deadline while the start still runs.
+            await renewals_seen(a, namespace, count=4, timeout=30)
+            await wait(
+                "two renew deadlines",
+                lambda: (
+                    time.monotonic() - (a.started_at or 0) > 2 * SETTINGS.renew_deadline_seconds
+                ),
+                timeout=30,
+            )
+            assert not a.start_done and a.stopped_at is None
+            assert a.elector.may_write()
+            long_start.set()
+            await wait("the start done", lambda: a.start_done)
+            assert a.elector.may_write()
+        finally:
+            await a.close()
+
+        # A lease lost while the start runs stops the start and steps down.
+        b_start = asyncio.Event()
+        b = Replica(apiserver, namespace, "replica-b", start_until=b_start)
+        try:
+            await asyncio.wait_for(b.started.wait(), 30)  # a's lease lapsed (not released)
+            b.faults.add({"verb": "PUT", "resource": "leases", "fault": "network", "times": 999})
+            await wait("b stepped down", lambda: b.stopped_at is not None, timeout=30)
+            assert b.start_cancelled and not b.start_done
+            assert not b.elector.may_write()
+        finally:
+            await b.close()
+
+    asyncio.run(scenario())
+
+
+def test_lease_renewals_do_not_wait_for_the_clients_pool(
+    apiserver: LocalCluster, namespace: str
+) -> None:
+    """Every pooled connection busy (here one, held by a watch; in a takeover, pages of
+    pods and thousands of status writes): the Lease still renews, on its own connection.
+    Before, the renewal waited for a pooled connection until its connect timeout, and the
+    leader of a loaded cluster lost its lease to its own traffic."""
+
+    async def scenario() -> None:
+        settings = ClientSettings(retries=0, max_connections=1, connect_timeout_seconds=1)
+        a = Replica(apiserver, namespace, "replica-a", settings=settings)
+        watching = asyncio.Event()
+
+        async def hold_the_pool() -> None:
+            path = f"/api/v1/namespaces/{namespace}/configmaps"
+            async for _ in a.client.watch(path, {"timeoutSeconds": "60"}):
+                watching.set()
+            watching.set()
+
+        holder: asyncio.Task[None] | None = None
+        observer = ApiClient.connect(str(apiserver.kubeconfig))
+        try:
+            await asyncio.wait_for(a.started.wait(), 10)
+            # A ConfigMap, so that the watch's first event (its ADDED) says it is connected.
+            await a.client.create(
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": "pool-holder", "namespace": namespace},
+                }
+            )
+            holder = asyncio.create_task(hold_the_pool())
+            await asyncio.wait_for(watching.wait(), 10)
+            # The pool is taken: a pooled request times out waiting for its connection...
+            try:
+                await a.client.request("GET", f"/api/v1/namespaces/{namespace}")
+                raise AssertionError("the pool had a free connection")
+            except ApiUnreachableError:
+                pass
+            # ...and the lease renews through three renew deadlines all the same (as
+            # another client sees it).
+            await renewals_seen(a, namespace, count=3, timeout=30, reader=observer)
+            await wait(
+                "three renew deadlines",
+                lambda: (
+                    time.monotonic() - (a.started_at or 0) > 3 * SETTINGS.renew_deadline_seconds
+                ),
+                timeout=30,
+            )
+            assert a.stopped_at is None and a.elector.may_write()
+        finally:
+            if holder is not None:
+                holder.cancel()
+                await asyncio.gather(holder, return_exceptions=True)
+            await a.close()
+            await observer.close()
 
     asyncio.run(scenario())

@@ -482,6 +482,8 @@ class ApiClient:
         self._server = configuration.host.rstrip("/")
         self._ssl = ssl_context_of(configuration)
         self._session: aiohttp.ClientSession | None = None
+        self._own_session: aiohttp.ClientSession | None = None
+        """For `own_connection` requests (the leader's Lease): a connection of their own."""
 
     @classmethod
     def connect(
@@ -492,26 +494,32 @@ class ApiClient:
     ) -> ApiClient:
         return cls(load_configuration(kubeconfig), settings, **kwargs)
 
-    def _get_session(self) -> aiohttp.ClientSession:
+    def _get_session(self, own_connection: bool = False) -> aiohttp.ClientSession:
         # Created lazily, inside the running event loop that uses it.
+        if own_connection:
+            if self._own_session is None or self._own_session.closed:
+                self._own_session = self._new_session(limit=1)
+            return self._own_session
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    ssl=self._ssl, limit=self.settings.max_connections, limit_per_host=0
-                ),
-                timeout=aiohttp.ClientTimeout(
-                    total=self.settings.timeout_seconds,
-                    connect=self.settings.connect_timeout_seconds,
-                ),
-                headers={"User-Agent": self.user_agent, "Accept": "application/json"},
-                trust_env=False,
-            )
+            self._session = self._new_session(limit=self.settings.max_connections)
         return self._session
 
+    def _new_session(self, limit: int) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=self._ssl, limit=limit, limit_per_host=0),
+            timeout=aiohttp.ClientTimeout(
+                total=self.settings.timeout_seconds,
+                connect=self.settings.connect_timeout_seconds,
+            ),
+            headers={"User-Agent": self.user_agent, "Accept": "application/json"},
+            trust_env=False,
+        )
+
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in (self._session, self._own_session):
+            if session is not None:
+                await session.close()
+        self._session = self._own_session = None
 
     # -- the write gate -----------------------------------------------------------------
     def _may_write(self) -> bool:
@@ -528,9 +536,13 @@ class ApiClient:
         *,
         fenced: bool = True,
         retries: int | None = None,
+        own_connection: bool = False,
     ) -> tuple[int, Any]:
         """Send one call (with its retries); returns (status, decoded body). Statuses in
-        `ok` are answers, not errors. `fenced=False` only for the leader's own Lease."""
+        `ok` are answers, not errors. `fenced=False` only for the leader's own Lease.
+        `own_connection`: on a connection of its own, never queued behind the pool's
+        (aiohttp counts the wait for a pooled connection against the connect timeout, and
+        a takeover's reads and writes can hold all of them): the leader's Lease."""
         resource = resource_of(path)
         verb = verb_of(method, path)
         started = time.perf_counter()
@@ -550,7 +562,15 @@ class ApiClient:
             async for attempt in retrying:
                 with attempt:
                     result = await self._attempt(
-                        method, path, body, content_type, ok, fenced, resource, verb
+                        method,
+                        path,
+                        body,
+                        content_type,
+                        ok,
+                        fenced,
+                        resource,
+                        verb,
+                        own_connection=own_connection,
                     )
         except NotLeaderError:
             raise
@@ -595,6 +615,8 @@ class ApiClient:
         fenced: bool,
         resource: str,
         verb: str,
+        *,
+        own_connection: bool = False,
     ) -> tuple[int, Any]:
         write = method in WRITE_VERBS
         if write and fenced and not self._may_write():
@@ -627,7 +649,7 @@ class ApiClient:
                 raw_body or b"{}", content_type, self._may_write, NotLeaderError(method, path)
             )
         try:
-            async with self._get_session().request(
+            async with self._get_session(own_connection).request(
                 method, self._server + path, data=data, headers=headers
             ) as response:
                 raw = await response.read()

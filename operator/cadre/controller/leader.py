@@ -34,7 +34,7 @@ import os
 import random
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -71,7 +71,7 @@ class LeaderElector:
         *,
         identity: str,
         namespace: str,
-        on_started_leading: Callable[[], Awaitable[None]],
+        on_started_leading: Callable[[], Coroutine[Any, Any, None]],
         on_stopped_leading: Callable[[], None],
     ) -> None:
         self.client = client
@@ -115,12 +115,22 @@ class LeaderElector:
         self.leader_since = time.monotonic()
         IS_LEADER.set(1)
         log.info("acquired the leader lease", lease=self.path, identity=self.identity)
+        # The start (a takeover sync: every TrainingJob, Job and pod read afresh) runs
+        # beside the renewals, as client-go runs OnStartedLeading in its own goroutine:
+        # a start longer than the renew deadline must not cost the lease it starts under.
+        renewing = asyncio.create_task(self._renew_until_lost(), name="cadre lease renewal")
+        starting = asyncio.create_task(self._on_started(), name="cadre leader start")
         try:
-            await self._on_started()
-            await self._renew_until_lost()
+            await asyncio.wait((renewing, starting), return_when=asyncio.FIRST_COMPLETED)
+            if starting.done():
+                starting.result()  # a start that failed stops leading with its error
+                await renewing
         finally:
             self._leading = False
             IS_LEADER.set(0)
+            for task in (starting, renewing):
+                task.cancel()  # a lease lost mid-start stops the start
+            await asyncio.gather(starting, renewing, return_exceptions=True)
         if self._released:
             return  # given up on purpose (a graceful stop)
         log.error(
@@ -173,7 +183,7 @@ class LeaderElector:
             return False  # a graceful stop gave the lease up: never take it again
         lease = self._lease if self._leading else None
         if lease is None:
-            lease = await self.client.get(self.path)
+            lease = await self._read()
             if lease is None:
                 return await self._create()
         spec = lease.get("spec") or {}
@@ -203,7 +213,9 @@ class LeaderElector:
         body = {**lease, "spec": new_spec}
         sent = time.monotonic()
         try:
-            updated = await self.client.request("PUT", self.path, body, fenced=False, retries=0)
+            updated = await self.client.request(
+                "PUT", self.path, body, fenced=False, retries=0, own_connection=True
+            )
         except ApiError as err:
             if err.status == 409:
                 self._lease = None  # someone else wrote it: read it again next time
@@ -213,6 +225,12 @@ class LeaderElector:
         if not mine:
             log.info("took the lease over", previous=holder, identity=self.identity)
         return True
+
+    async def _read(self) -> dict[str, Any] | None:
+        status, lease = await self.client.request(
+            "GET", self.path, ok=(404,), retries=0, own_connection=True
+        )
+        return None if status == 404 else lease
 
     async def _create(self) -> bool:
         now = micro_time(datetime.now(UTC))
@@ -236,6 +254,7 @@ class LeaderElector:
             ok=(409,),
             fenced=False,
             retries=0,
+            own_connection=True,
         )
         if status == 409:
             return False
@@ -273,7 +292,12 @@ class LeaderElector:
             )
             try:
                 await self.client.request(
-                    "PUT", self.path, {**lease, "spec": spec}, fenced=False, retries=0
+                    "PUT",
+                    self.path,
+                    {**lease, "spec": spec},
+                    fenced=False,
+                    retries=0,
+                    own_connection=True,
                 )
                 log.info("released the leader lease", lease=self.path)
                 return
@@ -281,4 +305,4 @@ class LeaderElector:
                 if err.status != 409:
                     log.warning("releasing the leader lease failed", error=str(err))
                     return
-                lease = await self.client.get(self.path)
+                lease = await self._read()

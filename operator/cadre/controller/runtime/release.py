@@ -17,9 +17,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import structlog
 
@@ -82,7 +83,7 @@ async def release_finalizers(
             await leading
 
 
-def _set(event: asyncio.Event) -> Callable[[], Awaitable[None]]:
+def _set(event: asyncio.Event) -> Callable[[], Coroutine[Any, Any, None]]:
     async def started() -> None:
         event.set()
 
