@@ -94,13 +94,18 @@ def test_a_gang_whose_workers_cannot_all_start_gives_its_gpus_back_and_runs_late
     assert running["message"].startswith("0/2 workers scheduled; "), running
     group = cluster.api.get(f"/apis/scheduling.k8s.io/v1alpha2/namespaces/{team}/podgroups/big")
     assert group["spec"]["schedulingPolicy"] == {"gang": {"minCount": 2}}
-    events = cluster.api.get(
-        f"/api/v1/namespaces/{team}/events?fieldSelector=involvedObject.name=big"
-    )["items"]
+
+    def warnings() -> list[dict[str, Any]]:
+        events = cluster.api.get(
+            f"/api/v1/namespaces/{team}/events?fieldSelector=involvedObject.name=big"
+        )["items"]
+        return [e for e in events if e["reason"] == "WorkersUnschedulable"]
+
     # A Warning Event says so, once (with the scheduler's first words: with a gang, often
-    # that it holds the pods for their group; the condition above has its latest).
-    unschedulable = [e for e in events if e["reason"] == "WorkersUnschedulable"]
-    assert unschedulable and {e["type"] for e in unschedulable} == {"Warning"}, events
+    # that it holds the pods for their group; the condition above has its latest). The
+    # operator posts it after the status write, so it may come a moment after the status.
+    unschedulable = eventually("a WorkersUnschedulable Event", warnings)
+    assert {e["type"] for e in unschedulable} == {"Warning"}, unschedulable
     assert all(e["message"].startswith("0/2 workers scheduled; ") for e in unschedulable)
 
     requeued = eventually(
