@@ -92,16 +92,16 @@ async def renewals_seen(
     replica: Replica, namespace: str, count: int, timeout: float, reader: ApiClient | None = None
 ) -> None:
     """Until `count` renewals of the replica's lease were seen on the Lease itself (read
-    through `reader`, by default the replica's own client)."""
+    through `reader`, by default the replica's own client); the replica holds it all along."""
     reader = reader or replica.client
     seen: set[str] = set()
     deadline = time.monotonic() + timeout
     while len(seen) < count:
         assert time.monotonic() < deadline, f"{len(seen)} renewals seen, {count} wanted"
-        spec = (await reader.get(lease_path(namespace)) or {}).get("spec") or {}
-        if spec.get("holderIdentity") == replica.elector.identity:
-            seen.add(spec["renewTime"])
-        await asyncio.sleep(0.1)
+        spec = (await reader.get(lease_path(namespace)) or {})["spec"]
+        assert spec["holderIdentity"] == replica.elector.identity, spec
+        seen.add(spec["renewTime"])
+        await asyncio.sleep(0.1)  # the poll's interval: renewals come every 0.5 s
 
 
 async def wait(what: str, check: object, timeout: float = 15) -> None:
@@ -121,19 +121,7 @@ def test_one_leader_fenced_before_takeover_and_released_at_once(
         try:
             # b stands by: the lease is a's, b never writes.
             # a renews, b stands by: three renewals seen on the Lease, and b took nothing.
-            lease = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/test-leader"
-            renewals: set[str] = set()
-
-            async def renewed_thrice() -> bool:
-                spec = (await b.client.get(lease) or {})["spec"]
-                assert spec["holderIdentity"] == "replica-a"
-                renewals.add(spec["renewTime"])
-                return len(renewals) >= 3
-
-            deadline = time.monotonic() + 30
-            while not await renewed_thrice():
-                assert time.monotonic() < deadline, "the leader does not renew"
-                await asyncio.sleep(0.1)
+            await renewals_seen(a, namespace, count=3, timeout=30, reader=b.client)
             assert not b.started.is_set()
             assert a.elector.may_write() and not b.elector.may_write()
 
@@ -191,7 +179,9 @@ def test_a_start_longer_than_the_renew_deadline_keeps_the_lease(
         a = Replica(apiserver, namespace, "replica-a", start_until=long_start)
         try:
             await asyncio.wait_for(a.started.wait(), 10)
-            # Renewals through twice the renew deadline while the start still runs.
+            # Renewals through twice the renew deadline while the start still runs. The
+            # span is the check: a leader that did not renew would step down within one
+            # renew deadline (4 s), so none within two says it renewed.
             await renewals_seen(a, namespace, count=4, timeout=30)
             await wait(
                 "two renew deadlines",

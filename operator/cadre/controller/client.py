@@ -682,9 +682,9 @@ class ApiClient:
         return ApiUnreachableError(method, path, cause)
 
     # -- verbs ----------------------------------------------------------------------------
-    async def get(self, path: str) -> dict[str, Any] | None:
+    async def get(self, path: str, *, own_connection: bool = False) -> dict[str, Any] | None:
         """The object, or None when it does not exist."""
-        status, data = await self.request("GET", path, ok=(404,))
+        status, data = await self.request("GET", path, ok=(404,), own_connection=own_connection)
         return None if status == 404 else data
 
     async def list(

@@ -115,7 +115,7 @@ class LeaderElector:
         self.leader_since = time.monotonic()
         IS_LEADER.set(1)
         log.info("acquired the leader lease", lease=self.path, identity=self.identity)
-        # The start (a takeover sync: every TrainingJob, Job and pod read afresh) runs
+        # The start (a takeover sync: TrainingJobs, Jobs, nodes and budgets read afresh) runs
         # beside the renewals, as client-go runs OnStartedLeading in its own goroutine:
         # a start longer than the renew deadline must not cost the lease it starts under.
         renewing = asyncio.create_task(self._renew_until_lost(), name="cadre lease renewal")
@@ -183,7 +183,7 @@ class LeaderElector:
             return False  # a graceful stop gave the lease up: never take it again
         lease = self._lease if self._leading else None
         if lease is None:
-            lease = await self._read()
+            lease = await self.client.get(self.path, own_connection=True)
             if lease is None:
                 return await self._create()
         spec = lease.get("spec") or {}
@@ -225,12 +225,6 @@ class LeaderElector:
         if not mine:
             log.info("took the lease over", previous=holder, identity=self.identity)
         return True
-
-    async def _read(self) -> dict[str, Any] | None:
-        status, lease = await self.client.request(
-            "GET", self.path, ok=(404,), retries=0, own_connection=True
-        )
-        return None if status == 404 else lease
 
     async def _create(self) -> bool:
         now = micro_time(datetime.now(UTC))
@@ -305,4 +299,4 @@ class LeaderElector:
                 if err.status != 409:
                     log.warning("releasing the leader lease failed", error=str(err))
                     return
-                lease = await self._read()
+                lease = await self.client.get(self.path, own_connection=True)
