@@ -54,7 +54,7 @@ BASELINE: Table = {
 
 # The ClusterRole cadre-operator, each verb with what uses it (in operator/cadre/controller/).
 OPERATOR: Table = {
-    # list: cache.py (fill, resync); watch: handlers/trainingjob.py (Kopf); get:
+    # list: cache.py (fill, resync); watch: cache.py (its own pod watch); get:
     # trainingjobs.py _ensure_children, status_writer.py after a 409; delete:
     # trainingjobs.py _expire (ttlAfterFinished). No update/patch: a user's spec is theirs.
     ("cadre.dev", "trainingjobs"): _verbs("get", "list", "watch", "delete"),

@@ -302,9 +302,10 @@ def test_cache_keeps_parsed_specs_per_generation(config: OperatorConfig) -> None
     add(store, tj("a"))
     cache: dict[Any, Any] = {}
     build_snapshot(store, config, cache)
-    # The parsed spec, the hash of the Job that spec builds for its team, and the
-    # waiting job's outcome (tests/unit/test_snapshot_memo.py).
-    assert list(cache) == [
+    # Each node as the pass reads it, the parsed spec, the hash of the Job that spec
+    # builds for its team, and the waiting job's outcome (tests/unit/test_snapshot_memo.py).
+    assert [k for k in cache if k[0] == "node"] == [("node", name) for name in store.nodes]
+    assert [k for k in cache if k[0] != "node"] == [
         ("vision-research/a", "uid-a", 1),
         ("vision-research/a", "uid-a", 1, "vision"),
         ("waiting", "vision-research/a"),
@@ -316,6 +317,26 @@ def test_cache_keeps_parsed_specs_per_generation(config: OperatorConfig) -> None
     (w,) = build_snapshot(store, config, cache).snapshot.workloads
     assert w.pods == 2
     assert ("vision-research/a", "uid-a", 2) in cache
+
+
+def test_cached_nodes_follow_the_store(config: OperatorConfig) -> None:
+    """A node is parsed once and kept until the store replaces its record: a cordoned
+    node's GPUs leave the flavour's capacity in the next pass, with the cache kept."""
+    store = example_store()
+    cache: dict[Any, Any] = {}
+
+    def a100_gpus() -> int:
+        flavours = build_snapshot(store, config, cache).snapshot.flavours
+        return next(f.capacity.gpus for f in flavours if f.name == "a100")
+
+    assert a100_gpus() == 32
+    assert a100_gpus() == 32  # from the cache
+    cordoned = node("a100-0", "a100", 8, cpu="96", memory="1152Gi")
+    cordoned["spec"] = {"unschedulable": True}
+    store.upsert_node(cordoned)
+    assert a100_gpus() == 24
+    store.upsert_node(node("a100-0", "a100", 8, cpu="96", memory="1152Gi"))
+    assert a100_gpus() == 32
 
 
 def test_invalid_budget_is_skipped(config: OperatorConfig) -> None:

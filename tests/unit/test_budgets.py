@@ -295,3 +295,43 @@ def test_settled_plus_live_is_every_pods_charge_in_the_period(
         if min(u.interval.end or now, now, NOVEMBER.end) > max(u.interval.start, NOVEMBER.start)
     )
     assert figures.spent.cost == Decimal(str(expected))
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(-40 * 86400, 30 * 86400),  # start, seconds from the 1st of November
+            st.one_of(st.none(), st.integers(0, 3 * 86400)),  # length; None: still running
+            st.integers(0, 8),  # GPUs
+        ),
+        max_size=10,
+    ),
+    st.lists(st.integers(0, 20 * 86400), min_size=1, max_size=6),  # clock steps forward
+    st.sampled_from(["Daily", "Weekly", "Monthly"]),
+)
+@settings(max_examples=200)
+def test_finished_pods_kept_between_calls_change_no_figure(
+    pods_spec: list[tuple[int, int | None, int]], steps: list[int], period: str
+) -> None:
+    """The memo of finished pods' charges (a budget writer keeps it across rounds while
+    the clock moves, periods roll over and the last hour slides) gives exactly the figures
+    computed afresh: not a cent lost or counted twice."""
+    pods = [
+        pod(
+            f"p{i}",
+            NOVEMBER.start + timedelta(seconds=s),
+            None if n is None else NOVEMBER.start + timedelta(seconds=s + n),
+            gpus=g,
+        )
+        for i, (s, n, g) in enumerate(pods_spec)
+    ]
+    budget_spec = spec(period=period, limit="1000000")
+    finished: dict[str, Any] = {}
+    now = NOVEMBER.start
+    for step in steps:
+        now += timedelta(seconds=step)
+        kept = budget_figures(budget_spec, Ledger(), pods, rates=RATES, now=now, finished=finished)
+        fresh = budget_figures(budget_spec, Ledger(), pods, rates=RATES, now=now)
+        assert kept == fresh
+    # Only pods that had ended by then are kept.
+    assert set(finished) <= {p.uid for p in pods if p.usages[0].interval.end is not None}

@@ -97,3 +97,12 @@ def test_nodes_of_a_flavour_with_what_their_pods_use() -> None:
     assert by_name["a"].allocatable == Resources(8, 96000, 1152 * GI)
     assert [by_name[n].schedulable for n in "abc"] == [True, False, False]
     assert bound == {"ns/tj": (("a", 2),)}
+
+    # With a memo kept between passes, a node is parsed again only once its record is
+    # replaced: the memo's answer is the same, and a tainted node stops being schedulable.
+    memo: dict[Any, Any] = {}
+    assert node_capacities(records, [], config, memo) == node_capacities(records, [], config)
+    assert node_capacities(records, [], config, memo) == node_capacities(records, [], config)
+    records["a"] = node_record(node("a", "a100", taints=[{"key": "gone", "effect": "NoExecute"}]))
+    (first, *_), _ = node_capacities(records, [], config, memo)
+    assert (first.name, first.schedulable) == ("a", False)

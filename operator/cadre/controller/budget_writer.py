@@ -37,8 +37,10 @@ from cadre.core.accounting import (
     Charge,
     Ledger,
     PodCharge,
+    PodUsage,
     Rates,
     charge_within,
+    finished_by,
 )
 from cadre.core.api.config import OperatorConfig
 from cadre.core.api.names import ACCOUNTING_FINALIZER
@@ -46,6 +48,7 @@ from cadre.core.api.resourcebudget import ResourceBudgetSpec
 from cadre.core.budget.status import (
     BudgetFigures,
     BudgetInputs,
+    FinishedCharges,
     budget_figures,
     budget_status,
     invalid_budget_status,
@@ -174,6 +177,10 @@ class BudgetWriter(BackgroundTask):
         self._last_write: dict[str, float] = {}
         self._counted: dict[str, Charge] = {}
         """Pod uid -> its charge already added to the counters by this process."""
+        self._counted_finished: dict[str, tuple[PodUsage, ...]] = {}
+        """Pod uid -> its intervals, all ended, once their whole charge is counted."""
+        self._finished: FinishedCharges = {}
+        """Finished pods' charges in their budget's periods (see `budget_figures`)."""
         self._baselined = False
         self._exported: set[str] = set()
         self._posting: set[asyncio.Task[None]] = set()
@@ -204,7 +211,10 @@ class BudgetWriter(BackgroundTask):
 
     def sizes(self) -> dict[str, int]:
         """Entries kept per pod (a leak shows here)."""
-        return {"budget_counted_pods": len(self._counted)}
+        return {
+            "budget_counted_pods": len(self._counted),
+            "budget_finished_pods": len(self._finished),
+        }
 
     def budget_changed(self, name: str) -> None:
         """A budget's spec changed (a limit, a policy): recompute its state now."""
@@ -287,6 +297,8 @@ class BudgetWriter(BackgroundTask):
     def _forget_pod(self, uid: str) -> None:
         """The pod is gone and its charge recorded: nothing is kept of it."""
         self._counted.pop(uid, None)
+        self._counted_finished.pop(uid, None)
+        self._finished.pop(uid, None)
         self.store.drop_pod(uid)
 
     async def _release(self, pod: PodCharge) -> None:
@@ -368,7 +380,13 @@ class BudgetWriter(BackgroundTask):
         settle = [p for p in settle if p.uid not in ledger.settled_pods]
         if settle:
             windows = budget_figures(
-                spec, ledger, pods, rates=self._rates, now=now, tz=self.config.timezone
+                spec,
+                ledger,
+                pods,
+                rates=self._rates,
+                now=now,
+                tz=self.config.timezone,
+                finished=self._finished,
             )
             for pod in settle:
                 self._count(pod, now)
@@ -381,7 +399,13 @@ class BudgetWriter(BackgroundTask):
                     now=now,
                 )
         figures = budget_figures(
-            spec, ledger, pods, rates=self._rates, now=now, tz=self.config.timezone
+            spec,
+            ledger,
+            pods,
+            rates=self._rates,
+            now=now,
+            tz=self.config.timezone,
+            finished=self._finished,
         )
         return figures, len(settle)
 
@@ -533,6 +557,8 @@ class BudgetWriter(BackgroundTask):
         return charge_within(pod.usages, rates, EPOCH_CHARGE_START, now, now)
 
     def _count(self, pod: PodCharge, now: datetime) -> None:
+        if self._counted_finished.get(pod.uid) == pod.usages:
+            return  # it ended, and all of it is counted: nothing can be added
         total = self._total(pod, now)
         before = self._counted.get(pod.uid, Charge())
         self._counted[pod.uid] = total
@@ -541,6 +567,8 @@ class BudgetWriter(BackgroundTask):
             GPU_SECONDS.labels(*labels).inc(float(total.gpu_seconds - before.gpu_seconds))
         if total.cost > before.cost:
             COST.labels(*labels).inc(float(total.cost - before.cost))
+        if finished_by(pod.usages, now) is not None:
+            self._counted_finished[pod.uid] = pod.usages
 
     def _export(
         self,

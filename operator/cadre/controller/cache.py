@@ -1,6 +1,7 @@
 """The cache: the store (`cadre.core.cluster.store`) fed by watch events and relists.
 
-- `apply_*`: one watch event into the store (Kopf's handlers call these and nothing else);
+- `apply_*`: one watch event into the store (Kopf's handlers and Cadre's own watches of
+  TrainingJobs, Jobs and pods call these and nothing else);
 - `fill()`: the first listing of everything, before any replica decides anything;
 - `resync()`: a relist, merged by time (see the store), that drops what is gone:
   objects deleted while a watch was cut, pods included (they are settled as gone). Kopf
@@ -91,6 +92,9 @@ LISTING_SETTLE_SECONDS: Final = 2.0
 STALL_SECONDS: Final = 5.0
 """A tick of the resync task this late means the process did not run meanwhile."""
 _TICK_SECONDS: Final = 1.0
+UNSELECTED_POLL_SECONDS: Final = 5.0
+"""Pods and Jobs that left their watch's selection are read by name this often (at most
+`accounting.refreshSeconds` apart): they are few, and one deleted is released soon."""
 
 _LISTS: Final[tuple[tuple[Kind, str, str | None], ...]] = (
     ("budget", BUDGETS, None),
@@ -166,12 +170,25 @@ class Cache(BackgroundTask):
         """Every bound pod of the cluster, for placement (admission.nodePlacement)."""
         self.versions: dict[Kind, str] = {}
         """The resourceVersion of the last listing of each kind (a watch starts there)."""
+        self._pod_version: str | None = None
+        """The resourceVersion of the last listing of pods (the pod watch starts there)."""
         self.watches = (
             self._list_watch("trainingjob", TRAININGJOBS, None, self.apply_trainingjob),
             self._list_watch("job", JOBS, LABEL_TRAININGJOB, self.apply_job),
+            ListWatch(
+                client,
+                kind="pod",
+                path=PODS,
+                label_selector=MANAGED_SELECTOR,
+                apply=self._apply_pod_event,
+                relist=self._relist_pods,
+                version=lambda: self._pod_version,
+            ),
         )
-        """TrainingJobs and their Jobs, the busiest kinds, come through Cadre's own
-        list-and-watch (`watches.py`), not Kopf's per-object workers."""
+        """TrainingJobs, their Jobs and the pods of Cadre's workloads, the busiest kinds,
+        come through Cadre's own list-and-watch (`watches.py`), not Kopf's per-object
+        workers: Kopf deep-copied every pod event to diff it, which took a sixth of the
+        event loop in S3 (docs/benchmarks.md)."""
 
     def _list_watch(
         self,
@@ -298,7 +315,6 @@ class Cache(BackgroundTask):
         also of a TrainingJob already deleted, until its charge is settled), and for its
         TrainingJob's GPU-hours and cost (pods of an earlier one of the same name are
         not its)."""
-        self._listing("pod", event_type)
         metadata = obj.get("metadata") or {}
         uid = str(metadata.get("uid") or "")
         if not uid:
@@ -396,6 +412,16 @@ class Cache(BackgroundTask):
         self._reconcile(key)
         if changed:
             self._changed()
+
+    def _apply_pod_event(self, event_type: str, obj: Mapping[str, Any]) -> None:
+        self.apply_pod(obj, deleted=event_type == "DELETED", event_type=event_type)
+
+    async def _relist_pods(self) -> str:
+        """The pod watch cannot go on from where it was: relist pods, merged as a resync
+        is (pods deleted meanwhile are settled as gone); the version to watch from."""
+        pods: tuple[Literal["pod"]] = ("pod",)
+        await self.resync(kinds=pods)
+        return self._pod_version or ""
 
     def _pod_key(self, pod: PodCharge) -> str:
         """The TrainingJob key a pod's usage was kept under (its label, before it went)."""
@@ -507,7 +533,10 @@ class Cache(BackgroundTask):
     async def _merge_pods(self) -> None:
         listed_at = self.store.clock()
         uids: list[str] = []
-        async for page in self.client.pages(PODS, label_selector=MANAGED_SELECTOR):
+        async for page, version in self.client.versioned_pages(
+            PODS, label_selector=MANAGED_SELECTOR
+        ):
+            self._pod_version = version
             for listed in page:
                 self.apply_pod(listed)
                 uids.append(str((listed.get("metadata") or {}).get("uid")))
@@ -618,7 +647,7 @@ class Cache(BackgroundTask):
     async def run(self) -> None:
         interval = float(self.config.controller.resync_seconds)
         next_full = time.monotonic() + interval
-        poll_interval = float(self.config.accounting.refresh_seconds)
+        poll_interval = min(float(self.config.accounting.refresh_seconds), UNSELECTED_POLL_SECONDS)
         next_poll = 0.0
         stalls = StallClock()
         while True:

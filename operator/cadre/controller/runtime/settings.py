@@ -13,7 +13,7 @@ import kopf
 
 from cadre.controller.client import USER_AGENT, credentials_of
 from cadre.controller.runtime.context import Runtime
-from cadre.core.api.names import LABEL_MODELDEPLOYMENT, MANAGED_SELECTOR
+from cadre.core.api.names import LABEL_MODELDEPLOYMENT
 
 FINALIZER = "cadre.dev/finalizer"
 ANNOTATION_PREFIX = "cadre.dev"
@@ -61,9 +61,6 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.label_selectors["autoscaling", "horizontalpodautoscalers"] = (
         LABEL_MODELDEPLOYMENT
     )
-    # And the pods of every Cadre workload (accounting: GPU-hours from running intervals;
-    # serving: the model's load state), not every pod.
-    settings.watching.label_selectors["v1", "pods"] = MANAGED_SELECTOR
 
     # Per-object workers: bounded so that 10,000 objects listed at start cannot spawn
     # 10,000 coroutines at once; idle ones go after 5 s.

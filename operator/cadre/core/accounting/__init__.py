@@ -19,6 +19,7 @@ from cadre.core.accounting.usage import (
     Rates,
     ResourceSeconds,
     cost,
+    finished_by,
     to_cents,
     usage_within,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "charge_within",
     "container_usages",
     "cost",
+    "finished_by",
     "forecast",
     "format_figures",
     "period_bounds",

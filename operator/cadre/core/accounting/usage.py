@@ -9,7 +9,7 @@ to `now`; finished work is a closed interval and its charge never changes again.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Final
 
@@ -17,6 +17,7 @@ SECONDS_PER_HOUR: Final = Decimal(3600)
 MILLI: Final = Decimal(1000)
 GIB: Final = Decimal(2) ** 30
 CENT: Final = Decimal("0.01")
+_NEVER: Final = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,19 @@ class Rates:
     gpu_hour: Decimal = Decimal(0)
     cpu_core_hour: Decimal = Decimal(0)
     gib_hour: Decimal = Decimal(0)
+
+
+def finished_by(usages: tuple[PodUsage, ...], now: datetime) -> datetime | None:
+    """When the last of these intervals ended, if every one has ended by `now` (their
+    charge in any window no longer changes); None while one still runs (or ends later).
+    A pod that never ran has ended at the start of time."""
+    last = _NEVER
+    for usage in usages:
+        end = usage.interval.end
+        if end is None or end > now:
+            return None
+        last = max(last, end)
+    return last
 
 
 def usage_within(

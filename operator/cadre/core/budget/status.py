@@ -13,7 +13,7 @@ reached, is a crossing: it sets the conditions and yields one Event.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -27,6 +27,7 @@ from cadre.core.accounting import (
     Rates,
     Window,
     charge_within,
+    finished_by,
     forecast,
     period_bounds,
     previous_period,
@@ -34,6 +35,7 @@ from cadre.core.accounting import (
     to_cents,
 )
 from cadre.core.accounting.pods import GPU_HOURS_STEP
+from cadre.core.accounting.usage import PodUsage
 from cadre.core.api.resourcebudget import ResourceBudgetSpec
 from cadre.core.objects import timestamp, with_condition
 from cadre.core.scheduling import (
@@ -49,6 +51,8 @@ from cadre.core.scheduling import (
 __all__ = [
     "BudgetFigures",
     "BudgetInputs",
+    "FinishedCharge",
+    "FinishedCharges",
     "budget_figures",
     "budget_status",
     "format_cpu",
@@ -176,6 +180,23 @@ def _windows(period: str, now: datetime, tz: str) -> tuple[Window, Window]:
     return Window(start, end), Window(p_start, p_end)
 
 
+@dataclass(frozen=True, slots=True)
+class FinishedCharge:
+    """A finished pod's charge in a budget's two periods, as `budget_figures` computed it
+    (valid while its intervals, its flavour's rates and the periods are these)."""
+
+    usages: tuple[PodUsage, ...]
+    rates: Rates
+    current: Window
+    previous: Window
+    in_current: Charge
+    in_previous: Charge
+
+
+FinishedCharges = MutableMapping[str, FinishedCharge]
+"""Pod uid -> its FinishedCharge: kept by the caller between calls of `budget_figures`."""
+
+
 def budget_figures(
     spec: ResourceBudgetSpec,
     ledger: Ledger,
@@ -184,9 +205,13 @@ def budget_figures(
     rates: Mapping[str, Rates],
     now: datetime,
     tz: str = "UTC",
+    finished: FinishedCharges | None = None,
 ) -> BudgetFigures:
     """Spend of the current and previous period: the ledger plus the live pods (those
-    not settled), each clipped to the period and priced by its flavour."""
+    not settled), each clipped to the period and priced by its flavour. `finished` keeps
+    the charges of pods that ended between calls: thousands of finished pods wait for
+    the pod garbage collector, and their charge never changes (the same exact figures,
+    computed once)."""
     policy = spec.spend
     period = policy.period if policy is not None else "Monthly"
     current, previous = _windows(period, now, tz)
@@ -199,12 +224,34 @@ def budget_figures(
         if pod.uid in settled:
             continue
         pod_rates = rates.get(pod.flavor or "", Rates())
-        live += charge_within(pod.usages, pod_rates, current.start, current.end, now)
-        live_previous += charge_within(pod.usages, pod_rates, previous.start, previous.end, now)
+        ended = finished_by(pod.usages, now) if finished is not None else None
+        known = finished.get(pod.uid) if finished is not None and ended is not None else None
+        if (
+            known is not None
+            and known.usages == pod.usages
+            and known.rates == pod_rates
+            and known.current == current
+            and known.previous == previous
+        ):
+            in_current, in_previous = known.in_current, known.in_previous
+        else:
+            in_current = charge_within(pod.usages, pod_rates, current.start, current.end, now)
+            in_previous = charge_within(pod.usages, pod_rates, previous.start, previous.end, now)
+            if finished is not None and ended is not None:
+                finished[pod.uid] = FinishedCharge(
+                    pod.usages, pod_rates, current, previous, in_current, in_previous
+                )
+        live += in_current
+        live_previous += in_previous
         if hour_ago > current.start:
-            before_last_hour += charge_within(
-                pod.usages, pod_rates, current.start, hour_ago, now
-            ).cost
+            if ended is not None and ended <= hour_ago:
+                # All of it ran before the last hour, and inside the current period's
+                # part of it: its charge there is its current charge.
+                before_last_hour += in_current.cost
+            else:
+                before_last_hour += charge_within(
+                    pod.usages, pod_rates, current.start, hour_ago, now
+                ).cost
     spent = ledger.settled + live
     verdict = spend_verdict(
         spent=spent.cost,

@@ -5,9 +5,9 @@ watch of bound pods fills the store, this reads it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from cadre.core.api.config import Flavor, OperatorConfig, Toleration
 from cadre.core.api.names import LABEL_MODELDEPLOYMENT, LABEL_TRAININGJOB
@@ -137,11 +137,47 @@ def _resources(amounts: Mapping[str, int], gpu_resource: str) -> Resources:
     return Resources(amounts.get(gpu_resource, 0), amounts.get("cpu", 0), amounts.get("memory", 0))
 
 
+@dataclass(frozen=True, slots=True)
+class _NodeParts:
+    """What a node record means to placement, whatever is bound to it."""
+
+    record: NodeRecord
+    flavour: Flavor | None
+    allocatable: Resources
+    schedulable: bool
+
+
+_NODE_PARTS: Final = "node parts"
+"""The memo's key prefix of a node's _NodeParts."""
+
+
+def _node_parts(record: NodeRecord, flavours: Sequence[Flavor]) -> _NodeParts:
+    flavour = flavour_of(record, flavours)
+    if flavour is None:
+        return _NodeParts(record, None, Resources(), False)
+    allocatable = {
+        resource: _amount(resource, value)
+        for resource, value in record.allocatable.items()
+        if resource in ("cpu", "memory", flavour.gpu_resource)
+    }
+    return _NodeParts(
+        record,
+        flavour,
+        _resources(allocatable, flavour.gpu_resource),
+        not record.unschedulable and tolerated(record.taints, flavour.tolerations),
+    )
+
+
 def node_capacities(
-    nodes: Mapping[str, NodeRecord], pods: Iterable[BoundPod], config: OperatorConfig
+    nodes: Mapping[str, NodeRecord],
+    pods: Iterable[BoundPod],
+    config: OperatorConfig,
+    memo: MutableMapping[Any, Any] | None = None,
 ) -> tuple[tuple[NodeCapacity, ...], dict[str, tuple[tuple[str, int], ...]]]:
     """Every node of a flavour with what its bound pods use, and, per Cadre workload, how
-    many of its pods are bound on which node."""
+    many of its pods are bound on which node. `memo` (kept by the caller between passes,
+    for one config) keeps what each node record means until the record is replaced: a
+    pass then parses no quantity of a node that did not change."""
     used: dict[str, dict[str, int]] = {}
     bound: dict[str, dict[str, int]] = {}
     for pod in pods:
@@ -154,22 +190,21 @@ def node_capacities(
     out: list[NodeCapacity] = []
     flavours = config.flavors
     for name, record in nodes.items():
-        flavour = flavour_of(record, flavours)
+        parts = memo.get((_NODE_PARTS, name)) if memo is not None else None
+        if not isinstance(parts, _NodeParts) or parts.record is not record:
+            parts = _node_parts(record, flavours)
+            if memo is not None:
+                memo[(_NODE_PARTS, name)] = parts
+        flavour = parts.flavour
         if flavour is None:
             continue
-        allocatable = {
-            resource: _amount(resource, value)
-            for resource, value in record.allocatable.items()
-            if resource in ("cpu", "memory", flavour.gpu_resource)
-        }
         out.append(
             NodeCapacity(
                 name=name,
                 flavour=flavour.name,
-                allocatable=_resources(allocatable, flavour.gpu_resource),
+                allocatable=parts.allocatable,
                 used=_resources(used.get(name, {}), flavour.gpu_resource),
-                schedulable=not record.unschedulable
-                and tolerated(record.taints, flavour.tolerations),
+                schedulable=parts.schedulable,
             )
         )
     return tuple(out), {owner: tuple(sorted(placed.items())) for owner, placed in bound.items()}

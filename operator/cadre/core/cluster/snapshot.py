@@ -189,6 +189,23 @@ def node_of(record: NodeRecord, config: OperatorConfig) -> Node:
     )
 
 
+_NODE: Final = "node"
+"""The snapshot cache's key prefix of a node's (record, Node)."""
+
+
+def _node(
+    name: str, record: NodeRecord, config: OperatorConfig, cache: MutableMapping[Any, Any]
+) -> Node:
+    """`node_of`, kept in the cache until the store replaces the node's record."""
+    known = cache.get((_NODE, name))
+    if isinstance(known, tuple) and known[0] is record:
+        node: Node = known[1]
+        return node
+    node = node_of(record, config)
+    cache[(_NODE, name)] = (record, node)
+    return node
+
+
 _Parsed = tuple[GangRequest, str | None] | Problem
 
 
@@ -566,7 +583,9 @@ def build_snapshot(
     if cache is None:
         cache = {}
     selectors = [FlavourSelector(f.name, dict(f.node_labels)) for f in config.flavors]
-    flavours = capacity_from_nodes(selectors, (node_of(r, config) for r in store.nodes.values()))
+    flavours = capacity_from_nodes(
+        selectors, (_node(name, record, config, cache) for name, record in store.nodes.items())
+    )
     teams: list[Team] = []
     for _, budget in sorted(store.budgets.items()):
         budget_team = _team(budget)
@@ -675,7 +694,7 @@ def build_snapshot(
             unbudgeted.append(view.workload_key)
     nodes = None
     if config.admission.node_placement and store.bound_pods_listed:
-        nodes, bound = node_capacities(store.nodes, store.bound_pods.values(), config)
+        nodes, bound = node_capacities(store.nodes, store.bound_pods.values(), config, cache)
         workloads = [
             replace(w, bound=bound[w.key]) if w.admitted and w.key in bound else w
             for w in workloads
@@ -834,8 +853,8 @@ def _training_outcome(
         )
     if isinstance(shape, Problem):
         return waiting(shape)  # its Job cannot be built: InvalidSpec, with why
-    refused = _refused(status, generation)
-    if not running and refused is not None:
+    refused = None if running else _refused(status, generation)
+    if refused is not None:
         return waiting(refused)
     verdict = _placement_problem(
         namespace,
