@@ -291,8 +291,9 @@ def report(record: Path) -> str:
         "S3: end to end, KWOK nodes",
         runs(record, "s3"),
         [
-            ("nodes", lambda f: f["nodes"], "{:,}"),
-            ("jobs x workers", lambda f: f["jobs"] * f["workers"], "{:,}"),
+            ("nodes", lambda f: f["nodes"], "{:,.0f}"),
+            ("jobs", lambda f: f["jobs"], "{:,.0f}"),
+            ("workers each", lambda f: f["workers"], "{:,.0f}"),
             ("wall (s)", lambda f: f["wall"], "{:,.1f}"),
             ("packing bound (s)", lambda f: f["bound"], "{:,.0f}"),
             ("admissions/s", lambda f: f["admissions_per_second"], "{:,.1f}"),
@@ -300,6 +301,7 @@ def report(record: Path) -> str:
             ("create -> all Running p50 (s)", lambda f: f["create_to_running"]["p50"], "{:,.1f}"),
             ("p99 (s)", lambda f: f["create_to_running"]["p99"], "{:,.1f}"),
             ("operator CPU (s)", lambda f: f["cpu"], "{:,.1f}"),
+            ("peak RSS (MiB)", lambda f: f["rss_peak_mib"], "{:,.0f}"),
             ("operator restarts", lambda f: f.get("operator_restarts", 0), "{:,.0f}"),
         ],
     )
