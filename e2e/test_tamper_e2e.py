@@ -142,14 +142,18 @@ def phase(cluster: LocalCluster, namespace: str, name: str, *phases: str) -> Cal
     return lambda: (s := status_of(cluster, namespace, name)).get("phase") in phases and s
 
 
-def as_alice(cluster: LocalCluster, namespace: str, *args: str) -> None:
-    """Run kubectl as alice; until the policies' bindings are gone everywhere (the API
-    server drops them from its policy cache a moment after the delete), tried again."""
-    eventually(
-        f"kubectl {' '.join(args)} as alice",
-        lambda: cluster.kubectl("--as=alice", "--namespace", namespace, *args) and True,
-        expected=(ClusterError,),
-    )
+def as_alice(cluster: LocalCluster, namespace: str, *args: str) -> str:
+    """Run kubectl as alice, and return what it printed; until the policies' bindings are
+    gone everywhere (the API server drops them from its policy cache a moment after the
+    delete), tried again."""
+    printed: list[str] = []
+
+    def run() -> bool:
+        printed.append(cluster.kubectl("--as=alice", "--namespace", namespace, *args).stdout)
+        return True
+
+    eventually(f"kubectl {' '.join(args)} as alice", run, expected=(ClusterError,))
+    return printed[-1]
 
 
 def event_reasons(cluster: LocalCluster, namespace: str, name: str) -> set[str]:
@@ -196,8 +200,9 @@ def test_a_job_an_editor_makes_for_a_queued_job_is_deleted_and_reported(
     forged["spec"]["suspend"] = False
     manifest = tmp_path / "second-job.json"
     manifest.write_text(json.dumps(forged))
-    as_alice(cluster, namespace, "create", "-f", str(manifest))
-    forged_uid = cluster.api.get(job_path(namespace, "second"))["metadata"]["uid"]
+    # The uid from the create's answer: Cadre may delete the Job before a read could see it.
+    created = as_alice(cluster, namespace, "create", "-f", str(manifest), "-o", "json")
+    forged_uid = json.loads(created)["metadata"]["uid"]
 
     eventually(
         "alice's Job deleted",
