@@ -146,14 +146,12 @@ def as_alice(cluster: LocalCluster, namespace: str, *args: str) -> str:
     """Run kubectl as alice, and return what it printed; until the policies' bindings are
     gone everywhere (the API server drops them from its policy cache a moment after the
     delete), tried again."""
-    printed: list[str] = []
-
-    def run() -> bool:
-        printed.append(cluster.kubectl("--as=alice", "--namespace", namespace, *args).stdout)
-        return True
-
-    eventually(f"kubectl {' '.join(args)} as alice", run, expected=(ClusterError,))
-    return printed[-1]
+    done = eventually(
+        f"kubectl {' '.join(args)} as alice",
+        lambda: cluster.kubectl("--as=alice", "--namespace", namespace, *args),
+        expected=(ClusterError,),
+    )
+    return str(done.stdout)
 
 
 def event_reasons(cluster: LocalCluster, namespace: str, name: str) -> set[str]:
