@@ -378,8 +378,9 @@ class BudgetWriter(BackgroundTask):
         ledger = self._ledger(budget)
         ledger = ledger.forget_pods(set(ledger.settled_pods) - set(self.store.pods))
         settle = [p for p in settle if p.uid not in ledger.settled_pods]
-        if settle:
-            windows = budget_figures(
+
+        def figures_with(ledger: Ledger) -> BudgetFigures:
+            return budget_figures(
                 spec,
                 ledger,
                 pods,
@@ -388,6 +389,9 @@ class BudgetWriter(BackgroundTask):
                 tz=self.config.timezone,
                 finished=self._finished,
             )
+
+        if settle:
+            windows = figures_with(ledger)
             for pod in settle:
                 self._count(pod, now)
                 ledger = ledger.settle(
@@ -398,16 +402,7 @@ class BudgetWriter(BackgroundTask):
                     previous=windows.previous,
                     now=now,
                 )
-        figures = budget_figures(
-            spec,
-            ledger,
-            pods,
-            rates=self._rates,
-            now=now,
-            tz=self.config.timezone,
-            finished=self._finished,
-        )
-        return figures, len(settle)
+        return figures_with(ledger), len(settle)
 
     async def refresh(self, *, full: bool) -> None:
         now = self._clock()

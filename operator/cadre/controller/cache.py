@@ -96,6 +96,9 @@ UNSELECTED_POLL_SECONDS: Final = 5.0
 """Pods and Jobs that left their watch's selection are read by name this often (at most
 `accounting.refreshSeconds` apart): they are few, and one deleted is released soon."""
 
+Listed = Kind | Literal["pod"]
+"""What a resync lists: the store's kinds, and pods (their own table, `_merge_pods`)."""
+
 _LISTS: Final[tuple[tuple[Kind, str, str | None], ...]] = (
     ("budget", BUDGETS, None),
     ("node", NODES, None),
@@ -151,7 +154,7 @@ class Cache(BackgroundTask):
         )
         self._trigger = asyncio.Event()
         self._wake = asyncio.Event()
-        self._relisted: set[Kind | Literal["pod"]] = set()
+        self._relisted: set[Kind] = set()
         """Kinds Kopf listed (again) since the last resync of them."""
         self._relisted_due = 0.0
         self._poll_soon = False
@@ -168,10 +171,8 @@ class Cache(BackgroundTask):
             else None
         )
         """Every bound pod of the cluster, for placement (admission.nodePlacement)."""
-        self.versions: dict[Kind, str] = {}
+        self.versions: dict[Listed, str] = {}
         """The resourceVersion of the last listing of each kind (a watch starts there)."""
-        self._pod_version: str | None = None
-        """The resourceVersion of the last listing of pods (the pod watch starts there)."""
         self.watches = (
             self._list_watch("trainingjob", TRAININGJOBS, None, self.apply_trainingjob),
             self._list_watch("job", JOBS, LABEL_TRAININGJOB, self.apply_job),
@@ -182,7 +183,7 @@ class Cache(BackgroundTask):
                 label_selector=MANAGED_SELECTOR,
                 apply=self._apply_pod_event,
                 relist=self._relist_pods,
-                version=lambda: self._pod_version,
+                version=lambda: self.versions.get("pod"),
             ),
         )
         """TrainingJobs, their Jobs and the pods of Cadre's workloads, the busiest kinds,
@@ -213,7 +214,7 @@ class Cache(BackgroundTask):
         )
 
     # -- watch events --------------------------------------------------------------------
-    def _listing(self, kind: Kind | Literal["pod"], event_type: str | None) -> None:
+    def _listing(self, kind: Kind, event_type: str | None) -> None:
         """An event without a type is one of a listing of Kopf's: at its start, and after
         a watch expired (410), when it sends no DELETED events for what went meanwhile.
         Relist that kind once the listing is over (see the module)."""
@@ -419,9 +420,9 @@ class Cache(BackgroundTask):
     async def _relist_pods(self) -> str:
         """The pod watch cannot go on from where it was: relist pods, merged as a resync
         is (pods deleted meanwhile are settled as gone); the version to watch from."""
-        pods: tuple[Literal["pod"]] = ("pod",)
+        pods: tuple[Listed] = ("pod",)
         await self.resync(kinds=pods)
-        return self._pod_version or ""
+        return self.versions.get("pod", "")
 
     def _pod_key(self, pod: PodCharge) -> str:
         """The TrainingJob key a pod's usage was kept under (its label, before it went)."""
@@ -536,7 +537,7 @@ class Cache(BackgroundTask):
         async for page, version in self.client.versioned_pages(
             PODS, label_selector=MANAGED_SELECTOR
         ):
-            self._pod_version = version
+            self.versions["pod"] = version
             for listed in page:
                 self.apply_pod(listed)
                 uids.append(str((listed.get("metadata") or {}).get("uid")))
@@ -567,7 +568,7 @@ class Cache(BackgroundTask):
         log.info("cache filled", **{k: v for k, v in self.store.sizes().items() if v})
 
     async def resync(
-        self, *, initial: bool = False, kinds: Collection[Kind | Literal["pod"]] | None = None
+        self, *, initial: bool = False, kinds: Collection[Listed] | None = None
     ) -> None:
         """Relist `kinds` (default: everything) and merge; see the module."""
         started = time.monotonic()
