@@ -213,6 +213,38 @@ def test_a_start_longer_than_the_renew_deadline_keeps_the_lease(
     asyncio.run(scenario())
 
 
+def test_a_leader_whose_event_loop_is_blocked_keeps_the_lease(
+    apiserver: LocalCluster, namespace: str
+) -> None:
+    """An admission pass over a burst of new jobs once held the event loop for 10 s, past
+    the renew deadline, and the leader stepped down (S2, docs/benchmarks.md). The
+    renewals run on a thread of their own: a loop blocked for longer than the lease
+    duration loses nothing, and a standby sees the renewals and takes nothing."""
+
+    async def scenario() -> None:
+        a = Replica(apiserver, namespace, "replica-a")
+        await asyncio.wait_for(a.started.wait(), 10)
+        b = Replica(apiserver, namespace, "replica-b")
+        try:
+            await renewals_seen(a, namespace, count=2, timeout=30, reader=b.client)
+            before = (await b.client.get(lease_path(namespace)) or {})["spec"]["renewTime"]
+            blocked = SETTINGS.lease_duration_seconds + 1
+            # The fault under test: this loop (both replicas' loop) runs nothing for longer
+            # than the lease duration, as a long synchronous pass would.
+            time.sleep(blocked)
+            assert a.stopped_at is None and a.elector.may_write()
+            spec = (await b.client.get(lease_path(namespace)) or {})["spec"]
+            assert spec["holderIdentity"] == "replica-a"
+            assert spec["renewTime"] != before  # renewed while the loop was blocked
+            await renewals_seen(a, namespace, count=3, timeout=30, reader=b.client)
+            assert not b.started.is_set() and a.stopped_at is None
+        finally:
+            await b.close()
+            await a.close()
+
+    asyncio.run(scenario())
+
+
 def test_lease_renewals_do_not_wait_for_the_clients_pool(
     apiserver: LocalCluster, namespace: str
 ) -> None:

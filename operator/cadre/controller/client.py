@@ -494,6 +494,14 @@ class ApiClient:
     ) -> ApiClient:
         return cls(load_configuration(kubeconfig), settings, **kwargs)
 
+    def fork(self) -> ApiClient:
+        """A client of the same server, settings and fault rules, with sessions of its own:
+        for another thread's event loop (a session belongs to the loop that made it). No
+        write gate and no recovery hook: what it writes is not fenced (the Lease)."""
+        return ApiClient(
+            self.configuration, self.settings, user_agent=self.user_agent, faults=self.faults
+        )
+
     def _get_session(self, own_connection: bool = False) -> aiohttp.ClientSession:
         # Created lazily, inside the running event loop that uses it.
         if own_connection:

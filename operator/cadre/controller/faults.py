@@ -18,6 +18,7 @@ give up, and the caller's own retry (a work queue's backoff) has to bring it hom
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -53,6 +54,8 @@ class FaultInjector:
     def __init__(self) -> None:
         self.rules: list[FaultRule] = []
         self.injected = 0
+        self._lock = threading.Lock()
+        """The leader's Lease renews from a thread of its own, through these rules too."""
 
     def add(self, spec: dict[str, Any]) -> FaultRule:
         fault = spec.get("fault")
@@ -72,18 +75,21 @@ class FaultInjector:
             fault=fault,
             times=times,
         )
-        self.rules.append(rule)
+        with self._lock:
+            self.rules.append(rule)
         return rule
 
     def clear(self) -> None:
-        self.rules.clear()
+        with self._lock:
+            self.rules.clear()
 
     def take(self, verb: str, resource: str) -> Fault | None:
-        for rule in self.rules:
-            if rule.times > 0 and rule.matches(verb, resource):
-                rule.times -= 1
-                if rule.times == 0:
-                    self.rules.remove(rule)
-                self.injected += 1
-                return rule.fault
-        return None
+        with self._lock:
+            for rule in self.rules:
+                if rule.times > 0 and rule.matches(verb, resource):
+                    rule.times -= 1
+                    if rule.times == 0:
+                        self.rules.remove(rule)
+                    self.injected += 1
+                    return rule.fault
+            return None

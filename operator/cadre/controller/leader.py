@@ -19,6 +19,11 @@ algorithm is client-go's:
 - a leader that cannot renew by its deadline stops leading and its process exits (the
   Deployment restarts it as a standby); on a graceful stop it releases the Lease, so the
   standby takes over at once instead of after the lease duration.
+- the leader renews from a thread of its own, with its own event loop and connection, as
+  client-go renews from a goroutine of its own: a long synchronous stretch of the main
+  loop (an admission pass over a burst of 26,000 new jobs took 10 s in S2,
+  docs/benchmarks.md) cannot cost the lease. A main loop that hangs for good stops
+  answering `/healthz`, which it serves, so the liveness probe restarts the process.
 
 Why not `kubernetes.leaderelection` (or its async port in kubernetes.aio): it measures
 expiry with the wall clock (`time.time()`), counts its renew deadline from the start of
@@ -30,11 +35,13 @@ first write" needs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import socket
+import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -108,7 +115,7 @@ class LeaderElector:
         retry = self.settings.retry_period_seconds
         log.info("waiting to acquire the leader lease", lease=self.path, identity=self.identity)
         while True:
-            if await self._attempt():
+            if await self._attempt(self.client):
                 break
             await asyncio.sleep(retry * (1 + random.uniform(0, _JITTER)))
         self._leading = True
@@ -118,7 +125,7 @@ class LeaderElector:
         # The start (a takeover sync: TrainingJobs, Jobs, nodes and budgets read afresh) runs
         # beside the renewals, as client-go runs OnStartedLeading in its own goroutine:
         # a start longer than the renew deadline must not cost the lease it starts under.
-        renewing = asyncio.create_task(self._renew_until_lost(), name="cadre lease renewal")
+        renewing = asyncio.create_task(self._renew_from_thread(), name="cadre lease renewal")
         starting = asyncio.create_task(self._on_started(), name="cadre leader start")
         try:
             await asyncio.wait((renewing, starting), return_when=asyncio.FIRST_COMPLETED)
@@ -141,7 +148,32 @@ class LeaderElector:
         )
         self._on_stopped()
 
-    async def _renew_until_lost(self) -> None:
+    async def _renew_from_thread(self) -> None:
+        """Renew on a thread of its own until the lease is lost; cancelled, stop it."""
+        loop = asyncio.get_running_loop()
+        lost: asyncio.Future[None] = loop.create_future()
+
+        def on_lost() -> None:
+            def settle() -> None:
+                if not lost.done():
+                    lost.set_result(None)
+
+            # A closed main loop (RuntimeError) has nobody waiting for this any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(settle)
+
+        renewer = _RenewalThread(self._renew_until_lost, self.client, on_lost)
+        renewer.start()
+        try:
+            await lost
+        finally:
+            renewer.stop()
+            # A renewal in flight ends within its deadline; until then it cannot make this
+            # replica write again (`_leading` is off), and a release after it is
+            # conditional on the Lease's version, so it cannot be overtaken.
+            await asyncio.to_thread(renewer.join, self.settings.renew_deadline_seconds)
+
+    async def _renew_until_lost(self, client: ApiClient) -> None:
         retry = self.settings.retry_period_seconds
         deadline_seconds = self.settings.renew_deadline_seconds
         while True:
@@ -153,7 +185,7 @@ class LeaderElector:
                     return
                 try:
                     async with asyncio.timeout(left):  # not wait_for: see tasks.wait_at_most
-                        renewed = await self._attempt()
+                        renewed = await self._attempt(client)
                 except TimeoutError:
                     return
                 if renewed:
@@ -163,10 +195,10 @@ class LeaderElector:
                     return
                 await asyncio.sleep(min(retry / 2, left))
 
-    async def _attempt(self) -> bool:
+    async def _attempt(self, client: ApiClient) -> bool:
         """One try to acquire or renew; True when this replica holds the lease now."""
         try:
-            return await self._try_acquire_or_renew()
+            return await self._try_acquire_or_renew(client)
         except ApiError as err:
             if err.status == 404 and "namespaces" in err.message:
                 log.error(
@@ -178,14 +210,14 @@ class LeaderElector:
                 log.warning("leader lease: request failed", error=str(err), status=err.status)
             return False
 
-    async def _try_acquire_or_renew(self) -> bool:
+    async def _try_acquire_or_renew(self, client: ApiClient) -> bool:
         if self._released:
             return False  # a graceful stop gave the lease up: never take it again
         lease = self._lease if self._leading else None
         if lease is None:
-            lease = await self.client.get(self.path, own_connection=True)
+            lease = await client.get(self.path, own_connection=True)
             if lease is None:
-                return await self._create()
+                return await self._create(client)
         spec = lease.get("spec") or {}
         record = (
             spec.get("holderIdentity"),
@@ -213,7 +245,7 @@ class LeaderElector:
         body = {**lease, "spec": new_spec}
         sent = time.monotonic()
         try:
-            updated = await self.client.request(
+            updated = await client.request(
                 "PUT", self.path, body, fenced=False, retries=0, own_connection=True
             )
         except ApiError as err:
@@ -226,7 +258,7 @@ class LeaderElector:
             log.info("took the lease over", previous=holder, identity=self.identity)
         return True
 
-    async def _create(self) -> bool:
+    async def _create(self, client: ApiClient) -> bool:
         now = micro_time(datetime.now(UTC))
         body = {
             "apiVersion": "coordination.k8s.io/v1",
@@ -241,7 +273,7 @@ class LeaderElector:
             },
         }
         sent = time.monotonic()
-        status, answer = await self.client.request(
+        status, answer = await client.request(
             "POST",
             self.path.rsplit("/", 1)[0],
             body,
@@ -300,3 +332,61 @@ class LeaderElector:
                     log.warning("releasing the leader lease failed", error=str(err))
                     return
                 lease = await self.client.get(self.path, own_connection=True)
+
+
+class _RenewalThread(threading.Thread):
+    """The leader's renewals (`LeaderElector._renew_until_lost`) on an event loop of this
+    thread's own, through a client of its own (`ApiClient.fork`). The elector's state they
+    write (`_renewed_at`, `_lease`, the observed record) is plain attributes, each assigned
+    whole, which the main loop reads (`may_write`)."""
+
+    def __init__(
+        self,
+        renew_until_lost: Callable[[ApiClient], Awaitable[None]],
+        client: ApiClient,
+        on_lost: Callable[[], None],
+    ) -> None:
+        super().__init__(name="cadre-lease-renewal", daemon=True)
+        self._renew_until_lost = renew_until_lost
+        self._client = client
+        self._on_lost = on_lost
+        self._started = threading.Event()
+        self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[Any] | None = None
+
+    def run(self) -> None:
+        try:
+            lost = asyncio.run(self._renew())
+        except Exception:  # a bug: leading without renewals would be worse than stopping
+            log.exception("the lease's renewal thread failed")
+            lost = True
+        if lost:
+            self._on_lost()
+
+    async def _renew(self) -> bool:
+        """True when the lease was lost, False when stopped."""
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        self._started.set()
+        client = self._client.fork()
+        try:
+            if self._stopping:
+                return False
+            await self._renew_until_lost(client)
+            return True
+        except asyncio.CancelledError:
+            return False
+        finally:
+            await client.close()
+
+    def stop(self) -> None:
+        """Stop renewing (the main loop stops leading); returns at once, `join` waits."""
+        self._stopping = True
+        if not self._started.is_set():
+            return  # it will see `_stopping` once started (both are set before looked at)
+        loop, task = self._loop, self._task
+        if loop is None or task is None:
+            return
+        with contextlib.suppress(RuntimeError):  # its loop is closed: it ended already
+            loop.call_soon_threadsafe(task.cancel)
