@@ -690,3 +690,27 @@ def test_a_jobs_create_answer_never_undoes_what_the_watch_showed_since(world: Wo
     assert not world.store.admitted(key)  # its GPUs are free
     asyncio.run(world.reconciler.reconcile(key))
     assert world.status("quick")["phase"] == "Succeeded"
+
+
+def test_a_pass_applies_at_most_its_share_of_admissions_and_the_next_the_rest() -> None:
+    """admission.maxAdmissionsPerPass: a pass writes the first admissions in its order and
+    leaves the rest to the next pass, which it asks for at once; nothing is lost."""
+    config = parse_config((EXAMPLES / "operator-config.yaml").read_text())
+    config = config.model_copy(
+        update={"admission": config.admission.model_copy(update={"max_admissions_per_pass": 2})}
+    )
+    world = World(config)
+    for name in ("first", "second", "third"):
+        world.add(name, gpus=1)  # created in this order: admitted in this order
+    deferred = scraped("cadre_admission_deferred_total") or 0.0
+    world.run_pass()
+    created = sorted(path for path, verb in world.kube.writes if verb == "create")
+    assert created == [job_path(NS, "first"), job_path(NS, "second")]
+    assert world.status("first")["phase"] == world.status("second")["phase"] == "Admitted"
+    assert "admission" not in world.status("third")
+    assert scraped("cadre_admission_deferred_total") == deferred + 1
+    assert world.loop._dirty.is_set()  # the next pass comes without waiting for a change
+    world.run_pass()
+    assert world.status("third")["phase"] == "Admitted"
+    assert job_path(NS, "third") in world.kube.objects
+    assert scraped("cadre_admission_deferred_total") == deferred + 1

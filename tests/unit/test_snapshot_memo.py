@@ -17,7 +17,8 @@ from test_admission_snapshot import example_store, job, tj
 from cadre.core.accounting import Interval, PodUsage
 from cadre.core.api.config import parse_config
 from cadre.core.budget.teams import budget_scope, resolve_team
-from cadre.core.cluster.snapshot import SnapshotBuild, build_snapshot
+from cadre.core.cluster import snapshot as snapshot_module
+from cadre.core.cluster.snapshot import SnapshotBuild, build_snapshot, parse_ahead, unparsed
 from cadre.core.cluster.store import Store
 
 CONFIG = parse_config(
@@ -172,6 +173,57 @@ def test_a_kept_cache_decides_as_a_fresh_one(passes: list[list[tuple[Any, ...]]]
         for namespace in NAMESPACES:
             labels = store.namespaces.get(namespace)
             assert store.team_resolution(namespace) == resolve_team(namespace, labels, scopes)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.lists(st.one_of(OPERATIONS, st.just(("parse ahead",))), max_size=8),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_specs_parsed_ahead_while_the_store_changes_decide_as_a_fresh_cache(
+    passes: list[list[tuple[Any, ...]]],
+) -> None:
+    """The admission loop parses new specs a chunk at a time before a pass, and the store
+    changes between chunks: what it filled in never makes a pass decide otherwise."""
+    store = example_store()
+    store.clock = lambda: 100.0
+    cache: dict[Any, Any] = {}
+    listed: list[tuple[str, Any]] = []
+    for index, ops in enumerate(passes):
+        for op in ops:
+            if op[0] == "parse ahead":
+                # Half of what was listed earlier (maybe changed or gone since), then the
+                # rest of what is unparsed now.
+                parse_ahead(store, CONFIG, cache, listed[: len(listed) // 2])
+                listed = unparsed(store, cache)
+            else:
+                apply(store, op)
+        parse_ahead(store, CONFIG, cache, unparsed(store, cache))
+        assert unparsed(store, cache) == []
+        now = NOW + timedelta(seconds=20 * index)
+        ahead = build_snapshot(store, CONFIG, cache, now=now)
+        fresh = build_snapshot(store, CONFIG, {}, now=now)
+        assert decisions(ahead) == decisions(fresh)
+
+
+def test_a_pass_after_parsing_ahead_parses_nothing(monkeypatch: Any) -> None:
+    store = example_store()
+    for name in NAMES:
+        store.upsert_trainingjob(tj(name))
+    cache: dict[Any, Any] = {}
+    assert [key for key, _ in unparsed(store, cache)] == [f"vision-research/{n}" for n in NAMES]
+    parse_ahead(store, CONFIG, cache, unparsed(store, cache))
+
+    def no_parsing(*args: Any) -> Any:
+        raise AssertionError("parsed in the pass")
+
+    monkeypatch.setattr(snapshot_module, "_parse", no_parsing)
+    monkeypatch.setattr(snapshot_module, "build_job", no_parsing)
+    build = build_snapshot(store, CONFIG, cache, now=NOW)
+    assert len(build.snapshot.workloads) == len(NAMES)
 
 
 def test_a_waiting_job_is_decided_from_its_memo_until_its_object_changes() -> None:

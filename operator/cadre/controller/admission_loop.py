@@ -19,7 +19,9 @@ gathers a burst of changes), builds the snapshot, calls the pure core
    precondition: a spec changed since the pass is not admitted), then create the Job,
    running, annotated with the admission's id (`training_children.py`). A waiting job
    has no Job. The admission is in the status, which users cannot write, not in the
-   Job, which they could make;
+   Job, which they could make. At most `admission.maxAdmissionsPerPass` of them: each
+   is written before the next pass starts, so the rest are left to it (a pass of 6,000
+   held every later decision back for 5 minutes in S2, docs/benchmarks.md);
 3. waiting jobs: handed to the queue-status writer (`queue_status.py`), which writes their
    reasons and positions paced, so a pass never waits for them.
 
@@ -65,7 +67,7 @@ from cadre.controller.team_metrics import TeamFamily
 from cadre.controller.training_children import create_admitted_children
 from cadre.core.api.config import OperatorConfig, WaitForPodsReady
 from cadre.core.cluster.serving import ServingView
-from cadre.core.cluster.snapshot import SnapshotBuild, build_snapshot
+from cadre.core.cluster.snapshot import SnapshotBuild, build_snapshot, parse_ahead, unparsed
 from cadre.core.cluster.store import Store, is_serving, stored_key
 from cadre.core.objects import generation_of, parse_api_time
 from cadre.core.scheduling import Admission, PassResult, Snapshot, Victim, schedule
@@ -128,6 +130,11 @@ TIME_TO_ADMISSION = TeamFamily(
     kind="histogram",
     buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400),
 )
+DEFERRED = Counter(
+    "cadre_admission_deferred_total",
+    "Admissions a pass made beyond admission.maxAdmissionsPerPass, left to the next pass "
+    "to decide again.",
+)
 HELD_BACK = Counter(
     "cadre_admission_passes_held_back_total",
     "Passes whose admissions were not applied because a victim's suspension failed.",
@@ -140,6 +147,8 @@ OLDEST_QUEUED = TeamFamily(
 )
 
 _CONCURRENCY = 16
+_PARSE_CHUNK = 200
+"""New specs parsed between two yields to the event loop (about 70 ms at 2 cores)."""
 
 
 def oldest_queued_seconds(
@@ -238,6 +247,7 @@ class AdmissionLoop(BackgroundTask):
 
     # -- one pass --------------------------------------------------------------------
     async def run_pass(self) -> PassResult:
+        await self._parse_ahead()
         started = time.perf_counter()
         now = utcnow()
         build = build_snapshot(self.store, self.config, self.snapshot_cache, now=now)
@@ -286,12 +296,17 @@ class AdmissionLoop(BackgroundTask):
         suspended += await self._each(
             self._preempt_serving(build, v) for v in result.victims if is_serving(v.key)
         )
+        deferred = 0
         if all(suspended):
-            await self._each(
-                self._admit(build, a.key)
-                for a in result.admitted
-                if a.gang and not is_serving(a.key)
-            )
+            # At most max_admissions_per_pass TrainingJobs, in the order the pass admitted
+            # them: the next pass decides the rest again, with what arrived meanwhile.
+            limit = self.config.admission.max_admissions_per_pass
+            gangs = [a.key for a in result.admitted if a.gang and not is_serving(a.key)]
+            unbudgeted = [key for key in build.unbudgeted if not is_serving(key)]
+            deferred = max(0, len(gangs) + len(unbudgeted) - limit)
+            gangs = gangs[:limit]
+            unbudgeted = unbudgeted[: limit - len(gangs)]
+            await self._each(self._admit(build, key) for key in gangs)
             readiness = self.config.admission.wait_for_pods_ready
             if readiness.enabled and any(a.gang for a in result.admitted):
                 # A gang admitted now is looked at again when its timeout falls due.
@@ -300,9 +315,7 @@ class AdmissionLoop(BackgroundTask):
             await self._each(
                 self._admit_serving(build, a) for a in result.admitted if is_serving(a.key)
             )
-            await self._each(
-                self._admit(build, key) for key in build.unbudgeted if not is_serving(key)
-            )
+            await self._each(self._admit(build, key) for key in unbudgeted)
             await self._each(
                 self._admit_serving_unbudgeted(build, key)
                 for key in build.unbudgeted
@@ -315,6 +328,9 @@ class AdmissionLoop(BackgroundTask):
                 victims=len(stops),
                 failed=suspended.count(False),
             )
+            self._dirty.set()
+        if deferred:
+            DEFERRED.inc(deferred)
             self._dirty.set()
         wanted: dict[str, QueueEntry] = {}
         waiting: dict[str, str] = {}
@@ -334,10 +350,22 @@ class AdmissionLoop(BackgroundTask):
                 "admission pass",
                 admitted=len(result.admitted),
                 preempted=len(result.victims),
+                deferred=deferred,
                 pending=len(result.pending),
                 seconds=round(time.perf_counter() - started, 4),
             )
         return result
+
+    async def _parse_ahead(self) -> None:
+        """Parse the new specs a chunk at a time before the pass, yielding in between: a
+        pass that met 26,000 new jobs at once held the event loop for 10 s (S2 in
+        docs/benchmarks.md), and watches, writers and probes wait while it does. The
+        pass then finds them in its cache, keyed by what they depend on."""
+        missing = unparsed(self.store, self.snapshot_cache)
+        for start in range(0, len(missing), _PARSE_CHUNK):
+            chunk = missing[start : start + _PARSE_CHUNK]
+            parse_ahead(self.store, self.config, self.snapshot_cache, chunk)
+            await asyncio.sleep(0)
 
     def _export_oldest_queued(self, ages: dict[str, float]) -> None:
         # Level-based: every budgeted team gets a value each pass, gone teams lose theirs.

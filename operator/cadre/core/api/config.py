@@ -106,6 +106,16 @@ class AdmissionSettings(CadreModel):
         "pass (an idle cluster) lets the next one start sooner: four times its computation "
         "after its start, and at least 200 ms, so a change there is decided at once.",
     )
+    max_admissions_per_pass: int = Field(
+        default=256,
+        ge=1,
+        le=100000,
+        description="Apply at most this many TrainingJob admissions of one pass (in the "
+        "order the pass admitted them); the next pass, which starts once they are written, "
+        "decides the rest again. Each admission is written (its status, its Job) before the "
+        "next pass starts: a pass of thousands would hold every later decision back for "
+        "minutes.",
+    )
     position_refresh_seconds: int = Field(
         default=60,
         ge=5,

@@ -23,7 +23,7 @@ the config says `unbudgetedNamespaces: Run`, in `unbudgeted` (admitted without q
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal, cast
@@ -68,7 +68,9 @@ __all__ = [
     "build_snapshot",
     "expected_job",
     "node_of",
+    "parse_ahead",
     "team_of_budget",
+    "unparsed",
 ]
 
 
@@ -233,6 +235,57 @@ def _parse(tj: Mapping[str, Any], config: OperatorConfig) -> _Parsed:
             "UnknownPriority", f"priority {spec.priority!r} is not one of the priorities ({names})"
         )
     return request, spec.priority
+
+
+def _parsed(
+    key: str, tj: Mapping[str, Any], config: OperatorConfig, cache: MutableMapping[Any, Any]
+) -> _Parsed:
+    """`_parse`, kept in the cache per (key, uid, generation)."""
+    metadata = tj.get("metadata") or {}
+    cache_key = (key, str(metadata.get("uid", "")), generation_of(tj))
+    parsed = cache.get(cache_key)
+    if parsed is None:
+        parsed = cache[cache_key] = _parse(tj, config)
+    return cast("_Parsed", parsed)
+
+
+def unparsed(store: Store, cache: Mapping[Any, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """The TrainingJobs whose spec the cache has not parsed yet (new ones, new generations):
+    the costly part of the next `build_snapshot` (a Job built and hashed for each waiting
+    one), which `parse_ahead` can do first, a few at a time."""
+    missing: list[tuple[str, Mapping[str, Any]]] = []
+    for key, tj in store.trainingjobs.items():
+        metadata = tj.get("metadata") or {}
+        if (key, str(metadata.get("uid", "")), generation_of(tj)) in cache:
+            continue
+        # What the pass never parses (see _training_outcome): done, or being deleted.
+        job = store.jobs.get(key)
+        if (job is not None and job.finished) or metadata.get("deletionTimestamp"):
+            continue
+        if (tj.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            continue
+        missing.append((key, tj))
+    return missing
+
+
+def parse_ahead(
+    store: Store,
+    config: OperatorConfig,
+    cache: MutableMapping[Any, Any],
+    trainingjobs: Iterable[tuple[str, Mapping[str, Any]]],
+) -> None:
+    """Fill the cache as `build_snapshot` would for these TrainingJobs: their parsed spec,
+    and for one not admitted the Job its spec builds for its team. The entries are keyed
+    by what they depend on (key, uid, generation, team), so filling them early, while the
+    store changes in between, never makes a pass decide on anything stale."""
+    team_of_ns: dict[str, str | None] = {}
+    for key, tj in trainingjobs:
+        if isinstance(_parsed(key, tj, config, cache), Problem) or store.admitted(key):
+            continue
+        namespace = str((tj.get("metadata") or {}).get("namespace", ""))
+        if namespace not in team_of_ns:
+            team_of_ns[namespace] = store.team_resolution(namespace).team
+        expected_job(tj, team_of_ns[namespace], config, cache)
 
 
 def _stopping(store: Store, key: str, job: JobRecord) -> bool:
@@ -785,10 +838,7 @@ def _training_outcome(
     namespace = str(metadata.get("namespace", ""))
     generation = generation_of(tj)
     uid = str(metadata.get("uid", ""))
-    cache_key = (key, uid, generation)
-    parsed = cache.get(cache_key)
-    if parsed is None:
-        parsed = cache[cache_key] = _parse(tj, config)
+    parsed = _parsed(key, tj, config, cache)
     if isinstance(parsed, Problem):
         # Admitted, and its spec no longer parses (stored under an older, looser CRD, then
         # edited): what it holds cannot be counted, so it is stopped before anything else

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Final
 
 # The grammar of resource.Quantity without the sign. Used as the CRD's `pattern`
@@ -77,6 +78,10 @@ def _explain(text: str) -> str:
     )
 
 
+# Memoised: a pass over a burst of new jobs parses the same few strings ("4", "32Gi")
+# hundreds of thousands of times (S2, docs/benchmarks.md); a Decimal is immutable, and
+# typed keeps True apart from 1 (a bool is refused, an int is not).
+@lru_cache(maxsize=4096, typed=True)
 def parse_quantity(value: str | int) -> Decimal:
     """Return the exact amount a quantity denotes, in base units (cores, bytes)."""
     if isinstance(value, bool):
