@@ -8,7 +8,8 @@
   relists a kind after its watch expired (410 Gone) and then sends no DELETED events for
   what went meanwhile: its listing shows here as events without a type, and 2 s after
   the last of them Cadre relists that kind itself. Every replica also relists everything
-  every `controller.resyncSeconds`, at once when the API server is reachable again after
+  every `controller.resyncSeconds` (or, when a relist is long, nine times its length
+  after it: RESYNC_DUTY), at once when the API server is reachable again after
   an outage (the client says so), and when the process itself stalled for more than 5 s
   (stopped, starved: its watches may have expired meanwhile; an empty relist of Kopf's
   shows no events at all);
@@ -92,6 +93,11 @@ LISTING_SETTLE_SECONDS: Final = 2.0
 STALL_SECONDS: Final = 5.0
 """A tick of the resync task this late means the process did not run meanwhile."""
 _TICK_SECONDS: Final = 1.0
+RESYNC_DUTY: Final = 0.1
+"""The periodic relists take at most this share of the time: the next one starts
+`resyncSeconds` after the last ended, or nine times its length if that is longer (at
+50,000 TrainingJobs on a busy API server a relist took 93 s, and one every 300 s took a
+third of what the API server could serve; the watches keep the cache current meanwhile)."""
 UNSELECTED_POLL_SECONDS: Final = 5.0
 """Pods and Jobs that left their watch's selection are read by name this often (at most
 `accounting.refreshSeconds` apart): they are few, and one deleted is released soon."""
@@ -679,16 +685,25 @@ class Cache(BackgroundTask):
             kinds = None if full else set(self._relisted)
             self._trigger.clear()
             self._relisted.clear()
+            started = time.monotonic()
             try:
                 await self.resync(kinds=kinds)
                 if full:
-                    next_full = time.monotonic() + interval
+                    next_full = resync_due(started, time.monotonic(), interval)
             except asyncio.CancelledError:
                 raise
             except Exception as err:
                 log.warning("resync failed; trying again soon", error=str(err))
                 await asyncio.sleep(min(interval, 5.0))
                 self._trigger.set()
+
+
+def resync_due(started: float, ended: float, interval: float) -> float:
+    """When the next periodic relist starts, after one from `started` to `ended`:
+    `interval` after it, or later if relisting would otherwise take more than RESYNC_DUTY
+    of the time."""
+    took = ended - started
+    return ended + max(interval, took * (1 - RESYNC_DUTY) / RESYNC_DUTY)
 
 
 class StallClock:
