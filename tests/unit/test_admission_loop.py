@@ -707,7 +707,13 @@ def test_a_pass_applies_at_most_its_share_of_admissions_and_the_next_the_rest() 
     created = sorted(path for path, verb in world.kube.writes if verb == "create")
     assert created == [job_path(NS, "first"), job_path(NS, "second")]
     assert world.status("first")["phase"] == world.status("second")["phase"] == "Admitted"
-    assert "admission" not in world.status("third")
+    third = world.status("third")
+    assert "admission" not in third
+    # It says so: without it, a new job would show no status until a later pass.
+    assert third["phase"] == "Queued"
+    (admitted,) = [c for c in third["conditions"] if c["type"] == "Admitted"]
+    assert admitted["reason"] == "WaitingForNextPass"
+    assert "maxAdmissionsPerPass" in admitted["message"]
     assert scraped("cadre_admission_deferred_total") == deferred + 1
     assert world.loop._dirty.is_set()  # the next pass comes without waiting for a change
     world.run_pass()

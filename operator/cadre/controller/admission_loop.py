@@ -70,7 +70,7 @@ from cadre.core.cluster.serving import ServingView
 from cadre.core.cluster.snapshot import SnapshotBuild, build_snapshot, parse_ahead, unparsed
 from cadre.core.cluster.store import Store, is_serving, stored_key
 from cadre.core.objects import generation_of, parse_api_time
-from cadre.core.scheduling import Admission, PassResult, Snapshot, Victim, schedule
+from cadre.core.scheduling import Admission, PassResult, Reason, Snapshot, Victim, schedule
 from cadre.core.serving.lifecycle import (
     admission_of,
     serving_admitted,
@@ -296,14 +296,14 @@ class AdmissionLoop(BackgroundTask):
         suspended += await self._each(
             self._preempt_serving(build, v) for v in result.victims if is_serving(v.key)
         )
-        deferred = 0
+        limit = self.config.admission.max_admissions_per_pass
+        deferred: list[str] = []
         if all(suspended):
             # At most max_admissions_per_pass TrainingJobs, in the order the pass admitted
             # them: the next pass decides the rest again, with what arrived meanwhile.
-            limit = self.config.admission.max_admissions_per_pass
             gangs = [a.key for a in result.admitted if a.gang and not is_serving(a.key)]
             unbudgeted = [key for key in build.unbudgeted if not is_serving(key)]
-            deferred = max(0, len(gangs) + len(unbudgeted) - limit)
+            deferred = (gangs + unbudgeted)[limit:]
             gangs = gangs[:limit]
             unbudgeted = unbudgeted[: limit - len(gangs)]
             await self._each(self._admit(build, key) for key in gangs)
@@ -329,10 +329,19 @@ class AdmissionLoop(BackgroundTask):
                 failed=suspended.count(False),
             )
             self._dirty.set()
-        if deferred:
-            DEFERRED.inc(deferred)
-            self._dirty.set()
         wanted: dict[str, QueueEntry] = {}
+        if deferred:
+            DEFERRED.inc(len(deferred))
+            self._dirty.set()
+            # Said in their status, or a new job shows none until its admission is written.
+            message = (
+                f"fits now: a later pass writes its admission (one pass writes {limit} at "
+                "most, admission.maxAdmissionsPerPass)"
+            )
+            for key in deferred:
+                wanted[key] = QueueEntry(
+                    str(Reason.WAITING_FOR_NEXT_PASS), message, None, build.info.get(key)
+                )
         waiting: dict[str, str] = {}
         for p in result.pending:
             wanted[p.key] = QueueEntry(str(p.reason), p.message, p.position, build.info.get(p.key))
@@ -350,7 +359,7 @@ class AdmissionLoop(BackgroundTask):
                 "admission pass",
                 admitted=len(result.admitted),
                 preempted=len(result.victims),
-                deferred=deferred,
+                deferred=len(deferred),
                 pending=len(result.pending),
                 seconds=round(time.perf_counter() - started, 4),
             )
