@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from cadre.controller import admission_loop
 from cadre.controller.admission_loop import AdmissionLoop
 from cadre.controller.cache import Cache
 from cadre.controller.client import job_path, trainingjob_path
@@ -720,3 +722,29 @@ def test_a_pass_applies_at_most_its_share_of_admissions_and_the_next_the_rest() 
     assert world.status("third")["phase"] == "Admitted"
     assert job_path(NS, "third") in world.kube.objects
     assert scraped("cadre_admission_deferred_total") == deferred + 1
+
+
+def test_the_event_loop_runs_while_the_core_decides(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`schedule()` runs off the event loop: here it asks the loop to run a callback and
+    waits for it, which it could never see if it held the loop (a pass over 50,000 jobs
+    took seconds of it in S2, long enough to pass for a stalled process)."""
+    real_schedule = admission_loop.schedule
+    loop_ran = threading.Event()
+    main_loop: list[asyncio.AbstractEventLoop] = []
+
+    def schedule_that_needs_the_loop(snapshot: Any) -> Any:
+        main_loop[0].call_soon_threadsafe(loop_ran.set)
+        assert loop_ran.wait(timeout=5), "the event loop did not run during the pass"
+        return real_schedule(snapshot)
+
+    monkeypatch.setattr(admission_loop, "schedule", schedule_that_needs_the_loop)
+    world.add("a", gpus=1)
+
+    async def one_pass() -> None:
+        main_loop.append(asyncio.get_running_loop())
+        await world.loop.run_pass()
+
+    asyncio.run(one_pass())
+    assert world.status("a")["phase"] == "Admitted"

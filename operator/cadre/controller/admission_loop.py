@@ -252,7 +252,11 @@ class AdmissionLoop(BackgroundTask):
         now = utcnow()
         build = build_snapshot(self.store, self.config, self.snapshot_cache, now=now)
         self._next_deadline = build.next_deadline
-        result = schedule(build.snapshot)
+        # The core's pass, off the event loop: a pass over 50,000 jobs took seconds, and
+        # the loop (watches, writers, probes) stood still meanwhile, long enough to pass
+        # for a stalled process and relist everything (S2). The snapshot is immutable and
+        # `schedule` pure, so a thread is safe; the GIL still lets the loop run between.
+        result = await asyncio.to_thread(schedule, build.snapshot)
         self.last_compute_seconds = time.perf_counter() - started
         PASS_SECONDS.observe(self.last_compute_seconds)
         PASSES.inc()
