@@ -237,12 +237,16 @@ def _parse(tj: Mapping[str, Any], config: OperatorConfig) -> _Parsed:
     return request, spec.priority
 
 
+def _spec_key(key: str, tj: Mapping[str, Any]) -> tuple[str, str, int]:
+    """The snapshot cache's key of a TrainingJob's parsed spec: (key, uid, generation)."""
+    return (key, str((tj.get("metadata") or {}).get("uid", "")), generation_of(tj))
+
+
 def _parsed(
     key: str, tj: Mapping[str, Any], config: OperatorConfig, cache: MutableMapping[Any, Any]
 ) -> _Parsed:
     """`_parse`, kept in the cache per (key, uid, generation)."""
-    metadata = tj.get("metadata") or {}
-    cache_key = (key, str(metadata.get("uid", "")), generation_of(tj))
+    cache_key = _spec_key(key, tj)
     parsed = cache.get(cache_key)
     if parsed is None:
         parsed = cache[cache_key] = _parse(tj, config)
@@ -255,9 +259,9 @@ def unparsed(store: Store, cache: Mapping[Any, Any]) -> list[tuple[str, Mapping[
     one), which `parse_ahead` can do first, a few at a time."""
     missing: list[tuple[str, Mapping[str, Any]]] = []
     for key, tj in store.trainingjobs.items():
-        metadata = tj.get("metadata") or {}
-        if (key, str(metadata.get("uid", "")), generation_of(tj)) in cache:
+        if _spec_key(key, tj) in cache:
             continue
+        metadata = tj.get("metadata") or {}
         # What the pass never parses (see _training_outcome): done, or being deleted.
         job = store.jobs.get(key)
         if (job is not None and job.finished) or metadata.get("deletionTimestamp"):
