@@ -13,7 +13,9 @@ from cadre.controller.budget_writer import BudgetWriter
 from cadre.controller.client import ApiError, budget_path, pod_path
 from cadre.core.accounting import pod_charge
 from cadre.core.api.config import OperatorConfig
+from cadre.core.cluster.snapshot import build_snapshot
 from cadre.core.cluster.store import Store
+from cadre.core.scheduling import schedule
 
 FINALIZERS = ["batch.kubernetes.io/job-tracking", "cadre.dev/accounting"]
 NOW = datetime(2025, 6, 15, 12, 0, tzinfo=UTC)
@@ -204,3 +206,28 @@ def test_a_conflicting_ledger_write_is_computed_again_and_never_charges_twice() 
     again = [status for kind, _, status in kube.calls if kind == "status"][1]
     assert "settled" not in again.get("ledger", {}), again.get("ledger")
     assert "settledPods" not in again.get("ledger", {})
+
+
+def test_no_status_is_written_before_the_first_pass_gives_the_teams_usage() -> None:
+    """A new leader's writer and admission loop start together. A round before the first
+    pass knew no team's usage, wrote every budget as using nothing, and the pass's figures
+    rewrote them a moment later (S7: ~40 budget writes per restart instead of 1)."""
+
+    async def scenario() -> None:
+        k, store, kube = keeper()
+        task = asyncio.create_task(k.run())
+        try:
+            # Five of the writer's debounces: the old writer had written by then.
+            deadline = asyncio.get_running_loop().time() + 1.0
+            while asyncio.get_running_loop().time() < deadline:
+                assert kube.calls == []
+                await asyncio.sleep(0.05)
+            build = build_snapshot(store, CONFIG)
+            k.after_pass(build, schedule(build.snapshot))
+            while not kube.calls:
+                await asyncio.sleep(0.05)
+            assert kube.calls[0][:2] == ("status", budget_path("vision"))
+        finally:
+            task.cancel()
+
+    asyncio.run(asyncio.wait_for(scenario(), timeout=30))

@@ -1,8 +1,11 @@
 """The budget writer: ResourceBudget status, spend state, the ledger, and cost metrics.
 
-One asyncio task beside the admission loop. It wakes after a pass that changed a team's
-usage or counts, when a pod of a Cadre Job is going away, and every
-`accounting.refreshSeconds` (spend grows while work runs). Each round it:
+One asyncio task beside the admission loop. Its first round waits for the loop's first
+pass: a team's usage and counts are the pass's view, and a status written before it would
+say the team uses nothing (each new leader rewrote its budgets twice that way). After that
+it wakes after a pass that changed a team's usage or counts, when a pod of a Cadre Job is
+going away, and every `accounting.refreshSeconds` (spend grows while work runs). Each
+round it:
 
 1. settles pods that are going: a deleted pod holding Cadre's accounting finalizer (its
    containers stopped), or a pod seen gone without it. Their charge goes into their
@@ -171,6 +174,8 @@ class BudgetWriter(BackgroundTask):
         self._notify_loop = notify
         self._rates = {f.name: Rates(*f.prices.as_decimals()) for f in config.flavors}
         self._inputs: dict[str, BudgetInputs] = {}
+        self._passed = asyncio.Event()
+        """Set by the first pass's `after_pass`: `_inputs` is the pass's view from then."""
         self._ledgers: dict[str, tuple[str, Ledger]] = {}
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
@@ -205,6 +210,7 @@ class BudgetWriter(BackgroundTask):
         inputs = team_inputs(build.snapshot, result, namespaces=claims, waiting=waiting)
         changed = {t for t, i in inputs.items() if self._inputs.get(t) != i}
         self._inputs = inputs
+        self._passed.set()
         if changed:
             self._dirty |= changed
             self._wake.set()
@@ -230,6 +236,7 @@ class BudgetWriter(BackgroundTask):
     async def run(self) -> None:
         refresh = float(self.config.accounting.refresh_seconds)
         next_full = 0.0
+        await self._passed.wait()
         while True:
             await wait_at_most(self._wake.wait(), max(0.0, next_full - time.monotonic()))
             await asyncio.sleep(_DEBOUNCE)
