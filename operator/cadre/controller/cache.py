@@ -16,7 +16,9 @@
 - `sync_for_takeover()`: what a new leader reads before its first decision: a consistent
   list of TrainingJobs (their admissions), Jobs, nodes, budgets and ModelDeployments, so
   that nothing the old leader admitted in its last seconds is unseen (a lagging watch
-  could otherwise make quota look free).
+  could otherwise make quota look free). A kind already listed whole by a list sent
+  after the Lease was taken (the first fill, when the Lease came at once) is not listed
+  again: that list saw everything the old leader wrote.
 
 After each merge, a change that can alter a decision wakes the admission loop, and every
 TrainingJob is handed to the reconciler (level-based: it brings each to what is observed).
@@ -116,6 +118,8 @@ _LISTS: Final[tuple[tuple[Kind, str, str | None], ...]] = (
     ("autoscaler", AUTOSCALERS, LABEL_MODELDEPLOYMENT),
 )
 SERVING_KINDS: Final = frozenset({"modeldeployment", "deployment", "autoscaler"})
+_TAKEOVER_KINDS: Final = frozenset({"trainingjob", "job", "node", "budget", "modeldeployment"})
+"""What decides admission, read afresh by a new leader (`sync_for_takeover`)."""
 
 
 def _selected(labels: Mapping[str, Any]) -> bool:
@@ -179,6 +183,8 @@ class Cache(BackgroundTask):
         """Every bound pod of the cluster, for placement (admission.nodePlacement)."""
         self.versions: dict[Listed, str] = {}
         """The resourceVersion of the last listing of each kind (a watch starts there)."""
+        self._listed_since: dict[Kind, float] = {}
+        """Kind -> when its last complete listing was sent (monotonic; `sync_for_takeover`)."""
         self.watches = (
             self._list_watch("trainingjob", TRAININGJOBS, None, self.apply_trainingjob),
             self._list_watch("job", JOBS, LABEL_TRAININGJOB, self.apply_job),
@@ -508,6 +514,7 @@ class Cache(BackgroundTask):
 
     # -- relists -------------------------------------------------------------------------
     async def _merge(self, kind: Kind, path: str, selector: str | None) -> bool:
+        sent = time.monotonic()
         before = self.store.keys(kind)
         listed_at = self.store.clock()
         listed: set[str] = set()
@@ -522,6 +529,7 @@ class Cache(BackgroundTask):
         if dropped:
             RESYNC_DROPPED.labels(kind).inc(dropped)
             log.info("relist dropped objects gone meanwhile", kind=kind, count=dropped)
+        self._listed_since[kind] = sent
         return changed
 
     def _jobs_still_there(self, listed: set[str], listed_at: float) -> set[str]:
@@ -615,13 +623,20 @@ class Cache(BackgroundTask):
                 seconds=round(time.monotonic() - started, 2),
             )
 
-    async def sync_for_takeover(self) -> None:
-        """A new leader's consistent read of what decides admission (see the module)."""
+    async def sync_for_takeover(self, leading_since: float) -> None:
+        """A new leader's consistent read of what decides admission (see the module):
+        each such kind not listed whole by a list sent at `leading_since` (monotonic, the
+        Lease taken) or later."""
         started = time.monotonic()
+        listed: list[Kind] = []
         for kind, path, selector in _LISTS:
-            if kind in ("trainingjob", "job", "node", "budget", "modeldeployment"):
-                await self._merge(kind, path, selector)
-        log.info("takeover sync done", seconds=round(time.monotonic() - started, 2))
+            if kind not in _TAKEOVER_KINDS:
+                continue
+            if self._listed_since.get(kind, float("-inf")) >= leading_since:
+                continue
+            await self._merge(kind, path, selector)
+            listed.append(kind)
+        log.info("takeover sync done", listed=listed, seconds=round(time.monotonic() - started, 2))
 
     async def relist_for_watch(self, kind: Kind) -> str:
         """A watch cannot go on from where it was (its version expired): relist its kind,
