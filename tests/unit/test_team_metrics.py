@@ -8,7 +8,7 @@ import urllib.request
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -70,6 +70,7 @@ def lines(text: str) -> list[str]:
 @pytest.mark.parametrize("kind", ["gauge", "counter", "histogram"])
 @settings(max_examples=150, deadline=None)
 @given(ops=operations)
+@example(ops=[("set", "vision", "", 0.0), ("set", "vision", "", -0.0)])  # found by hypothesis
 def test_the_text_is_what_prometheus_client_writes(kind: str, ops: list[Any]) -> None:
     registry = CollectorRegistry()
     theirs, mine = reference(kind, registry), ours(kind)

@@ -15,6 +15,7 @@ in `TEAM_REGISTRY`, so `get_sample_value` and other prometheus_client tools stil
 
 from __future__ import annotations
 
+import math
 import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -118,7 +119,9 @@ class TeamFamily:
     def _set(self, labels: Labels, value: float) -> None:
         with self._lock:
             series = self._values.setdefault(labels[0], {})
-            if series.get(labels) != value:
+            old = series.get(labels)
+            # -0.0 == 0.0, but the text differs ("-0.0", as prometheus_client writes it).
+            if old is None or old != value or math.copysign(1.0, old) != math.copysign(1.0, value):
                 series[labels] = value
                 self._changed(labels[0])
 
