@@ -221,7 +221,9 @@ def targets(record: Path) -> list[str]:
     s8 = latency(record, "s8", "s8")
 
     def row(name: str, value: float, bound: float, unit: str, fmt: str = "{:,.2f}") -> str:
-        met = "-" if math.isnan(value) else ("met" if value < bound else "not met")
+        if math.isnan(value):
+            return f"| {name} | < {fmt.format(bound)} {unit} | not recorded | - |"
+        met = "met" if value < bound else "not met"
         return f"| {name} | < {fmt.format(bound)} {unit} | {fmt.format(value)} {unit} | {met} |"
 
     lines = [
