@@ -9,6 +9,8 @@ import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from cadre.controller.budget_writer import BudgetWriter
 from cadre.controller.client import ApiError, budget_path, pod_path
 from cadre.core.accounting import pod_charge
@@ -75,11 +77,14 @@ class FakeKube:
         self.fail_status = False
         self.conflict_with: dict[str, Any] | None = None
         """The next status write fails with 409; a read then returns this budget."""
+        self.wrote = asyncio.Event()
+        """Set by the first status write."""
 
     async def patch_status(
         self, path: str, status: dict[str, Any], *, resource_version: str | None = None
     ) -> dict[str, Any]:
         self.calls.append(("status", path, copy.deepcopy(status)))
+        self.wrote.set()
         if self.fail_status:
             raise ApiError("PATCH", path, 500, b"etcd is away")
         if self.conflict_with is not None:
@@ -217,15 +222,14 @@ def test_no_status_is_written_before_the_first_pass_gives_the_teams_usage() -> N
         k, store, kube = keeper()
         task = asyncio.create_task(k.run())
         try:
-            # Five of the writer's debounces: the old writer had written by then.
-            deadline = asyncio.get_running_loop().time() + 1.0
-            while asyncio.get_running_loop().time() < deadline:
-                assert kube.calls == []
-                await asyncio.sleep(0.05)
+            # Proving that nothing is written needs a bound: 1 s, five of the writer's
+            # 0.2 s debounces (the old writer wrote after one).
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(kube.wrote.wait(), timeout=1.0)
+            assert kube.calls == []
             build = build_snapshot(store, CONFIG)
             k.after_pass(build, schedule(build.snapshot))
-            while not kube.calls:
-                await asyncio.sleep(0.05)
+            await kube.wrote.wait()
             assert kube.calls[0][:2] == ("status", budget_path("vision"))
         finally:
             task.cancel()

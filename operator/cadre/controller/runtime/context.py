@@ -61,7 +61,6 @@ class Runtime:
     stop_flag: threading.Event = field(default_factory=threading.Event)
     """Set to make Kopf stop (the Lease was lost): the process then exits with 1."""
     lost_leadership: bool = False
-    started: bool = False
     health_server: HealthServer | None = None
     health_address: tuple[str, int] | None = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -158,7 +157,6 @@ class Runtime:
             self._tasks.append(asyncio.create_task(self.elector.run(), name="cadre leader"))
         await self.cache.fill()
         self.cache.start()
-        self.started = True
         self._filled.set()
         if self.elector is None:
             await self.lead()
