@@ -302,10 +302,12 @@ def test_cache_keeps_parsed_specs_per_generation(config: OperatorConfig) -> None
     add(store, tj("a"))
     cache: dict[Any, Any] = {}
     build_snapshot(store, config, cache)
-    # Each node as the pass reads it, the parsed spec, the hash of the Job that spec
-    # builds for its team, and the waiting job's outcome (tests/unit/test_snapshot_memo.py).
-    assert [k for k in cache if k[0] == "node"] == [("node", name) for name in store.nodes]
-    assert [k for k in cache if k[0] != "node"] == [
+    # Each node as the pass reads it (one parse for capacity and placement), the parsed
+    # spec, the hash of the Job that spec builds for its team, and the waiting job's
+    # outcome (tests/unit/test_snapshot_memo.py).
+    nodes = [("node parts", name) for name in store.nodes]
+    assert [k for k in cache if k[0] == "node parts"] == nodes
+    assert [k for k in cache if k[0] != "node parts"] == [
         ("vision-research/a", "uid-a", 1),
         ("vision-research/a", "uid-a", 1, "vision"),
         ("waiting", "vision-research/a"),

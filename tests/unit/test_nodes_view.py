@@ -6,9 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 from cadre.core.api.config import Toleration, parse_config
-from cadre.core.cluster.nodes import bound_pod, node_capacities, pod_requests, tolerated
+from cadre.core.cluster.nodes import (
+    bound_pod,
+    node_capacities,
+    node_parts,
+    pod_requests,
+    tolerated,
+)
 from cadre.core.cluster.store import node_record
-from cadre.core.scheduling import Resources
+from cadre.core.scheduling import FlavourSelector, Resources, capacity_from_nodes
 from cadre_process import EXAMPLE_CONFIG
 
 GI = 1 << 30
@@ -106,3 +112,40 @@ def test_nodes_of_a_flavour_with_what_their_pods_use() -> None:
     records["a"] = node_record(node("a", "a100", taints=[{"key": "gone", "effect": "NoExecute"}]))
     (first, *_), _ = node_capacities(records, [], config, memo)
     assert (first.name, first.schedulable) == ("a", False)
+
+
+def test_a_node_is_parsed_once_for_capacity_and_for_placement(monkeypatch: Any) -> None:
+    """A node's record is parsed once, and the one parse serves both the flavour's capacity
+    and placement, until the record is replaced."""
+    config = parse_config(EXAMPLE_CONFIG.read_text())
+    a100 = [FlavourSelector("a100", {"cadre.dev/flavor": "a100"})]
+    source = {
+        "metadata": {"name": "a", "labels": {"cadre.dev/flavor": "a100"}},
+        "status": {"allocatable": {"cpu": "96", "memory": "1152Gi", "nvidia.com/gpu": "8"}},
+    }
+    record = node_record(source)
+    memo: dict[Any, Any] = {}
+    parts = node_parts("a", record, config.flavors, memo)
+    whole = Resources(8, 96000, 1152 * GI)
+    assert capacity_from_nodes(a100, [parts.node])[0].capacity == whole
+
+    def parse(value: Any) -> int:
+        raise AssertionError(f"{value!r} parsed again")
+
+    monkeypatch.setattr("cadre.core.cluster.nodes.to_millicores", parse)
+    monkeypatch.setattr("cadre.core.cluster.nodes.to_bytes", parse)
+    assert node_parts("a", record, config.flavors, memo) is parts
+    (placed,), _ = node_capacities({"a": record}, [], config, memo)
+    assert (placed.allocatable, placed.schedulable) == (whole, True)
+
+    # A replaced record is parsed again (here, cordoned: no capacity, not schedulable).
+    monkeypatch.undo()
+    cordoned = node_record({**source, "spec": {"unschedulable": True}})
+    assert (
+        capacity_from_nodes(a100, [node_parts("a", cordoned, config.flavors, memo).node])[
+            0
+        ].capacity
+        == Resources()
+    )
+    (placed,), _ = node_capacities({"a": cordoned}, [], config, memo)
+    assert not placed.schedulable

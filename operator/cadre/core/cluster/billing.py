@@ -16,6 +16,7 @@ from typing import Any
 
 from cadre.core.api.config import OperatorConfig
 from cadre.core.api.names import LABEL_MODELDEPLOYMENT, LABEL_TRAININGJOB
+from cadre.core.cluster.nodes import flavour_of
 from cadre.core.cluster.store import Store
 
 __all__ = ["Payer", "payer_of"]
@@ -26,14 +27,8 @@ Payer = tuple[str | None, str | None]
 
 def _flavour_of_node(store: Store, config: OperatorConfig, node_name: str) -> str | None:
     node = store.nodes.get(node_name)
-    if node is None:
-        return None
-    for flavour in config.flavors:
-        if flavour.node_labels and all(
-            node.labels.get(k) == v for k, v in flavour.node_labels.items()
-        ):
-            return flavour.name
-    return None
+    flavour = flavour_of(node, config.flavors) if node is not None else None
+    return flavour.name if flavour is not None else None
 
 
 def _flavour_of_workload(obj: Mapping[str, Any] | None) -> str | None:

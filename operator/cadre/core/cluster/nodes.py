@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from cadre.core.api.config import Flavor, OperatorConfig, Toleration
 from cadre.core.api.names import LABEL_MODELDEPLOYMENT, LABEL_TRAININGJOB
-from cadre.core.scheduling import NodeCapacity, Resources
+from cadre.core.scheduling import Node, NodeCapacity, Resources
 from cadre.core.units.quantity import to_bytes, to_millicores
 
 if TYPE_CHECKING:
@@ -19,9 +19,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BoundPod",
+    "NodeParts",
     "bound_pod",
     "flavour_of",
     "node_capacities",
+    "node_parts",
     "pod_requests",
     "tolerated",
 ]
@@ -138,34 +140,59 @@ def _resources(amounts: Mapping[str, int], gpu_resource: str) -> Resources:
 
 
 @dataclass(frozen=True, slots=True)
-class _NodeParts:
-    """What a node record means to placement, whatever is bound to it."""
+class NodeParts:
+    """What a node record means to admission, whatever is bound to it: parsed once per
+    record, for the capacity of its flavour and for placing pods on it."""
 
     record: NodeRecord
     flavour: Flavor | None
-    allocatable: Resources
+    node: Node
+    """The scheduling core's Node, which capacity_from_nodes counts in its flavour: the
+    flavour's GPU resource, CPU and memory (nothing for a node of no flavour)."""
     schedulable: bool
+    """Not cordoned, and every NoSchedule/NoExecute taint tolerated by its flavour."""
 
 
 _NODE_PARTS: Final = "node parts"
-"""The memo's key prefix of a node's _NodeParts."""
+"""The memo's key prefix of a node's NodeParts."""
 
 
-def _node_parts(record: NodeRecord, flavours: Sequence[Flavor]) -> _NodeParts:
+def _allocatable(record: NodeRecord, flavour: Flavor) -> Resources:
+    alloc = record.allocatable
+    raw_gpus = alloc.get(flavour.gpu_resource)
+    # Floored: a fraction of a device is no device (requests round up, see _amount).
+    gpus = to_millicores(raw_gpus) // 1000 if raw_gpus is not None else 0
+    return Resources(
+        int(gpus), to_millicores(alloc.get("cpu", 0)), to_bytes(alloc.get("memory", 0))
+    )
+
+
+def node_parts(
+    name: str,
+    record: NodeRecord,
+    flavours: Sequence[Flavor],
+    memo: MutableMapping[Any, Any] | None = None,
+) -> NodeParts:
+    """The node's parts, kept in `memo` (the caller's, for one config) until the store
+    replaces the node's record: a pass parses no quantity of a node that did not change."""
+    parts = memo.get((_NODE_PARTS, name)) if memo is not None else None
+    if isinstance(parts, NodeParts) and parts.record is record:
+        return parts
     flavour = flavour_of(record, flavours)
     if flavour is None:
-        return _NodeParts(record, None, Resources(), False)
-    allocatable = {
-        resource: _amount(resource, value)
-        for resource, value in record.allocatable.items()
-        if resource in ("cpu", "memory", flavour.gpu_resource)
-    }
-    return _NodeParts(
-        record,
-        flavour,
-        _resources(allocatable, flavour.gpu_resource),
-        not record.unschedulable and tolerated(record.taints, flavour.tolerations),
-    )
+        parts = NodeParts(
+            record, None, Node(record.labels, Resources(), record.unschedulable), False
+        )
+    else:
+        parts = NodeParts(
+            record,
+            flavour,
+            Node(record.labels, _allocatable(record, flavour), record.unschedulable),
+            not record.unschedulable and tolerated(record.taints, flavour.tolerations),
+        )
+    if memo is not None:
+        memo[(_NODE_PARTS, name)] = parts
+    return parts
 
 
 def node_capacities(
@@ -175,9 +202,7 @@ def node_capacities(
     memo: MutableMapping[Any, Any] | None = None,
 ) -> tuple[tuple[NodeCapacity, ...], dict[str, tuple[tuple[str, int], ...]]]:
     """Every node of a flavour with what its bound pods use, and, per Cadre workload, how
-    many of its pods are bound on which node. `memo` (kept by the caller between passes,
-    for one config) keeps what each node record means until the record is replaced: a
-    pass then parses no quantity of a node that did not change."""
+    many of its pods are bound on which node. `memo`: as for `node_parts`."""
     used: dict[str, dict[str, int]] = {}
     bound: dict[str, dict[str, int]] = {}
     for pod in pods:
@@ -190,11 +215,7 @@ def node_capacities(
     out: list[NodeCapacity] = []
     flavours = config.flavors
     for name, record in nodes.items():
-        parts = memo.get((_NODE_PARTS, name)) if memo is not None else None
-        if not isinstance(parts, _NodeParts) or parts.record is not record:
-            parts = _node_parts(record, flavours)
-            if memo is not None:
-                memo[(_NODE_PARTS, name)] = parts
+        parts = node_parts(name, record, flavours, memo)
         flavour = parts.flavour
         if flavour is None:
             continue
@@ -202,7 +223,7 @@ def node_capacities(
             NodeCapacity(
                 name=name,
                 flavour=flavour.name,
-                allocatable=parts.allocatable,
+                allocatable=parts.node.allocatable,
                 used=_resources(used.get(name, {}), flavour.gpu_resource),
                 schedulable=parts.schedulable,
             )

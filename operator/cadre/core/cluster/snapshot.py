@@ -35,15 +35,14 @@ from cadre.core.api.names import ANNOTATION_SPEC_HASH
 from cadre.core.api.resourcebudget import ResourceAmounts, ResourceBudgetSpec
 from cadre.core.api.trainingjob import TrainingJobSpec
 from cadre.core.budget.status import spend_from_status
-from cadre.core.cluster.nodes import flavour_of, node_capacities
+from cadre.core.cluster.nodes import node_capacities, node_parts
 from cadre.core.cluster.serving import ServingView, serving_view
-from cadre.core.cluster.store import NodeRecord, Store
+from cadre.core.cluster.store import Store
 from cadre.core.objects import find_condition, generation_of, key_of, parse_api_time, timestamp
 from cadre.core.scheduling import (
     FlavourQuota,
     FlavourSelector,
     Limits,
-    Node,
     QueueingStrategy,
     Resources,
     Snapshot,
@@ -67,7 +66,6 @@ __all__ = [
     "WorkloadInfo",
     "build_snapshot",
     "expected_job",
-    "node_of",
     "parse_ahead",
     "team_of_budget",
     "unparsed",
@@ -171,41 +169,6 @@ def _team(budget: Mapping[str, Any]) -> Team | None:
         return team_of_budget(budget)
     except (ValidationError, ValueError):  # the CRD validates; never let one break a pass
         return None
-
-
-def node_of(record: NodeRecord, config: OperatorConfig) -> Node:
-    """The core's Node: GPUs counted as the extended resource of the node's flavour."""
-    flavour = flavour_of(record, config.flavors)
-    gpu_resource = flavour.gpu_resource if flavour is not None else None
-    alloc = record.allocatable
-    raw_gpus = alloc.get(gpu_resource) if gpu_resource is not None else None
-    gpus = int(to_millicores(raw_gpus) // 1000) if raw_gpus is not None else 0
-    return Node(
-        labels=record.labels,
-        allocatable=Resources(
-            gpus=gpus,
-            cpu=to_millicores(alloc.get("cpu", 0)),
-            memory=to_bytes(alloc.get("memory", 0)),
-        ),
-        unschedulable=record.unschedulable,
-    )
-
-
-_NODE: Final = "node"
-"""The snapshot cache's key prefix of a node's (record, Node)."""
-
-
-def _node(
-    name: str, record: NodeRecord, config: OperatorConfig, cache: MutableMapping[Any, Any]
-) -> Node:
-    """`node_of`, kept in the cache until the store replaces the node's record."""
-    known = cache.get((_NODE, name))
-    if isinstance(known, tuple) and known[0] is record:
-        node: Node = known[1]
-        return node
-    node = node_of(record, config)
-    cache[(_NODE, name)] = (record, node)
-    return node
 
 
 _Parsed = tuple[GangRequest, str | None] | Problem
@@ -641,7 +604,11 @@ def build_snapshot(
         cache = {}
     selectors = [FlavourSelector(f.name, dict(f.node_labels)) for f in config.flavors]
     flavours = capacity_from_nodes(
-        selectors, (_node(name, record, config, cache) for name, record in store.nodes.items())
+        selectors,
+        (
+            node_parts(name, record, config.flavors, cache).node
+            for name, record in store.nodes.items()
+        ),
     )
     teams: list[Team] = []
     for _, budget in sorted(store.budgets.items()):
