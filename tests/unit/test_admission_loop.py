@@ -24,6 +24,7 @@ from cadre.controller.team_metrics import render_all
 from cadre.controller.trainingjobs import TrainingJobReconciler
 from cadre.core.accounting import Interval, PodCharge, PodUsage
 from cadre.core.api.config import OperatorConfig, parse_config
+from cadre.core.cluster.snapshot import unparsed
 from cadre.core.cluster.store import Store
 from cadre.core.training import build_job
 from cadre.core.training.job import placement_digest
@@ -375,6 +376,31 @@ def test_a_pass_never_waits_for_queued_statuses(world: World) -> None:
     assert world.status("w11")["queue"]["position"] == 10
     assert world.status("w12")["queue"]["positionRange"] == "11-100"
     assert "position" not in world.status("w12")["queue"]
+
+
+def test_a_standby_parses_what_it_would_meet_and_writes_nothing(world: World) -> None:
+    """Standing by, the loop parses new specs as changes come (the leader's first pass
+    then finds them parsed); it runs no pass and writes nothing."""
+    waiting = [world.add(f"w{i}", gpus=4) for i in range(3)]
+
+    async def standing_by() -> None:
+        standby = asyncio.create_task(world.loop.stand_by(interval=0))
+        try:
+            world.loop.notify()
+            while unparsed(world.store, world.loop.snapshot_cache):
+                await asyncio.sleep(0)
+            later = world.add("later", gpus=4)  # a change after the first round
+            world.loop.notify()
+            while unparsed(world.store, world.loop.snapshot_cache):
+                await asyncio.sleep(0)
+            assert later in world.store.trainingjobs
+        finally:
+            standby.cancel()
+            await asyncio.gather(standby, return_exceptions=True)
+
+    asyncio.run(asyncio.wait_for(standing_by(), 10))
+    assert world.kube.writes == [] and world.loop.last_result is None
+    assert all(world.status(key.split("/")[1]) == {} for key in waiting)
 
 
 def test_a_queue_move_rewrites_the_head_and_the_range_bounds_not_the_queue(

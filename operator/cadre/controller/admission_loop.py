@@ -148,6 +148,8 @@ OLDEST_QUEUED = TeamFamily(
 
 _CONCURRENCY = 16
 _PARSE_CHUNK = 200
+STANDBY_PARSE_SECONDS: Final = 2.0
+"""A standby parses new specs at most this often (see AdmissionLoop.stand_by)."""
 """New specs parsed between two yields to the event loop (about 70 ms at 2 cores)."""
 
 
@@ -272,8 +274,7 @@ class AdmissionLoop(BackgroundTask):
         self.last_result = result
         for observer in self.observers:
             observer(build, result)
-        if len(self.snapshot_cache) > 8 * max(len(self.store.trainingjobs), 256):
-            self.snapshot_cache.clear()
+        self._bound_cache()
 
         await self._each(self._remove_unadmitted(key) for key in build.unadmitted)
         await self._each(self._start(key) for key in build.to_start)
@@ -379,6 +380,29 @@ class AdmissionLoop(BackgroundTask):
             chunk = missing[start : start + _PARSE_CHUNK]
             parse_ahead(self.store, self.config, self.snapshot_cache, chunk)
             await asyncio.sleep(0)
+
+    def _bound_cache(self) -> None:
+        # Entries of deleted jobs and old generations are never read again: drop them all
+        # now and then (the next pass parses what is left again).
+        if len(self.snapshot_cache) > 8 * max(len(self.store.trainingjobs), 256):
+            self.snapshot_cache.clear()
+
+    async def stand_by(self, interval: float = STANDBY_PARSE_SECONDS) -> None:
+        """A standby's work while another replica leads (cancelled by `Runtime.lead`):
+        parse the specs it would meet on taking over, as they come, so that its first pass
+        as leader decides instead of parsing (10,000 new specs took a first pass 1.6 s in
+        S7). Only the store is read, and nothing is written. A change wakes it, at most once
+        an `interval`; the leader's own first pass (`_starting`) is unaffected."""
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            try:
+                await self._parse_ahead()
+                self._bound_cache()
+            except Exception:  # the leader's pass parses it anyway; never end on one spec
+                log.exception("parsing ahead failed on a standby; trying again")
+                self._dirty.set()
+            await asyncio.sleep(interval)
 
     def _export_oldest_queued(self, ages: dict[str, float]) -> None:
         # Level-based: every budgeted team gets a value each pass, gone teams lose theirs.

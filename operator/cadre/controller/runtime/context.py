@@ -67,6 +67,8 @@ class Runtime:
     _filled: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once the cache is filled: a Lease taken before waits for it to lead."""
     _writers: list[asyncio.Task[Any]] = field(default_factory=list)
+    _standby: asyncio.Task[None] | None = None
+    """A standby's parsing ahead (AdmissionLoop.stand_by), until it leads."""
 
     @classmethod
     def create(
@@ -160,10 +162,14 @@ class Runtime:
         self._filled.set()
         if self.elector is None:
             await self.lead()
+        elif not self.elector.leading and self._standby is None:
+            self.loop.notify()  # parse what the fill brought in
+            self._standby = asyncio.create_task(self.loop.stand_by(), name="cadre standby")
 
     async def lead(self) -> None:
         """The Lease is ours: read what decides admission afresh, then start writing."""
         await self._filled.wait()
+        await self._stop_standing_by()
         if self.elector is not None:
             since = self.elector.leader_since
             await self.cache.sync_for_takeover(float("-inf") if since is None else since)
@@ -186,6 +192,13 @@ class Runtime:
         )
         log.info("leading: admission, budgets and reconcilers started")
 
+    async def _stop_standing_by(self) -> None:
+        if self._standby is not None:
+            self._standby.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._standby
+            self._standby = None
+
     async def reconcile(self, key: str) -> float | None:
         """One workload: a ModelDeployment ("md:" keys) or a TrainingJob."""
         if is_serving(key):
@@ -204,6 +217,7 @@ class Runtime:
 
     async def stop(self) -> None:
         """A graceful stop: writers first, then give the Lease up for the standby."""
+        await self._stop_standing_by()
         await self.loop.stop()
         await self.queue_status.stop()
         await self.budgets.stop()
@@ -228,7 +242,9 @@ class Runtime:
     # -- health ------------------------------------------------------------------------------
     def alive(self) -> bool:
         """False when a task ended on its own (a bug): the liveness probe fails."""
-        tasks_ok = all(not t.done() for t in self._writers + self._tasks) or self.lost_leadership
+        standing_by = [self._standby] if self._standby is not None else []
+        tasks = self._writers + self._tasks + standing_by
+        tasks_ok = all(not t.done() for t in tasks) or self.lost_leadership
         return (
             tasks_ok
             and self.loop.alive()
