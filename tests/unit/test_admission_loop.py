@@ -385,14 +385,19 @@ def test_a_standby_parses_what_it_would_meet_and_writes_nothing(world: World) ->
 
     async def standing_by() -> None:
         standby = asyncio.create_task(world.loop.stand_by(interval=0))
+
+        async def all_parsed() -> None:
+            # sleep(0) only hands the event loop to the standby's task (no time passes);
+            # the wait_for around the scenario bounds it.
+            while unparsed(world.store, world.loop.snapshot_cache):
+                await asyncio.sleep(0)
+
         try:
             world.loop.notify()
-            while unparsed(world.store, world.loop.snapshot_cache):
-                await asyncio.sleep(0)
+            await all_parsed()
             later = world.add("later", gpus=4)  # a change after the first round
             world.loop.notify()
-            while unparsed(world.store, world.loop.snapshot_cache):
-                await asyncio.sleep(0)
+            await all_parsed()
             assert later in world.store.trainingjobs
         finally:
             standby.cancel()
