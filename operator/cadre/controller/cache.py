@@ -9,10 +9,14 @@
   what went meanwhile: its listing shows here as events without a type, and 2 s after
   the last of them Cadre relists that kind itself. Every replica also relists everything
   every `controller.resyncSeconds` (or, when a relist is long, nine times its length
-  after it: RESYNC_DUTY), at once when the API server is reachable again after
-  an outage (the client says so), and when the process itself stalled for more than 5 s
-  (stopped, starved: its watches may have expired meanwhile; an empty relist of Kopf's
-  shows no events at all);
+  after it: RESYNC_DUTY), and relists the kinds Kopf watches (KOPF_KINDS) at once when
+  the API server is reachable again after an outage (the client says so) and when the
+  process itself stalled for more than 5 s (stopped, starved: Kopf's watches may have
+  expired meanwhile, and an empty relist of Kopf's shows no events at all). Cadre's own
+  watches (TrainingJobs, Jobs, pods) need no such relist: a cut stream goes on from its
+  resourceVersion and an expired one lists again (`watches.py`). Relisting them too
+  after every failed request fed an overloaded API server a relist of 16,000 pods each
+  time it recovered: S3 relisted back to back for its last ten minutes;
 - `sync_for_takeover()`: what a new leader reads before its first decision: a consistent
   list of TrainingJobs (their admissions), Jobs, nodes, budgets and ModelDeployments, so
   that nothing the old leader admitted in its last seconds is unseen (a lagging watch
@@ -118,6 +122,10 @@ _LISTS: Final[tuple[tuple[Kind, str, str | None], ...]] = (
     ("autoscaler", AUTOSCALERS, LABEL_MODELDEPLOYMENT),
 )
 SERVING_KINDS: Final = frozenset({"modeldeployment", "deployment", "autoscaler"})
+KOPF_KINDS: Final[frozenset[Kind]] = frozenset(
+    {"budget", "node", "namespace", "modeldeployment", "deployment", "autoscaler"}
+)
+"""The kinds Kopf watches (handlers/): relisted after an outage or a stall (see above)."""
 _TAKEOVER_KINDS: Final = frozenset({"trainingjob", "job", "node", "budget", "modeldeployment"})
 """What decides admission, read afresh by a new leader (`sync_for_takeover`)."""
 
@@ -662,9 +670,12 @@ class Cache(BackgroundTask):
         return super().alive() and all(task.alive() for task in self._companions())
 
     # -- periodic resync -------------------------------------------------------------------
-    def trigger(self) -> None:
-        """Resync soon (the API server is reachable again after an outage)."""
-        self._trigger.set()
+    def after_outage(self) -> None:
+        """The API server is reachable again after calls went unanswered, or the process
+        stalled: relist what Kopf watches now (its watches may have expired unseen)."""
+        self._relisted.update(KOPF_KINDS)
+        self._relisted_due = time.monotonic()
+        self._wake.set()
 
     async def run(self) -> None:
         interval = float(self.config.controller.resync_seconds)
@@ -686,7 +697,7 @@ class Cache(BackgroundTask):
                 # The process did not run for a while (stopped, starved): its watches may
                 # have expired meanwhile, and Kopf's relist would not say what went.
                 log.warning("the process stalled; resyncing", seconds=round(late, 1))
-                self._trigger.set()
+                self.after_outage()
             unselected = self.store.unselected_pods or self._jobs_to_check
             if unselected and (self._poll_soon or now >= next_poll):
                 next_poll = now + poll_interval

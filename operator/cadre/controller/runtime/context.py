@@ -141,7 +141,7 @@ class Runtime:
                 on_stopped_leading=runtime.step_down,
             )
             client.write_gate = runtime.elector.may_write
-        client.on_recovered = cache.trigger
+        client.on_recovered = cache.after_outage
         return runtime
 
     # -- lifecycle ---------------------------------------------------------------------------
