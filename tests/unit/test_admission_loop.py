@@ -14,7 +14,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from cadre.controller import admission_loop
+from cadre.controller import admission_loop, queue_status
 from cadre.controller.admission_loop import AdmissionLoop
 from cadre.controller.cache import Cache
 from cadre.controller.client import job_path, trainingjob_path
@@ -376,6 +376,61 @@ def test_a_pass_never_waits_for_queued_statuses(world: World) -> None:
     assert world.status("w11")["queue"]["position"] == 10
     assert world.status("w12")["queue"]["positionRange"] == "11-100"
     assert "position" not in world.status("w12")["queue"]
+
+
+def test_new_jobs_first_statuses_go_first_paced_apart_several_at_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At the rewrites' 50 a second, a burst of 10,000 new jobs showed no phase for 193 s:
+    a job's one first status is paced apart (newJobStatusWritesPerSecond), several in
+    flight, before any rewrite."""
+    world.add("running", gpus=8, running=True)
+    world.add("old", gpus=4)
+    world.run_pass()
+    assert world.status("old")["phase"] == "Queued"
+    # Its reason is stale: a rewrite ("urgent").
+    world.queue._written[f"{NS}/old"] = ("SomeOtherReason", 0.0)
+    world.store.trainingjobs[f"{NS}/old"]["status"]["queue"]["reason"] = "some other reason"
+    new = [world.add(f"new{i:02d}", gpus=4) for i in range(20)]
+
+    slots: list[tuple[str, int]] = []
+
+    async def new_slot(per_second: int) -> None:
+        slots.append(("new", per_second))
+
+    async def rewrite_slot(per_second: int) -> None:
+        slots.append(("rewrite", per_second))
+
+    monkeypatch.setattr(world.queue._new_pace, "slot", new_slot)
+    monkeypatch.setattr(world.queue._rewrite_pace, "slot", rewrite_slot)
+    in_flight, most_in_flight, order = 0, 0, []
+    patch_status = world.kube.patch_status
+
+    async def slow_patch_status(path: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        nonlocal in_flight, most_in_flight
+        in_flight += 1
+        most_in_flight = max(most_in_flight, in_flight)
+        for _ in range(3):  # an answer takes a while: other writes may start meanwhile
+            await asyncio.sleep(0)
+        in_flight -= 1
+        order.append(path.rsplit("/", 1)[-1])
+        return await patch_status(path, *args, **kwargs)
+
+    monkeypatch.setattr(world.kube, "patch_status", slow_patch_status)
+
+    async def one_round() -> int:
+        await world.loop.run_pass()
+        return await world.queue.write_round()
+
+    admission = world.config.admission
+    assert asyncio.run(one_round()) == 21
+    assert all(world.status(key.split("/")[1])["phase"] == "Queued" for key in new)
+    assert order[-1] == "old"  # the rewrite after every first status
+    assert 1 < most_in_flight <= queue_status.NEW_WRITES_IN_FLIGHT
+    assert slots == [("new", admission.new_job_status_writes_per_second)] * 20 + [
+        ("rewrite", admission.queue_status_writes_per_second)
+    ]
+    assert admission.new_job_status_writes_per_second > admission.queue_status_writes_per_second
 
 
 def test_a_standby_parses_what_it_would_meet_and_writes_nothing(world: World) -> None:

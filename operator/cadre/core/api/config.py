@@ -136,9 +136,19 @@ class AdmissionSettings(CadreModel):
         default=50,
         ge=1,
         le=10000,
-        description="Queued jobs' status writes per second at most, across the cluster (a "
+        description="Waiting jobs' status rewrites per second at most, across the cluster (a "
         "new reason goes first, position refreshes after): a queue of 10,000 never turns into "
-        "a write storm, and admissions never wait for these writes.",
+        "a write storm, and admissions never wait for these writes. A new job's first "
+        "status is paced apart (newJobStatusWritesPerSecond).",
+    )
+    new_job_status_writes_per_second: int = Field(
+        default=300,
+        ge=1,
+        le=10000,
+        description="A new job's first status (Queued and why) is written at most this "
+        "often a second, apart from queueStatusWritesPerSecond and before it: each job has "
+        "one first status, so these writes follow the rate users create jobs and cannot "
+        "grow into a storm; a burst of 10,000 shows every job's phase within seconds.",
     )
     wait_for_pods_ready: WaitForPodsReady = Field(
         default_factory=WaitForPodsReady,
