@@ -433,6 +433,46 @@ def test_new_jobs_first_statuses_go_first_paced_apart_several_at_once(
     assert admission.new_job_status_writes_per_second > admission.queue_status_writes_per_second
 
 
+def test_no_queue_write_starts_while_a_pass_writes_its_admissions(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a saturated API server (S1: a status PATCH answered in 120 ms) queue writes
+    beside a pass's writes would slow admissions: they wait for them."""
+    world.add("running", gpus=8, running=True)
+    world.add("next", gpus=4)  # admitted once "running" ends
+    world.add("behind", gpus=8)
+    new = [world.add(f"new{i}", gpus=8) for i in range(3)]
+    create = world.kube.create
+    creating, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_create(obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        if obj["kind"] == "Job":
+            creating.set()
+            await release.wait()  # the admission's Job POST is answered later
+        return await create(obj)
+
+    monkeypatch.setattr(world.kube, "create", slow_create)
+
+    async def scenario() -> list[str]:
+        await world.loop.run_pass()  # every job waits; nothing written yet
+        assert world.kube.writes == []
+        world.store.delete_trainingjob(f"{NS}/running")
+        admitting = asyncio.create_task(world.loop.run_pass())
+        await creating.wait()
+        queue_round = asyncio.create_task(world.queue.write_round(paced=False))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        during = [path.rsplit("/", 1)[-1] for path, _ in world.kube.writes]
+        release.set()
+        await asyncio.gather(admitting, queue_round)
+        return during
+
+    during = asyncio.run(scenario())
+    assert during == ["status"]  # the admission's own status write only
+    assert world.status("next")["phase"] == "Admitted"
+    assert all(world.status(key.split("/")[1])["phase"] == "Queued" for key in new)
+
+
 def test_a_standby_parses_what_it_would_meet_and_writes_nothing(world: World) -> None:
     """Standing by, the loop parses new specs as changes come (the leader's first pass
     then finds them parsed); it runs no pass and writes nothing."""

@@ -276,66 +276,13 @@ class AdmissionLoop(BackgroundTask):
             observer(build, result)
         self._bound_cache()
 
-        await self._each(self._remove_unadmitted(key) for key in build.unadmitted)
-        await self._each(self._start(key) for key in build.to_start)
-        await self._each(self._release_serving(view) for view in build.serving.values())
-        stops = [
-            (v.key, str(v.reason), v.message) for v in result.victims if not is_serving(v.key)
-        ] + [
-            (key, build.problems[key].reason, build.problems[key].message)
-            for key in build.invalid_running
-        ]
-        suspended = await self._each(
-            self._preempt(build, key, reason, message) for key, reason, message in stops
-        )
-        suspended += await self._each(
-            self._requeue(build, key, build.problems[key].message)
-            for key in build.timed_out
-            if not is_serving(key)
-        )
-        suspended += await self._each(
-            self._requeue_serving(build, key, build.problems[key].message)
-            for key in build.timed_out
-            if is_serving(key)
-        )
-        suspended += await self._each(
-            self._preempt_serving(build, v) for v in result.victims if is_serving(v.key)
-        )
-        limit = self.config.admission.max_admissions_per_pass
-        deferred: list[str] = []
-        if all(suspended):
-            # At most max_admissions_per_pass TrainingJobs, in the order the pass admitted
-            # them: the next pass decides the rest again, with what arrived meanwhile.
-            gangs = [a.key for a in result.admitted if a.gang and not is_serving(a.key)]
-            unbudgeted = [key for key in build.unbudgeted if not is_serving(key)]
-            deferred = (gangs + unbudgeted)[limit:]
-            gangs = gangs[:limit]
-            unbudgeted = unbudgeted[: limit - len(gangs)]
-            await self._each(self._admit(build, key) for key in gangs)
-            readiness = self.config.admission.wait_for_pods_ready
-            if readiness.enabled and any(a.gang for a in result.admitted):
-                # A gang admitted now is looked at again when its timeout falls due.
-                due = now + timedelta(seconds=readiness.timeout_seconds)
-                self._next_deadline = min(self._next_deadline or due, due)
-            await self._each(
-                self._admit_serving(build, a) for a in result.admitted if is_serving(a.key)
-            )
-            await self._each(self._admit(build, key) for key in unbudgeted)
-            await self._each(
-                self._admit_serving_unbudgeted(build, key)
-                for key in build.unbudgeted
-                if is_serving(key)
-            )
-        else:
-            HELD_BACK.inc()
-            log.warning(
-                "a victim's suspension failed: this pass admits nothing",
-                victims=len(stops),
-                failed=suspended.count(False),
-            )
-            self._dirty.set()
+        # Queue statuses wait meanwhile: the API server is shared, and an admission
+        # matters more than a waiting job's phase shown a moment sooner.
+        with self.queue.admissions_writing():
+            deferred = await self._write_effects(build, result, now)
         wanted: dict[str, QueueEntry] = {}
         if deferred:
+            limit = self.config.admission.max_admissions_per_pass
             DEFERRED.inc(len(deferred))
             self._dirty.set()
             # Said in their status, or a new job shows none until its admission is written.
@@ -411,6 +358,72 @@ class AdmissionLoop(BackgroundTask):
         for team, age in ages.items():
             OLDEST_QUEUED.labels(team).set(age)
         self._queued_teams = set(ages)
+
+    async def _write_effects(
+        self, build: SnapshotBuild, result: PassResult, now: datetime
+    ) -> list[str]:
+        """What the pass decided, written: unadmitted Jobs removed, victims stopped, then
+        the admissions (at most maxAdmissionsPerPass); returns the jobs deferred to the
+        next pass. Nothing is admitted if a victim's suspension failed."""
+        await self._each(self._remove_unadmitted(key) for key in build.unadmitted)
+        await self._each(self._start(key) for key in build.to_start)
+        await self._each(self._release_serving(view) for view in build.serving.values())
+        stops = [
+            (v.key, str(v.reason), v.message) for v in result.victims if not is_serving(v.key)
+        ] + [
+            (key, build.problems[key].reason, build.problems[key].message)
+            for key in build.invalid_running
+        ]
+        suspended = await self._each(
+            self._preempt(build, key, reason, message) for key, reason, message in stops
+        )
+        suspended += await self._each(
+            self._requeue(build, key, build.problems[key].message)
+            for key in build.timed_out
+            if not is_serving(key)
+        )
+        suspended += await self._each(
+            self._requeue_serving(build, key, build.problems[key].message)
+            for key in build.timed_out
+            if is_serving(key)
+        )
+        suspended += await self._each(
+            self._preempt_serving(build, v) for v in result.victims if is_serving(v.key)
+        )
+        limit = self.config.admission.max_admissions_per_pass
+        deferred: list[str] = []
+        if all(suspended):
+            # At most max_admissions_per_pass TrainingJobs, in the order the pass admitted
+            # them: the next pass decides the rest again, with what arrived meanwhile.
+            gangs = [a.key for a in result.admitted if a.gang and not is_serving(a.key)]
+            unbudgeted = [key for key in build.unbudgeted if not is_serving(key)]
+            deferred = (gangs + unbudgeted)[limit:]
+            gangs = gangs[:limit]
+            unbudgeted = unbudgeted[: limit - len(gangs)]
+            await self._each(self._admit(build, key) for key in gangs)
+            readiness = self.config.admission.wait_for_pods_ready
+            if readiness.enabled and any(a.gang for a in result.admitted):
+                # A gang admitted now is looked at again when its timeout falls due.
+                due = now + timedelta(seconds=readiness.timeout_seconds)
+                self._next_deadline = min(self._next_deadline or due, due)
+            await self._each(
+                self._admit_serving(build, a) for a in result.admitted if is_serving(a.key)
+            )
+            await self._each(self._admit(build, key) for key in unbudgeted)
+            await self._each(
+                self._admit_serving_unbudgeted(build, key)
+                for key in build.unbudgeted
+                if is_serving(key)
+            )
+        else:
+            HELD_BACK.inc()
+            log.warning(
+                "a victim's suspension failed: this pass admits nothing",
+                victims=len(stops),
+                failed=suspended.count(False),
+            )
+            self._dirty.set()
+        return deferred
 
     async def _each(self, effects: Iterable[Awaitable[bool]]) -> list[bool]:
         """Run the effects, at most _CONCURRENCY at once; True for each that is done."""
