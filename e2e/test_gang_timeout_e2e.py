@@ -92,7 +92,10 @@ def test_a_gang_whose_workers_cannot_all_start_gives_its_gpus_back_and_runs_late
     assert waiting["queue"] == {"reason": running["message"]}  # kubectl get tj -o wide
     # the whole gang or nothing: neither worker is bound beside the foreign pod
     assert running["message"].startswith("0/2 workers scheduled; "), running
-    group = cluster.api.get(f"/apis/scheduling.k8s.io/v1alpha2/namespaces/{team}/podgroups/big")
+    group_name = f"big-{waiting['admission']['id'][:8]}"  # the PodGroup of this admission
+    group = cluster.api.get(
+        f"/apis/scheduling.k8s.io/v1alpha2/namespaces/{team}/podgroups/{group_name}"
+    )
     assert group["spec"]["schedulingPolicy"] == {"gang": {"minCount": 2}}
 
     def warnings() -> list[dict[str, Any]]:

@@ -105,11 +105,14 @@ def test_an_admitted_gang_gets_its_job_service_and_pod_group(
     assert service["spec"]["clusterIP"] == "None"
     assert service["metadata"]["ownerReferences"][0]["uid"] == uid
 
-    assert spec["template"]["spec"]["schedulingGroup"] == {"podGroupName": "gang"}
+    # The PodGroup of this admission (a later Job of the gang gets its own).
+    group_name = f"gang-{admission['id'][:8]}"
+    assert spec["template"]["spec"]["schedulingGroup"] == {"podGroupName": group_name}
     group = eventually(
         "the PodGroup",
         lambda: get(
-            apiserver, f"/apis/scheduling.k8s.io/v1alpha2/namespaces/{namespace}/podgroups/gang"
+            apiserver,
+            f"/apis/scheduling.k8s.io/v1alpha2/namespaces/{namespace}/podgroups/{group_name}",
         ),
     )
     assert group["spec"]["schedulingPolicy"] == {"gang": {"minCount": 3}}

@@ -55,7 +55,6 @@ from cadre.core.cluster.store import Store
 from cadre.core.objects import generation_of, owner_uids, parse_api_time
 from cadre.core.training import (
     build_pod_group,
-    uses_pod_group,
 )
 from cadre.core.training.job import JobRecord
 from cadre.core.training.lifecycle import (
@@ -143,25 +142,23 @@ class TrainingJobReconciler:
     async def _ensure_pod_group(
         self, key: str, tj: dict[str, Any], job: JobRecord, team: str | None
     ) -> bool:
-        """With native gang scheduling, the Job's PodGroup exists (its pods wait for it);
-        True when an earlier Job's PodGroup of the same name must go first. Each Job is
-        looked at once (`_pod_groups`), a single worker's too: no spec parse per reconcile."""
-        if (
-            job.finished
-            or self.config.admission.native_gang_scheduling != "Native"
-            or self._pod_groups.get(key) == job.uid
-        ):
+        """The PodGroup the Job's pods name (native gang scheduling) exists: they wait
+        for it. True when an earlier Job's group of that name must go first (the same
+        admission's, made again). Each Job is looked at once (`_pod_groups`)."""
+        if job.finished or job.pod_group is None or self._pod_groups.get(key) == job.uid:
             return False
         try:
             spec = TrainingJobSpec.model_validate(tj.get("spec") or {})
         except ValidationError:
             return False  # its status says why; no gang to schedule
-        if not uses_pod_group(spec, self.config):
-            self._pod_groups[key] = job.uid  # one worker: no group to make
-            return False
         metadata = tj["metadata"]
         wanted = build_pod_group(
-            spec, name=metadata["name"], namespace=metadata["namespace"], team=team, job_uid=job.uid
+            spec,
+            group=job.pod_group,
+            name=metadata["name"],
+            namespace=metadata["namespace"],
+            team=team,
+            job_uid=job.uid,
         )
         try:
             found, _ = await self.client.create(wanted)

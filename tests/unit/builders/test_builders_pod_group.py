@@ -1,6 +1,6 @@
 """Native gang scheduling (issue #14 item 2): with PodGroups served, a multi-worker Job's
-pods name the Job's PodGroup, whose gang policy asks for all workers at once; a single
-worker, or the feature off, builds the Job as before."""
+pods name the PodGroup of its admission, whose gang policy asks for all workers at once;
+a single worker, or the feature off, builds the Job as before."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from builders_fixtures import UID, config, minimal
 
 from cadre.controller.discovery import resolve_native_gangs
 from cadre.core.api.config import OperatorConfig
-from cadre.core.training import build_job, build_pod_group, uses_pod_group
+from cadre.core.training import build_job, build_pod_group, pod_group_name, uses_pod_group
 from cadre.core.training.children import as_spec
+from cadre.core.training.job import job_record
 
 
 def native(mode: str = "Native") -> OperatorConfig:
@@ -21,21 +22,51 @@ def native(mode: str = "Native") -> OperatorConfig:
     return base.model_copy(update={"admission": admission})
 
 
-def job(body: dict[str, Any], cfg: OperatorConfig) -> dict[str, Any]:
-    return build_job(body, name="tj", namespace="ns", uid=UID, team="vision", config=cfg)
+def job(body: dict[str, Any], cfg: OperatorConfig, admission: str | None = None) -> dict[str, Any]:
+    return build_job(
+        body,
+        name="tj",
+        namespace="ns",
+        uid=UID,
+        team="vision",
+        config=cfg,
+        admission_id=admission,
+    )
 
 
 def test_a_gang_names_its_pod_group_and_the_group_asks_for_every_worker() -> None:
     body = minimal(workers=3)
-    built = job(body, native())
-    assert built["spec"]["template"]["spec"]["schedulingGroup"] == {"podGroupName": "tj"}
-    group = build_pod_group(body, name="tj", namespace="ns", team="vision", job_uid="job-1")
+    built = job(body, native(), admission="0123456789abcdef")
+    assert built["spec"]["template"]["spec"]["schedulingGroup"] == {"podGroupName": "tj-01234567"}
+    # The reconciler makes the group the Job's pods name.
+    assert job_record(built).pod_group == "tj-01234567"
+    group = build_pod_group(
+        body, group="tj-01234567", name="tj", namespace="ns", team="vision", job_uid="job-1"
+    )
     assert group["apiVersion"] == "scheduling.k8s.io/v1alpha2"
     assert group["kind"] == "PodGroup"
-    assert group["metadata"]["name"] == "tj"
+    assert group["metadata"]["name"] == "tj-01234567"
     assert group["spec"] == {"schedulingPolicy": {"gang": {"minCount": 3}}}
     (owner,) = group["metadata"]["ownerReferences"]
     assert (owner["kind"], owner["name"], owner["uid"]) == ("Job", "tj", "job-1")
+
+
+def test_each_admission_names_its_own_pod_group_a_dns_label() -> None:
+    """A requeued or restarted gang's new Job must not name the earlier Job's group: the
+    garbage collector deletes that one, and its protection finalizer waits for every pod
+    naming it, the new ones included (S3: 248 gangs whose new group was refused for up
+    to 27 minutes)."""
+    first, second = (
+        job(minimal(workers=2), native(), admission=a)["spec"]["template"]["spec"][
+            "schedulingGroup"
+        ]["podGroupName"]
+        for a in ("aaaaaaaa00000000", "bbbbbbbb00000000")
+    )
+    assert first != second
+    long_name = "x" * 60 + "-y"
+    named = pod_group_name(long_name, "cccccccc00000000")
+    assert len(named) <= 63 and named.endswith("x-cccccccc")
+    assert pod_group_name("tj", None) == "tj"  # built without an admission: nothing runs
 
 
 def test_one_worker_or_the_feature_off_builds_the_job_as_before() -> None:

@@ -46,6 +46,8 @@ class JobRecord:
     admission_id: str | None = None
     """The admission it was created for (annotation cadre.dev/admission): the status's
     `admission.id` names the Job it admits by this."""
+    pod_group: str | None = None
+    """The PodGroup its pods wait for (native gang scheduling), as its template names it."""
 
     @property
     def shape(self) -> str:
@@ -153,4 +155,7 @@ def job_record(job: Mapping[str, Any]) -> JobRecord:
         ),
         deleting=bool(metadata.get("deletionTimestamp")),
         admission_id=(metadata.get("annotations") or {}).get(ANNOTATION_ADMISSION),
+        pod_group=(
+            ((spec.get("template") or {}).get("spec") or {}).get("schedulingGroup") or {}
+        ).get("podGroupName"),
     )
