@@ -53,9 +53,7 @@ from cadre.core.api.names import LABEL_TRAININGJOB
 from cadre.core.api.trainingjob import TrainingJobSpec
 from cadre.core.cluster.store import Store
 from cadre.core.objects import generation_of, owner_uids, parse_api_time
-from cadre.core.training import (
-    build_pod_group,
-)
+from cadre.core.training import build_pod_group
 from cadre.core.training.job import JobRecord
 from cadre.core.training.lifecycle import (
     GangFailure,
