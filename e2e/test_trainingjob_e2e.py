@@ -422,14 +422,17 @@ def operator_writes_in_audit_log(
     """The operator's successful mutating requests the API server logged in [start, end),
     without those writes() leaves out too: budget status (per team), pod finalizers (at
     deletion) and the leader's Lease renewals. With `name`: those about that TrainingJob,
-    its children and its status, plus the Events about it (an Event is created under a
-    generated name the audit entry does not know: they are read from the Events API)."""
+    its children (its PodGroups are named `<name>-<admission>`) and its status, plus the
+    Events about it (an Event is created under a generated name the audit entry does not
+    know: they are read from the Events API)."""
 
     def wanted(e: AuditEvent) -> bool:
         if not e.ok or e.stage != "ResponseComplete":
             return False
         if e.resource in ("resourcebudgets", "pods", "leases"):
             return False
+        if name is not None and e.resource == "podgroups":  # one per admission
+            return (e.name or "").startswith(f"{name}-")
         return name is None or e.name == name
 
     entries = cluster.audit_events(start, end, user=OPERATOR_USER, where=wanted)
