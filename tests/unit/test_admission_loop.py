@@ -405,13 +405,17 @@ def test_new_jobs_first_statuses_go_first_paced_apart_several_at_once(
     monkeypatch.setattr(world.queue._rewrite_pace, "slot", rewrite_slot)
     in_flight, most_in_flight, order = 0, 0, []
     patch_status = world.kube.patch_status
+    two_in_flight = asyncio.Event()
 
     async def slow_patch_status(path: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
         nonlocal in_flight, most_in_flight
         in_flight += 1
         most_in_flight = max(most_in_flight, in_flight)
-        for _ in range(3):  # an answer takes a while: other writes may start meanwhile
-            await asyncio.sleep(0)
+        if in_flight > 1:
+            two_in_flight.set()
+        # The first answer comes once another write has started: written one at a time,
+        # the round would wait here until the timeout below.
+        await two_in_flight.wait()
         in_flight -= 1
         order.append(path.rsplit("/", 1)[-1])
         return await patch_status(path, *args, **kwargs)
@@ -420,7 +424,8 @@ def test_new_jobs_first_statuses_go_first_paced_apart_several_at_once(
 
     async def one_round() -> int:
         await world.loop.run_pass()
-        return await world.queue.write_round()
+        async with asyncio.timeout(10):
+            return await world.queue.write_round()
 
     admission = world.config.admission
     assert asyncio.run(one_round()) == 21
@@ -460,6 +465,8 @@ def test_no_queue_write_starts_while_a_pass_writes_its_admissions(
         admitting = asyncio.create_task(world.loop.run_pass())
         await creating.wait()
         queue_round = asyncio.create_task(world.queue.write_round(paced=False))
+        # Proves nothing is written meanwhile: 20 hand-overs of the event loop (no time
+        # passes) give the round every chance; without the gate it writes within them.
         for _ in range(20):
             await asyncio.sleep(0)
         during = [path.rsplit("/", 1)[-1] for path, _ in world.kube.writes]

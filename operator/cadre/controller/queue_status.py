@@ -164,27 +164,42 @@ class QueueStatusWriter(BackgroundTask):
         def superseded() -> bool:  # start over from the newer view
             return round_ != self._round and time.monotonic() - now >= ROUND_MIN_SECONDS
 
-        admission = self.config.admission
-        in_flight = asyncio.Semaphore(NEW_WRITES_IN_FLIGHT)
-        first_statuses: list[asyncio.Task[int]] = []
-        async with asyncio.TaskGroup() as group:
-            for key in keys["new"]:
-                if superseded():
-                    break
-                if paced:
-                    await self._new_pace.slot(admission.new_job_status_writes_per_second)
-                await in_flight.acquire()
-                first_statuses.append(group.create_task(self._write_wanted(key, in_flight)))
-        writes = sum(task.result() for task in first_statuses)
-        for key in keys["urgent"] + keys["due"]:
-            if superseded():
-                break
-            if paced:
-                await self._rewrite_pace.slot(admission.queue_status_writes_per_second)
-            writes += await self._write_wanted(key)
-        return writes
+        async def write_paced(batch: list[str], pace: Pace, per_second: int, at_once: int) -> int:
+            in_flight = asyncio.Semaphore(at_once)
 
-    async def _write_wanted(self, key: str, in_flight: asyncio.Semaphore | None = None) -> int:
+            async def one(key: str) -> int:
+                try:
+                    return await self._write_wanted(key)
+                finally:
+                    in_flight.release()
+
+            tasks: list[asyncio.Task[int]] = []
+            async with asyncio.TaskGroup() as group:
+                for key in batch:
+                    if superseded():
+                        break
+                    if paced:
+                        await pace.slot(per_second)
+                    await in_flight.acquire()
+                    tasks.append(group.create_task(one(key)))
+            return sum(task.result() for task in tasks)
+
+        admission = self.config.admission
+        writes = await write_paced(
+            keys["new"],
+            self._new_pace,
+            admission.new_job_status_writes_per_second,
+            NEW_WRITES_IN_FLIGHT,
+        )
+        # Rewrites one at a time: their pace, not the API server's latency, is the limit.
+        return writes + await write_paced(
+            keys["urgent"] + keys["due"],
+            self._rewrite_pace,
+            admission.queue_status_writes_per_second,
+            1,
+        )
+
+    async def _write_wanted(self, key: str) -> int:
         """Write what the newest pass says of `key`; 1 if written. A failure is logged:
         the job stays new, urgent or due, and a later round tries again."""
         try:
@@ -194,9 +209,6 @@ class QueueStatusWriter(BackgroundTask):
         except (ApiError, NotLeaderError) as err:
             log.warning("writing a queued status failed", trainingjob=key, error=str(err))
             return 0
-        finally:
-            if in_flight is not None:
-                in_flight.release()
 
     def _write_kind(
         self,
