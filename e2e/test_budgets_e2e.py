@@ -238,7 +238,8 @@ def test_crossings_warn_then_hold_new_work_until_the_limit_is_lifted(
     )
     assert code == 200, body
     eventually("next runs", phase(cluster, namespace, "next", "Running", "Succeeded"), timeout=20)
-    assert budget_events(cluster, name)[-1] == "BudgetOk"
+    # The budget's status and Event are written apart from the admission: wait on them.
+    eventually("a BudgetOk Event", lambda: budget_events(cluster, name)[-1] == "BudgetOk")
     assert conditions(budget_status(cluster, name))["BudgetExceeded"]["status"] == "False"
 
 

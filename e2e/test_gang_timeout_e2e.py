@@ -98,16 +98,18 @@ def test_a_gang_whose_workers_cannot_all_start_gives_its_gpus_back_and_runs_late
     )
     assert group["spec"]["schedulingPolicy"] == {"gang": {"minCount": 2}}
 
-    def warnings() -> list[dict[str, Any]]:
-        events = cluster.api.get(
+    def events(reason: str) -> list[dict[str, Any]]:
+        items = cluster.api.get(
             f"/api/v1/namespaces/{team}/events?fieldSelector=involvedObject.name=big"
         )["items"]
-        return [e for e in events if e["reason"] == "WorkersUnschedulable"]
+        return [e for e in items if e["reason"] == reason]
 
     # A Warning Event says so, once (with the scheduler's first words: with a gang, often
     # that it holds the pods for their group; the condition above has its latest). The
     # operator posts it after the status write, so it may come a moment after the status.
-    unschedulable = eventually("a WorkersUnschedulable Event", warnings)
+    unschedulable = eventually(
+        "a WorkersUnschedulable Event", lambda: events("WorkersUnschedulable")
+    )
     assert {e["type"] for e in unschedulable} == {"Warning"}, unschedulable
     assert all(e["message"].startswith("0/2 workers scheduled; ") for e in unschedulable)
 
@@ -122,11 +124,9 @@ def test_a_gang_whose_workers_cannot_all_start_gives_its_gpus_back_and_runs_late
     assert admitted_condition["reason"] == "PodsReadyTimeout", admitted_condition
     assert "admission" not in requeued
     assert set(bound_while_waiting) == {0}, "a worker of the gang was bound"
-    events = cluster.api.get(
-        f"/api/v1/namespaces/{team}/events?fieldSelector=involvedObject.name=big"
-    )["items"]
-    warnings = [e for e in events if e["reason"] == "PodsReadyTimeout"]
-    assert warnings and warnings[0]["type"] == "Warning", events
+    # Posted after the status write, like the Event above: it may follow the status.
+    warnings = eventually("a PodsReadyTimeout Event", lambda: events("PodsReadyTimeout"))
+    assert warnings[0]["type"] == "Warning", warnings
     assert f"0/2 workers running {TIMEOUT_SECONDS}s after admission" in warnings[0]["message"]
     # Its GPUs are free: the Job is deleted and every pod of its run is gone.
     job = f"/apis/batch/v1/namespaces/{team}/jobs/big"
