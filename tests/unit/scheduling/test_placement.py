@@ -253,3 +253,40 @@ def test_the_pool_plans_best_fit_and_remembers_what_failed() -> None:
     pool.give_back((6, 0, 0), plan)
     assert pool.release_epoch == 1  # something given back: what failed may fit now
     assert pool.fits_with((8, 0, 0), 2, {1: [6, 0, 0]})  # b freed: a and b hold 8 each
+
+
+def test_victims_of_an_admission_taken_back_in_the_same_pass_keep_running() -> None:
+    # `high` preempts its own team's `low` and borrows speech's quota; `mine` (speech,
+    # within its nominal) then reclaims it in the same pass. `low` was stopped for nothing:
+    # it fits beside `mine`, so it keeps running (found by the property test).
+    nodes = [node("n0", used=1), node("n1")]
+    workloads = [
+        gang("nlp/low", 1, team="nlp", admitted=True, bound=(("n0", 1),)),
+        gang("nlp/high", 5, pods=2, team="nlp", prio=1),
+        gang("speech/mine", 1, team="speech"),
+    ]
+    teams = [team("nlp", 0, "research"), team("speech", 10, "research")]
+    snap, result = run(nodes, workloads, teams)
+    assert [a.key for a in result.admitted] == ["speech/mine"]
+    assert result.victims == ()
+    assert result.pending_by_key()["nlp/high"].reason == Reason.QUOTA_EXHAUSTED
+    assert apply(snap, result).workloads[0].admitted
+
+
+def test_a_victim_whose_room_went_to_the_reclaimer_is_the_reclaimers() -> None:
+    # the same, but `mine` needs the whole cohort: `low` cannot come back, and its message
+    # names who has its room now
+    nodes = [node("n0", gpus=2, used=2)]
+    workloads = [
+        gang("nlp/low", 2, team="nlp", admitted=True, bound=(("n0", 1),)),
+        gang("nlp/high", 1, team="nlp", prio=1),
+        gang("speech/mine", 2, team="speech"),
+    ]
+    teams = [team("nlp", 0, "research"), team("speech", 2, "research")]
+    _, result = run(nodes, workloads, teams)
+    assert [a.key for a in result.admitted] == ["speech/mine"]
+    (victim,) = result.victims
+    assert (victim.key, victim.preemptor) == ("nlp/low", "speech/mine")
+    assert victim.message == (
+        "preempted by speech/mine (first for nlp/high, which speech/mine preempted in turn)"
+    )

@@ -17,7 +17,10 @@
    (or reclaim, their team being back within nominal) go round again, with preemption at
    most PREEMPT_ROUNDS times, then once without, so that no fitting workload is left
    waiting;
-4. every pending workload gets its position and a reason computed from the final state
+4. a workload admitted by preempting others and then taken back in the same pass (a team
+   of its cohort reclaimed its quota) stopped its victims for nothing: they keep running
+   where they still fit (`keep_needless_victims`);
+5. every pending workload gets its position and a reason computed from the final state
    (results.py).
 """
 
@@ -88,6 +91,7 @@ class AdmissionPass(PassState):
             self._run_round(allow_preemption=allow_preemption)
             if not allow_preemption:
                 break
+        self.keep_needless_victims()
         return build_result(self)
 
     # ---- setup -------------------------------------------------------------------------------

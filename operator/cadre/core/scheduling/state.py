@@ -22,6 +22,7 @@ from __future__ import annotations
 from bisect import insort
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
+from typing import NamedTuple
 
 from cadre.core.scheduling.placement import NodePool
 from cadre.core.scheduling.quantities import (
@@ -535,8 +536,10 @@ class WorkloadState:
         "quota",
         "requeue",
         "reserved_at",
+        "restore",
         "spec",
         "status",
+        "taken_back_by",
         "team",
         "unplaced",
     )
@@ -571,6 +574,11 @@ class WorkloadState:
         """An EXTRAS_ENTRY for it is in its quota's admitted index."""
         self.eviction: tuple[Reason, str, str | None] | None = None
         """(reason, message, preemptor) once it is a victim."""
+        self.restore: Restore | None = None
+        """What it held and where, right before it was preempted whole (to keep it running
+        after all if its preemptor is taken back later in the pass)."""
+        self.taken_back_by: str | None = None
+        """Who preempted it after this pass had admitted it (it is pending again)."""
         self.admit_order = 0
         """Rank among admissions (the snapshot's, oldest first, then this pass's); 0 when not
         admitted. An admitted-index entry with another order is stale."""
@@ -763,6 +771,14 @@ class PassState:
             flavour = self.flavours.get(work.spec.flavour)
             if flavour is not None:
                 flavour.used.subtract(held)
+        if work.status == ADMITTED and preemptor is not None and not work.extras_stopped:
+            work.restore = Restore(
+                work.extras_admitted,
+                dict(work.bound_at) if work.bound_at else None,
+                dict(work.reserved_at) if work.reserved_at else None,
+                work.unplaced,
+                work.admit_order,
+            )
         self._unplace(work, None)
         if work.status == ADMITTED:
             work.status = EVICTED
@@ -771,6 +787,7 @@ class PassState:
             work.eviction = (reason, message, preemptor)
         else:  # admitted earlier in this pass: simply not admitted after all
             work.status = PENDING
+            work.taken_back_by = preemptor
             work.requeue = True  # and it goes round again (it may reclaim, or fit elsewhere)
             self.released = True
         work.extras_admitted = 0
@@ -812,6 +829,72 @@ class PassState:
                         del placed[node]
         nodes.give_back(work.per_pod, released.items())
 
+    def keep_needless_victims(self) -> None:
+        """A workload admitted by preempting others and taken back later in the pass (a
+        team of its cohort reclaimed its nominal quota from it) stopped its victims for
+        nothing: they keep running after all, each where it still fits (its team's quota,
+        and room on the nodes its pods are on). One whose room was taken since stays
+        stopped, preempted by whoever took the room's first holder's place. Runs once the
+        rounds are over, so that no decision counted on the room."""
+        if not self.victim_log:
+            return
+        by_key = {work.spec.key: work for work in self.works}
+        kept: list[int] = []
+        for index in self.victim_log:
+            work = self.works[index]
+            assert work.eviction is not None
+            reason, _, preemptor_key = work.eviction
+            preemptor = by_key.get(preemptor_key or "")
+            if preemptor is None or _admitted_in_pass(preemptor):
+                kept.append(index)
+                continue
+            if work.status == EVICTED and self._reinstate(work):
+                continue
+            # Its room went to whoever took the preemptor's place: the victim is theirs.
+            taker, seen = preemptor, {preemptor.index}
+            while not _admitted_in_pass(taker) and taker.taken_back_by is not None:
+                taker = by_key[taker.taken_back_by]
+                if taker.index in seen:
+                    break
+                seen.add(taker.index)
+            if _admitted_in_pass(taker):
+                message = (
+                    f"preempted by {taker.spec.key} (first for {preemptor.spec.key},"
+                    f" which {preemptor.taken_back_by} preempted in turn)"
+                )
+                work.eviction = (reason, message, taker.spec.key)
+            kept.append(index)
+        self.victim_log = kept
+
+    def _reinstate(self, work: WorkloadState) -> bool:
+        """Undo a whole eviction if what it held still fits; False if not (nothing changed)."""
+        restore, quota = work.restore, work.quota
+        if restore is None or quota is None:
+            return False
+        held = scaled(work.per_pod, work.pods + restore.extras_admitted)
+        if not quota.fits(held):
+            return False
+        placed: dict[int, int] = {}
+        for at in (restore.bound_at, restore.reserved_at):
+            for node, pods in (at or {}).items():
+                placed[node] = placed.get(node, 0) + pods
+        nodes = quota.flavour.nodes
+        if nodes is not None:
+            for node, pods in placed.items():
+                free = nodes.free[node]
+                if any(free[r] < need * pods for r, need in enumerate(work.per_pod)):
+                    return False
+            nodes.take(work.per_pod, list(placed.items()))
+        quota.add_usage(held)
+        work.status = ADMITTED
+        work.extras_admitted = restore.extras_admitted
+        work.bound_at, work.reserved_at = restore.bound_at, restore.reserved_at
+        work.unplaced = restore.unplaced
+        work.admit_order = restore.admit_order
+        work.eviction = work.restore = None
+        quota.team.update_share()
+        return True
+
     def _compact(self, quota: TeamQuota) -> None:
         """Drop the entries of workloads no longer admitted under that admit order."""
         works = self.works
@@ -848,3 +931,18 @@ class PassState:
                 work.eviction = (reason, message, preemptor)
         work.requeue = True  # its replicas go round again (they may reclaim, within nominal)
         self.released = True
+
+
+class Restore(NamedTuple):
+    """A workload's holding right before a whole eviction."""
+
+    extras_admitted: int
+    bound_at: dict[int, int] | None
+    reserved_at: dict[int, int] | None
+    unplaced: int
+    admit_order: int
+
+
+def _admitted_in_pass(work: WorkloadState) -> bool:
+    """Admitted by this pass, its gang or an extra replica (as the result reports it)."""
+    return work.status == ADMITTED_NOW or (work.status == ADMITTED and work.extras_admitted_now > 0)
