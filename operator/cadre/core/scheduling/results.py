@@ -20,6 +20,7 @@ from cadre.core.scheduling.state import (
     PassState,
     TeamQuota,
     WorkloadState,
+    admitted_in_pass,
 )
 from cadre.core.scheduling.types import (
     ZERO,
@@ -73,7 +74,7 @@ def _admissions(state: PassState) -> tuple[Admission, ...]:
             continue
         seen.add(index)
         work = works[index]
-        if work.status == ADMITTED_NOW or (work.status == ADMITTED and work.extras_admitted_now):
+        if admitted_in_pass(work):
             gang = work.status == ADMITTED_NOW
             rows.append((work, gang, (work.pods if gang else 0) + work.extras_admitted_now))
     unattributed: dict[TeamQuota, Vector] = {}  # borrowed, not yet attributed, per quota

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import NamedTuple
 
-from cadre.core.scheduling.placement import NodePool
+from cadre.core.scheduling.placement import NodePool, fit_count
 from cadre.core.scheduling.quantities import (
     UNLIMITED,
     Amount,
@@ -845,19 +845,19 @@ class PassState:
             assert work.eviction is not None
             reason, _, preemptor_key = work.eviction
             preemptor = by_key.get(preemptor_key or "")
-            if preemptor is None or _admitted_in_pass(preemptor):
+            if preemptor is None or admitted_in_pass(preemptor):
                 kept.append(index)
                 continue
             if work.status == EVICTED and self._reinstate(work):
                 continue
             # Its room went to whoever took the preemptor's place: the victim is theirs.
             taker, seen = preemptor, {preemptor.index}
-            while not _admitted_in_pass(taker) and taker.taken_back_by is not None:
+            while not admitted_in_pass(taker) and taker.taken_back_by is not None:
                 taker = by_key[taker.taken_back_by]
                 if taker.index in seen:
                     break
                 seen.add(taker.index)
-            if _admitted_in_pass(taker):
+            if admitted_in_pass(taker):
                 message = (
                     f"preempted by {taker.spec.key} (first for {preemptor.spec.key},"
                     f" which {preemptor.taken_back_by} preempted in turn)"
@@ -882,7 +882,7 @@ class PassState:
         if nodes is not None:
             for node, pods in placed.items():
                 free = nodes.free[node]
-                if any(free[r] < need * pods for r, need in enumerate(work.per_pod)):
+                if fit_count(free[0], free[1], free[2], work.per_pod) < pods:
                     return False
             nodes.take(work.per_pod, list(placed.items()))
         quota.add_usage(held)
@@ -943,6 +943,6 @@ class Restore(NamedTuple):
     admit_order: int
 
 
-def _admitted_in_pass(work: WorkloadState) -> bool:
-    """Admitted by this pass, its gang or an extra replica (as the result reports it)."""
+def admitted_in_pass(work: WorkloadState) -> bool:
+    """Admitted by this pass: its gang, or at least one extra replica."""
     return work.status == ADMITTED_NOW or (work.status == ADMITTED and work.extras_admitted_now > 0)
