@@ -530,6 +530,29 @@ def test_a_borrower_admitted_earlier_in_the_pass_is_taken_back_not_preempted() -
     )
 
 
+def test_a_unit_that_failed_before_another_team_borrowed_reclaims_in_the_same_pass() -> None:
+    """n/two fails first (nlp is furthest below its share): 1 GPU free, and vision does not
+    borrow, so there is nothing to reclaim. v/one then borrows nlp's idle quota, which makes
+    vision's work reclaimable. The pass goes round again and n/two reclaims now, not in the
+    next pass: one pass's decisions are final."""
+    flavours = [a100(4)]
+    teams = [team("vision", 2), team("nlp", 4)]
+    workloads = [
+        job("v/low", "vision", 2, prio=0, admitted=True),
+        job("n/held", "nlp", 1, prio=50, admitted=True),
+        job("n/two", "nlp", 2, prio=50, created=1.0),
+        job("v/one", "vision", 1, prio=50, created=2.0),
+    ]
+    r = run(flavours, teams, workloads)
+    assert admitted(r) == ["v/one", "n/two"]
+    (v,) = r.victims
+    assert v.key == "v/low"
+    assert v.message == "preempted by n/two to reclaim a100 quota of team nlp lent to team vision"
+    after = apply(Snapshot(tuple(flavours), tuple(teams), tuple(workloads)), r)
+    again = schedule(after)
+    assert again.admitted == () and again.victims == ()
+
+
 # ---- order ---------------------------------------------------------------------------------
 
 

@@ -13,10 +13,11 @@
    preemption (preemption.py); shares are updated and the team re-enters the heap with its
    new key. A request at least as large as one that failed, with nothing released since,
    fails at once (the fail-fast shapes);
-3. if evictions released resources after some units had failed, the units that may fit now
-   (or reclaim, their team being back within nominal) go round again, with preemption at
-   most PREEMPT_ROUNDS times, then once without, so that no fitting workload is left
-   waiting;
+3. if evictions released resources after some units had failed, or another team of their
+   cohort borrowed since (its work became reclaimable), the units that may fit now (or
+   reclaim, their team being within nominal) go round again, with preemption at most
+   PREEMPT_ROUNDS times, then once without, so that no fitting workload is left waiting
+   and the next pass on the result has nothing new to do;
 4. a workload admitted by preempting others and then taken back in the same pass (a team
    of its cohort reclaimed its quota) stopped its victims for nothing: they keep running
    where they still fit (`keep_needless_victims`);
@@ -79,13 +80,14 @@ class AdmissionPass(PassState):
         self._setup()
         self._fill_queues(again=False)
         self._run_round(allow_preemption=True)
-        # Evictions released resources after some units had failed: go round again over the
-        # units that may fit now (reclaim can make a team within nominal again), a bounded
-        # number of times, then once without preemption so that nothing that fits waits.
+        # Evictions released resources after some units had failed, or a team borrowed after
+        # a unit of another team of its cohort had failed: go round again over the units that
+        # may fit (or reclaim) now, a bounded number of times, then once without preemption
+        # so that nothing that fits waits.
         rounds = 0
-        while self.released:
+        while self.released or self.borrowed_after_failure:
             rounds += 1
-            self.released = False
+            self.released = self.borrowed_after_failure = False
             allow_preemption = rounds <= PREEMPT_ROUNDS
             self._fill_queues(again=True)
             self._run_round(allow_preemption=allow_preemption)
@@ -243,6 +245,8 @@ class AdmissionPass(PassState):
             if not again or quota.index in dirty or quota.team.index in strict_dirty:
                 quota.round_failures = []
                 quota.usage_at_failure = Vector()
+                quota.borrow_epoch_at_failure = -1
+                quota.pool.failed.discard(quota.index)
             quota.skip_shapes = []
         for each in teams:
             heapq.heapify(each.queue)
@@ -254,8 +258,12 @@ class AdmissionPass(PassState):
             return True
         if any(quota.fits(shape) for shape in shapes):
             return True
-        if quota.usage.any_below(quota.usage_at_failure) and quota.others_borrow():
-            # the team released something: back within nominal, it may reclaim now
+        if quota.others_borrow() and (
+            quota.usage.any_below(quota.usage_at_failure)
+            or quota.pool.borrow_epoch != quota.borrow_epoch_at_failure
+        ):
+            # The team released something (back within nominal), or another team borrowed
+            # since (more of its work to reclaim): a unit within nominal may reclaim now.
             return any(quota.within_nominal_with(shape) for shape in shapes)
         return False
 
@@ -398,8 +406,12 @@ class AdmissionPass(PassState):
 
     @staticmethod
     def _record_failure(quota: TeamQuota, request: Amount) -> None:
-        """Keep the smallest failed shapes of the round (an antichain) and the usage then."""
+        """Keep the smallest failed shapes of the round (an antichain), the usage then and
+        the pool's borrow epoch at the first failure."""
         quota.usage_at_failure.raise_to(quota.usage)
+        if quota.borrow_epoch_at_failure < 0:
+            quota.borrow_epoch_at_failure = quota.pool.borrow_epoch
+            quota.pool.failed.add(quota.index)
         shapes = quota.round_failures
         if shapes is None:
             return

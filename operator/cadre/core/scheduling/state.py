@@ -120,8 +120,10 @@ class CohortPool:
 
     __slots__ = (
         "available",
+        "borrow_epoch",
         "borrowers",
         "cohort",
+        "failed",
         "lendable",
         "members",
         "private",
@@ -140,6 +142,11 @@ class CohortPool:
         self.members: list[TeamQuota] = []
         self.release_epoch = 0
         """Bumped when a preemption left the pool with more to lend than before."""
+        self.borrow_epoch = 0
+        """Bumped by each admission in this pass that leaves its team borrowing: the team's
+        work became (or stays) reclaimable, and there is more of it."""
+        self.failed: set[int] = set()
+        """Indices of the member quotas with failed units on record for the next round."""
 
 
 def _resource_terms(
@@ -171,6 +178,7 @@ class TeamQuota:
 
     __slots__ = (
         "admitted",
+        "borrow_epoch_at_failure",
         "fit_max",
         "flavour",
         "index",
@@ -244,6 +252,9 @@ class TeamQuota:
         # its failed units would fit if tried again.
         self.round_failures: list[Amount] | None = []
         self.usage_at_failure = Vector()
+        # The pool's borrow epoch at the first failure on record: another team that borrows
+        # since then may have work to reclaim that was not there when the units failed.
+        self.borrow_epoch_at_failure = -1
 
     def set_ceiling(self) -> None:
         """Once every quota of the pool exists: `max_usable` and `fit_max`."""
@@ -661,6 +672,9 @@ class PassState:
         self.released = False
         """Something was released after some units had failed in this round: another round
         may admit them."""
+        self.borrowed_after_failure = False
+        """A team borrowed in a cohort where another team has failed units on record: those
+        units may reclaim in another round."""
         self.admissions = 0
         """Admissions so far: the next admit order."""
 
@@ -710,6 +724,12 @@ class PassState:
     def admit(self, work: WorkloadState, quota: TeamQuota, request: Amount) -> None:
         """Add a unit's usage; the caller updates the workload's status and counts."""
         quota.add_usage(request)
+        pool = quota.pool
+        if quota.index in pool.borrowers:
+            pool.borrow_epoch += 1
+            failed = pool.failed
+            if failed and (len(failed) > 1 or quota.index not in failed):
+                self.borrowed_after_failure = True
         if not work.extras_admitted_now and work.status != ADMITTED_NOW:
             self.admit_log.append(work.index)
 
