@@ -245,8 +245,7 @@ class AdmissionPass(PassState):
             if not again or quota.index in dirty or quota.team.index in strict_dirty:
                 quota.round_failures = []
                 quota.usage_at_failure = Vector()
-                quota.borrow_epoch_at_failure = -1
-                quota.pool.failed.discard(quota.index)
+                quota.pool.failed.pop(quota.index, None)
             quota.skip_shapes = []
         for each in teams:
             heapq.heapify(each.queue)
@@ -260,7 +259,7 @@ class AdmissionPass(PassState):
             return True
         if quota.others_borrow() and (
             quota.usage.any_below(quota.usage_at_failure)
-            or quota.pool.borrow_epoch != quota.borrow_epoch_at_failure
+            or quota.pool.failed.get(quota.index) != quota.pool.borrow_epoch
         ):
             # The team released something (back within nominal), or another team borrowed
             # since (more of its work to reclaim): a unit within nominal may reclaim now.
@@ -409,9 +408,7 @@ class AdmissionPass(PassState):
         """Keep the smallest failed shapes of the round (an antichain), the usage then and
         the pool's borrow epoch at the first failure."""
         quota.usage_at_failure.raise_to(quota.usage)
-        if quota.borrow_epoch_at_failure < 0:
-            quota.borrow_epoch_at_failure = quota.pool.borrow_epoch
-            quota.pool.failed.add(quota.index)
+        quota.pool.failed.setdefault(quota.index, quota.pool.borrow_epoch)
         shapes = quota.round_failures
         if shapes is None:
             return

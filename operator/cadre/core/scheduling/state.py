@@ -145,8 +145,10 @@ class CohortPool:
         self.borrow_epoch = 0
         """Bumped by each admission in this pass that leaves its team borrowing: the team's
         work became (or stays) reclaimable, and there is more of it."""
-        self.failed: set[int] = set()
-        """Indices of the member quotas with failed units on record for the next round."""
+        self.failed: dict[int, int] = {}
+        """Member quotas with failed units on record for the next round: quota index -> the
+        borrow epoch at its first failure (another team that borrowed since may have work
+        to reclaim that was not there when the units failed)."""
 
 
 def _resource_terms(
@@ -178,7 +180,6 @@ class TeamQuota:
 
     __slots__ = (
         "admitted",
-        "borrow_epoch_at_failure",
         "fit_max",
         "flavour",
         "index",
@@ -252,9 +253,6 @@ class TeamQuota:
         # its failed units would fit if tried again.
         self.round_failures: list[Amount] | None = []
         self.usage_at_failure = Vector()
-        # The pool's borrow epoch at the first failure on record: another team that borrows
-        # since then may have work to reclaim that was not there when the units failed.
-        self.borrow_epoch_at_failure = -1
 
     def set_ceiling(self) -> None:
         """Once every quota of the pool exists: `max_usable` and `fit_max`."""
