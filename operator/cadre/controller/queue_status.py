@@ -29,8 +29,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 import structlog
 
@@ -55,9 +54,9 @@ ROUND_MIN_SECONDS: Final = 5.0
 come every second while a queue fills, and restarting at each would write almost nothing."""
 
 
-@dataclass(frozen=True, slots=True)
-class QueueEntry:
-    """What a pass says of one waiting job: why it waits and where it stands."""
+class QueueEntry(NamedTuple):
+    """What a pass says of one waiting job: why it waits and where it stands. A NamedTuple:
+    each pass makes one per waiting job, on the event loop."""
 
     reason: str
     message: str
@@ -232,17 +231,21 @@ class QueueStatusWriter(BackgroundTask):
             _waiting_reason(current),
             0.0,
         )
-        place = self._place(entry)
         if (
             written[0] != entry.reason
             or "reason" not in queue
-            or (place is not None and "position" not in queue and "positionRange" not in queue)
+            or (
+                entry.position is not None
+                and "position" not in queue
+                and "positionRange" not in queue
+            )
             or current.get("phase") not in ("Queued", "Preempted")
             or current.get("observedGeneration") != generation_of(tj)
         ):
             return "urgent"
         if now - written[1] < self.config.admission.position_refresh_seconds:
-            return None
+            return None  # most of a long queue, every round: the place is not even computed
+        place = self._place(entry)
         if place is None:  # a problem (InvalidSpec ...): its message, whenever it changes
             return "due" if queue.get("reason") != entry.message else None
         if queue.get("position") != place.position or queue.get("positionRange") != place.range:
