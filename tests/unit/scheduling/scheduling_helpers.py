@@ -413,6 +413,7 @@ def snapshots(
     all_preemptible: bool = False,
     nominal_fits_capacity: bool = False,
     with_nodes: bool = False,
+    max_workloads: int = 25,
 ) -> Snapshot:
     flavours, teams = draw(teams_and_flavours(gpus_only=gpus_only, budgets=budgets))
     nodes = None
@@ -444,6 +445,68 @@ def snapshots(
             gpus_only=gpus_only,
             strangers=strangers,
             all_preemptible=all_preemptible,
+            max_size=max_workloads,
         )
     )
     return make_valid(Snapshot(flavours, teams, ws, nodes))
+
+
+@st.composite
+def long_queues(draw: st.DrawFn) -> Snapshot:
+    """Kueue's benchmark in small: 2-5 teams sharing cohorts, each with a long queue over a
+    few request kinds and some work already admitted. Teams fill their quota and fail
+    fast on everything left, and preemptions (priority, reclaim) release some again."""
+    kinds = draw(
+        st.lists(
+            st.tuples(st.sampled_from([1, 2, 3, 4, 8]), st.sampled_from([0, 0, 500])),
+            min_size=1,
+            max_size=3,
+            unique=True,
+        )
+    )
+    flavours = (Flavour("a100", Resources(draw(st.integers(4, 40)), 64_000, 0)),)
+    teams = tuple(
+        Team(
+            name=TEAM_NAMES[i],
+            quotas=(
+                FlavourQuota(
+                    "a100",
+                    Limits(gpus=draw(st.integers(0, 12))),
+                    draw(st.one_of(st.none(), st.builds(Limits, gpus=st.integers(0, 12)))),
+                ),
+            ),
+            cohort=draw(st.sampled_from(("research", "research", "prod", None))),
+            fair_share_weight=draw(st.sampled_from([0.5, 1.0, 1.0, 2.0])),
+            queueing=draw(
+                st.sampled_from([QueueingStrategy.BEST_EFFORT_FIFO] * 4 + list(QueueingStrategy))
+            ),
+            spend=Spend(
+                SpendState.OK, SpendPolicy.QUEUE, Decimal("0"), Decimal("20000"), "USD", "Monthly"
+            ),
+        )
+        for i in range(draw(st.integers(2, 5)))
+    )
+    workloads = []
+    for i in range(draw(st.integers(10, 80))):
+        gpus, cpu = draw(st.sampled_from(kinds))
+        admitted = draw(st.integers(0, 2)) == 0
+        serving = draw(st.integers(0, 5)) == 0
+        extra = draw(st.integers(0, 2)) if serving else 0
+        workloads.append(
+            Workload(
+                key=f"ns-{i % 3}/w{i:02d}",
+                team=draw(st.sampled_from(teams)).name,
+                flavour="a100",
+                per_pod=Resources(gpus, cpu, 0),
+                pods=draw(st.integers(1, 2)),
+                kind=WorkloadKind.MODEL_DEPLOYMENT if serving else WorkloadKind.TRAINING_JOB,
+                priority=draw(st.integers(0, 3)),
+                created=float(draw(st.integers(0, 30))),
+                extra_replicas=extra,
+                admitted=admitted,
+                admitted_extra=draw(st.integers(0, extra)) if admitted else 0,
+                admitted_at=float(draw(st.integers(0, 30))) if admitted else None,
+                preemptible=draw(st.integers(0, 5)) > 0,
+            )
+        )
+    return make_valid(Snapshot(flavours, teams, tuple(workloads)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from scheduling_helpers import apply
+from scheduling_helpers import apply, node_violations
 
 from cadre.core.scheduling import (
     Flavour,
@@ -290,3 +290,54 @@ def test_a_victim_whose_room_went_to_the_reclaimer_is_the_reclaimers() -> None:
     assert victim.message == (
         "preempted by speech/mine (first for nlp/high, which speech/mine preempted in turn)"
     )
+
+
+def test_a_replica_stopped_in_the_pass_comes_back_only_where_it_was() -> None:
+    # All three replicas of the service run on n0. The gang takes two GPUs of n0 from one
+    # of them, and then the quota has room for that replica again, but only n2 has a free
+    # GPU: a Deployment cannot move a pod, so the scale-down stands this pass (before,
+    # the pass let the replica "come back" on n2 while its pod stayed on n0: n0 overfull).
+    serving = Workload(
+        "md:ns/llm",
+        "vision",
+        "a100",
+        Resources(1, 1000, GI),
+        pods=1,
+        kind=WorkloadKind.MODEL_DEPLOYMENT,
+        extra_replicas=2,
+        admitted=True,
+        admitted_extra=2,
+        admitted_at=0.0,
+        bound=(("n0", 3),),
+    )
+    big = gang("ns/big", 2, pods=3, prio=3)
+    nodes = [node("n0", gpus=4, used=3), node("n1", gpus=4), node("n2", gpus=1)]
+    snap, result = run(nodes, [serving, big], [team(nominal=10)])
+    (admission,) = result.admitted
+    assert admission.key == "ns/big"
+    assert dict(admission.placement) == {"n0": 1, "n1": 2}
+    (victim,) = result.victims
+    assert (victim.key, victim.replicas) == ("md:ns/llm", 1)
+    waiting = result.pending_by_key()["md:ns/llm"]
+    assert (waiting.reason, waiting.replicas) == (Reason.WAITING_FOR_NEXT_PASS, 1)
+    after = apply(snap, result)
+    assert node_violations(after) == []
+    # and the next pass starts it where there is room
+    (again,) = schedule(after).admitted
+    assert (again.key, dict(again.placement)) == ("md:ns/llm", {"n2": 1})
+
+
+def test_the_order_of_a_victims_bound_pods_does_not_decide_a_placement() -> None:
+    # The victim's pods are given back to two nodes left equally free; the preemptor goes
+    # to the same one whichever order the snapshot lists the victim's nodes in.
+    results = []
+    for bound in ((("n0", 1), ("n1", 1)), (("n1", 1), ("n0", 1))):
+        victim = gang("ns/old", 1, pods=2, admitted=True, bound=bound)
+        _, result = run(
+            [node("n0", gpus=4, used=1), node("n1", gpus=4, used=1)],
+            [victim, gang("ns/new", 1, prio=1)],
+            [team(nominal=2)],
+        )
+        assert [v.key for v in result.victims] == ["ns/old"]
+        results.append(result)
+    assert results[0] == results[1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from scheduling_helpers import apply
 
@@ -28,6 +29,8 @@ from cadre.core.scheduling import (
     capacity_from_nodes,
     schedule,
 )
+from cadre.core.scheduling.admission_pass import AdmissionPass
+from cadre.core.scheduling.state import TeamState
 
 GI = 1 << 30
 
@@ -855,3 +858,44 @@ def test_budget_suspend_scales_serving_to_its_floor() -> None:
         0,
     )
     assert victims["risk-prod/t"].replicas == 0
+
+
+# ---- what a pass costs ----------------------------------------------------------------------
+
+
+class _CountingPass(AdmissionPass):
+    """Counts the units the main loop tries (admits, fails, or fails fast)."""
+
+    def __init__(self, snapshot: Snapshot, *, parking: bool = True) -> None:
+        super().__init__(snapshot)
+        self.parking = parking
+        self.steps = 0
+
+    def _smallest(self, team: TeamState, queued: list[set[tuple[int, int, int]]]) -> Any:
+        return super()._smallest(team, queued) if self.parking else None
+
+    def _step(self, team: TeamState, allow_preemption: bool) -> None:
+        self.steps += 1
+        super()._step(team, allow_preemption)
+
+
+def test_a_full_team_is_not_tried_unit_by_unit() -> None:
+    teams = [team(name, 8, borrow=0) for name in ("nlp", "speech", "vision")]
+    workloads = []
+    for each in teams:
+        name = each.name
+        workloads.append(job(f"ns/{name}-running", name, 8, admitted=True, preemptible=False))
+        workloads += [
+            job(f"ns/{name}-big-{i:03d}", name, 4, prio=200, created=i) for i in range(10)
+        ]
+        workloads += [job(f"ns/{name}-small-{i:03d}", name, 1, created=i) for i in range(190)]
+    snapshot = Snapshot((a100(24),), tuple(teams), tuple(workloads))
+    parked, unparked = _CountingPass(snapshot), _CountingPass(snapshot, parking=False)
+    result = parked.run()
+    assert result == unparked.run()
+    assert not result.admitted
+    assert sorted(p.position for p in result.pending if p.team == "nlp") == list(range(1, 201))
+    # Per team: the first big unit fails, the other nine fail fast, then the first small
+    # one fails and the team parks; its other 189 small units are never popped one by one.
+    assert parked.steps == 3 * 11
+    assert unparked.steps == 3 * 200

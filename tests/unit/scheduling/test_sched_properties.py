@@ -19,6 +19,7 @@ from scheduling_helpers import (
     contradictions,
     fits_now,
     known,
+    long_queues,
     node_violations,
     placeable,
     quota_of,
@@ -35,6 +36,8 @@ from cadre.core.scheduling import (
     WorkloadKind,
     schedule,
 )
+from cadre.core.scheduling.admission_pass import AdmissionPass
+from cadre.core.scheduling.state import TeamState
 
 # at least 500 examples each; CADRE_PROPERTY_EXAMPLES=5000 for a deeper hunt
 EXAMPLES = max(500, int(os.environ.get("CADRE_PROPERTY_EXAMPLES", "500")))
@@ -106,6 +109,23 @@ def test_gangs_are_whole(snap: Snapshot) -> None:
         w = before[p.key]
         if not w.admitted and p.key not in admitted_now:
             assert p.replicas == w.pods
+
+
+class _WithoutParking(AdmissionPass):
+    """The pass as it was before teams parked: every unit popped in heap order."""
+
+    def _smallest(self, team: TeamState, queued: list[set[tuple[int, int, int]]]) -> None:
+        return None
+
+
+# Long queues over few request kinds: teams park, and preemptions bring them back.
+crowded = st.one_of(long_queues(), snapshots(gpus_only=True, with_nodes=True, max_workloads=60))
+
+
+@PROPERTY
+@given(st.one_of(clusters, crowded))
+def test_parking_a_team_changes_no_decision(snap: Snapshot) -> None:
+    assert schedule(snap) == _WithoutParking(snap).run()
 
 
 def _shuffled(snap: Snapshot, rnd: random.Random) -> Snapshot:

@@ -12,7 +12,10 @@
    replica of an admitted ModelDeployment. It is admitted if it fits, else (if allowed) by
    preemption (preemption.py); shares are updated and the team re-enters the heap with its
    new key. A request at least as large as one that failed, with nothing released since,
-   fails at once (the fail-fast shapes);
+   fails at once (the fail-fast shapes); a team whose every unit left would fail so is
+   parked out of the heap until a preemption releases something, and then comes back
+   where its queue would have got to (a pass over a long queue costs per team, not per
+   waiting unit, once the quotas are full);
 3. if evictions released resources after some units had failed, or another team of their
    cohort borrowed since (its work became reclaimable), the units that may fit now (or
    reclaim, their team being within nominal) go round again, with preemption at most
@@ -53,6 +56,8 @@ MAX_SHAPES = 8
 """Failed request shapes kept per quota (for fail-fast, and for the next round)."""
 PREEMPT_ROUNDS = 4
 """Rounds after the first that may preempt; one more round follows without."""
+PARK_SHAPES = 16
+"""Kinds of request (quota and amount) a team's queue may hold and still be parked."""
 
 HeapEntry = tuple[int, int, float, float, str, int, int]
 """A team in the heap of team heads: (-priority of its head, 1 for a team of weight 0,
@@ -75,6 +80,11 @@ class AdmissionPass(PassState):
     def __init__(self, snapshot: Snapshot) -> None:
         super().__init__(snapshot)
         self.heap: list[HeapEntry] = []
+        self.parked: list[TeamState] = []
+        """Teams out of the heap because every unit left in their queue fails fast."""
+        self.trail: list[HeapEntry] = []
+        """The heap entries popped or processed since the round's first team parked, in
+        order: where a parked team's queue would have got to (`_unpark`)."""
 
     def run(self) -> PassResult:
         self._setup()
@@ -167,7 +177,9 @@ class AdmissionPass(PassState):
                 node = nodes.index.get(name)
                 if node is not None and pods > 0:
                     bound[node] = bound.get(node, 0) + pods
-            work.bound_at = bound or None
+            # by node, not in the snapshot's order: giving pods back in that order decides
+            # which of two equally free nodes a later plan tries first
+            work.bound_at = dict(sorted(bound.items())) or None
 
     def _reserve(self, admitted: list[WorkloadState]) -> None:
         """Plan nodes for the pods of admitted work that are not bound yet, largest pods
@@ -216,6 +228,9 @@ class AdmissionPass(PassState):
             for work in self.works:
                 if work.requeue and work.team is not None and work.team.strict:
                     strict_dirty.add(work.team.index)
+        # The requests queued, per quota, in the first round: what a team's queue holds in a
+        # later round is among them (or an extra replica added since, see `_step`).
+        queued: list[set[Amount]] | None = None if again else [set() for _ in self.quotas]
         for work in self.works:
             team = work.team
             if team is None or work.fixed_reason is not None or team.budget_blocked:
@@ -238,6 +253,14 @@ class AdmissionPass(PassState):
                     if quota.index not in dirty:
                         continue
             team.queue.append((-work.priority, is_extra, work.created, work.spec.key, work.index))
+            if queued is not None:
+                quota = work.quota
+                assert quota is not None
+                queued[quota.index].add(work.per_pod if is_extra else work.gang)
+            elif work.requeue:  # taken back, or replicas stopped: maybe a new kind of request
+                quota = work.quota
+                assert quota is not None
+                _add_kind(team, quota, work.per_pod if is_extra else work.gang)
         for work in self.works:
             work.requeue = False
         for quota in self.quotas:
@@ -249,6 +272,28 @@ class AdmissionPass(PassState):
             quota.skip_shapes = []
         for each in teams:
             heapq.heapify(each.queue)
+            each.parked_share = None
+            if queued is not None:
+                each.park_shapes = None if each.strict else self._smallest(each, queued)
+        self.parked = []
+        self.trail = []
+
+    def _smallest(
+        self, team: TeamState, queued: list[set[Amount]]
+    ) -> list[tuple[TeamQuota, Amount]] | None:
+        """The requests in the team's queue that no other of their quota is below (None: more
+        than PARK_SHAPES kinds)."""
+        quotas = team.quotas.values()
+        if sum(len(queued[quota.index]) for quota in quotas) > PARK_SHAPES:
+            return None
+        smallest: list[tuple[TeamQuota, Amount]] = []
+        for quota in quotas:
+            kept: list[Amount] = []
+            for request in sorted(queued[quota.index], key=sum):  # one below another sums less
+                if not _covers_any(request, kept):
+                    kept.append(request)
+                    smallest.append((quota, request))
+        return smallest
 
     def _may_fit_now(self, quota: TeamQuota) -> bool:
         """Could a unit of the quota that failed this round fit if tried again?"""
@@ -273,15 +318,26 @@ class AdmissionPass(PassState):
             self._push(team)
         step = self._step
         heappop, heappush = heapq.heappop, heapq.heappush
+        parked, trail = self.parked, self.trail
         while heap:
-            _, _, _, _, _, version, team_index = heappop(heap)
+            entry = heappop(heap)
+            if parked:
+                trail.append(entry)
+            _, _, _, _, _, version, team_index = entry
             team = teams[team_index]
             if version != team.version:
                 continue  # stale: the team was pushed again since
             while True:  # the same team again while its next unit is still the first
-                step(team, allow_preemption)
+                if parked:
+                    self._step_beside_parked(team, allow_preemption)
+                else:
+                    step(team, allow_preemption)
                 team.version += 1
                 if team.blocked or not team.queue:
+                    break
+                if team.parked_share is not None:
+                    team.park_mark = len(trail)
+                    parked.append(team)
                     break
                 neg_priority, _, created, key, _ = team.queue[0]
                 following = (
@@ -296,9 +352,49 @@ class AdmissionPass(PassState):
                 if heap and heap[0] < following:
                     heappush(heap, following)
                     break
+                if parked:
+                    trail.append(following)
+
+    def _step_beside_parked(self, team: TeamState, allow_preemption: bool) -> None:
+        """A step while some teams are parked: whatever it releases (a preemption) may let
+        their units fit, so they go back into the heap where their queues would have got
+        to."""
+        released_before = self.released
+        self.released = False
+        self._step(team, allow_preemption)
+        if self.released:
+            for each in self.parked:
+                if each.parked_share is not None:
+                    self._push(each)
+            self.parked.clear()
+            self.trail.clear()
+        self.released = self.released or released_before
+
+    def _unpark(self, team: TeamState) -> None:
+        """Drop the units the parked team's queue would have failed fast while parked: in
+        the heap, each head is taken as soon as some entry taken after it would have been
+        larger, so every head below the largest entry taken since the team parked (and the
+        first head not below it stops the run)."""
+        share = team.parked_share
+        assert share is not None
+        team.parked_share = None
+        since = self.trail[team.park_mark :]
+        if not since:
+            return
+        neg_priority, zero_weight, high_share, created, key, _, _ = max(since)
+        highest = (neg_priority, zero_weight, high_share, created, key)
+        queue, weightless = team.queue, team.zero_weight
+        while queue:
+            neg_priority, _, created, key, _ = queue[0]
+            if (neg_priority, weightless, share, created, key) >= highest:
+                break
+            heapq.heappop(queue)
 
     def _push(self, team: TeamState) -> None:
-        """(Re-)enter the team in the heap under its head and share; older entries go stale."""
+        """(Re-)enter the team in the heap under its head and share; older entries go stale.
+        A parked team comes back (it was a victim, or something was released)."""
+        if team.parked_share is not None:
+            self._unpark(team)
         team.version += 1
         if team.blocked or team.budget_blocked or not team.queue:
             return
@@ -334,6 +430,10 @@ class AdmissionPass(PassState):
         nodes = flavour.nodes
         count = 1 if is_extra else work.pods
         plan: Plan | None = None
+        # A replica this pass stopped comes back where it was, or not in this pass: its
+        # Deployment only has a replica count, and its pod never left that node.
+        comeback: tuple[int, bool] | None = None
+        returning = bool(is_extra and work.extras_stopped and nodes is not None)
         admitted = preempted = quota_fits = False
         skip_shapes = quota.skip_shapes
         if (
@@ -345,9 +445,13 @@ class AdmissionPass(PassState):
         else:
             quota_fits = quota.fits(request)
             if quota_fits and nodes is not None:
-                plan = nodes.plan(work.per_pod, count)
-            admitted = quota_fits and (nodes is None or plan is not None)
-            if not admitted and allow_preemption:
+                if returning:
+                    comeback = work.come_back(nodes.free)
+                    plan = None if comeback is None or comeback[0] < 0 else [(comeback[0], 1)]
+                else:
+                    plan = nodes.plan(work.per_pod, count)
+            admitted = quota_fits and (nodes is None or plan is not None or comeback is not None)
+            if not admitted and allow_preemption and not returning:
                 used_before = flavour.used.copy()
                 available_before = pool.available.copy()
                 usage_before = quota.usage.copy()
@@ -364,17 +468,28 @@ class AdmissionPass(PassState):
                         quota.skip_stamp = stamp
                     if len(skip_shapes) < MAX_SHAPES:
                         skip_shapes.append(request)
+                        if (
+                            len(queue) > 1  # more than this unit left
+                            and team.park_shapes is not None
+                            and _all_fail_fast(team.park_shapes)
+                        ):
+                            team.parked_share = team.share
         if not admitted:
             heapq.heappop(queue)
             if team.strict and not is_extra:
                 team.blocked = True
             return
         if nodes is not None:
-            if plan is None:  # the victims' nodes are free now: the plan preemption proved
-                plan = nodes.plan(work.per_pod, count)
-                assert plan is not None, "preemption chose victims that do not make it fit"
-            nodes.take(work.per_pod, plan)
-            work.reserve(plan)
+            if comeback is not None:  # back where it was (on no node: still unplaced)
+                if plan:
+                    nodes.take(work.per_pod, plan)
+                work.restore_pod(*comeback)
+            else:
+                if plan is None:  # the victims' nodes are free now: the plan preemption proved
+                    plan = nodes.plan(work.per_pod, count)
+                    assert plan is not None, "preemption chose victims that do not make it fit"
+                nodes.take(work.per_pod, plan)
+                work.reserve(plan)
         self.admit(work, quota, request)
         if preempted:  # what the victims freed beyond the request makes failed shapes stale
             if flavour.used.any_below(used_before):
@@ -401,6 +516,7 @@ class AdmissionPass(PassState):
             self.index_admitted(work, quota)
             if work.extras_wanted > work.extras_admitted:
                 heapq.heappush(queue, (-work.priority, 1, work.created, work.spec.key, work.index))
+                _add_kind(team, quota, work.per_pod)  # the team parks once this fails fast too
         team.update_share()
 
     @staticmethod
@@ -422,6 +538,29 @@ class AdmissionPass(PassState):
 def _descending(per_pod: Amount) -> tuple[int, int, int]:
     gpus, cpu, memory = per_pod
     return (-gpus, -cpu, -memory)
+
+
+def _add_kind(team: TeamState, quota: TeamQuota, request: Amount) -> None:
+    """A unit queued after the team's kinds of request were listed: list its kind too."""
+    kinds = team.park_shapes
+    if kinds is not None and (quota, request) not in kinds:
+        if len(kinds) < PARK_SHAPES:
+            kinds.append((quota, request))
+        else:
+            team.park_shapes = None
+
+
+def _all_fail_fast(smallest: list[tuple[TeamQuota, Amount]]) -> bool:
+    """Would each of these requests fail fast (and so everything larger of its quota)?"""
+    for quota, request in smallest:
+        skip_shapes = quota.skip_shapes
+        if not skip_shapes or not _covers_any(request, skip_shapes):
+            return False
+        flavour = quota.flavour
+        stamp = (flavour.release_epoch, quota.pool.release_epoch, quota.release_epoch)
+        if quota.skip_stamp != stamp:
+            return False
+    return True
 
 
 def _covers_any(request: Amount, shapes: list[Amount]) -> bool:

@@ -484,6 +484,9 @@ class TeamState:
         "budget_blocked",
         "index",
         "name",
+        "park_mark",
+        "park_shapes",
+        "parked_share",
         "queue",
         "quotas",
         "share",
@@ -515,6 +518,14 @@ class TeamState:
         """1 for a team of weight 0: it goes after every weighted team."""
         self.share = 0.0
         """Dominant share divided by weight (undivided for weight 0)."""
+        self.park_shapes: list[tuple[TeamQuota, Amount]] | None = None
+        """The smallest requests in this round's queue, with their quota (None: too many
+        kinds to track): once each fails fast, so does everything left in the queue."""
+        self.parked_share: float | None = None
+        """Parked (out of the heap until something is released): the share its queued units
+        had in the heap."""
+        self.park_mark = 0
+        """Where the pass's trail of processed heap entries stood when the team parked."""
 
     def update_share(self) -> None:
         share = 0.0
@@ -548,6 +559,7 @@ class WorkloadState:
         "restore",
         "spec",
         "status",
+        "stopped_pods",
         "taken_back_by",
         "team",
         "unplaced",
@@ -604,6 +616,10 @@ class WorkloadState:
         """Node index -> its pods the pass plans there (not bound yet)."""
         self.unplaced = 0
         """Admitted pods, not bound, for which no node had room at the start of the pass."""
+        self.stopped_pods: list[tuple[int, bool]] | None = None
+        """Where the replicas it held before the pass and the pass stopped were: (node index,
+        or -1 for none; bound there?). One that comes back in the same pass was never
+        stopped at all, so it comes back there or not at all."""
 
     def reserve(self, plan: Iterable[tuple[int, int]]) -> None:
         reserved = self.reserved_at
@@ -623,12 +639,43 @@ class WorkloadState:
         """The node of each of its placed pods, in the order stopping replicas gives them
         back: planned pods first (the ReplicaSet deletes unscheduled pods first), then bound
         ones; the highest node index first within each."""
-        order: list[int] = []
-        for placed in (self.reserved_at, self.bound_at):
+        return [node for node, _ in self.release_order_bound()]
+
+    def release_order_bound(self) -> list[tuple[int, bool]]:
+        """`release_order`, each node with whether the pod is bound there."""
+        order: list[tuple[int, bool]] = []
+        for placed, bound in ((self.reserved_at, False), (self.bound_at, True)):
             if placed:
                 for node in sorted(placed, reverse=True):
-                    order.extend([node] * placed[node])
+                    order.extend([(node, bound)] * placed[node])
         return order
+
+    def come_back(self, free: list[list[int]]) -> tuple[int, bool] | None:
+        """A replica stopped earlier in the pass that can come back where it was: the last
+        one without a node, or whose node still has room for it (taken off the list)."""
+        stopped = self.stopped_pods
+        if not stopped:
+            return None
+        for position in range(len(stopped) - 1, -1, -1):
+            node, _ = stopped[position]
+            if node < 0 or fit_count(free[node][0], free[node][1], free[node][2], self.per_pod):
+                return stopped.pop(position)
+        return None
+
+    def restore_pod(self, node: int, bound: bool) -> None:
+        """A stopped replica comes back where it was."""
+        if node < 0:
+            self.unplaced += 1
+            return
+        if bound:
+            placed = self.bound_at
+            if placed is None:
+                placed = self.bound_at = {}
+        else:
+            placed = self.reserved_at
+            if placed is None:
+                placed = self.reserved_at = {}
+        placed[node] = placed.get(node, 0) + 1
 
     def held(self) -> Amount:
         """What it holds while admitted: the gang and its admitted extra replicas."""
@@ -938,8 +985,15 @@ class PassState:
         quota = work.quota
         assert quota is not None
         quota.remove_usage(scaled(work.per_pod, count))
-        self._unplace(work, count)
         from_this_pass = min(count, work.extras_admitted_now)
+        if count > from_this_pass:
+            flavour = self.flavours.get(work.spec.flavour)
+            if flavour is not None and flavour.nodes is not None:
+                order = [(-1, False)] * work.unplaced + work.release_order_bound()
+                if work.stopped_pods is None:
+                    work.stopped_pods = []
+                work.stopped_pods.extend(order[from_this_pass:count])
+        self._unplace(work, count)
         work.extras_admitted_now -= from_this_pass
         work.extras_admitted -= count
         if count > from_this_pass:
