@@ -435,12 +435,7 @@ class AdmissionPass(PassState):
         comeback: tuple[int, bool] | None = None
         returning = bool(is_extra and work.extras_stopped and nodes is not None)
         admitted = preempted = quota_fits = False
-        skip_shapes = quota.skip_shapes
-        if (
-            skip_shapes
-            and quota.skip_stamp == (flavour.release_epoch, pool.release_epoch, quota.release_epoch)
-            and _covers_any(request, skip_shapes)
-        ):
+        if _fails_fast(quota, request):
             pass  # a smaller request of this team and flavour failed, nothing released since
         else:
             quota_fits = quota.fits(request)
@@ -462,6 +457,7 @@ class AdmissionPass(PassState):
             if not admitted:
                 self._record_failure(quota, request)
                 if not quota_fits:  # a placement failure is the node pool's to remember
+                    skip_shapes = quota.skip_shapes
                     stamp = (flavour.release_epoch, pool.release_epoch, quota.release_epoch)
                     if quota.skip_stamp != stamp:
                         quota.skip_shapes = skip_shapes = []
@@ -550,17 +546,21 @@ def _add_kind(team: TeamState, quota: TeamQuota, request: Amount) -> None:
             team.park_shapes = None
 
 
+def _fails_fast(quota: TeamQuota, request: Amount) -> bool:
+    """Does the request cover a shape of the quota that failed, with nothing released on
+    its flavour, in its pool or by its team since?"""
+    skip_shapes = quota.skip_shapes
+    return (
+        bool(skip_shapes)
+        and quota.skip_stamp
+        == (quota.flavour.release_epoch, quota.pool.release_epoch, quota.release_epoch)
+        and _covers_any(request, skip_shapes)
+    )
+
+
 def _all_fail_fast(smallest: list[tuple[TeamQuota, Amount]]) -> bool:
     """Would each of these requests fail fast (and so everything larger of its quota)?"""
-    for quota, request in smallest:
-        skip_shapes = quota.skip_shapes
-        if not skip_shapes or not _covers_any(request, skip_shapes):
-            return False
-        flavour = quota.flavour
-        stamp = (flavour.release_epoch, quota.pool.release_epoch, quota.release_epoch)
-        if quota.skip_stamp != stamp:
-            return False
-    return True
+    return all(_fails_fast(quota, request) for quota, request in smallest)
 
 
 def _covers_any(request: Amount, shapes: list[Amount]) -> bool:

@@ -864,24 +864,27 @@ class PassState:
             if quota.stale_entries > 32 and quota.stale_entries * 2 > len(quota.admitted):
                 self._compact(quota)
 
-    def _unplace(self, work: WorkloadState, count: int | None) -> None:
+    def _unplace(self, work: WorkloadState, count: int | None) -> list[tuple[int, bool]]:
         """Give back the nodes of all its pods (None), or of `count` replicas in release
-        order (pods with no node are the first to go)."""
+        order (pods with no node are the first to go); for `count`, where each stopped pod
+        was (node index, or -1 for none; bound there?), in that order. Nothing without
+        nodes."""
         flavour = self.flavours.get(work.spec.flavour)
         nodes = flavour.nodes if flavour is not None else None
         if nodes is None:
-            return
+            return []
         if count is None:
             for placed in (work.reserved_at, work.bound_at):
                 if placed:
                     nodes.give_back(work.per_pod, placed.items())
             work.reserved_at = work.bound_at = None
             work.unplaced = 0
-            return
+            return []
         from_unplaced = min(count, work.unplaced)
         work.unplaced -= from_unplaced
+        stopped = work.release_order_bound()[: count - from_unplaced]
         released: dict[int, int] = {}
-        for node in work.release_order()[: count - from_unplaced]:
+        for node, _ in stopped:
             released[node] = released.get(node, 0) + 1
         for node, pods in released.items():
             left = pods
@@ -893,6 +896,7 @@ class PassState:
                     if not placed[node]:
                         del placed[node]
         nodes.give_back(work.per_pod, released.items())
+        return [(-1, False)] * from_unplaced + stopped
 
     def keep_needless_victims(self) -> None:
         """A workload admitted by preempting others and taken back later in the pass (a
@@ -986,14 +990,11 @@ class PassState:
         assert quota is not None
         quota.remove_usage(scaled(work.per_pod, count))
         from_this_pass = min(count, work.extras_admitted_now)
-        if count > from_this_pass:
-            flavour = self.flavours.get(work.spec.flavour)
-            if flavour is not None and flavour.nodes is not None:
-                order = [(-1, False)] * work.unplaced + work.release_order_bound()
-                if work.stopped_pods is None:
-                    work.stopped_pods = []
-                work.stopped_pods.extend(order[from_this_pass:count])
-        self._unplace(work, count)
+        older = self._unplace(work, count)[from_this_pass:]  # pods it held before the pass
+        if older:
+            if work.stopped_pods is None:
+                work.stopped_pods = []
+            work.stopped_pods.extend(older)
         work.extras_admitted_now -= from_this_pass
         work.extras_admitted -= count
         if count > from_this_pass:
