@@ -32,3 +32,11 @@ def test_default_priority_must_exist() -> None:
 def test_needs_a_flavour() -> None:
     with pytest.raises(ValidationError, match="flavors"):
         parse_config("flavors: []\n")
+
+
+def test_the_collectors_threshold_defaults_well_above_cpythons() -> None:
+    assert (
+        parse_config("flavors: [{name: a, nodeLabels: {k: v}}]\n").controller.gc_threshold == 50_000
+    )
+    with pytest.raises(ValidationError, match=r"gcThreshold|gc_threshold"):
+        parse_config("flavors: [{name: a, nodeLabels: {k: v}}]\ncontroller: {gcThreshold: 10}\n")

@@ -29,6 +29,7 @@ BOUNDED_LABELS = frozenset(
         "verb",
         "resource",
         "code",
+        "generation",
     }
 )
 

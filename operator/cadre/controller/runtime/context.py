@@ -15,6 +15,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +64,8 @@ class Runtime:
     lost_leadership: bool = False
     health_server: HealthServer | None = None
     health_address: tuple[str, int] | None = None
+    after_fill: Callable[[], None] | None = None
+    """Run once the cache's first fill is in (`cadre run` freezes the survivors then)."""
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _filled: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once the cache is filled: a Lease taken before waits for it to lead."""
@@ -158,6 +161,8 @@ class Runtime:
         if self.elector is not None and not self._tasks:  # Kopf retries a failed start
             self._tasks.append(asyncio.create_task(self.elector.run(), name="cadre leader"))
         await self.cache.fill()
+        if self.after_fill is not None:
+            self.after_fill()
         self.cache.start()
         self._filled.set()
         if self.elector is None:

@@ -23,6 +23,7 @@ from cadre.controller.client import USER_AGENT, ApiClient, ClientSettings
 from cadre.controller.faults import FaultInjector
 from cadre.controller.leader import default_identity
 from cadre.controller.runtime.args import add_run_arguments
+from cadre.controller.runtime.collector import freeze_survivors, set_collector
 from cadre.controller.runtime.context import Runtime
 from cadre.controller.runtime.health import HealthServer
 from cadre.controller.runtime.logs import configure_logging
@@ -68,6 +69,7 @@ def connect(
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     configure_logging(args.log_format)
+    set_collector(config.controller.gc_threshold)
     identity = args.identity or default_identity()
     faults = FaultInjector() if args.enable_fault_injection else None
     client = connect(config, args.kubeconfig, identity, faults)
@@ -92,6 +94,9 @@ def run(args: argparse.Namespace) -> int:
         alive=runtime.alive, ready=runtime.ready, details=runtime.health, faults=faults
     )
     runtime.health_address = (args.bind_address, health_port)
+    # What the first fill brought in and the modules stay for the whole run: no full
+    # collection needs to scan them again.
+    runtime.after_fill = freeze_survivors
 
     # Registers the settings, then the handlers, with Kopf's default registry.
     for module in ("cadre.controller.runtime.settings", "cadre.controller.handlers"):

@@ -263,6 +263,16 @@ class ControllerSettings(CadreModel):
     workers: int = Field(
         default=16, ge=1, le=256, description="TrainingJobs reconciled at once, at most."
     )
+    gc_threshold: int = Field(
+        default=50_000,
+        ge=700,
+        le=1_000_000,
+        description="Net allocations between two collections of Python's youngest garbage "
+        "generation (CPython's default is 700). Higher: an admission pass's temporaries are "
+        "freed before a collection moves them to the oldest generation, and full "
+        "collections, which scan the whole cache, come far less often (docs/benchmarks.md). "
+        "Lower it only to trade CPU for a little memory.",
+    )
 
 
 class GatewayRef(CadreModel):

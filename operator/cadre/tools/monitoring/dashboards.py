@@ -590,6 +590,18 @@ def operator_health_panels() -> list[AnyPanel]:
             unit="s",
         ),
         timeseries(
+            "Garbage collector time by generation",
+            "Share of each second that Python's collector held the operator (the event loop "
+            "waits through it), by generation; 2 is a full collection, which scans the cache.",
+            [
+                query(
+                    f"sum by (generation) (rate(cadre_gc_pause_seconds_sum{{{JOB}}}[{RATE}]))",
+                    "generation {{generation}}",
+                )
+            ],
+            unit="percentunit",
+        ),
+        timeseries(
             "Cache objects by table",
             "Entries in each table of the operator's cache (a leak shows here).",
             [query(f"max by (table) (cadre_cache_objects{{{JOB}}})", "{{table}}")],
@@ -655,7 +667,7 @@ DASHBOARDS: tuple[Dashboard, ...] = (
         "operator-health",
         "Cadre / Operator health",
         "Replicas and leader, Kubernetes API traffic, errors and latency, work queues, "
-        "admission passes, cache and resyncs.",
+        "admission passes, garbage collector, cache and resyncs.",
         ("job",),
         operator_health_panels,
     ),
