@@ -59,6 +59,15 @@ def peak_kib(pid: int) -> int:
     return 0
 
 
+def wait_state_empty(op: OperatorProcess, what: str) -> None:
+    """Wait until the operator holds nothing per TrainingJob or pod; say what it holds if not."""
+    try:
+        wait(what, lambda: not operator_leftovers(op.readiness()), 300)
+    except SystemExit:
+        print(f"left in the operator: {operator_leftovers(op.readiness())}")
+        raise
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cycles", type=int, default=10000)
@@ -99,17 +108,13 @@ def main() -> None:
                 one_cycle(cluster, team, "warm-up")
                 churn(cluster, team, args.warm_up, args.in_flight)
                 wait("warm-up gone", lambda: not leftovers(cluster, team), 900)
-                wait("warm-up state gone", lambda: not operator_leftovers(op.readiness()), 300)
+                wait_state_empty(op, "warm-up state gone")
                 rss_before = rss_kib(op.pid)
                 started = time.monotonic()
                 churn(cluster, team, args.cycles, args.in_flight)
                 seconds = time.monotonic() - started
                 drained = wait("nothing left", lambda: not leftovers(cluster, team), 900)
-                try:
-                    wait("state empty", lambda: not operator_leftovers(op.readiness()), 300)
-                except SystemExit:
-                    print(f"left in the operator: {operator_leftovers(op.readiness())}")
-                    raise
+                wait_state_empty(op, "state empty")
                 rss_after, peak = rss_kib(op.pid), peak_kib(op.pid)
                 writes = op.api_requests(ok_only=True)
             finally:

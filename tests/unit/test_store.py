@@ -139,6 +139,34 @@ def test_a_write_answer_supersedes_its_base() -> None:
     assert store.trainingjobs[key]["status"]["phase"] == "Queued"
 
 
+def test_an_answer_that_comes_after_the_deletion_does_not_bring_the_object_back() -> None:
+    """A status PATCH sent before the TrainingJob's deletion, answered after its DELETED
+    event: stored, it was a ghost that held quota and had Jobs made for it until the
+    next resync (bench_churn, sixteenth sitting)."""
+    store = Store()
+    key = f"{NS}/a"
+    store.upsert_trainingjob(tj("a", rv="5", phase="Queued"))
+    store.delete_trainingjob(key, uid="uid-a")
+    assert not store.upsert_trainingjob(tj("a", rv="6", phase="Admitted"), written_from="5")
+    assert not store.upsert_trainingjob(tj("a", rv="6", phase="Admitted"), read=True)
+    assert key not in store.trainingjobs
+    # A new object of the name: an answer about the old one does not replace it.
+    assert store.upsert_trainingjob(tj("a", uid="new", rv="9"))
+    assert not store.upsert_trainingjob(tj("a", rv="10", phase="Admitted"), written_from="6")
+    assert store.trainingjobs[key]["metadata"]["uid"] == "new"
+    # The same for ModelDeployments and ResourceBudgets.
+    md = tj("m") | {"kind": "ModelDeployment"}
+    store.upsert_modeldeployment(md)
+    store.delete_modeldeployment(f"{NS}/m")
+    assert not store.upsert_modeldeployment(md, written_from="1")
+    assert f"{NS}/m" not in store.modeldeployments
+    budget = {"metadata": {"name": "vision", "uid": "b1", "resourceVersion": "3"}, "spec": {}}
+    store.upsert_budget(budget)
+    store.delete_budget("vision")
+    assert not store.upsert_budget(budget, read=True)
+    assert "vision" not in store.budgets
+
+
 def test_a_new_trainingjob_of_the_same_name_does_not_inherit_the_old_job() -> None:
     store = Store()
     key = f"{NS}/a"

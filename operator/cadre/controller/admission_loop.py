@@ -69,7 +69,7 @@ from cadre.core.api.config import OperatorConfig, WaitForPodsReady
 from cadre.core.cluster.serving import ServingView
 from cadre.core.cluster.snapshot import SnapshotBuild, build_snapshot, parse_ahead, unparsed
 from cadre.core.cluster.store import Store, is_serving, stored_key
-from cadre.core.objects import generation_of, parse_api_time
+from cadre.core.objects import generation_of, parse_api_time, uid_of
 from cadre.core.scheduling import Admission, PassResult, Reason, Snapshot, Victim, schedule
 from cadre.core.serving.lifecycle import (
     admission_of,
@@ -207,6 +207,8 @@ class AdmissionLoop(BackgroundTask):
         """When the clock alone next changes a decision (see SnapshotBuild.next_deadline)."""
         self._queued_teams: set[str] = set()
         """Teams with a `cadre_team_oldest_queued_seconds` series."""
+        self._jobs_made: dict[str, str] = {}
+        """TrainingJob key -> the admission whose Job this replica last created."""
 
     # -- control ---------------------------------------------------------------------
     def notify(self) -> None:
@@ -503,6 +505,14 @@ class AdmissionLoop(BackgroundTask):
         admission_id = pending_admission(status)
         if tj is None or admission_id is None:
             return
+        if self._jobs_made.get(key) == admission_id:
+            # Its Job for this admission was made and is gone: read the TrainingJob first.
+            # If it is gone too (a ghost until the next resync), a Job made for it would
+            # be deleted by the garbage collector as an orphan, and made again, and again.
+            await self._confirm_exists(key, tj)
+            if not self.store.awaits_job(key):
+                return
+            tj = self.store.trainingjobs[key]
         created = await create_admitted_children(
             self.client,
             self.store,
@@ -512,7 +522,11 @@ class AdmissionLoop(BackgroundTask):
             team=(status.get("admission") or {}).get("team"),
             config=self.config,
         )
-        if created.outcome == "wait":
+        if created.outcome == "created":
+            now = self.store.trainingjobs.get(key)
+            if now is not None and uid_of(now) == uid_of(tj):  # not deleted meanwhile
+                self._jobs_made[key] = admission_id
+        elif created.outcome == "wait":
             await self._confirm_exists(key, tj)
             self.notify()  # an earlier child of its name goes first: a later pass creates it
         elif created.outcome == "refused":
@@ -550,7 +564,8 @@ class AdmissionLoop(BackgroundTask):
             trainingjob_path(str(metadata.get("namespace")), str(metadata.get("name")))
         )
         if fresh is None or (fresh.get("metadata") or {}).get("uid") != uid:
-            self.store.delete_trainingjob(key, uid=uid)
+            if self.store.delete_trainingjob(key, uid=uid):
+                self.forget(key)
         else:
             self.store.upsert_trainingjob(fresh, read=True)
 
@@ -875,6 +890,10 @@ class AdmissionLoop(BackgroundTask):
     def forget(self, key: str) -> None:
         self.queue.forget(key)
         self.status.forget(key)
+        self._jobs_made.pop(key, None)
+
+    def sizes(self) -> dict[str, int]:
+        return {"jobs_made": len(self._jobs_made)}
 
 
 class PassPacer:

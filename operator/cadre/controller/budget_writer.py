@@ -59,6 +59,7 @@ from cadre.core.budget.status import (
 )
 from cadre.core.cluster.snapshot import SnapshotBuild
 from cadre.core.cluster.store import Store
+from cadre.core.objects import uid_of
 from cadre.core.objects.events import event_about
 from cadre.core.scheduling import PassResult
 from cadre.core.training.lifecycle import status_patch
@@ -481,8 +482,8 @@ class BudgetWriter(BackgroundTask):
                     return 0 if not settle else None
                 if err.status == 409:
                     fresh = await self.client.get(path)
-                    if fresh is None:
-                        return None
+                    if fresh is None or uid_of(fresh) != uid_of(budget):
+                        return None  # gone, or a new budget of its name: its events bring it
                     self.store.upsert_budget(fresh, read=True)
                     continue
                 log.warning("writing a budget's status", budget=name, error=str(err))

@@ -36,6 +36,7 @@ from cadre.core.accounting import Period, Rates, period_bounds
 from cadre.core.api.config import OperatorConfig
 from cadre.core.api.names import ANNOTATION_SPEC_HASH
 from cadre.core.cluster.store import Store, is_serving, stored_key
+from cadre.core.objects import uid_of
 from cadre.core.serving.lifecycle import serving_transition_events, with_period_usage
 from cadre.core.training.lifecycle import status_patch, transition_event, with_usage
 
@@ -67,7 +68,10 @@ class StatusWriter:
     def lock(self, key: str) -> asyncio.Lock:
         lock = self._locks.get(key)
         if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
+            lock = asyncio.Lock()
+            table = self.store.modeldeployments if is_serving(key) else self.store.trainingjobs
+            if stored_key(key) in table:  # one gone since (forgotten) needs none kept
+                self._locks[key] = lock
         return lock
 
     def sizes(self) -> dict[str, int]:
@@ -131,13 +135,15 @@ class StatusWriter:
                     raise
                 self.conflicts += 1
                 fresh = await self.client.get(path)
-                if fresh is None:
-                    return None
+                if fresh is None or uid_of(fresh) != uid_of(obj):
+                    return None  # gone, or a new object of its name: its events bring it
                 upsert(fresh, read=True)
                 continue
             self.writes += 1
-            self.last_write[key] = time.monotonic()
             upsert(updated, written_from=base)
+            now = table.get(stored)
+            if now is not None and uid_of(now) == uid_of(updated):  # not deleted meanwhile
+                self.last_write[key] = time.monotonic()
             self._announce(key, obj, current, updated.get("status"))
             return updated
         raise ApiError("PATCH", path, 409, f"still conflicting after {CONFLICT_RETRIES} reads")

@@ -283,6 +283,7 @@ class Runtime:
             | self.queue_status.sizes()
             | self.queue.sizes()
             | self.budgets.sizes()
+            | self.loop.sizes()
         )
 
 

@@ -19,6 +19,12 @@ says they are opaque). What keeps the view safe without that:
   precondition replaces exactly that version; a late watch event carrying that very
   version is older, and is ignored (an equality check, no ordering). Any other stale
   event can only cost a write a 409, which re-reads (`conflict-safe writes`).
+- **A write's or read's answer never brings an object back.** The writers write, and
+  re-read, only what the cache holds; if the object is gone from the cache when the
+  answer comes (its DELETED event, or a relist without it, arrived first), the answer
+  is older than its deletion and is dropped. Stored, it would be a ghost until the next
+  resync: an admitted TrainingJob whose Job the loop makes again and again, each one
+  deleted by the garbage collector as an orphan (`_answer_of_gone`).
 - **Admissions are expectations until observed.** When the loop creates (or unsuspends)
   a Job, or a relist shows one running, the Job counts as admitted until the watch
   shows it (or it finishes, or goes), so no stale event can make its quota look free
@@ -39,7 +45,7 @@ from cadre.core.accounting import PodCharge, PodUsage
 from cadre.core.api.names import LABEL_TRAININGJOB
 from cadre.core.budget.teams import BudgetScope, TeamResolution, budget_scope, resolve_team
 from cadre.core.cluster.nodes import BoundPod
-from cadre.core.objects import key_of, owner_uids
+from cadre.core.objects import key_of, owner_uids, uid_of
 from cadre.core.scheduling import Spend
 from cadre.core.serving.observed import (
     AutoscalerRecord,
@@ -140,6 +146,21 @@ def job_key(job: Mapping[str, Any]) -> str:
 
 def _resource_version(obj: Mapping[str, Any]) -> str:
     return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+
+
+def _answer_of_gone(
+    table: Mapping[str, Mapping[str, Any]],
+    key: str,
+    obj: Mapping[str, Any],
+    written_from: str | None,
+    read: bool,
+) -> bool:
+    """Is `obj` the answer of a write or read about an object the cache no longer holds
+    (deleted, or replaced by a new one of the same name, since it was sent)?"""
+    if written_from is None and not read:
+        return False  # a watch event or a relist: they decide what exists
+    current = table.get(key)
+    return current is None or uid_of(current) != uid_of(obj)
 
 
 def _slim(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -327,6 +348,8 @@ class Store:
         name = str(budget["metadata"]["name"])
         if written_from is None and not read and self._stale("budget", name, budget):
             return False
+        if _answer_of_gone(self.budgets, name, budget, written_from, read):
+            return False
         old = self.budgets.get(name)
         self.budgets[name] = _slim(budget)
         self._touch("budget", name)
@@ -412,6 +435,8 @@ class Store:
         upsert_budget."""
         key = key_of(tj)
         if written_from is None and not read and self._stale("trainingjob", key, tj):
+            return False
+        if _answer_of_gone(self.trainingjobs, key, tj, written_from, read):
             return False
         old = self.trainingjobs.get(key)
         self.trainingjobs[key] = _slim(tj)
@@ -637,6 +662,8 @@ class Store:
         changed. `written_from`, `read`: see upsert_budget."""
         key = key_of(md)
         if written_from is None and not read and self._stale("modeldeployment", key, md):
+            return False
+        if _answer_of_gone(self.modeldeployments, key, md, written_from, read):
             return False
         old = self.modeldeployments.get(key)
         self.modeldeployments[key] = _slim(md)

@@ -3,7 +3,7 @@ and Events. Pure: wire dicts in, wire dicts out."""
 
 from cadre.core.objects.conditions import find_condition, with_condition
 from cadre.core.objects.events import event_about
-from cadre.core.objects.meta import generation_of, key_of, owner_uids
+from cadre.core.objects.meta import generation_of, key_of, owner_uids, uid_of
 from cadre.core.objects.times import parse_api_time, timestamp
 
 __all__ = [
@@ -14,5 +14,6 @@ __all__ = [
     "owner_uids",
     "parse_api_time",
     "timestamp",
+    "uid_of",
     "with_condition",
 ]

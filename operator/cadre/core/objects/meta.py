@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["generation_of", "key_of", "owner_uids"]
+__all__ = ["generation_of", "key_of", "owner_uids", "uid_of"]
 
 
 def generation_of(obj: Mapping[str, Any]) -> int:
@@ -23,3 +23,8 @@ def key_of(obj: Mapping[str, Any]) -> str:
 def owner_uids(obj: Mapping[str, Any]) -> list[str]:
     """The UIDs of the object's owners (owner references)."""
     return [str(o.get("uid")) for o in (obj.get("metadata") or {}).get("ownerReferences") or ()]
+
+
+def uid_of(obj: Mapping[str, Any]) -> str:
+    """metadata.uid ("" when absent): which object of a name this is."""
+    return str((obj.get("metadata") or {}).get("uid") or "")
