@@ -68,7 +68,7 @@ from cadre.controller.training_children import create_admitted_children
 from cadre.core.api.config import OperatorConfig, WaitForPodsReady
 from cadre.core.cluster.serving import ServingView
 from cadre.core.cluster.snapshot import SnapshotBuild, build_snapshot, parse_ahead, unparsed
-from cadre.core.cluster.store import Store, is_serving, stored_key
+from cadre.core.cluster.store import Store, holds, is_serving, stored_key
 from cadre.core.objects import generation_of, parse_api_time, uid_of
 from cadre.core.scheduling import Admission, PassResult, Reason, Snapshot, Victim, schedule
 from cadre.core.serving.lifecycle import (
@@ -501,11 +501,11 @@ class AdmissionLoop(BackgroundTask):
     async def _create_job(self, key: str) -> None:
         """Create the admitted TrainingJob's children, running. Under the job's lock."""
         tj = self.store.trainingjobs.get(key)
-        status = (tj or {}).get("status") or {}
-        admission_id = pending_admission(status)
-        if tj is None or admission_id is None:
-            return
-        if self._jobs_made.get(key) == admission_id:
+        if (
+            tj is not None
+            and key in self._jobs_made
+            and self._jobs_made[key] == pending_admission(tj.get("status"))
+        ):
             # Its Job for this admission was made and is gone: read the TrainingJob first.
             # If it is gone too (a ghost until the next resync), a Job made for it would
             # be deleted by the garbage collector as an orphan, and made again, and again.
@@ -513,6 +513,10 @@ class AdmissionLoop(BackgroundTask):
             if not self.store.awaits_job(key):
                 return
             tj = self.store.trainingjobs[key]
+        status = (tj or {}).get("status") or {}
+        admission_id = pending_admission(status)
+        if tj is None or admission_id is None:
+            return
         created = await create_admitted_children(
             self.client,
             self.store,
@@ -523,8 +527,7 @@ class AdmissionLoop(BackgroundTask):
             config=self.config,
         )
         if created.outcome == "created":
-            now = self.store.trainingjobs.get(key)
-            if now is not None and uid_of(now) == uid_of(tj):  # not deleted meanwhile
+            if holds(self.store.trainingjobs, key, tj):  # not deleted meanwhile
                 self._jobs_made[key] = admission_id
         elif created.outcome == "wait":
             await self._confirm_exists(key, tj)
@@ -563,7 +566,7 @@ class AdmissionLoop(BackgroundTask):
         fresh = await self.client.get(
             trainingjob_path(str(metadata.get("namespace")), str(metadata.get("name")))
         )
-        if fresh is None or (fresh.get("metadata") or {}).get("uid") != uid:
+        if fresh is None or uid_of(fresh) != uid:
             if self.store.delete_trainingjob(key, uid=uid):
                 self.forget(key)
         else:

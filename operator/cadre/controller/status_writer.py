@@ -35,7 +35,7 @@ from cadre.controller.client import (
 from cadre.core.accounting import Period, Rates, period_bounds
 from cadre.core.api.config import OperatorConfig
 from cadre.core.api.names import ANNOTATION_SPEC_HASH
-from cadre.core.cluster.store import Store, is_serving, stored_key
+from cadre.core.cluster.store import Store, holds, is_serving, stored_key
 from cadre.core.objects import uid_of
 from cadre.core.serving.lifecycle import serving_transition_events, with_period_usage
 from cadre.core.training.lifecycle import status_patch, transition_event, with_usage
@@ -69,8 +69,7 @@ class StatusWriter:
         lock = self._locks.get(key)
         if lock is None:
             lock = asyncio.Lock()
-            table = self.store.modeldeployments if is_serving(key) else self.store.trainingjobs
-            if stored_key(key) in table:  # one gone since (forgotten) needs none kept
+            if stored_key(key) in self._table(key):  # one gone since (forgotten) needs none kept
                 self._locks[key] = lock
         return lock
 
@@ -96,16 +95,19 @@ class StatusWriter:
         async with self.lock(key):
             return await self._update(key, fn)
 
+    def _table(self, key: str) -> dict[str, dict[str, Any]]:
+        """The cache's table of the workload `key` (ModelDeployments or TrainingJobs)."""
+        return self.store.modeldeployments if is_serving(key) else self.store.trainingjobs
+
     async def _update(self, key: str, fn: StatusFn) -> dict[str, Any] | None:
         serving = is_serving(key)
         stored = stored_key(key)
         namespace, name = stored.split("/", 1)
+        table = self._table(key)
         if serving:
             path = modeldeployment_path(namespace, name)
-            table = self.store.modeldeployments
         else:
             path = trainingjob_path(namespace, name)
-            table = self.store.trainingjobs
 
         def upsert(obj: dict[str, Any], **how: Any) -> None:
             if serving:
@@ -141,8 +143,7 @@ class StatusWriter:
                 continue
             self.writes += 1
             upsert(updated, written_from=base)
-            now = table.get(stored)
-            if now is not None and uid_of(now) == uid_of(updated):  # not deleted meanwhile
+            if holds(table, stored, updated):  # not deleted meanwhile
                 self.last_write[key] = time.monotonic()
             self._announce(key, obj, current, updated.get("status"))
             return updated

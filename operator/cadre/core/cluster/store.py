@@ -148,6 +148,13 @@ def _resource_version(obj: Mapping[str, Any]) -> str:
     return str((obj.get("metadata") or {}).get("resourceVersion") or "")
 
 
+def holds(table: Mapping[str, Mapping[str, Any]], key: str, obj: Mapping[str, Any]) -> bool:
+    """Does the cache's `table` hold this very object under `key` (same uid), not a
+    deletion since, nor a new object of its name?"""
+    current = table.get(key)
+    return current is not None and uid_of(current) == uid_of(obj)
+
+
 def _answer_of_gone(
     table: Mapping[str, Mapping[str, Any]],
     key: str,
@@ -159,8 +166,7 @@ def _answer_of_gone(
     (deleted, or replaced by a new one of the same name, since it was sent)?"""
     if written_from is None and not read:
         return False  # a watch event or a relist: they decide what exists
-    current = table.get(key)
-    return current is None or uid_of(current) != uid_of(obj)
+    return not holds(table, key, obj)
 
 
 def _slim(obj: Mapping[str, Any]) -> dict[str, Any]:
