@@ -36,6 +36,7 @@ from kubernetes import client as k8s  # noqa: E402
 from kubernetes import config as k8s_config  # noqa: E402
 
 from cadre.controller.client import ApiClient  # noqa: E402
+from cadre.controller.runtime.event_loop import event_loop_factory  # noqa: E402
 from localcluster import LocalCluster  # noqa: E402
 
 Call = Callable[[str, str, Any, str], Awaitable[Any]]
@@ -182,11 +183,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--objects", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument(
+        "--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the event loop"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cadre-bench-client-") as tmp:
         cluster = LocalCluster(Path(tmp) / "cluster", "apiserver", die_with_parent=True)
-        with cluster:
-            results = asyncio.run(bench(cluster, args.objects, args.concurrency))
+        with cluster, asyncio.Runner(loop_factory=event_loop_factory(args.loop)) as runner:
+            results = runner.run(bench(cluster, args.objects, args.concurrency))
     print(
         f"\n{args.objects} ConfigMaps per verb, {args.concurrency} calls in flight, "
         "calls per second:"

@@ -5,6 +5,7 @@ the fault-injection hook. (Against the real API server: tests/integration.)"""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from kubernetes import client as k8s_client
+from prometheus_client import REGISTRY
 
 from cadre.controller import client as client_module
 from cadre.controller.client import (
@@ -80,6 +82,27 @@ def test_retries_429_and_5xx_then_succeeds() -> None:
             return seen
 
     assert len(run(scenario())) == 4
+
+
+def test_each_retry_is_counted_and_a_first_try_that_succeeds_is_not() -> None:
+    def retries() -> float:
+        labels = {"verb": "GET", "resource": "configmaps"}
+        return REGISTRY.get_sample_value("cadre_api_retries_total", labels) or 0.0
+
+    async def scenario(answers: list[Any]) -> tuple[float, int]:
+        before = retries()
+        async with server(answers) as (url, seen):
+            client = client_for(url)
+            with contextlib.suppress(ApiError):
+                await client.get("/api/v1/namespaces/ns/configmaps/c")
+            await client.close()
+            return retries() - before, len(seen)
+
+    assert run(scenario([200])) == (0, 1)
+    assert run(scenario([503, 200])) == (1, 2)
+    assert run(scenario([(429, {"Retry-After": "0"}), 500, 200])) == (2, 3)
+    assert run(scenario([500])) == (FAST.retries, 1 + FAST.retries)
+    assert run(scenario([404])) == (0, 1)  # an answer, not a failure: never retried
 
 
 def test_gives_up_after_its_retries_with_the_last_status() -> None:

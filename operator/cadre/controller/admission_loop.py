@@ -161,15 +161,20 @@ def oldest_queued_seconds(
     never admitted never shows up there. Extra replicas of an admitted ModelDeployment do
     not count (their wait has no start time); neither do workloads held before the core
     (invalid spec, namespace conflict), which have their own conditions."""
-    ages = {team.name: 0.0 for team in snapshot.teams}
     waiting = {p.key for p in result.pending}
+    oldest: dict[str, datetime] = {}  # every pass, over every waiting job: compare, no sums
     for workload in snapshot.workloads:
         if workload.admitted or workload.key not in waiting:
             continue
-        if not isinstance(workload.created, datetime):
+        created = workload.created
+        if not isinstance(created, datetime):
             continue  # no creationTimestamp: an age would be made up
-        age = max(0.0, (now - workload.created).total_seconds())
-        ages[workload.team] = max(ages.get(workload.team, 0.0), age)
+        first = oldest.get(workload.team)
+        if first is None or created < first:
+            oldest[workload.team] = created
+    ages = {team.name: 0.0 for team in snapshot.teams}
+    for team, created in oldest.items():
+        ages[team] = max(0.0, (now - created).total_seconds())
     return ages
 
 

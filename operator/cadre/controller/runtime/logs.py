@@ -6,11 +6,18 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Literal
+from typing import Any, Literal
 
+import orjson
 import structlog
 
 LogFormat = Literal["auto", "json", "console"]
+
+
+def _json_text(event: Any, **kwargs: Any) -> str:
+    """structlog's JSON renderer through orjson: an admission logs two lines, and the
+    standard library's encoder made them 4% of the operator's CPU in S1."""
+    return orjson.dumps(event, default=kwargs.get("default")).decode()
 
 
 def configure_logging(fmt: LogFormat = "auto", level: int = logging.INFO) -> bool:
@@ -34,7 +41,7 @@ def configure_logging(fmt: LogFormat = "auto", level: int = logging.INFO) -> boo
         cache_logger_on_first_use=True,
     )
     renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer()
+        structlog.processors.JSONRenderer(serializer=_json_text)
         if as_json
         else structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
     )

@@ -9,6 +9,7 @@ it as a standby.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
 import sys
 from pathlib import Path
@@ -25,6 +26,7 @@ from cadre.controller.leader import default_identity
 from cadre.controller.runtime.args import add_run_arguments
 from cadre.controller.runtime.collector import freeze_survivors, set_collector
 from cadre.controller.runtime.context import Runtime
+from cadre.controller.runtime.event_loop import event_loop_factory
 from cadre.controller.runtime.health import HealthServer
 from cadre.controller.runtime.logs import configure_logging
 from cadre.controller.team_metrics import serve_metrics
@@ -88,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         metrics=f"http://{args.bind_address}:{server.server_port}/metrics",
         health=f"http://{args.bind_address}:{health_port}/healthz",
         fault_injection=faults is not None,
+        event_loop=config.controller.event_loop,
     )
     runtime = Runtime.create(config, client, identity=identity)
     runtime.health_server = HealthServer(
@@ -102,13 +105,17 @@ def run(args: argparse.Namespace) -> int:
     for module in ("cadre.controller.runtime.settings", "cadre.controller.handlers"):
         importlib.import_module(module)
 
+    # The Runner, not kopf.run's own asyncio.run, so that the loop is the configured one;
+    # it still closes async generators and the default executor at the end.
     try:
-        kopf.run(
-            clusterwide=True,
-            standalone=True,
-            memo=runtime,
-            stop_flag=runtime.stop_flag,
-        )
+        with asyncio.Runner(loop_factory=event_loop_factory(config.controller.event_loop)) as r:
+            kopf.run(
+                clusterwide=True,
+                standalone=True,
+                memo=runtime,
+                stop_flag=runtime.stop_flag,
+                loop=r.get_loop(),
+            )
     finally:
         server.shutdown()
         log.info("cadre operator stopped", lost_leadership=runtime.lost_leadership)
