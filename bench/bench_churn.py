@@ -78,6 +78,12 @@ def main() -> None:
         default=200,
         help="cycles before the RSS baseline (pools, caches and arenas settle first)",
     )
+    parser.add_argument(
+        "--gc-threshold",
+        type=int,
+        default=None,
+        help="the operator's controller.gcThreshold (the example config's by default)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cadre-bench-churn-") as tmp:
         work = Path(tmp)
@@ -99,6 +105,8 @@ def main() -> None:
                 },
             )
             config = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+            if args.gc_threshold is not None:
+                config.setdefault("controller", {})["gcThreshold"] = args.gc_threshold
             path = work / "config.yaml"
             path.write_text(yaml.safe_dump(config))
             kubeconfig = operator_kubeconfig(cluster, work / "kubeconfig")
@@ -126,7 +134,8 @@ def main() -> None:
     )
     print(
         f"operator RSS: {rss_before / 1024:.1f} MiB before, {rss_after / 1024:.1f} MiB after "
-        f"({(rss_after - rss_before) / rss_before:+.1%}), peak {peak / 1024:.1f} MiB"
+        f"({(rss_after - rss_before) / rss_before:+.1%}), peak {peak / 1024:.1f} MiB; "
+        f"controller.gcThreshold {config.get('controller', {}).get('gcThreshold')}"
     )
     print("left in the cluster and in the operator's state: nothing")
     mutating = {k: int(v) for k, v in writes.items() if k[0] in ("POST", "PUT", "PATCH", "DELETE")}

@@ -852,6 +852,22 @@ def test_a_trainingjob_deleted_while_its_admission_is_written_leaves_nothing_beh
     assert world.loop.sizes() == {"jobs_made": 0}
 
 
+def test_a_pass_drops_the_writers_state_of_workloads_gone_from_the_cache(world: World) -> None:
+    """Level-based: whatever path left a lock, a last-write time or a made-Job record
+    behind for a TrainingJob the cache no longer holds (its forgetting missed), the next
+    pass drops it; what a cached one keeps stays."""
+    kept = world.add("kept", gpus=1)
+    world.run_pass()
+    assert world.status_writer.sizes()["status_last_write"] == 1  # its admission's write
+    gone = f"{NS}/gone"
+    world.status_writer._locks[gone] = asyncio.Lock()
+    world.status_writer.last_write[gone] = world.clock
+    world.loop._jobs_made[gone] = "an-admission"
+    world.run_pass()
+    assert world.status_writer.held() == {kept}
+    assert world.loop.sizes() == {"jobs_made": 1}
+
+
 def test_a_pass_applies_at_most_its_share_of_admissions_and_the_next_the_rest() -> None:
     """admission.maxAdmissionsPerPass: a pass writes the first admissions in its order and
     leaves the rest to the next pass, which it asks for at once; nothing is lost."""

@@ -256,6 +256,7 @@ class AdmissionLoop(BackgroundTask):
 
     # -- one pass --------------------------------------------------------------------
     async def run_pass(self) -> PassResult:
+        self.forget_gone()
         await self._parse_ahead()
         started = time.perf_counter()
         now = utcnow()
@@ -899,6 +900,23 @@ class AdmissionLoop(BackgroundTask):
         self.queue.forget(key)
         self.status.forget(key)
         self._jobs_made.pop(key, None)
+
+    def forget_gone(self) -> None:
+        """Drop what the writers keep for workloads the cache no longer holds. Each
+        deletion forgets its own (`forget`); this is the level-based repair for one whose
+        forgetting was missed (bench_churn once found three, with no event path to show),
+        which would otherwise stay until the process ends: no resync lists them again."""
+        gone = sorted(
+            k for k in set(self._jobs_made) | self.status.held() if not self.status.cached(k)
+        )
+        for key in gone:
+            self.forget(key)
+        if gone:
+            log.warning(
+                "dropped the state kept for workloads gone from the cache",
+                keys=gone[:5],
+                count=len(gone),
+            )
 
     def sizes(self) -> dict[str, int]:
         return {"jobs_made": len(self._jobs_made)}

@@ -69,13 +69,21 @@ class StatusWriter:
         lock = self._locks.get(key)
         if lock is None:
             lock = asyncio.Lock()
-            if stored_key(key) in self._table(key):  # one gone since (forgotten) needs none kept
+            if self.cached(key):  # one gone since (forgotten) needs none kept
                 self._locks[key] = lock
         return lock
 
     def sizes(self) -> dict[str, int]:
         """Entries kept per TrainingJob (a leak shows here)."""
         return {"status_locks": len(self._locks), "status_last_write": len(self.last_write)}
+
+    def held(self) -> set[str]:
+        """The workloads it keeps a lock or a last-write time for."""
+        return set(self._locks) | set(self.last_write)
+
+    def cached(self, key: str) -> bool:
+        """Does the cache hold the workload `key` (a TrainingJob or a ModelDeployment)?"""
+        return stored_key(key) in self._table(key)
 
     def forget(self, key: str) -> None:
         """The TrainingJob is gone. A writer holding its lock keeps its reference to it;

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Literal
 
 import uvloop
 
-EventLoopName = Literal["uvloop", "asyncio"]
+from cadre.core.api.config import EventLoopName
 
 
 def event_loop_factory(name: EventLoopName) -> Callable[[], asyncio.AbstractEventLoop]:

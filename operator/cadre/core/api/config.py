@@ -248,6 +248,10 @@ class LeaderElectionSettings(CadreModel):
         return self
 
 
+EventLoopName = Literal["uvloop", "asyncio"]
+"""The operator's event loop (cadre.controller.runtime.event_loop)."""
+
+
 class ControllerSettings(CadreModel):
     """The reconcilers and the cache."""
 
@@ -273,7 +277,7 @@ class ControllerSettings(CadreModel):
         "collections, which scan the whole cache, come far less often (docs/benchmarks.md). "
         "Lower it only to trade CPU for a little memory.",
     )
-    event_loop: Literal["uvloop", "asyncio"] = Field(
+    event_loop: EventLoopName = Field(
         default="uvloop",
         description="The event loop the operator runs on: uvloop (libuv, its TLS and I/O in "
         "C: about a tenth less CPU per API request) or asyncio (the standard library's, "
