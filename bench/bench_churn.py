@@ -14,6 +14,7 @@ empty, and prints: cycles per second, RSS before / after / peak, what is left
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -65,6 +66,11 @@ def wait_state_empty(op: OperatorProcess, what: str) -> None:
         wait(what, lambda: not operator_leftovers(op.readiness()), 300)
     except SystemExit:
         print(f"left in the operator: {operator_leftovers(op.readiness())}")
+        # The run's folder is temporary: keep the operator's log, where the path that
+        # left the state behind can be read.
+        kept = Path(tempfile.gettempdir()) / f"cadre-bench-churn-{int(time.time())}.log"
+        shutil.copyfile(op.log_path, kept)
+        print(f"the operator's log: {kept}")
         raise
 
 
