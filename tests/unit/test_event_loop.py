@@ -19,7 +19,7 @@ def test_the_factory_makes_a_loop_of_the_named_kind_that_runs_coroutines(
     name: str, is_uvloop: bool
 ) -> None:
     async def main() -> bool:
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # a yield to the loop (one turn of it), not a wait
         return isinstance(asyncio.get_running_loop(), uvloop.Loop)
 
     with asyncio.Runner(loop_factory=event_loop_factory(name)) as runner:  # type: ignore[arg-type]
