@@ -63,7 +63,9 @@ def peak_kib(pid: int) -> int:
 def wait_state_empty(op: OperatorProcess, what: str) -> None:
     """Wait until the operator holds nothing per TrainingJob or pod; say what it holds if not."""
     try:
-        wait(what, lambda: not operator_leftovers(op.readiness()), 300)
+        # Up to a resync (resyncSeconds, 300) and a margin: a forgetting missed is repaired
+        # by the next one (AdmissionLoop.forget_gone), which the log then names.
+        wait(what, lambda: not operator_leftovers(op.readiness()), 400)
     except SystemExit:
         print(f"left in the operator: {operator_leftovers(op.readiness())}")
         # The run's folder is temporary: keep the operator's log, where the path that

@@ -100,6 +100,7 @@ class LocalCluster:
         die_with_parent: bool = False,
         build_log: Any = None,
         audit_log_maxsize_mb: int = 500,
+        audit: bool = True,
     ) -> None:
         if mode not in ("apiserver", "cluster"):
             raise ValueError(f"mode is 'apiserver' or 'cluster', not {mode!r}")
@@ -111,6 +112,10 @@ class LocalCluster:
         self.die_with_parent = die_with_parent
         self.build_log = build_log
         self.audit_log_maxsize_mb = audit_log_maxsize_mb
+        self.audit = audit
+        """Write the audit log (fault tests read it). Benchmarks set False: it is a test
+        instrument, written in blocking mode on every mutating request, and Kueue's
+        harness (envtest) runs its API server without one."""
         self.bins: dict[str, binaries.Binary] = {}
         self.records: list[procs.ProcRecord] = []
         self._popens: dict[int, subprocess.Popen[bytes]] = {}
@@ -325,14 +330,7 @@ class LocalCluster:
                 f"--tls-private-key-file={p.serving_key}",
                 f"--client-ca-file={p.ca_cert}",
                 "--authorization-mode=Node,RBAC",
-                f"--audit-policy-file={self._write_audit_policy()}",
-                f"--audit-log-path={self.audit_log}",
-                "--audit-log-format=json",
-                # Written while the request is answered, not batched later (the default
-                # for the log backend, spelled out: audit.py relies on it).
-                "--audit-log-mode=blocking",
-                f"--audit-log-maxsize={self.audit_log_maxsize_mb}",
-                "--audit-log-maxbackup=1",
+                *self._audit_flags(),
                 f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
                 f"--service-account-key-file={p.sa_pub}",
                 f"--service-account-signing-key-file={p.sa_key}",
@@ -468,6 +466,20 @@ class LocalCluster:
             on_wait=self._check_alive,
         )
         self._mark("controllers-and-nodes-ready", t)
+
+    def _audit_flags(self) -> list[str]:
+        if not self.audit:
+            return []
+        return [
+            f"--audit-policy-file={self._write_audit_policy()}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json",
+            # Written while the request is answered, not batched later (the default
+            # for the log backend, spelled out: audit.py relies on it).
+            "--audit-log-mode=blocking",
+            f"--audit-log-maxsize={self.audit_log_maxsize_mb}",
+            "--audit-log-maxbackup=1",
+        ]
 
     def _write_audit_policy(self) -> Path:
         # Mutating requests only, at Metadata level: enough to count each client's writes

@@ -139,7 +139,7 @@ def test_a_finished_job_reaches_succeeded_when_every_status_write_failed_once(
     apiserver.api.create(TJS.format(ns=namespace), trainingjob("done", workers=1))
     admitted_job(apiserver, namespace, "done")
     eventually("Admitted", lambda: phase(apiserver, namespace, "done") == "Admitted")
-    operator.inject(verb="PATCH", resource="trainingjobs/status", fault=500, times=9)
+    operator.inject(verb="PUT", resource="trainingjobs/status", fault=500, times=9)
     finish_job(apiserver, namespace, "done")  # the last event of this Job
     eventually(
         "Succeeded", lambda: phase(apiserver, namespace, "done") == "Succeeded", timeout=TIMEOUT

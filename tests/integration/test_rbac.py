@@ -58,7 +58,7 @@ OPERATOR: Table = {
     # trainingjobs.py _ensure_children, status_writer.py after a 409; delete:
     # trainingjobs.py _expire (ttlAfterFinished). No update/patch: a user's spec is theirs.
     ("cadre.dev", "trainingjobs"): _verbs("get", "list", "watch", "delete"),
-    ("cadre.dev", "trainingjobs/status"): _verbs("patch"),  # status_writer.py
+    ("cadre.dev", "trainingjobs/status"): _verbs("update"),  # status_writer.py
     # list: cache.py, trainingjobs.py _team_of; watch: handlers/cluster.py; get:
     # budget_writer.py _write, the re-read after a 409 on the status. No writes.
     ("cadre.dev", "resourcebudgets"): _verbs("get", "list", "watch"),
@@ -72,7 +72,7 @@ OPERATOR: Table = {
     # list: cache.py; watch: handlers/modeldeployment.py; get: status_writer.py after a
     # 409. No spec writes.
     ("cadre.dev", "modeldeployments"): _verbs("get", "list", "watch"),
-    ("cadre.dev", "modeldeployments/status"): _verbs("patch"),  # status_writer.py
+    ("cadre.dev", "modeldeployments/status"): _verbs("update"),  # status_writer.py
     # modeldeployments.py creates, patches (template, replicas, bounds) and deletes (a
     # canary no longer wanted, the autoscaler without admission); cache.py lists; the
     # handlers watch; get: client.create reads back on a 409.
@@ -263,7 +263,8 @@ SPOT_CHECKS = [
     ("create", "cadre.dev", "resourcebudgets", "", False),
     ("update", "coordination.k8s.io", "leases", "team", False),
     ("update", "coordination.k8s.io", "leases", SYSTEM, True),
-    ("patch", "cadre.dev", "trainingjobs/status", "team", True),
+    ("update", "cadre.dev", "trainingjobs/status", "team", True),
+    ("patch", "cadre.dev", "trainingjobs/status", "team", False),
     ("create", "batch", "jobs", "team", True),
 ]
 

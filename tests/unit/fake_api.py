@@ -6,9 +6,11 @@ precondition. The real thing is the API server in tests/integration and e2e/."""
 from __future__ import annotations
 
 import copy
+from collections.abc import AsyncIterator
 from typing import Any
 
 from cadre.controller.client import ApiError, collection_path
+from cadre.core.training.lifecycle import status_patch
 
 
 def merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
@@ -66,6 +68,24 @@ class FakeApi:
         obj = self.objects.get(path)
         return copy.deepcopy(obj) if obj is not None else None
 
+    async def versioned_pages(
+        self, path: str, label_selector: str | None = None
+    ) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
+        """A cluster-wide list of `path` (`/apis/<group>/<version>/<plural>`), one page,
+        filtered by a selector of one `key` or `key=value`."""
+        prefix, plural = path.rsplit("/", 1)
+        key, _, value = (label_selector or "").partition("=")
+        page = []
+        for object_path, obj in sorted(self.objects.items()):
+            parts = object_path.removeprefix(prefix + "/").split("/")
+            if parts[-2:-1] != [plural] or len(parts) not in (2, 4):
+                continue
+            labels = obj.get("metadata", {}).get("labels") or {}
+            if key and (key not in labels or (value and labels[key] != value)):
+                continue
+            page.append(copy.deepcopy(obj))
+        yield page, str(self._rv)
+
     async def create(self, obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         if obj["kind"] == "Event":
             self.events.append(copy.deepcopy(obj))
@@ -105,6 +125,21 @@ class FakeApi:
         return await self.merge_patch(
             f"{path}/status", {"status": dict(status)}, resource_version=resource_version
         )
+
+    async def replace_status(
+        self, path: str, status: dict[str, Any], *, resource_version: str
+    ) -> dict[str, Any]:
+        """As the server's status subresource: the status replaced, the rest kept. The
+        write is recorded as what it changed (a merge patch), which tests compare."""
+        self._check_failure("PUT", f"{path}/status")
+        current = self.objects.get(path)
+        if current is None:
+            raise ApiError("PUT", f"{path}/status", 404, b"{}")
+        if current["metadata"]["resourceVersion"] != resource_version:
+            raise ApiError("PUT", f"{path}/status", 409, b'{"reason": "Conflict"}')
+        updated = {**copy.deepcopy(current), "status": copy.deepcopy(status)}
+        change = status_patch(current.get("status"), status) or {}
+        return self._store(f"{path}/status", updated, {"status": copy.deepcopy(change)})
 
     async def json_patch(self, path: str, operations: list[dict[str, Any]]) -> dict[str, Any]:
         self._check_failure("PATCH", path)

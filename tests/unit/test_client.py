@@ -131,6 +131,52 @@ def test_a_conflict_is_not_retried_but_raised_at_once() -> None:
     run(scenario())
 
 
+def test_a_status_replacement_names_the_object_and_carries_its_status_alone() -> None:
+    """PUT to the status subresource: the server keeps the rest of the stored object, so
+    the body is the object's identity, the resourceVersion the write is conditional on,
+    and the status."""
+    bodies: list[tuple[str, str, Any]] = []
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        bodies.append((request.method, request.path, await request.json()))
+        return web.json_response({"metadata": {"resourceVersion": "8"}, "status": {}})
+
+    async def scenario() -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        client = client_for(f"http://127.0.0.1:{port}")
+        try:
+            path = "/apis/cadre.dev/v1alpha1/namespaces/ns/trainingjobs/t"
+            await client.replace_status(path, {"phase": "Queued"}, resource_version="7")
+            with pytest.raises(ValueError, match="namespaced object"):
+                await client.replace_status(
+                    "/apis/cadre.dev/v1alpha1/resourcebudgets/b", {}, resource_version="1"
+                )
+        finally:
+            await client.close()
+            await runner.cleanup()
+
+    run(scenario())
+    assert bodies == [
+        (
+            "PUT",
+            "/apis/cadre.dev/v1alpha1/namespaces/ns/trainingjobs/t/status",
+            {
+                "apiVersion": "cadre.dev/v1alpha1",
+                "kind": "TrainingJob",
+                "metadata": {"name": "t", "namespace": "ns", "resourceVersion": "7"},
+                "status": {"phase": "Queued"},
+            },
+        )
+    ]
+
+
 def test_an_unreachable_server_is_an_api_error_too_and_recovery_is_reported() -> None:
     async def scenario() -> None:
         with socket.socket() as s:

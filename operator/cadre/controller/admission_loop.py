@@ -256,7 +256,6 @@ class AdmissionLoop(BackgroundTask):
 
     # -- one pass --------------------------------------------------------------------
     async def run_pass(self) -> PassResult:
-        self.forget_gone()
         await self._parse_ahead()
         started = time.perf_counter()
         now = utcnow()
@@ -905,7 +904,9 @@ class AdmissionLoop(BackgroundTask):
         """Drop what the writers keep for workloads the cache no longer holds. Each
         deletion forgets its own (`forget`); this is the level-based repair for one whose
         forgetting was missed (bench_churn once found three, with no event path to show),
-        which would otherwise stay until the process ends: no resync lists them again."""
+        which would otherwise stay until the process ends: no resync lists them again.
+        Called after each resync (`Cache`), not each pass: it walks every key the writers
+        hold, 4.7 ms a pass at 15,000 (S1)."""
         gone = sorted(
             k for k in set(self._jobs_made) | self.status.held() if not self.status.cached(k)
         )

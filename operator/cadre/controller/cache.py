@@ -26,6 +26,8 @@
 
 After each merge, a change that can alter a decision wakes the admission loop, and every
 TrainingJob is handed to the reconciler (level-based: it brings each to what is observed).
+After each resync the writers drop what they still keep for workloads the cache no
+longer holds (`resynced`: a deletion whose forgetting was missed).
 """
 
 from __future__ import annotations
@@ -157,6 +159,7 @@ class Cache(BackgroundTask):
         reconcile: Callable[[str], None],
         pod_changed: Callable[[PodCharge], None],
         forget: Callable[[str], None] = lambda key: None,
+        resynced: Callable[[], None] = lambda: None,
     ) -> None:
         super().__init__()
         self.client = client
@@ -167,6 +170,9 @@ class Cache(BackgroundTask):
         self._pod_changed = pod_changed
         self._forget = forget
         """Called with the key of a TrainingJob that is gone (the writers forget it)."""
+        self._resynced = resynced
+        """Called after each resync: the writers drop what they keep for workloads the
+        cache no longer holds (a forgetting missed is repaired here, level-based)."""
         self._gpu_resources = tuple(
             sorted({f.gpu_resource for f in config.flavors if f.gpu_resource})
         )
@@ -604,6 +610,7 @@ class Cache(BackgroundTask):
             self._forget(key)
         for key in served_before - set(self.store.modeldeployments):
             self._forget(serving_key(key))
+        self._resynced()
         # Pods last (their TrainingJobs are known): what ran while the operator was away is
         # read from the containers' timestamps, before any budget is written.
         if kinds is None or "pod" in kinds:

@@ -2,11 +2,12 @@
 that go with them. A key "md:namespace/name" is a ModelDeployment's.
 
 `StatusWriter.update(key, fn)`: `fn` computes the wanted status from the newest known
-object; the difference is written as a merge patch that carries the resourceVersion it was
-computed from. A 409 (someone wrote in between, or the cache was behind) re-reads the
-object, computes again and retries, a few times; nothing is ever written from a stale
-base. One asyncio lock per TrainingJob keeps this replica's own writers (the admission
-loop, the reconciler, the queue writer) from racing each other for nothing.
+object; when it differs, it replaces the status (`ApiClient.replace_status`, the status
+subresource alone) on the condition of the resourceVersion it was computed from. A 409
+(someone wrote in between, or the cache was behind) re-reads the object, computes again
+and retries, a few times; nothing is ever written from a stale base. One asyncio lock per
+TrainingJob keeps this replica's own writers (the admission loop, the reconciler, the
+queue writer) from racing each other for nothing.
 
 Job effects name the Job they mean: suspending or unsuspending is a JSON patch whose
 `test` operations check the Job's UID (and, for an admission, the spec hash the pass
@@ -38,7 +39,7 @@ from cadre.core.api.names import ANNOTATION_SPEC_HASH
 from cadre.core.cluster.store import Store, holds, is_serving, stored_key
 from cadre.core.objects import uid_of
 from cadre.core.serving.lifecycle import serving_transition_events, with_period_usage
-from cadre.core.training.lifecycle import status_patch, transition_event, with_usage
+from cadre.core.training.lifecycle import transition_event, with_usage
 
 log = structlog.get_logger("cadre.status")
 
@@ -132,12 +133,11 @@ class StatusWriter:
             if wanted is None:
                 return None
             wanted = self._with_usage(key, obj, current, wanted)
-            patch = status_patch(current, wanted)
-            if patch is None:
-                return None
+            if wanted == (current or {}):
+                return None  # unchanged
             base = str(obj["metadata"].get("resourceVersion") or "")
             try:
-                updated = await self.client.patch_status(path, patch, resource_version=base or None)
+                updated = await self.client.replace_status(path, wanted, resource_version=base)
             except ApiError as err:
                 if err.status == 404:
                     return None

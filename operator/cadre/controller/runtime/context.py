@@ -98,6 +98,7 @@ class Runtime:
             reconcile=queue.add,
             pod_changed=budgets.pod_changed,
             forget=forget,
+            resynced=loop.forget_gone,
         )
         reconciler = TrainingJobReconciler(
             client,
