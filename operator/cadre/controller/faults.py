@@ -1,7 +1,7 @@
 """Fault injection into Cadre's own API calls: a test hook, never on in production.
 
 `cadre run --enable-fault-injection` registers `POST/GET/DELETE /debug/faults` on the
-health server; a test posts a rule such as `{"verb": "PATCH", "resource":
+health server; a test posts a rule such as `{"verb": "PUT", "resource":
 "trainingjobs/status", "fault": 500, "times": 3}` and the next three matching attempts of
 the client fail that way, whatever part of the operator makes them. Faults:
 
