@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -30,7 +30,24 @@ FAST = ClientSettings(
     timeout_seconds=2, retries=3, backoff_initial_seconds=0.01, backoff_max_seconds=0.05
 )
 
-Script = Callable[[web.Request], web.StreamResponse]
+Script = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@asynccontextmanager
+async def serving(handle: Script) -> AsyncIterator[str]:
+    """A local HTTP server answering every request with `handle`; yields its URL."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
 
 
 @asynccontextmanager
@@ -48,18 +65,8 @@ async def server(answers: list[Any]) -> AsyncIterator[tuple[str, list[str]]]:
             body = {"metadata": {"name": "x", "resourceVersion": str(len(seen))}}
         return web.json_response(body, status=status, headers=headers)
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}", seen
-    finally:
-        await runner.cleanup()
+    async with serving(handle) as url:
+        yield url, seen
 
 
 def client_for(url: str, **kwargs: Any) -> ApiClient:
@@ -142,25 +149,17 @@ def test_a_status_replacement_names_the_object_and_carries_its_status_alone() ->
         return web.json_response({"metadata": {"resourceVersion": "8"}, "status": {}})
 
     async def scenario() -> None:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        client = client_for(f"http://127.0.0.1:{port}")
-        try:
-            path = "/apis/cadre.dev/v1alpha1/namespaces/ns/trainingjobs/t"
-            await client.replace_status(path, {"phase": "Queued"}, resource_version="7")
-            with pytest.raises(ValueError, match="namespaced object"):
-                await client.replace_status(
-                    "/apis/cadre.dev/v1alpha1/resourcebudgets/b", {}, resource_version="1"
-                )
-        finally:
-            await client.close()
-            await runner.cleanup()
+        async with serving(handle) as url:
+            client = client_for(url)
+            try:
+                path = "/apis/cadre.dev/v1alpha1/namespaces/ns/trainingjobs/t"
+                await client.replace_status(path, {"phase": "Queued"}, resource_version="7")
+                with pytest.raises(ValueError, match="namespaced object"):
+                    await client.replace_status(
+                        "/apis/cadre.dev/v1alpha1/resourcebudgets/b", {}, resource_version="1"
+                    )
+            finally:
+                await client.close()
 
     run(scenario())
     assert bodies == [
