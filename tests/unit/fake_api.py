@@ -1,7 +1,8 @@
 """A small in-memory stand-in for the API client, for unit tests of the controller's
-writers: objects by path, resourceVersions that move on every write, merge patches with a
-resourceVersion precondition (409), JSON patches with `test` (422), deletes with a UID
-precondition. The real thing is the API server in tests/integration and e2e/."""
+writers: objects by path, resourceVersions that move on every write, status replacements
+with a resourceVersion precondition (409), JSON patches with `test` (422), deletes with a
+UID precondition, one-page lists. The real thing is the API server in tests/integration
+and e2e/."""
 
 from __future__ import annotations
 
@@ -11,19 +12,6 @@ from typing import Any
 
 from cadre.controller.client import ApiError, collection_path
 from cadre.core.training.lifecycle import status_patch
-
-
-def merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """RFC 7386 merge patch."""
-    out = copy.deepcopy(target)
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def _pointer(path: str) -> list[str]:
@@ -78,7 +66,9 @@ class FakeApi:
         page = []
         for object_path, obj in sorted(self.objects.items()):
             parts = object_path.removeprefix(prefix + "/").split("/")
-            if parts[-2:-1] != [plural] or len(parts) not in (2, 4):
+            namespaced = len(parts) == 4 and parts[0] == "namespaces" and parts[2] == plural
+            cluster_wide = len(parts) == 2 and parts[0] == plural
+            if not object_path.startswith(prefix + "/") or not (namespaced or cluster_wide):
                 continue
             labels = obj.get("metadata", {}).get("labels") or {}
             if key and (key not in labels or (value and labels[key] != value)):
@@ -105,26 +95,6 @@ class FakeApi:
         for hook in self.on_create:
             hook(path)
         return answer, True
-
-    async def merge_patch(
-        self, path: str, patch: dict[str, Any], *, resource_version: str | None = None
-    ) -> dict[str, Any]:
-        self._check_failure("PATCH", path)
-        current = self.objects.get(self._object_path(path))
-        if current is None:
-            raise ApiError("PATCH", path, 404, b"{}")
-        if resource_version is not None and current["metadata"]["resourceVersion"] != (
-            resource_version
-        ):
-            raise ApiError("PATCH", path, 409, b'{"reason": "Conflict"}')
-        return self._store(path, merge(current, dict(patch)), dict(patch))
-
-    async def patch_status(
-        self, path: str, status: dict[str, Any], *, resource_version: str | None = None
-    ) -> dict[str, Any]:
-        return await self.merge_patch(
-            f"{path}/status", {"status": dict(status)}, resource_version=resource_version
-        )
 
     async def replace_status(
         self, path: str, status: dict[str, Any], *, resource_version: str
