@@ -20,7 +20,7 @@ from kubernetes.client import ApiClient
 from localcluster import LocalCluster
 from localcluster.binaries import MissingBinariesError, gateway_api_crds
 from localcluster.testing import fresh_namespace, start_cluster
-from trainingjobs import BUDGETS, get
+from trainingjobs import BUDGETS, TJS, get, trainingjob
 from waiting import eventually
 
 
@@ -108,3 +108,43 @@ def httproute_crd(apiserver: LocalCluster) -> None:
             )
         ),
     )
+
+
+BINDINGS = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings"
+SHAPE_POLICY = f"{BINDINGS}/cadre-trainingjob-shape"
+
+
+@pytest.fixture
+def without_shape_policy(apiserver: LocalCluster) -> Iterator[None]:
+    """No cadre-trainingjob-shape binding (a cluster where the admission policies are not
+    installed), put back as it was after the test."""
+    binding = get(apiserver, SHAPE_POLICY)
+    if binding is not None:
+        apiserver.api.call("DELETE", SHAPE_POLICY, ok=(404,))
+        # The API server lets go of a binding asynchronously: wait until a dry-run change
+        # of a running job passes.
+        ns = apiserver.create_namespace(f"shape-probe-{uuid.uuid4().hex[:6]}")
+        try:
+            path = f"{TJS.format(ns=ns)}/probe"
+            made = apiserver.api.create(TJS.format(ns=ns), trainingjob("probe"))
+            apiserver.api.call("PUT", f"{path}/status", {**made, "status": {"phase": "Running"}})
+            eventually(
+                "cadre-trainingjob-shape out of force",
+                lambda: (
+                    apiserver.api.request(
+                        "PATCH",
+                        f"{path}?dryRun=All",
+                        {"spec": {"workers": 3}},
+                        content_type="application/merge-patch+json",
+                    )[0]
+                    == 200
+                ),
+            )
+        finally:
+            apiserver.delete_namespace(ns)
+    yield
+    if binding is not None:
+        for field in ("resourceVersion", "uid", "creationTimestamp", "generation"):
+            binding["metadata"].pop(field, None)
+        binding["metadata"].pop("managedFields", None)
+        apiserver.api.create(BINDINGS, binding, exist_ok=True)

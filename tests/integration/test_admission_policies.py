@@ -32,6 +32,7 @@ import yaml
 from modeldeployments import MDS, modeldeployment
 
 from cadre.core.api.config import parse_config
+from cadre.core.api.trainingjob import FROZEN_WHILE_ADMITTED
 from cadre.core.budget.teams import selector_matches
 from cadre.core.serving.children import build_serving_children
 from cadre.core.training import build_training_job_children
@@ -49,12 +50,14 @@ CHILDREN = "cadre-managed-children"
 PODS = "cadre-managed-pods"
 GPUS = "cadre-gpu-workloads"
 OPERATOR_PODS = "cadre-operator-pod-patches"
-ALL_POLICIES = (CHILDREN, PODS, GPUS, OPERATOR_PODS)
+SHAPE = "cadre-trainingjob-shape"
+ALL_POLICIES = (CHILDREN, PODS, GPUS, OPERATOR_PODS, SHAPE)
 
 OPERATOR = "system:serviceaccount:cadre-system:cadre-operator"
 JOB_CONTROLLER = "system:serviceaccount:kube-system:job-controller"
 GARBAGE_COLLECTOR = "system:serviceaccount:kube-system:generic-garbage-collector"
 ALICE = "alice"
+ADMIN = "cadre-test-admin"  # bound to cluster-admin (not system:masters) by `policies`
 
 MERGE = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
@@ -83,6 +86,16 @@ class Reply:
             self.status == 403
             and isinstance(self.body, dict)
             and self.body.get("reason") == "Forbidden"
+            and f"ValidatingAdmissionPolicy '{policy}'" in self.message
+        )
+
+    def invalid_by(self, policy: str) -> bool:
+        """Refused (422 Invalid) by this policy's Deny binding: the input is wrong, not
+        the user's rights."""
+        return (
+            self.status == 422
+            and isinstance(self.body, dict)
+            and self.body.get("reason") == "Invalid"
             and f"ValidatingAdmissionPolicy '{policy}'" in self.message
         )
 
@@ -265,9 +278,52 @@ def prepare_namespace(cluster: LocalCluster, ns: str) -> None:
         )
 
 
+def allow_trainingjobs(cluster: LocalCluster, ns: str) -> None:
+    """The cadre.dev part of `edit` for alice in `ns` (manifests/roles.yaml aggregates it
+    in a real cluster; no controller manager aggregates it here)."""
+    cluster.api.create(
+        f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles",
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "cadre-edit"},
+            "rules": [
+                {
+                    "apiGroups": ["cadre.dev"],
+                    "resources": ["trainingjobs"],
+                    "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
+                }
+            ],
+        },
+    )
+    cluster.api.create(
+        f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "alice-cadre-edit"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "cadre-edit",
+            },
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": ALICE}],
+        },
+    )
+
+
+def running_trainingjob(cluster: LocalCluster, ns: str, name: str) -> str:
+    """A TrainingJob whose status says Running (as the operator writes it); its path."""
+    path = f"{TJS.format(ns=ns)}/{name}"
+    made = cluster.api.create(TJS.format(ns=ns), trainingjob(name))
+    made["status"] = {"phase": "Running"}
+    cluster.api.call("PUT", f"{path}/status", made)
+    return path
+
+
 def probes(cluster: LocalCluster, ns: str) -> dict[str, Callable[[], bool]]:
     """One dry-run request per policy without params that it must refuse once in force."""
-    alice, operator = As(cluster, ALICE), As(cluster, OPERATOR)
+    alice, operator, admin = As(cluster, ALICE), As(cluster, OPERATOR), As(cluster, ADMIN)
     labelled = {"cadre.dev/trainingjob": "probe"}
     service = {
         "apiVersion": "v1",
@@ -285,6 +341,9 @@ def probes(cluster: LocalCluster, ns: str) -> dict[str, Callable[[], bool]]:
         OPERATOR_PODS: lambda: operator.patch(
             pods_path(ns, "plain"), {"metadata": {"labels": {"x": "y"}}}, dry_run=True
         ).denied_by(OPERATOR_PODS),
+        SHAPE: lambda: admin.patch(
+            f"{TJS.format(ns=ns)}/running", {"spec": {"workers": 3}}, dry_run=True
+        ).invalid_by(SHAPE),
     }
 
 
@@ -296,11 +355,20 @@ def policies(apiserver: LocalCluster) -> Iterator[None]:
     apiserver.kubectl("apply", "-f", str(RBAC))
     installed_before = apiserver.api.exists(f"{VAPS}/{CHILDREN}")
     apiserver.kubectl("apply", "-f", str(POLICIES))
+    apiserver.kubectl(
+        "create",
+        "clusterrolebinding",
+        ADMIN,
+        "--clusterrole=cluster-admin",
+        f"--user={ADMIN}",
+        check=False,
+    )
     ns = apiserver.create_namespace(unique("policy-probes"))
     try:
         prepare_namespace(apiserver, ns)
         path, pod = workload("Pod", ns, "plain", None)
         apiserver.api.create(path, pod)
+        running_trainingjob(apiserver, ns, "running")
         for name, probe in probes(apiserver, ns).items():
             eventually(f"policy {name} in force", probe)
         yield
@@ -672,36 +740,7 @@ def test_deleting_a_trainingjob_may_not_orphan_its_job(
     apiserver: LocalCluster, cadre_job: CadreJob
 ) -> None:
     ns = cadre_job.namespace
-    # The cadre.dev part of `edit` (manifests/roles.yaml aggregates it in a real cluster).
-    apiserver.api.create(
-        f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles",
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": {"name": "cadre-edit"},
-            "rules": [
-                {
-                    "apiGroups": ["cadre.dev"],
-                    "resources": ["trainingjobs"],
-                    "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
-                }
-            ],
-        },
-    )
-    apiserver.api.create(
-        f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": {"name": "alice-cadre-edit"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "Role",
-                "name": "cadre-edit",
-            },
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": ALICE}],
-        },
-    )
+    allow_trainingjobs(apiserver, ns)
     path = f"{TJS.format(ns=ns)}/{cadre_job.name}"
     alice = As(apiserver, ALICE)
     eventually(  # RBAC takes effect asynchronously too: until the policy, not RBAC, refuses
@@ -1294,14 +1333,61 @@ def test_the_manifest_is_what_these_tests_assume() -> None:
     for identity in (OPERATOR, JOB_CONTROLLER, GARBAGE_COLLECTOR):
         assert identity in text
     # The GPU policy fails open on errors (its parameters are a CRD the API server cannot
-    # resolve for a moment after it starts); the three on Cadre's own objects fail closed.
+    # resolve for a moment after it starts); the four on Cadre's own objects fail closed.
     assert {name: p["spec"]["failurePolicy"] for name, p in policies.items()} == {
         "cadre-managed-children": "Fail",
         "cadre-managed-pods": "Fail",
         "cadre-gpu-workloads": "Ignore",
         "cadre-operator-pod-patches": "Fail",
+        "cadre-trainingjob-shape": "Fail",
     }
-    for policy in policies.values():
+    for name, policy in policies.items():
         for validation in policy["spec"]["validations"]:
-            assert validation["reason"] == "Forbidden"
+            # Who may not (403), but for a running job's shape: a wrong input (422).
+            assert validation["reason"] == ("Invalid" if name == SHAPE else "Forbidden")
             assert validation["message"] and validation["messageExpression"]
+    (shape,) = policies[SHAPE]["spec"]["validations"]
+    for field in FROZEN_WHILE_ADMITTED:
+        assert f"object.spec.?{field} == oldObject.spec.?{field}" in shape["expression"]
+
+
+# ---- a running TrainingJob's shape (cadre-trainingjob-shape) -----------------------------
+@pytest.mark.parametrize("user", [ALICE, ADMIN])
+def test_a_running_trainingjobs_shape_cannot_change(
+    apiserver: LocalCluster, namespaces: Namespaces, user: str
+) -> None:
+    """Its image, command, args, workers, resources and distribution stay as admitted
+    while it is admitted or running, for a team member and a cluster admin alike (it is
+    what the fields mean); before, suspend, and its status writes are not touched."""
+    ns = namespaces.new()
+    allow_trainingjobs(apiserver, ns)
+    editor = As(apiserver, user)
+    apiserver.api.create(TJS.format(ns=ns), trainingjob("frozen"))
+    path = f"{TJS.format(ns=ns)}/frozen"
+    eventually(  # RBAC takes effect asynchronously: a job not admitted may still change
+        "a change before admission accepted",
+        lambda: editor.patch(path, {"spec": {"image": "train:2"}}).status == 200,
+    )
+    running = apiserver.api.get(path)
+    running["status"] = {"phase": "Running"}
+    apiserver.api.call("PUT", f"{path}/status", running)
+    for change in (
+        {"image": "train:3"},
+        {"command": ["python", "other.py"]},
+        {"args": ["--lr", "1"]},
+        {"workers": 4},
+        {"resources": {"gpus": 2}},
+        {"distribution": "None"},
+    ):
+        reply = editor.patch(path, {"spec": change})
+        assert reply.invalid_by(SHAPE), (change, reply)
+        assert "cannot change while the job is admitted or running" in reply.message
+        assert f"TrainingJob {ns}/frozen is Running" in reply.message
+    # The operator's status writes are not matched (trainingjobs/status).
+    running = apiserver.api.get(path)
+    running["status"] = {"phase": "Admitted"}
+    status, body = apiserver.api.request("PUT", f"{path}/status", running)
+    assert status == 200, body
+    assert editor.patch(path, {"spec": {"suspend": True}}).status == 200, (
+        "suspend is how it is stopped first"
+    )

@@ -26,7 +26,7 @@ import yaml
 
 from cadre_process import OperatorProcess, operator_kubeconfig
 from localcluster import LocalCluster
-from trainingjobs import BUDGETS, TJS, condition, get, merge_patch, trainingjob
+from trainingjobs import BUDGETS, TJS, condition, get, trainingjob
 from waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -213,7 +213,10 @@ def test_each_broken_object_is_reported_invalid(
 
 
 def test_a_running_job_made_invalid_keeps_its_quota_or_is_stopped(
-    upgraded: Upgraded, apiserver: LocalCluster, tmp_path: Path
+    upgraded: Upgraded,
+    apiserver: LocalCluster,
+    tmp_path: Path,
+    without_shape_policy: None,  # after `upgraded`: an operator's start applies the policies
 ) -> None:
     namespace = upgraded.namespace
     tjs = TJS.format(ns=namespace)
@@ -227,7 +230,19 @@ def test_a_running_job_made_invalid_keeps_its_quota_or_is_stopped(
     try:
         install(apiserver, loose_crd(), tmp_path)
         schema_in_force(apiserver, namespace, loose=True)
-        merge_patch(apiserver, f"{tjs}/was-valid", {"spec": {"workers": -1}})
+        eventually(  # (the loose schema, too, takes effect asynchronously)
+            "workers -1 stored",
+            lambda: (
+                apiserver.api.request(
+                    "PATCH",
+                    f"{tjs}/was-valid",
+                    {"spec": {"workers": -1}},
+                    content_type="application/merge-patch+json",
+                )[0]
+                == 200
+            ),
+            timeout=TIMEOUT,
+        )
     finally:
         install(apiserver, yaml.safe_load(REAL_CRD.read_text()), tmp_path)
         schema_in_force(apiserver, namespace, loose=False)

@@ -252,6 +252,65 @@ def test_a_spec_changed_while_queued_is_decided_on_as_it_is_now(
     assert get(apiserver, f"/apis/batch/v1/namespaces/{namespace}/jobs/reshaped") is None
 
 
+@pytest.mark.usefixtures("operator", "team", "t4_node", "without_shape_policy")
+def test_a_running_jobs_spec_changed_without_the_policy_is_stopped_and_admitted_anew(
+    apiserver: LocalCluster, namespace: str
+) -> None:
+    """Where the admission policy is not installed, an editor can shrink a running job's
+    spec. The operator never counts it for the spec instead of what runs: it stops the Job
+    (reason SpecChanged), then admits the job again for what its spec asks now."""
+    apiserver.api.create(TJS.format(ns=namespace), trainingjob("edited", workers=2))
+    tj_path = f"{TJS.format(ns=namespace)}/edited"
+    job_path = f"/apis/batch/v1/namespaces/{namespace}/jobs/edited"
+    first = eventually(
+        "admitted",
+        lambda: (o := get(apiserver, tj_path)) and o["status"].get("phase") == "Admitted" and o,
+    )
+    admission = first["status"]["admission"]
+    assert (admission["workers"], admission["gpus"]) == (2, 2), admission
+    eventually("its Job", lambda: get(apiserver, job_path) is not None)
+
+    # The policy's binding may take a moment to leave the API server's informer.
+    eventually(
+        "the edit accepted",
+        lambda: (
+            apiserver.api.request(
+                "PATCH",
+                tj_path,
+                {"spec": {"workers": 1}},
+                content_type="application/merge-patch+json",
+            )[0]
+            == 200
+        ),
+    )
+    stopped = eventually(
+        "stopped with SpecChanged",
+        lambda: (
+            (o := get(apiserver, tj_path))
+            and (condition(o, "Admitted") or {}).get("reason") == "SpecChanged"
+            and o
+        ),
+    )
+    assert "its Job was stopped" in condition(stopped, "Admitted")["message"]  # type: ignore[index]
+    again = eventually(
+        "admitted for one worker",
+        lambda: (
+            (o := get(apiserver, tj_path))
+            and ((o.get("status") or {}).get("admission") or {}).get("workers") == 1
+            and o
+        ),
+        state=lambda: ((get(apiserver, tj_path) or {}).get("status"), get(apiserver, job_path)),
+    )
+    assert again["status"]["admission"]["id"] != admission["id"]
+    job = eventually(
+        "a Job of one worker",
+        lambda: (j := get(apiserver, job_path)) and j["spec"]["parallelism"] == 1 and j,
+    )
+    assert (
+        job["metadata"]["annotations"]["cadre.dev/admission"] == again["status"]["admission"]["id"]
+    )
+
+
 def test_recreated_trainingjob_replaces_the_children_of_the_deleted_one(
     operator: OperatorProcess, apiserver: LocalCluster, namespace: str, team: str, t4_node: str
 ) -> None:

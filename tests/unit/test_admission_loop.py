@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -181,6 +182,9 @@ def test_admit_writes_the_admission_then_creates_the_job(world: World) -> None:
         "flavor": "t4",
         "priority": "normal",
         "gpus": 2,
+        # What it holds, so a spec edited under the Job is caught (SpecChanged).
+        "workers": 1,
+        "perWorker": {"gpus": 2, "cpuMillicores": 0, "memoryBytes": 0},
     }
     # Created running, annotated with the admission's id.
     assert job["spec"]["suspend"] is False
@@ -719,6 +723,34 @@ def test_an_admitted_job_whose_spec_no_longer_parses_is_stopped_first(world: Wor
     assert condition["reason"] == "InvalidSpec"
     assert "workers" in condition["message"]
     assert "admission" not in old
+
+
+def test_a_running_job_whose_spec_changed_is_stopped_and_admitted_as_it_is(
+    world: World,
+) -> None:
+    """Its GPUs edited under its running Job (no admission policy installed): counted by
+    the spec it would hold 1 GPU and leave 7 to others while 8 run. It is stopped before
+    anything is admitted, says why, and is admitted again for what it asks now."""
+    world.add("shrunk", gpus=8, running=True)  # all 8 t4 GPUs
+    world.add("next", gpus=4)
+    edited = copy.deepcopy(world.kube.objects[trainingjob_path(NS, "shrunk")])
+    edited["spec"]["resources"]["gpus"] = 1
+    edited["metadata"]["generation"] = 2
+    world.kube.put(trainingjob_path(NS, "shrunk"), edited)
+    world.store.upsert_trainingjob(world.kube.objects[trainingjob_path(NS, "shrunk")])
+    writes = world.run_pass()
+    paths = [p for p, _ in writes]
+    assert paths.index(job_path(NS, "shrunk")) < paths.index(job_path(NS, "next"))
+    shrunk = world.status("shrunk")
+    assert shrunk["phase"] == "Preempted" and "admission" not in shrunk
+    (condition,) = [c for c in shrunk["conditions"] if c["type"] == "Admitted"]
+    assert condition["reason"] == "SpecChanged"
+    assert "waits in the queue with the spec as it is now" in condition["message"]
+    assert world.loop._dirty.is_set()  # no watch event asks for the pass that admits it
+    world.run_pass()
+    again = world.status("shrunk")["admission"]
+    assert (again["gpus"], again["perWorker"]["gpus"]) == (1, 1)
+    assert world.kube.objects[job_path(NS, "shrunk")]["spec"]["suspend"] is False
 
 
 def test_a_job_whose_last_pods_are_still_stopping_waits_for_them(world: World) -> None:

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cadre.core.api.config import OperatorConfig, parse_config
 from cadre.core.api.names import ANNOTATION_ADMISSION, ANNOTATION_SPEC_HASH
+from cadre.core.api.trainingjob import TrainingJobSpec
 from cadre.core.budget.teams import budget_scope, resolve_team
-from cadre.core.cluster.snapshot import build_snapshot, team_of_budget
+from cadre.core.cluster.snapshot import SPEC_CHANGED, build_snapshot, team_of_budget
 from cadre.core.cluster.store import Store
 from cadre.core.scheduling import Limits, Reason, Resources, schedule
-from cadre.core.training import BuildError, build_job
+from cadre.core.training import BuildError, admission_record, build_job, gang_request
 from cadre.core.training.job import placement_digest
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -158,7 +162,10 @@ def add(store: Store, trainingjob: dict[str, Any], with_job: dict[str, Any] | No
             trainingjob.get("status")
             or {"phase": "Running", "admittedAt": trainingjob["metadata"]["creationTimestamp"]}
         )
-        admission = dict(status.get("admission") or {"flavor": "t4", "gpus": 1})
+        request = gang_request(TrainingJobSpec.model_validate(trainingjob["spec"]))
+        admission = dict(
+            status.get("admission") or {"flavor": request.flavor, **admission_record(request)}
+        )
         admission.pop("jobUID", None)
         admission.update(id=ident, jobDigest=placement_digest(with_job["spec"]))
         trainingjob = {**trainingjob, "status": {**status, "admission": admission}}
@@ -295,6 +302,100 @@ def test_running_jobs_count_after_a_restart(config: OperatorConfig) -> None:
     assert result.admitted == ()
     assert result.victims == ()
     assert [p.key for p in result.pending] == ["vision-research/c"]
+
+
+def edit_spec(store: Store, key: str, image: str | None = None, **resources: Any) -> None:
+    """What an editor does to a running job's spec where the admission policy
+    cadre-trainingjob-shape is not installed: a new generation, the Job unchanged."""
+    edited = copy.deepcopy(store.trainingjobs[key])
+    workers = resources.pop("workers", None)
+    if workers is not None:
+        edited["spec"]["workers"] = workers
+    if image is not None:
+        edited["spec"]["image"] = image
+    edited["spec"]["resources"].update(resources)
+    edited["metadata"]["generation"] += 1
+    edited["metadata"]["resourceVersion"] = str(int(edited["metadata"]["resourceVersion"]) + 1)
+    store.upsert_trainingjob(edited)
+
+
+def test_a_running_job_is_counted_for_what_its_admission_holds(config: OperatorConfig) -> None:
+    """A spec edited under a running Job (the policy not installed) is never counted: the
+    job is stopped and queued again (SpecChanged), before anything is admitted."""
+    store = example_store()
+    add(store, tj("a", workers=2, gpus=4), job("a", suspend=False))  # all 8 t4 GPUs
+    edit_spec(store, "vision-research/a", image="train:2")  # not what it holds
+    build = build_snapshot(store, config)
+    (held,) = build.snapshot.workloads
+    assert held.admitted and held.pods == 2 and held.per_pod.gpus == 4
+    assert build.invalid_running == ()
+
+    edit_spec(store, "vision-research/a", gpus=1)  # 8 GPUs run, 2 would be counted
+    build = build_snapshot(store, config)
+    assert build.invalid_running == ("vision-research/a",)
+    assert build.snapshot.workloads == ()
+    problem = build.problems["vision-research/a"]
+    assert problem.reason == SPEC_CHANGED
+    assert "its Job was stopped" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("edit", "stopped"),
+    [({"cpu": "8"}, False), ({"gpus": 2}, True), ({"flavor": "a100"}, True)],
+)
+def test_an_earlier_admission_is_compared_by_flavour_and_gpus(
+    config: OperatorConfig, edit: dict[str, Any], stopped: bool
+) -> None:
+    """An admission written before it recorded workers and perWorker holds a flavour and
+    a number of GPUs: a spec that changes either is stopped, one that changes CPU is not."""
+    store = example_store()
+    earlier = tj("a", workers=2, gpus=4)
+    earlier["status"] = {
+        "phase": "Running",
+        "admittedAt": "2026-11-27T03:00:00Z",
+        "admission": {"flavor": "t4", "gpus": 8},
+    }
+    add(store, earlier, job("a", suspend=False))
+    edit_spec(store, "vision-research/a", **edit)
+    assert build_snapshot(store, config).invalid_running == (("vision-research/a",) * stopped)
+
+
+RESOURCES = st.fixed_dictionaries(
+    {
+        "workers": st.integers(1, 3),
+        "gpus": st.integers(0, 4),
+        "cpu": st.sampled_from(["4", "4000m", "2", "500m"]),
+        "memory": st.sampled_from(["16Gi", "16384Mi", "8Gi"]),
+    }
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(admitted=RESOURCES, edited=RESOURCES)
+def test_an_edited_spec_is_counted_as_admitted_or_stopped(
+    admitted: dict[str, Any], edited: dict[str, Any]
+) -> None:
+    """Whatever an editor does to a running job's workers and resources, the pass counts
+    it for exactly what its admission holds, or stops it before admitting anything: never
+    for what its spec asks now (issue #15: the CRD rule moved to an admission policy)."""
+    config = parse_config((EXAMPLES / "operator-config.yaml").read_text())
+    store = example_store()
+    first = tj("a", workers=admitted["workers"], gpus=admitted["gpus"])
+    first["spec"]["resources"].update(cpu=admitted["cpu"], memory=admitted["memory"])
+    add(store, first, job("a", suspend=False))  # admitted for its first spec
+    holds = gang_request(TrainingJobSpec.model_validate(first["spec"]))
+    edit_spec(store, "vision-research/a", **edited)
+    build = build_snapshot(store, config)
+    if build.invalid_running:
+        assert build.invalid_running == ("vision-research/a",)
+        assert build.snapshot.workloads == ()
+        return
+    (counted,) = build.snapshot.workloads
+    assert counted.admitted
+    assert (counted.pods, counted.per_pod) == (
+        holds.pods,
+        Resources(holds.gpus_per_pod, holds.cpu_milli_per_pod, holds.memory_bytes_per_pod),
+    )
 
 
 def test_cache_keeps_parsed_specs_per_generation(config: OperatorConfig) -> None:

@@ -77,6 +77,7 @@ from cadre.core.serving.lifecycle import (
     serving_revoked,
     serving_timed_out,
 )
+from cadre.core.training.gang import admission_record
 from cadre.core.training.lifecycle import (
     admitted,
     pending_admission,
@@ -384,6 +385,10 @@ class AdmissionLoop(BackgroundTask):
         suspended = await self._each(
             self._preempt(build, key, reason, message) for key, reason, message in stops
         )
+        if build.invalid_running:
+            # Stopped for their spec, they wait as they are now: decide on them again
+            # (no watch event does: the status and the Job's deletion are our own writes).
+            self.notify()
         suspended += await self._each(
             self._requeue(build, key, build.problems[key].message)
             for key in build.timed_out
@@ -472,6 +477,7 @@ class AdmissionLoop(BackgroundTask):
                 "flavor": info.flavor,
                 "priority": info.priority,
                 "gpus": info.gpus,
+                **(admission_record(info.request) if info.request is not None else {}),
             }
             return admitted(
                 status,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, JsonValue
+from pydantic import ConfigDict, Field
 
 from cadre.core.api.common import (
     MAX_LIST,
@@ -26,8 +26,11 @@ TrainingJobPhase = Literal[
     "Queued", "Admitted", "Running", "Succeeded", "Failed", "Preempted", "Suspended"
 ]
 
-# Fields that shape the running pods; changing them mid-run would silently do nothing.
-_FROZEN_WHILE_RUNNING = ("image", "command", "args", "workers", "resources", "distribution")
+FROZEN_WHILE_ADMITTED = ("image", "command", "args", "workers", "resources", "distribution")
+"""Fields that shape the running pods: the admission policy cadre-trainingjob-shape
+(manifests/admission-policies.yaml) refuses a change of them while the job is admitted or
+running, since it would silently do nothing. Without the policy, a change of the workers
+or resources stops the Job and queues the job again (`cadre.core.cluster.snapshot`)."""
 
 
 class PyTorchOptions(CadreModel):
@@ -168,6 +171,14 @@ class WorkerCounts(CadreModel):
     failed: int = Field(default=0, ge=0, description="Worker pods that failed in this attempt.")
 
 
+class AdmittedWorker(CadreModel):
+    """What one worker of an admitted gang holds of the team's quota."""
+
+    gpus: int = Field(ge=0, description="GPUs of the flavour.")
+    cpu_millicores: int = Field(ge=0, description="CPU in millicores (1000 is one core).")
+    memory_bytes: int = Field(ge=0, description="Memory in bytes.")
+
+
 class Admission(CadreModel):
     """What Cadre admitted: the one record that lets a Job run and decides what it is
     charged. Written by the operator only (users cannot write status), before it creates
@@ -200,6 +211,15 @@ class Admission(CadreModel):
         default=None, max_length=63, description="The named priority it was admitted at."
     )
     gpus: int = Field(ge=0, description="GPUs the whole gang holds.")
+    workers: int | None = Field(
+        default=None, ge=1, le=1024, description="Workers the admission holds quota for."
+    )
+    per_worker: AdmittedWorker | None = Field(
+        default=None,
+        description="What each worker holds of the quota. A spec that asks for other workers "
+        "or resources than these no longer matches the admission: its Job is stopped and "
+        "the job queued again.",
+    )
 
 
 class TrainingJobStatus(CadreModel):
@@ -255,32 +275,8 @@ class TrainingJobStatus(CadreModel):
     )
 
 
-def _frozen_rule() -> dict[str, JsonValue]:
-    unchanged = " && ".join(
-        f"((has(self.spec.{f}) && has(oldSelf.spec.{f}) && self.spec.{f} == oldSelf.spec.{f})"
-        f" || (!has(self.spec.{f}) && !has(oldSelf.spec.{f})))"
-        for f in _FROZEN_WHILE_RUNNING
-    )
-    return {
-        "rule": "!has(oldSelf.status) || !has(oldSelf.status.phase) || "
-        f"!(oldSelf.status.phase in ['Admitted', 'Running']) || ({unchanged})",
-        "message": "image, command, args, workers, resources and distribution cannot change "
-        "while the job is admitted or running: set spec.suspend to true first, or create a "
-        "new TrainingJob",
-        "reason": "FieldValueForbidden",
-    }
-
-
 class TrainingJob(CadreModel):
     """A training run: a gang of workers admitted together against the team's GPU quota."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                _frozen_rule(),
-            ]
-        }
-    )
 
     api_version: Literal["cadre.dev/v1alpha1"] = "cadre.dev/v1alpha1"
     kind: Literal["TrainingJob"] = "TrainingJob"

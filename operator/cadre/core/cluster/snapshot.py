@@ -13,7 +13,12 @@ admission):
   is not admitted until they stop (problem `Stopping`), nor one whose Job of an earlier
   Cadre, suspended, still has pods;
 - a job whose Job cannot be built, or whose Job the API server refused for this
-  generation of the spec, waits with reason InvalidSpec until the spec changes.
+  generation of the spec, waits with reason InvalidSpec until the spec changes;
+- an admitted job is counted by its spec only while the spec asks for what its admission
+  records (`matches_admission`); one whose spec no longer parses, or asks for other
+  workers or resources (SpecChanged), is stopped before anything else is admitted and
+  queued again (`invalid_running`). So a spec edited under a running Job never changes
+  what the pass counts it for.
 
 A job that cannot be scheduled at all (no budget covers its namespace, no flavour, an
 unknown flavour or priority) is not given to the core; it is returned in `problems`
@@ -51,7 +56,13 @@ from cadre.core.scheduling import (
     WorkloadKind,
     capacity_from_nodes,
 )
-from cadre.core.training import BuildError, GangRequest, build_job, gang_request
+from cadre.core.training import (
+    BuildError,
+    GangRequest,
+    build_job,
+    gang_request,
+    matches_admission,
+)
 from cadre.core.training.job import JobRecord, placement_digest
 from cadre.core.units.quantity import to_bytes, to_millicores
 from cadre.core.workloads.errors import invalid_spec_message
@@ -95,6 +106,8 @@ class WorkloadInfo:
     allows (`admission.jobDigest`)."""
     flavor: str | None = None
     priority: str | None = None
+    request: GangRequest | None = None
+    """What the TrainingJob's spec asks for: what its admission records it holds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +128,9 @@ class SnapshotBuild:
     or was cut short, or the Job was deleted), or with an earlier Cadre's Job still
     suspended: to create, or unsuspend."""
     invalid_running: tuple[str, ...] = ()
-    """Admitted jobs whose spec no longer parses (what they hold cannot be counted): to
-    stop, like victims, before anything is admitted (their reason is in `problems`)."""
+    """Admitted jobs whose spec no longer parses, or asks for other workers or resources
+    than their admission holds (SpecChanged): to stop, like victims, before anything is
+    admitted (their reason is in `problems`), and queue again with the spec as it is."""
     serving: Mapping[str, ServingView] = field(default_factory=dict)
     """Every ModelDeployment, by workload key ("md:namespace/name")."""
     timed_out: tuple[str, ...] = ()
@@ -540,6 +554,10 @@ class JobShape:
     """`placement_digest` of its spec: what its admission allows (`admission.jobDigest`)."""
 
 
+SPEC_CHANGED = "SpecChanged"
+"""The reason of an admitted job stopped because its spec no longer asks for what its
+admission holds."""
+
 REFUSED_PREFIX = "the API server refused its "
 """How the status's InvalidSpec message starts when the API server refused a child."""
 
@@ -823,6 +841,22 @@ def _training_outcome(
             to_start=to_start,
         )
     request, priority = parsed
+    admission = status.get("admission")
+    if running and isinstance(admission, Mapping) and not matches_admission(admission, request):
+        # Its spec asks for other workers or resources than its Job holds (changed while
+        # it ran, where the admission policy cadre-trainingjob-shape is not installed):
+        # counted by its spec it would hold what it does not run, or run what it does not
+        # hold. It is stopped before anything is admitted, and queued again as it is now.
+        return _TrainingOutcome(
+            WorkloadInfo(team, 0, generation, running, uid=uid),
+            problem=Problem(
+                SPEC_CHANGED,
+                "its workers or resources changed while it was admitted: its Job was "
+                "stopped, and it waits in the queue with the spec as it is now",
+            ),
+            invalid_running=True,
+            unadmitted=unadmitted,
+        )
     shape = None if running else expected_job(tj, team, config, cache)
     info = WorkloadInfo(
         team,
@@ -833,6 +867,7 @@ def _training_outcome(
         job_digest=shape.placement if isinstance(shape, JobShape) else None,
         flavor=request.flavor,
         priority=priority,
+        request=request,
     )
     deadline: datetime | None = None
     readiness = config.admission.wait_for_pods_ready

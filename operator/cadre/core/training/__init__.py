@@ -19,7 +19,9 @@ TrainingJob:
 - Errors are `BuildError`s with a condition `reason` and a message for people:
   `UnknownFlavourError`, `FlavourRequiredError`, `InvalidTeamError`.
 - `gang_request(spec)` -> `GangRequest(flavor, pods, gpus_per_pod, cpu_milli_per_pod,
-  memory_bytes_per_pod)` for the admission adapter.
+  memory_bytes_per_pod)` for the admission adapter; `admission_record(request)` is how an
+  admission records it, `matches_admission(admission, request)` whether a spec still asks
+  for what its admission holds.
 - `parse_job_failure(condition)` -> `JobFailure`: why the Job failed (exit code of which
   worker, disruption, deadline), read from the Job's Failed condition.
 """
@@ -57,7 +59,12 @@ from cadre.core.training.failure import (
     completion_index,
     parse_job_failure,
 )
-from cadre.core.training.gang import GangRequest, gang_request
+from cadre.core.training.gang import (
+    GangRequest,
+    admission_record,
+    gang_request,
+    matches_admission,
+)
 from cadre.core.training.pytorch import master_addr, procs_per_worker, torchrun_command
 from cadre.core.workloads.errors import (
     BuildError,
@@ -85,6 +92,7 @@ __all__ = [
     "TrainingJobChildren",
     "UnknownFlavourError",
     "active_deadline_seconds",
+    "admission_record",
     "as_spec",
     "build_headless_service",
     "build_job",
@@ -94,6 +102,7 @@ __all__ = [
     "gang_request",
     "job_name",
     "master_addr",
+    "matches_admission",
     "needs_service",
     "parse_job_failure",
     "pod_group_name",

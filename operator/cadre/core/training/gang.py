@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 from cadre.core.api.trainingjob import TrainingJobSpec
 from cadre.core.workloads.resources import pod_request
@@ -51,4 +52,36 @@ def gang_request(spec: TrainingJobSpec) -> GangRequest:
         gpus_per_pod=pod.gpus,
         cpu_milli_per_pod=pod.cpu_milli,
         memory_bytes_per_pod=pod.memory_bytes,
+    )
+
+
+def admission_record(request: GangRequest) -> dict[str, Any]:
+    """The request as the admission records what it holds (`status.admission`'s workers
+    and perWorker, beside its flavor and gpus)."""
+    return {
+        "gpus": request.gpus,
+        "workers": request.pods,
+        "perWorker": {
+            "gpus": request.gpus_per_pod,
+            "cpuMillicores": request.cpu_milli_per_pod,
+            "memoryBytes": request.memory_bytes_per_pod,
+        },
+    }
+
+
+def matches_admission(admission: Mapping[str, Any], request: GangRequest) -> bool:
+    """The spec's request is what the admission holds. An admission written before it
+    recorded workers and perWorker is compared by flavour and GPUs, what it holds."""
+    if admission.get("flavor", request.flavor) != request.flavor:
+        return False
+    if admission.get("gpus", request.gpus) != request.gpus:
+        return False
+    per_worker = admission.get("perWorker")
+    if not isinstance(per_worker, Mapping) or "workers" not in admission:
+        return True
+    return (
+        admission.get("workers") == request.pods
+        and per_worker.get("gpus") == request.gpus_per_pod
+        and per_worker.get("cpuMillicores") == request.cpu_milli_per_pod
+        and per_worker.get("memoryBytes") == request.memory_bytes_per_pod
     )
