@@ -346,15 +346,22 @@ def ssl_context_of(configuration: k8s_client.Configuration) -> ssl.SSLContext | 
     return context
 
 
-def _resource_parts(path: str) -> list[str]:
-    """An API path after its group, version and namespace: [resource, name, subresource],
-    as far as the path goes (`/api/v1/namespaces/<name>` is the namespaces resource)."""
+def _split_path(path: str) -> tuple[str, str | None, list[str]]:
+    """(apiVersion, namespace or None, [resource, name, subresource] as far as the path
+    goes) of an API path; `/api/v1/namespaces/<name>` is the namespaces resource."""
     parts = [p for p in path.split("?", 1)[0].split("/") if p]
-    if "namespaces" in parts:
-        i = parts.index("namespaces")
-        if len(parts) > i + 2:
-            return parts[i + 2 :]
-    return parts[2:] if parts and parts[0] == "api" else parts[3:]
+    if parts and parts[0] == "api":  # /api/v1/...
+        api_version, rest = "/".join(parts[1:2]), parts[2:]
+    else:  # /apis/<group>/<version>/...
+        api_version, rest = "/".join(parts[1:3]), parts[3:]
+    if len(rest) > 2 and rest[0] == "namespaces":
+        return api_version, rest[1], rest[2:]
+    return api_version, None, rest
+
+
+def _resource_parts(path: str) -> list[str]:
+    """An API path after its group, version and namespace: [resource, name, subresource]."""
+    return _split_path(path)[2]
 
 
 def resource_of(path: str) -> str:
@@ -393,14 +400,10 @@ _KINDS: Final = {plural: kind for kind, plural in _PLURALS.items()}
 
 def _object_parts(path: str) -> tuple[str, str, str, str]:
     """(apiVersion, namespace, plural, name) of a namespaced object's path."""
-    parts = path.strip("/").split("/")
-    if parts[0] == "api":  # /api/v1/namespaces/<ns>/<plural>/<name>
-        api_version, rest = parts[1], parts[2:]
-    else:  # /apis/<group>/<version>/namespaces/<ns>/<plural>/<name>
-        api_version, rest = f"{parts[1]}/{parts[2]}", parts[3:]
-    if len(rest) != 4 or rest[0] != "namespaces":
+    api_version, namespace, rest = _split_path(path)
+    if namespace is None or len(rest) != 2:
         raise ValueError(f"not the path of a namespaced object: {path}")
-    return api_version, rest[1], rest[2], rest[3]
+    return api_version, namespace, rest[0], rest[1]
 
 
 def collection_path(obj: Mapping[str, Any]) -> str:
