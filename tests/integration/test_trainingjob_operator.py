@@ -17,7 +17,7 @@ from cadre.core.api.config import parse_config
 from cadre.core.training import build_training_job_children
 from cadre_process import EXAMPLE_CONFIG, OperatorProcess, operator_kubeconfig, running_operator
 from localcluster import LocalCluster
-from trainingjobs import TJS, condition, get, merge_patch, trainingjob
+from trainingjobs import TJS, admitted_reason, condition, get, merge_patch, trainingjob
 from waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -283,14 +283,7 @@ def test_a_running_jobs_spec_changed_without_the_policy_is_stopped_and_admitted_
             == 200
         ),
     )
-    stopped = eventually(
-        "stopped with SpecChanged",
-        lambda: (
-            (o := get(apiserver, tj_path))
-            and (condition(o, "Admitted") or {}).get("reason") == "SpecChanged"
-            and o
-        ),
-    )
+    stopped = admitted_reason(apiserver, tj_path, "SpecChanged")
     assert "its Job was stopped" in condition(stopped, "Admitted")["message"]  # type: ignore[index]
     again = eventually(
         "admitted for one worker",
@@ -354,14 +347,7 @@ def test_a_team_cannot_jump_the_line_past_its_budgets_max_priority(
     urgent["spec"]["priority"] = "high"
     apiserver.api.create(TJS.format(ns=namespace), urgent)
     path = f"{TJS.format(ns=namespace)}/urgent"
-    waiting = eventually(
-        "urgent waits",
-        lambda: (
-            (o := get(apiserver, path))
-            and (condition(o, "Admitted") or {}).get("reason") == "PriorityNotAllowed"
-            and o
-        ),
-    )
+    waiting = admitted_reason(apiserver, path, "PriorityNotAllowed")
     assert waiting["status"]["phase"] == "Queued"
     assert "lower spec.priority" in waiting["status"]["queue"]["reason"]
     # Within the cap, it is admitted.

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from localcluster import LocalCluster
+from waiting import eventually
 
 TJS = "/apis/cadre.dev/v1alpha1/namespaces/{ns}/trainingjobs"
 BUDGETS = "/apis/cadre.dev/v1alpha1/resourcebudgets"
@@ -42,3 +43,16 @@ def merge_patch(apiserver: LocalCluster, path: str, patch: dict[str, Any]) -> No
         "PATCH", path, patch, content_type="application/merge-patch+json"
     )
     assert status == 200, body
+
+
+def admitted_reason(apiserver: LocalCluster, path: str, reason: str) -> dict[str, Any]:
+    """The TrainingJob at `path`, once its Admitted condition says `reason`."""
+    found: dict[str, Any] = eventually(
+        f"Admitted condition {reason}",
+        lambda: (
+            (o := get(apiserver, path))
+            and (condition(o, "Admitted") or {}).get("reason") == reason
+            and o
+        ),
+    )
+    return found
