@@ -253,6 +253,72 @@ def test_a_job_an_editor_makes_for_a_queued_job_is_deleted_and_reported(
     assert own["metadata"]["annotations"]["cadre.dev/admission"] == admitted["admission"]["id"]
 
 
+def test_a_running_job_an_editor_shrinks_is_stopped_before_its_gpus_are_given_away(
+    operator: OperatorProcess, cluster: LocalCluster, team: Callable[[], tuple[str, str]]
+) -> None:
+    """The team's 8 a100 GPUs run `big`; `next` (4) waits. alice edits big's spec to 1 GPU
+    (without the policy cadre-trainingjob-shape, the API server takes it): counted by its
+    spec, big would leave 7 GPUs free while its pod holds 8. Cadre stops big's Job first
+    (a Warning SpecChanged), and next is admitted only once big's admission is gone; big
+    then runs again as it now asks, with 1 GPU."""
+    _, namespace = team()
+    cluster.api.create(tjs(namespace), trainingjob("big", 8, "300s"))
+    eventually("big Running", phase(cluster, namespace, "big", "Running"), timeout=60)
+    first = status_of(cluster, namespace, "big")["admission"]
+    assert (first["workers"], first["perWorker"]["gpus"]) == (1, 8)
+    cluster.api.create(tjs(namespace), trainingjob("next", 4, "300s"))
+    eventually("next Queued", phase(cluster, namespace, "next", "Queued"), timeout=60)
+
+    as_alice(
+        cluster,
+        namespace,
+        "patch",
+        "trainingjobs",
+        "big",
+        "--type=merge",
+        "--patch",
+        '{"spec": {"resources": {"gpus": 1}}}',
+    )
+    eventually(
+        "the Warning",
+        lambda: "SpecChanged" in event_reasons(cluster, namespace, "big"),
+        timeout=60,
+    )
+    (warning,) = [
+        e
+        for e in cluster.api.get(f"/api/v1/namespaces/{namespace}/events")["items"]
+        if e["reason"] == "SpecChanged"
+    ]
+    assert warning["type"] == "Warning"
+    assert "workers or resources changed while it was admitted" in warning["message"]
+    admitted = eventually(
+        "next admitted", phase(cluster, namespace, "next", "Admitted", "Running"), timeout=60
+    )
+    stopped_at = warning.get("eventTime") or warning.get("firstTimestamp")
+    # Both times are taken by the leader, the Warning's when it wrote big's stop.
+    assert _seconds(stopped_at, admitted["admittedAt"]) >= 0, "next admitted before big stopped"
+    again = eventually(
+        "big admitted for 1 GPU",
+        lambda: (
+            (s := status_of(cluster, namespace, "big")).get("admission", {}).get("gpus") == 1 and s
+        ),
+        timeout=120,
+    )
+    assert again["admission"]["id"] != first["id"]
+    eventually(
+        "big's new pod asks for 1 GPU",
+        lambda: (
+            [
+                p["spec"]["containers"][0]["resources"]["limits"].get("nvidia.com/gpu")
+                for p in pods_of(cluster, namespace, "big")
+                if not p["metadata"].get("deletionTimestamp")
+            ]
+            == ["1"]
+        ),
+        timeout=60,
+    )
+
+
 def test_relabelled_pods_are_charged_to_their_own_team_at_their_nodes_price(
     operator: OperatorProcess, cluster: LocalCluster, team: Callable[[], tuple[str, str]]
 ) -> None:

@@ -746,6 +746,8 @@ def test_a_running_job_whose_spec_changed_is_stopped_and_admitted_as_it_is(
     (condition,) = [c for c in shrunk["conditions"] if c["type"] == "Admitted"]
     assert condition["reason"] == "SpecChanged"
     assert "waits in the queue with the spec as it is now" in condition["message"]
+    # A Warning named for why: it was not preempted by another job.
+    assert world.event_reasons("shrunk") == ["SpecChanged"]
     assert world.loop._dirty.is_set()  # no watch event asks for the pass that admits it
     world.run_pass()
     again = world.status("shrunk")["admission"]

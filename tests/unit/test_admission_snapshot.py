@@ -15,11 +15,12 @@ from cadre.core.api.config import OperatorConfig, parse_config
 from cadre.core.api.names import ANNOTATION_ADMISSION, ANNOTATION_SPEC_HASH
 from cadre.core.api.trainingjob import TrainingJobSpec
 from cadre.core.budget.teams import budget_scope, resolve_team
-from cadre.core.cluster.snapshot import SPEC_CHANGED, build_snapshot, team_of_budget
+from cadre.core.cluster.snapshot import build_snapshot, team_of_budget
 from cadre.core.cluster.store import Store
 from cadre.core.scheduling import Limits, Reason, Resources, schedule
 from cadre.core.training import BuildError, admission_record, build_job, gang_request
 from cadre.core.training.job import placement_digest
+from cadre.core.training.lifecycle import SPEC_CHANGED
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 GIB = 1 << 30

@@ -64,6 +64,7 @@ from cadre.core.training import (
     matches_admission,
 )
 from cadre.core.training.job import JobRecord, placement_digest
+from cadre.core.training.lifecycle import SPEC_CHANGED
 from cadre.core.units.quantity import to_bytes, to_millicores
 from cadre.core.workloads.errors import invalid_spec_message
 from cadre.core.workloads.resources import PodRequest, pod_request
@@ -554,10 +555,6 @@ class JobShape:
     """`placement_digest` of its spec: what its admission allows (`admission.jobDigest`)."""
 
 
-SPEC_CHANGED = "SpecChanged"
-"""The reason of an admitted job stopped because its spec no longer asks for what its
-admission holds."""
-
 REFUSED_PREFIX = "the API server refused its "
 """How the status's InvalidSpec message starts when the API server refused a child."""
 
@@ -848,7 +845,7 @@ def _training_outcome(
         # counted by its spec it would hold what it does not run, or run what it does not
         # hold. It is stopped before anything is admitted, and queued again as it is now.
         return _TrainingOutcome(
-            WorkloadInfo(team, 0, generation, running, uid=uid),
+            WorkloadInfo(team, request.gpus, generation, running, uid=uid, flavor=request.flavor),
             problem=Problem(
                 SPEC_CHANGED,
                 "its workers or resources changed while it was admitted: its Job was "

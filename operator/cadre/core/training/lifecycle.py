@@ -9,7 +9,7 @@ Conditions are the truth, `phase` is their one-word summary for `kubectl get`:
 | Running | True | True (AllWorkersRunning) | |
 | Succeeded | True | False (Finished) | True (Succeeded) |
 | Failed | | False (Finished) | True (WorkerFailed, DeadlineExceeded, ...) |
-| Preempted | False (Preempted) | False (Preempted) | |
+| Preempted | False (Preempted; SpecChanged, InvalidSpec: for its own spec) | False (same) | |
 | Suspended | False (Suspended) | False (Suspended) | |
 | Queued, restarting | False (Restarting) | False (WorkerFailed...) | |
 
@@ -567,6 +567,12 @@ _ANNOUNCED: Final = {
     "Preempted": "Warning",
     "Suspended": "Normal",
 }
+SPEC_CHANGED: Final = "SpecChanged"
+"""The reason of an admitted job stopped because its spec no longer asks for what its
+admission holds (`cadre.core.cluster.snapshot`)."""
+_STOPPED_FOR_ITS_SPEC: Final = frozenset({SPEC_CHANGED, "InvalidSpec"})
+"""Reasons of an admitted job stopped because of its own spec (the admission loop's
+`invalid_running`): its Event is named for the reason, not Preempted."""
 _EVENT_CONDITION: Final = {
     "Queued": ADMITTED,
     "Admitted": ADMITTED,
@@ -618,11 +624,20 @@ def transition_event(
         restarting and (before or {}).get("restarts") != (after or {}).get("restarts")
     ):
         return None
-    # A gang sent back for want of running workers: a Warning naming why.
+    # A gang sent back for want of running workers: a Warning naming why. One stopped for
+    # its own spec (not preempted by another job's admission): the Warning says so too.
     requeued = new_phase in ("Queued", "Failed") and condition.get("reason") == PODS_READY_TIMEOUT
+    if restarting:
+        reason = "Restarting"
+    elif requeued:
+        reason = PODS_READY_TIMEOUT
+    elif new_phase == "Preempted" and condition.get("reason") in _STOPPED_FOR_ITS_SPEC:
+        reason = str(condition["reason"])
+    else:
+        reason = str(new_phase)
     return _event(
         tj,
-        "Restarting" if restarting else PODS_READY_TIMEOUT if requeued else str(new_phase),
+        reason,
         str(condition.get("message") or new_phase),
         "Warning" if restarting or requeued else _ANNOUNCED[str(new_phase)],
         now,
