@@ -20,7 +20,7 @@ from kubernetes.client import ApiClient
 from localcluster import LocalCluster
 from localcluster.binaries import MissingBinariesError, gateway_api_crds
 from localcluster.testing import fresh_namespace, start_cluster
-from trainingjobs import BUDGETS, TJS, get, trainingjob
+from trainingjobs import BUDGETS, get, running_trainingjob
 from waiting import eventually
 
 
@@ -125,9 +125,7 @@ def without_shape_policy(apiserver: LocalCluster) -> Iterator[None]:
         # of a running job passes.
         ns = apiserver.create_namespace(f"shape-probe-{uuid.uuid4().hex[:6]}")
         try:
-            path = f"{TJS.format(ns=ns)}/probe"
-            made = apiserver.api.create(TJS.format(ns=ns), trainingjob("probe"))
-            apiserver.api.call("PUT", f"{path}/status", {**made, "status": {"phase": "Running"}})
+            path = running_trainingjob(apiserver, ns, "probe")
             eventually(
                 "cadre-trainingjob-shape out of force",
                 lambda: (

@@ -45,6 +45,22 @@ def merge_patch(apiserver: LocalCluster, path: str, patch: dict[str, Any]) -> No
     assert status == 200, body
 
 
+def with_phase(apiserver: LocalCluster, path: str, phase: str) -> None:
+    """The TrainingJob's status says `phase`, as the operator writes it (the status
+    subresource)."""
+    obj = apiserver.api.get(path)
+    obj["status"] = {"phase": phase}
+    apiserver.api.call("PUT", f"{path}/status", obj)
+
+
+def running_trainingjob(apiserver: LocalCluster, ns: str, name: str) -> str:
+    """A new TrainingJob whose status says Running; its path."""
+    apiserver.api.create(TJS.format(ns=ns), trainingjob(name))
+    path = f"{TJS.format(ns=ns)}/{name}"
+    with_phase(apiserver, path, "Running")
+    return path
+
+
 def admitted_reason(apiserver: LocalCluster, path: str, reason: str) -> dict[str, Any]:
     """The TrainingJob at `path`, once its Admitted condition says `reason`."""
     found: dict[str, Any] = eventually(

@@ -70,18 +70,10 @@ def admission_record(request: GangRequest) -> dict[str, Any]:
 
 
 def matches_admission(admission: Mapping[str, Any], request: GangRequest) -> bool:
-    """The spec's request is what the admission holds. An admission written before it
-    recorded workers and perWorker is compared by flavour and GPUs, what it holds."""
-    if admission.get("flavor", request.flavor) != request.flavor:
-        return False
-    if admission.get("gpus", request.gpus) != request.gpus:
-        return False
-    per_worker = admission.get("perWorker")
-    if not isinstance(per_worker, Mapping) or "workers" not in admission:
-        return True
-    return (
-        admission.get("workers") == request.pods
-        and per_worker.get("gpus") == request.gpus_per_pod
-        and per_worker.get("cpuMillicores") == request.cpu_milli_per_pod
-        and per_worker.get("memoryBytes") == request.memory_bytes_per_pod
-    )
+    """The spec's request is what the admission holds: what `admission_record` would
+    write for it. An admission written before it recorded workers and perWorker is
+    compared by flavour and GPUs, what it holds."""
+    wanted = {"flavor": request.flavor, **admission_record(request)}
+    if "workers" not in admission or not isinstance(admission.get("perWorker"), Mapping):
+        wanted = {"flavor": wanted["flavor"], "gpus": wanted["gpus"]}
+    return all(admission.get(field, value) == value for field, value in wanted.items())
