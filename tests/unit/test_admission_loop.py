@@ -143,6 +143,7 @@ class World:
 
         async def one_pass() -> None:
             await self.loop.run_pass()
+            await self.loop.jobs_created()
             await self.queue.write_round(paced=False)
             await asyncio.sleep(0)  # let the events be posted
             await asyncio.gather(*self.status_writer._posting)
@@ -363,18 +364,25 @@ def test_a_pass_never_waits_for_queued_statuses(world: World) -> None:
         # The running job finishes; the next pass admits at once, queue writes pending.
         world.store.delete_trainingjob(f"{NS}/running")
         await world.loop.run_pass()
+        await world.loop.jobs_created()
         admitted = [path for path, _ in world.kube.writes]
         # Then the queue writer catches up, and never writes an admitted job as Queued.
         await world.queue.write_round(paced=False)
         return admitted
 
     admitted = asyncio.run(passes())
-    assert admitted == [
-        trainingjob_path(NS, "w00") + "/status",
-        job_path(NS, "w00"),
-        trainingjob_path(NS, "w01") + "/status",
-        job_path(NS, "w01"),
-    ]
+    assert sorted(admitted) == sorted(
+        [
+            trainingjob_path(NS, "w00") + "/status",
+            job_path(NS, "w00"),
+            trainingjob_path(NS, "w01") + "/status",
+            job_path(NS, "w01"),
+        ]
+    )
+    for name in ("w00", "w01"):  # each job's admission is written before its Job
+        assert admitted.index(trainingjob_path(NS, name) + "/status") < admitted.index(
+            job_path(NS, name)
+        )
     assert world.status("w00")["phase"] == "Admitted"
     assert world.status("w02")["phase"] == "Queued"
     assert world.status("w02")["queue"]["position"] == 1
@@ -483,6 +491,82 @@ def test_no_queue_write_starts_while_a_pass_writes_its_admissions(
     assert during == ["status"]  # the admission's own status write only
     assert world.status("next")["phase"] == "Admitted"
     assert all(world.status(key.split("/")[1])["phase"] == "Queued" for key in new)
+
+
+def test_a_pass_does_not_wait_for_its_jobs_and_the_next_one_creates_none_twice(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A written admission counts in the next pass whether its Job is there yet or not:
+    the pass returns once its statuses are written, the Jobs are created meanwhile, and a
+    pass in between neither admits more into that room nor creates the Job a second time."""
+    first = world.add("first", gpus=8)
+    world.add("second", gpus=8)  # waits: the cluster has 8 GPUs
+    create = world.kube.create
+    creating, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_create(obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        if obj["kind"] == "Job":
+            creating.set()
+            await release.wait()  # the Job POST is answered later
+        return await create(obj)
+
+    monkeypatch.setattr(world.kube, "create", slow_create)
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        async with asyncio.timeout(30):  # a pass that waited for its Job would never return
+            await world.loop.run_pass()  # returns with the Job POST in flight
+        await creating.wait()
+        before = [path for path, _ in world.kube.writes]
+        await world.loop.run_pass()  # its admission counts; its Job is not made again
+        between = [path for path, _ in world.kube.writes]
+        release.set()
+        await world.loop.jobs_created()
+        return before, between
+
+    before, between = asyncio.run(scenario())
+    assert before == [trainingjob_path(NS, "first") + "/status"]
+    assert between == before
+    assert [path for path, _ in world.kube.writes] == [*before, job_path(NS, "first")]
+    assert world.store.jobs[first].uid
+    assert world.status("second").get("phase") != "Admitted"
+
+
+def test_a_job_whose_creation_failed_after_its_admission_is_created_by_the_next_pass(
+    world: World,
+) -> None:
+    key = world.add("a", gpus=2)
+    world.kube.fail["/apis/batch/v1/namespaces/" + NS + "/jobs"] = [500]
+    assert [path for path, _ in world.run_pass()] == [trainingjob_path(NS, "a") + "/status"]
+    assert key not in world.store.jobs
+    assert world.loop._dirty.is_set()  # a later pass is asked for
+    assert world.run_pass() == [(job_path(NS, "a"), "create")]
+    assert world.store.has_admission(key)
+
+
+def test_stopping_the_loop_cancels_the_jobs_it_was_creating(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No longer the leader: nothing is created after the loop stopped (the next leader
+    creates the Jobs of the admissions it finds written)."""
+    world.add("a", gpus=2)
+    creating = asyncio.Event()
+
+    async def never_answered(obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        creating.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    monkeypatch.setattr(world.kube, "create", never_answered)
+
+    async def scenario() -> None:
+        world.loop.start()
+        await creating.wait()
+        await world.loop.stop()
+        assert not world.loop._creating
+
+    asyncio.run(scenario())
+    assert world.status("a")["phase"] == "Admitted"
+    assert job_path(NS, "a") not in world.kube.objects
 
 
 def test_a_standby_parses_what_it_would_meet_and_writes_nothing(world: World) -> None:

@@ -47,3 +47,20 @@ def test_no_interval_never_waits() -> None:
     pacer = PassPacer(0.0)  # minIntervalMs 0: passes back to back, as configured
     pacer.ran(0.0, 5.0)
     assert pacer.wait(0.0) == 0.0
+
+
+def test_a_pass_that_waits_gathers_a_burst_after_the_change_it_noticed() -> None:
+    pacer = PassPacer(1.0, debounce=0.2)
+    pacer.ran(10.0, 0.3)  # the next pass may start at 11.0
+    # A change noticed just before: 200 ms from then, beyond the pacer's wait.
+    assert abs(pacer.wait(10.95, noticed=10.95) - 0.2) < 1e-9
+    # Noticed long before the pacer lets the pass start: the wait has gathered the burst
+    # already, and the pass starts when the pacer allows (no debounce added on top).
+    assert abs(pacer.wait(10.5, noticed=10.5) - 0.5) < 1e-9
+    assert abs(pacer.wait(10.9, noticed=10.5) - 0.1) < 1e-9
+
+
+def test_a_change_with_nothing_to_wait_out_is_decided_at_once_whatever_the_debounce() -> None:
+    pacer = PassPacer(1.0, debounce=0.2)
+    pacer.ran(10.0, 0.05)  # an idle cluster: the next pass may start at 10.2
+    assert pacer.wait(12.0, noticed=12.0) == 0.0

@@ -3,9 +3,9 @@
 Only the leader runs it. Handlers update the store and call `notify()`. The loop waits
 for a change and paces passes (`PassPacer`: start to start, four times the last pass's
 computation apart, at least 200 ms and at most `admission.minIntervalMs`, so a change
-on an idle cluster is decided at once; after a wait, `admission.debounceMs` more
-gathers a burst of changes), builds the snapshot, calls the pure core
-(`cadre.core.scheduling`) and applies its decisions, in this order:
+on an idle cluster is decided at once; a pass that has to wait starts no sooner than
+`admission.debounceMs` after the change it decides on, to gather a burst), builds the
+snapshot, calls the pure core (`cadre.core.scheduling`) and applies its decisions, in this order:
 
 0. enforcement: a Job that no admission names (someone else made or unsuspended it, or
    an earlier Cadre made it to wait) is deleted; when it ran, with an Event, the
@@ -20,8 +20,10 @@ gathers a burst of changes), builds the snapshot, calls the pure core
    running, annotated with the admission's id (`training_children.py`). A waiting job
    has no Job. The admission is in the status, which users cannot write, not in the
    Job, which they could make. At most `admission.maxAdmissionsPerPass` of them: each
-   is written before the next pass starts, so the rest are left to it (a pass of 6,000
-   held every later decision back for 5 minutes in S2, docs/benchmarks.md);
+   status is written before the next pass starts, so the rest are left to it (a pass
+   of 6,000 held every later decision back for 5 minutes in S2, docs/benchmarks.md).
+   The Jobs are created meanwhile: the next pass counts a written admission whether
+   its Job is there yet or not, and does not wait for them;
 3. waiting jobs: handed to the queue-status writer (`queue_status.py`), which writes their
    reasons and positions paced, so a pass never waits for them.
 
@@ -197,7 +199,9 @@ class AdmissionLoop(BackgroundTask):
         self.status = status
         self.queue = queue
         self._dirty = asyncio.Event()
-        self._pacer = PassPacer(config.admission.min_interval_ms / 1000)
+        self._pacer = PassPacer(
+            config.admission.min_interval_ms / 1000, debounce=config.admission.debounce_ms / 1000
+        )
         self.last_compute_seconds = 0.0
         """The last pass's snapshot and decisions, without applying them (paces passes)."""
         self.snapshot_cache: dict[Any, Any] = {}
@@ -215,6 +219,9 @@ class AdmissionLoop(BackgroundTask):
         """Teams with a `cadre_team_oldest_queued_seconds` series."""
         self._jobs_made: dict[str, str] = {}
         """TrainingJob key -> the admission whose Job this replica last created."""
+        self._creating: dict[str, asyncio.Task[None]] = {}
+        """TrainingJob key -> the creation of its Job after its admission was written,
+        which the pass does not wait for (`_create_after_admission`)."""
 
     # -- control ---------------------------------------------------------------------
     def notify(self) -> None:
@@ -224,9 +231,22 @@ class AdmissionLoop(BackgroundTask):
     def _starting(self) -> None:
         self._dirty.set()  # a first pass at once (the leader, its store in sync)
 
+    async def stop(self) -> None:
+        await super().stop()
+        # No longer the leader: no Job is created after this (a new leader's pass starts
+        # the admitted jobs that have none).
+        creating = list(self._creating.values())
+        for task in creating:
+            task.cancel()
+        await asyncio.gather(*creating, return_exceptions=True)
+
+    async def jobs_created(self) -> None:
+        """Wait for the Jobs of the admissions written so far (tests, benchmarks)."""
+        while self._creating:
+            await asyncio.gather(*self._creating.values(), return_exceptions=True)
+
     async def run(self) -> None:
         settings = self.config.admission
-        debounce = settings.debounce_ms / 1000
         refresh = float(settings.position_refresh_seconds)
         while True:
             # Wake now and then even when nothing moves, to refresh queue positions, and
@@ -239,9 +259,10 @@ class AdmissionLoop(BackgroundTask):
             await wait_at_most(self._dirty.wait(), timeout)
             # Batch under load, not when idle: after a quiet spell a change is decided at
             # once; while passes follow each other, a burst of changes is gathered first.
-            wait = self._pacer.wait(time.monotonic())
+            noticed = time.monotonic()
+            wait = self._pacer.wait(noticed, noticed=noticed)
             if wait > 0:
-                await asyncio.sleep(wait + debounce)
+                await asyncio.sleep(wait)
             self._dirty.clear()
             started = time.monotonic()
             self.last_compute_seconds = 0.0
@@ -374,7 +395,7 @@ class AdmissionLoop(BackgroundTask):
         the admissions (at most maxAdmissionsPerPass); returns the jobs deferred to the
         next pass. Nothing is admitted if a victim's suspension failed."""
         await self._each(self._remove_unadmitted(key) for key in build.unadmitted)
-        await self._each(self._start(key) for key in build.to_start)
+        await self._each(self._start(key) for key in build.to_start if key not in self._creating)
         await self._each(self._release_serving(view) for view in build.serving.values())
         stops = [
             (v.key, str(v.reason), v.message) for v in result.victims if not is_serving(v.key)
@@ -412,7 +433,8 @@ class AdmissionLoop(BackgroundTask):
             deferred = (gangs + unbudgeted)[limit:]
             gangs = gangs[:limit]
             unbudgeted = unbudgeted[: limit - len(gangs)]
-            await self._each(self._admit(build, key) for key in gangs)
+            creations = asyncio.Semaphore(_CONCURRENCY)
+            await self._each(self._admit(build, key, creations) for key in gangs)
             readiness = self.config.admission.wait_for_pods_ready
             if readiness.enabled and any(a.gang for a in result.admitted):
                 # A gang admitted now is looked at again when its timeout falls due.
@@ -421,7 +443,7 @@ class AdmissionLoop(BackgroundTask):
             await self._each(
                 self._admit_serving(build, a) for a in result.admitted if is_serving(a.key)
             )
-            await self._each(self._admit(build, key) for key in unbudgeted)
+            await self._each(self._admit(build, key, creations) for key in unbudgeted)
             await self._each(
                 self._admit_serving_unbudgeted(build, key)
                 for key in build.unbudgeted
@@ -452,7 +474,11 @@ class AdmissionLoop(BackgroundTask):
 
         return list(await asyncio.gather(*(one(e) for e in effects)))
 
-    async def _admit(self, build: SnapshotBuild, key: str) -> bool:
+    async def _admit(
+        self, build: SnapshotBuild, key: str, slots: asyncio.Semaphore | None = None
+    ) -> bool:
+        """Write the pass's admission of TrainingJob `key`, then have its Job created
+        (`slots`: the pass's bound on creations in flight)."""
         info = build.info.get(key)
         now = utcnow()
         admission_id = uuid.uuid4().hex[:16]
@@ -490,8 +516,8 @@ class AdmissionLoop(BackgroundTask):
             )
 
         # The admission first, then the Job: a Job never runs on an admission that was not
-        # written. Both under the job's lock, so no other writer of this replica comes
-        # in between (the reconciler, woken by the Job, finds it Admitted).
+        # written. The write under the job's lock, so no other writer of this replica
+        # comes in between; the Job is created under it again, once the status is written.
         async with self.status.lock(key):
             if self.store.admitted(key) or key in self.store.jobs:
                 self.notify()  # changed since the pass: decide again
@@ -506,8 +532,35 @@ class AdmissionLoop(BackgroundTask):
             self._observe_admission(key, info.team if info is not None else None)
             self.queue.admitted(key)
             log.info("admitted", trainingjob=key, admission=admission_id)
-            await self._create_job(key)
+        self._create_after_admission(key, slots or asyncio.Semaphore(_CONCURRENCY))
         return True
+
+    def _create_after_admission(self, key: str, slots: asyncio.Semaphore) -> None:
+        """Create the admitted job's Job without holding the pass back: the admission,
+        written, already counts in the next pass, which can start while the Jobs are
+        created (in S1's medium phase a pass's writes were twice its computation, and
+        every freed slot waited for both). `slots` bounds the creations in flight. A
+        creation that fails is done again by a later pass (`to_start`)."""
+
+        async def create() -> None:
+            try:
+                async with slots:
+                    with self.queue.admissions_writing():
+                        async with self.status.lock(key):
+                            if self.store.awaits_job(key):
+                                await self._create_job(key)
+            except (ApiError, NotLeaderError) as err:
+                log.warning("creating an admitted job's Job failed", error=str(err))
+                self.notify()
+            except Exception:  # never lose the loop's attention: a later pass tries again
+                log.exception("creating an admitted job's Job failed", trainingjob=key)
+                self.notify()
+            finally:
+                if self._creating.get(key) is task:
+                    del self._creating[key]
+
+        task = asyncio.create_task(create(), name=f"cadre create job {key}")
+        self._creating[key] = task
 
     async def _create_job(self, key: str) -> None:
         """Create the admitted TrainingJob's children, running. Under the job's lock."""
@@ -937,15 +990,26 @@ class PassPacer:
     MIN_SPACING later, so a change there is decided at once, even at one a second.
     MIN_SPACING is there because passes closer than that decided on a ModelDeployment
     its reconciler had not caught up with yet (a second QuotaLimited Event in
-    test_the_autoscaler_grows_it_one_replica_at_a_time_until_the_quota_stops_it)."""
+    test_the_autoscaler_grows_it_one_replica_at_a_time_until_the_quota_stops_it).
 
-    def __init__(self, min_interval: float) -> None:
+    A pass that has to wait also starts no sooner than `debounce` after the loop noticed
+    the change it will decide on, to gather a burst. The wait for the pacer counts
+    towards it: it was added on top, and in S1's large phase, where every pass waits
+    for the pacer, it made each cycle 1.2 s instead of 1 s (docs/benchmarks.md)."""
+
+    def __init__(self, min_interval: float, *, debounce: float = 0.0) -> None:
         self.min_interval = min_interval
+        self.debounce = debounce
         self._ready = 0.0
 
-    def wait(self, now: float) -> float:
-        """Seconds until a pass may start (0: now)."""
-        return max(0.0, self._ready - now)
+    def wait(self, now: float, *, noticed: float | None = None) -> float:
+        """Seconds until a pass may start (0: now). `noticed`: when the loop noticed the
+        change (monotonic; `now` if not given)."""
+        wait = self._ready - now
+        if wait <= 0:
+            return 0.0  # nothing to wait out: decide at once
+        noticed = now if noticed is None else noticed
+        return max(wait, noticed + self.debounce - now)
 
     def ran(self, started: float, compute_seconds: float) -> None:
         """A pass started at `started` (monotonic) and computed for `compute_seconds`."""

@@ -94,9 +94,10 @@ class AdmissionSettings(CadreModel):
         default=200,
         ge=0,
         le=60000,
-        description="After waiting for the next pass to be allowed (see minIntervalMs), "
-        "wait this long more to gather a burst of changes. A change that finds nothing to "
-        "wait out is decided at once.",
+        description="Under load, a pass starts no sooner than this long after the loop "
+        "noticed the change it decides on, to gather a burst of changes; the wait for the "
+        "next pass to be allowed (see minIntervalMs) counts towards it. A change that "
+        "finds nothing to wait out is decided at once.",
     )
     min_interval_ms: int = Field(
         default=1000,
@@ -112,9 +113,9 @@ class AdmissionSettings(CadreModel):
         le=100000,
         description="Apply at most this many TrainingJob admissions of one pass (in the "
         "order the pass admitted them); the next pass, which starts once they are written, "
-        "decides the rest again. Each admission is written (its status, its Job) before the "
-        "next pass starts: a pass of thousands would hold every later decision back for "
-        "minutes.",
+        "decides the rest again. Each admission's status is written before the next pass "
+        "starts (its Job is created meanwhile): a pass of thousands would hold every later "
+        "decision back for minutes.",
     )
     position_refresh_seconds: int = Field(
         default=60,
