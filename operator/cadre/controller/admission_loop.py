@@ -241,7 +241,7 @@ class AdmissionLoop(BackgroundTask):
         await asyncio.gather(*creating, return_exceptions=True)
 
     async def jobs_created(self) -> None:
-        """Wait for the Jobs of the admissions written so far (tests, benchmarks)."""
+        """Wait for the Jobs of the admissions written so far (for tests)."""
         while self._creating:
             await asyncio.gather(*self._creating.values(), return_exceptions=True)
 
