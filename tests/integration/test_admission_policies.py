@@ -276,6 +276,46 @@ def prepare_namespace(cluster: LocalCluster, ns: str) -> None:
             },
             exist_ok=True,
         )
+    # The authorizer reads RoleBindings from an informer: wait until it has seen both,
+    # or alice's first request may be refused by RBAC before any policy is asked.
+    eventually(
+        f"alice's bindings in {ns} in force",
+        lambda: all(
+            may(cluster, ALICE, verb, resource, ns, group=group)
+            for verb, group, resource in (("create", "apps", "deployments"), ("get", "", "pods"))
+        ),
+    )
+
+
+def may(
+    cluster: LocalCluster,
+    user: str,
+    verb: str,
+    resource: str,
+    namespace: str = "",
+    *,
+    group: str = "",
+    name: str = "",
+) -> bool:
+    """What the API server's authorizer says `user` may do (a SubjectAccessReview)."""
+    review = cluster.api.create(
+        "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+        {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": {
+                "user": user,
+                "resourceAttributes": {
+                    "verb": verb,
+                    "group": group,
+                    "resource": resource,
+                    "name": name,
+                    "namespace": namespace,
+                },
+            },
+        },
+    )
+    return bool(review["status"].get("allowed"))
 
 
 def allow_trainingjobs(cluster: LocalCluster, ns: str) -> None:
@@ -309,6 +349,10 @@ def allow_trainingjobs(cluster: LocalCluster, ns: str) -> None:
             },
             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": ALICE}],
         },
+    )
+    eventually(
+        f"alice's cadre-edit binding in {ns} in force",
+        lambda: may(cluster, ALICE, "create", "trainingjobs", ns, group="cadre.dev"),
     )
 
 
@@ -594,23 +638,7 @@ def test_alice_cannot_impersonate_the_identities_the_policies_trust(
     ns = namespaces.new()
 
     def may_impersonate(resource: str, name: str, namespace: str = "") -> bool:
-        review = apiserver.api.create(
-            "/apis/authorization.k8s.io/v1/subjectaccessreviews",
-            {
-                "apiVersion": "authorization.k8s.io/v1",
-                "kind": "SubjectAccessReview",
-                "spec": {
-                    "user": ALICE,
-                    "resourceAttributes": {
-                        "verb": "impersonate",
-                        "resource": resource,
-                        "name": name,
-                        "namespace": namespace,
-                    },
-                },
-            },
-        )
-        return bool(review["status"].get("allowed"))
+        return may(apiserver, ALICE, "impersonate", resource, namespace, name=name)
 
     assert may_impersonate("serviceaccounts", "default", ns)  # what `edit` gives her
     assert not may_impersonate("serviceaccounts", "cadre-operator", "cadre-system")
