@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import lru_cache
 
 from cadre.core.scheduling.quantities import Resource
 from cadre.core.scheduling.types import Spend
@@ -27,6 +28,9 @@ _PERIOD_WORDS = {
     "month": "month",
 }
 
+_PHRASES_CACHED = 4096
+"""Phrases kept per helper: a pass asks for the same few amounts thousands of times."""
+
 _BINARY_UNITS = (("Ti", 1 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10))
 
 
@@ -37,6 +41,7 @@ def _trim(value: Decimal, places: str = "0.01") -> str:
     return text
 
 
+@lru_cache(maxsize=_PHRASES_CACHED)
 def format_amount(resource: Resource, value: int) -> str:
     """8 (GPUs), 1.5 (CPU cores from millicores), 200Gi (memory from bytes)."""
     if resource == Resource.GPUS:
@@ -53,6 +58,7 @@ def format_amount(resource: Resource, value: int) -> str:
     return str(value)
 
 
+@lru_cache(maxsize=_PHRASES_CACHED)
 def need_phrase(resource: Resource, value: int, flavour: str) -> str:
     """ "8 a100 GPUs", "1 a100 GPU", "64 CPU of cpu-only", "256Gi memory of cpu-only"."""
     if resource == Resource.GPUS:
@@ -62,6 +68,7 @@ def need_phrase(resource: Resource, value: int, flavour: str) -> str:
     return f"{format_amount(resource, value)} memory of {flavour}"
 
 
+@lru_cache(maxsize=_PHRASES_CACHED)
 def usage_phrase(resource: Resource, used: int, nominal: int) -> str:
     """ "8/8" for GPUs, "60/64 CPU", "200Gi/256Gi memory"."""
     pair = f"{format_amount(resource, used)}/{format_amount(resource, nominal)}"
@@ -70,12 +77,14 @@ def usage_phrase(resource: Resource, used: int, nominal: int) -> str:
     return f"{pair} {'CPU' if resource == Resource.CPU else 'memory'}"
 
 
+@lru_cache(maxsize=_PHRASES_CACHED)
 def idle_phrase(resource: Resource, idle: int) -> str:
     """ "0" (GPUs), "2 CPU", "16Gi": what a cohort has idle."""
     unit = " CPU" if resource == Resource.CPU else ""
     return f"{format_amount(resource, idle)}{unit}"
 
 
+@lru_cache(maxsize=_PHRASES_CACHED)
 def capacity_phrase(resource: Resource, free: int, capacity: int) -> str:
     """ "4 of 8 GPUs", "2 of 64 CPU", "16Gi of 256Gi memory": what a flavour has free."""
     unit = {Resource.GPUS: "GPUs", Resource.CPU: "CPU", Resource.MEMORY: "memory"}[resource]
