@@ -18,6 +18,7 @@ import argparse
 import csv
 import gzip
 import io
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -88,6 +89,46 @@ def plot(kueue: Series, cadre: Series, out: Path, title: str) -> None:
         ax.legend(loc="upper left", markerscale=4)
     axes_list = axes if len(classes) > 1 else [axes]
     axes_list[0].set_ylabel("time to admission (s)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90)
+    print(f"wrote {out}")
+
+
+PROGRESS = re.compile(r"^\[\s*(\d+)s\] admitted ([\d,]+), gangs whole ([\d,]+), succeeded ([\d,]+)")
+"""A progress line of bench/bench_e2e.py (S3): seconds since the first create, then counts."""
+
+
+def progress_series(text: str) -> tuple[list[float], list[int], list[int], list[int]]:
+    """(seconds, admitted, gangs whole, succeeded) from an S3 run's printed progress."""
+    seconds: list[float] = []
+    admitted: list[int] = []
+    whole: list[int] = []
+    succeeded: list[int] = []
+    for line in text.splitlines():
+        found = PROGRESS.match(line)
+        if found:
+            at, *counts = (int(group.replace(",", "")) for group in found.groups())
+            seconds.append(at)
+            for column, count in zip((admitted, whole, succeeded), counts, strict=True):
+                column.append(count)
+    return seconds, admitted, whole, succeeded
+
+
+def plot_progress(runs: dict[str, str], out: Path, title: str) -> None:
+    """S3 over each run: jobs admitted, gangs with every worker Running, jobs Succeeded."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4), sharey=True)
+    for run, text in runs.items():
+        seconds, *columns = progress_series(text)
+        for ax, counts in zip(axes, columns, strict=True):
+            ax.plot(seconds, counts, label=f"run {run}")
+    for ax, what in zip(axes, ("admitted", "with every worker Running", "Succeeded"), strict=True):
+        ax.set_title(f"jobs {what}")
+        ax.set_xlabel("time since the first create (s)")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left")
+    axes[0].set_ylabel("TrainingJobs")
     fig.suptitle(title)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,8 @@
 Each figure is the median of the recorded runs with their range (min-max), Kueue's
 beside Cadre's with the ratio of the medians (Cadre / Kueue: below 1 is Cadre faster or
 smaller), then the targets of issue #15, met or not. --plots draws the time-to-admission
-images of S1 and S2 from their first run (bench/plot_admission.py).
+images of S1 and S2 from their first run and S3's progress over every run
+(bench/plot_admission.py).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_kueue_scenario import lifecycle_economy
 from kueue_harness import CLASSES, harness_config, queue_usage, rfc3339_seconds
-from plot_admission import cadre_series, intervals, kueue_series, plot, records
+from plot_admission import cadre_series, intervals, kueue_series, plot, plot_progress, records
 from suite import S2_CONFIG
 
 Fig = dict[str, Any]
@@ -385,6 +386,15 @@ def plots(record: Path, folder: Path) -> None:
             cadre_series(cadre),
             folder / f"{scenario}-time-to-admission.png",
             f"{title} (record {record.name}, run 1)",
+        )
+    s3_runs = {
+        path.stem.split("-")[1]: path.read_text() for path in sorted(record.glob("s3-*.txt"))
+    }
+    if s3_runs:
+        plot_progress(
+            s3_runs,
+            folder / "s3-progress.png",
+            f"S3, 2,000 eight-worker jobs on 500 KWOK nodes (record {record.name})",
         )
 
 
