@@ -27,6 +27,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kueue_harness import harness_config
@@ -89,6 +90,11 @@ def plot(kueue: Series, cadre: Series, out: Path, title: str) -> None:
         ax.legend(loc="upper left", markerscale=4)
     axes_list = axes if len(classes) > 1 else [axes]
     axes_list[0].set_ylabel("time to admission (s)")
+    _save(fig, out, title)
+
+
+def _save(fig: Figure, out: Path, title: str) -> None:
+    """Title the figure and write it as an image for docs/."""
     fig.suptitle(title)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -129,11 +135,7 @@ def plot_progress(runs: dict[str, str], out: Path, title: str) -> None:
         ax.grid(alpha=0.3)
         ax.legend(loc="upper left")
     axes[0].set_ylabel("TrainingJobs")
-    fig.suptitle(title)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90)
-    print(f"wrote {out}")
+    _save(fig, out, title)
 
 
 def main() -> None:
